@@ -1,0 +1,115 @@
+//! The command line: one file per subcommand. This module only parses arguments, sets up
+//! logging and maps results to exit codes: 0 success, 1 failure found (errors, failed tests),
+//! 2 usage error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod dlq;
+mod explain;
+mod run;
+mod sandbox;
+mod schema;
+mod test;
+mod validate;
+
+/// Declarative integration flows for marketplaces.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, in `RUST_LOG` syntax (for example `switchyard=debug`).
+    #[arg(long, global = true, env = "SWITCHYARD_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a workspace and report every problem with its position.
+    Validate(validate::ValidateArgs),
+    /// Write the JSON Schemas of the spec files.
+    Schema(schema::SchemaArgs),
+    /// Print the ownership matrix and a summary of each flow.
+    Explain(explain::ExplainArgs),
+    /// Run one flow once.
+    Run(run::RunArgs),
+    /// Run the flow test cases declared under `tests/`.
+    Test(test::TestArgs),
+    /// Inspect, replay or suppress dead letters.
+    Dlq(dlq::DlqArgs),
+    /// Start the simulated marketplace systems on loopback.
+    Sandbox(sandbox::SandboxArgs),
+}
+
+/// The workspace folder argument shared by most subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct WorkspaceArg {
+    /// The workspace folder (the one holding `switchyard.yaml`).
+    #[arg(default_value = ".")]
+    pub workspace: PathBuf,
+}
+
+/// Parses the command line, runs the subcommand and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.log_format, &cli.log);
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Dlq(args) => dlq::run(args),
+        Command::Sandbox(args) => sandbox::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Builds the tokio runtime the async subcommands run on.
+#[allow(dead_code)] // Used once the async subcommands land.
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,672 @@
+//! The raw phase of a spec: types that mirror the YAML files one to one.
+//!
+//! These types derive `Deserialize` (read by `serde-saphyr`) and `JsonSchema` (published in
+//! `schemas/`). Their doc comments are the user documentation: schemars turns each into the
+//! `description` an editor shows, and a test fails on any property without one.
+//!
+//! Values that need checking beyond their YAML type (durations, cron expressions, templates,
+//! references to systems and owners) stay strings here, so that a bad value is reported by
+//! validation with its position and a hint instead of failing the whole file. Keep these
+//! types plain: `flatten`, internally tagged and untagged enums lose source positions.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The workspace file, `switchyard.yaml`: systems, owners, business objects and their ownership.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Switchyard workspace")]
+pub struct WorkspaceFile {
+    /// Version of the spec language; `1` is the only version so far.
+    pub version: u32,
+    /// A short name for the integration, shown in reports and alerts.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Who hosts the marketplace: `operator` (you run it) or `syndication` (you sell on it).
+    pub model: Model,
+    /// Where the runtime keeps its state (cursors, idempotency keys, dead letters, audit trail).
+    #[serde(default)]
+    pub state: Option<StateConfig>,
+    /// Defaults that apply to every flow unless the flow says otherwise.
+    #[serde(default)]
+    pub defaults: Option<Defaults>,
+    /// The systems that take part, by name, each with its connector settings.
+    #[serde(default)]
+    pub systems: IndexMap<String, SystemConfig>,
+    /// The people or teams who own failure modes, by name.
+    #[serde(default)]
+    pub owners: IndexMap<String, OwnerConfig>,
+    /// The business objects, by name, with identity, contract and ownership.
+    #[serde(default)]
+    pub objects: IndexMap<String, ObjectConfig>,
+}
+
+/// The marketplace model of the integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Model {
+    /// You host the marketplace: seller onboarding, offer validation, order routing, settlement.
+    Operator,
+    /// You are the seller, pushing catalog, price and stock to channels and pulling orders back.
+    Syndication,
+}
+
+/// Where runtime state lives.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Path of the SQLite state file, relative to the workspace folder.
+    /// Defaults to `.switchyard/state.db`.
+    #[serde(default)]
+    pub sqlite: Option<String>,
+}
+
+/// Defaults shared by all flows.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// The retry policy of flows that declare none.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    /// The owner of failure modes a flow does not declare itself.
+    #[serde(default)]
+    pub failure_owner: Option<String>,
+}
+
+/// A participating system and the connector that reaches it. Exactly one connector section
+/// (`http` or `file`) must be present.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// What this system is, in a few words (for example "Mirakl operator back office").
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The party this system acts for: `seller` or `operator`. Used by per-field ownership.
+    #[serde(default)]
+    pub acts_for: Option<Party>,
+    /// Reach the system over HTTP.
+    #[serde(default)]
+    pub http: Option<HttpSystemConfig>,
+    /// Reach the system through files in a folder.
+    #[serde(default)]
+    pub file: Option<FileSystemConfig>,
+}
+
+/// Connector settings of an HTTP system.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSystemConfig {
+    /// Base URL every request path is joined to; `${ENV}` references are expanded.
+    pub base_url: String,
+    /// How requests authenticate.
+    #[serde(default)]
+    pub auth: Option<HttpAuth>,
+    /// Extra headers sent with every request; `${ENV}` references are expanded.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// Time allowed for one request, as a duration such as `10s`. Defaults to `30s`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Requests in flight at once towards this system. Defaults to 8.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+}
+
+/// Authentication of an HTTP system.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAuth {
+    /// Name of the environment variable holding a bearer token.
+    #[serde(default)]
+    pub bearer_env: Option<String>,
+}
+
+/// Connector settings of a file system.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSystemConfig {
+    /// Folder the flow's file paths are relative to; relative to the workspace folder itself.
+    pub dir: String,
+}
+
+/// A person or team that owns failure modes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerConfig {
+    /// How to reach the owner: an e-mail address, a chat channel or a pager rotation.
+    pub contact: String,
+    /// Where alerts for this owner go.
+    #[serde(default)]
+    pub alert: Option<AlertConfig>,
+}
+
+/// Where an owner's alerts are delivered.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// URL that receives a JSON POST per alert; `${ENV}` references are expanded.
+    pub webhook: String,
+}
+
+/// A business object: identity, contract and ownership.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectConfig {
+    /// What the object is, in business words.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Fields that together identify one object (for example `[shop_id, offer_id]`).
+    pub key: Vec<String>,
+    /// Path of the JSON Schema every record of this object must satisfy, relative to the
+    /// workspace folder.
+    pub contract: String,
+    /// The system whose copy is authoritative.
+    pub source_of_truth: String,
+    /// Systems allowed to create the object.
+    #[serde(default)]
+    pub create: Vec<String>,
+    /// Systems allowed to update the object.
+    #[serde(default)]
+    pub update: Vec<String>,
+    /// Systems that only consume the object and may never write it back.
+    #[serde(default)]
+    pub consume: Vec<String>,
+    /// Per-field control: which party sets a field and whether the operator may override it.
+    #[serde(default)]
+    pub fields: IndexMap<String, FieldControl>,
+}
+
+/// Who controls one field of an object.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldControl {
+    /// The party that sets the field.
+    pub controlled_by: Party,
+    /// Whether the operator may override the value the controlling party set.
+    #[serde(default)]
+    pub operator_override: bool,
+}
+
+/// A party of the marketplace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Party {
+    /// The seller: owns their offers, prices, stock and shipments.
+    Seller,
+    /// The operator: hosts the marketplace, validates offers, routes orders, settles.
+    Operator,
+}
+
+/// A flow file, `flows/<name>.yaml`: how one business object moves from one system to another.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Switchyard flow")]
+pub struct FlowFile {
+    /// Unique name of the flow, used on the command line, in metrics and in alerts.
+    pub flow: String,
+    /// What the flow does and why, in business words.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The business object the flow moves; declared under `objects` in `switchyard.yaml`.
+    pub object: String,
+    /// How the flow syncs.
+    pub pattern: Pattern,
+    /// What starts a run of the flow.
+    #[serde(default)]
+    pub trigger: Option<TriggerConfig>,
+    /// How late a record may arrive before the business notices, in business words.
+    pub latency: LatencyClass,
+    /// Where records come from.
+    pub from: SourceConfig,
+    /// Where records go.
+    pub to: SinkConfig,
+    /// Template that names one change of one object, used for duplicate detection and as the
+    /// sink's idempotency key. Defaults to the object's key fields joined by `:`.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// Output fields, in order: a template string, or a mapping with `template` or `from` and a
+    /// `type`.
+    #[serde(default)]
+    pub map: IndexMap<String, MapField>,
+    /// How long and how often a failing delivery is retried before it becomes a dead letter.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    /// Who owns each failure mode of this flow and what they do about it.
+    #[serde(default)]
+    pub failures: FailuresConfig,
+    /// Service levels in business terms.
+    #[serde(default)]
+    pub sla: Option<SlaConfig>,
+}
+
+/// How a flow syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pattern {
+    /// Pushed by the source (webhook or queue), usually against a deadline.
+    Event,
+    /// Short polling or a stream, for price and stock freshness.
+    NearRealTime,
+    /// A schedule or a file drop; settlement, commissions and payouts are batch by nature.
+    Batch,
+}
+
+/// How late a record may be, in business words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyClass {
+    /// A shopper is waiting: seconds matter.
+    CheckoutBlocking,
+    /// Must land within the business day (offers, stock, order status).
+    SameDayOperational,
+    /// Enrichment that may wait for the next cycle.
+    NextCycleEnrichment,
+    /// Must be complete before the finance period closes.
+    FinanceClose,
+}
+
+/// What starts a run. Give exactly one of `poll`, `cron` or `webhook`; a flow without a
+/// trigger only runs on demand (`switchyard run`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Run every interval, as a duration such as `30s` or `5m`.
+    #[serde(default)]
+    pub poll: Option<String>,
+    /// Run on a cron schedule: the standard 5-field form (`*/15 * * * *`) or 6 fields with
+    /// seconds first.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// IANA time zone the cron schedule is read in (for example `Europe/Paris`). Defaults to UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Run on each event POSTed to this path of the daemon (for example `/hooks/orders`).
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+/// Where a flow's records come from. Which keys apply depends on the system's connector:
+/// `request`, `records`, `pagination` and `cursor` for HTTP; `path` and `format` for files.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The system records are read from; declared under `systems`.
+    pub system: String,
+    /// HTTP: the request that lists records. Templates may use `{{cursor}}`.
+    #[serde(default)]
+    pub request: Option<HttpRequestConfig>,
+    /// HTTP: JSON Pointer to the array of records in a response body (for example `/offers`).
+    /// Defaults to the whole body.
+    #[serde(default)]
+    pub records: Option<String>,
+    /// HTTP: how to fetch the next page.
+    #[serde(default)]
+    pub pagination: Option<PaginationConfig>,
+    /// Field of each record whose largest committed value is the incremental cursor
+    /// (for example `updated_at`). The cursor advances only after the sink acknowledged.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Files: path of the input file, relative to the system's folder.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Files: the input format. Defaults to `jsonl`.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    /// JSON Pointer to a record field naming the system that authored the change (for example
+    /// `/last_updated_by`). That system must be allowed to create or update the object.
+    /// Defaults to the source system itself.
+    #[serde(default)]
+    pub author: Option<String>,
+}
+
+/// Where a flow's records go. `request` and `idempotency_header` apply to HTTP systems;
+/// `path` and `format` to file systems.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// The system records are written to; declared under `systems`.
+    pub system: String,
+    /// HTTP: the request sent per record; the mapped record is its JSON body. The path is a
+    /// template over the mapped record.
+    #[serde(default)]
+    pub request: Option<HttpRequestConfig>,
+    /// HTTP: name of the header carrying the idempotency key. Defaults to `Idempotency-Key`.
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
+    /// Files: path of the output file, relative to the system's folder.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Files: the output format. Only `jsonl` is written so far.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+}
+
+/// One HTTP request.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequestConfig {
+    /// HTTP method. Defaults to `GET` for sources and `POST` for sinks.
+    #[serde(default)]
+    pub method: Option<HttpMethod>,
+    /// Path joined to the system's base URL; a template.
+    pub path: String,
+    /// Query parameters; each value is a template.
+    #[serde(default)]
+    pub query: IndexMap<String, String>,
+    /// Extra headers; each value is a template.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+}
+
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// Read.
+    Get,
+    /// Create (or upsert where the API says so).
+    Post,
+    /// Replace.
+    Put,
+    /// Partial update.
+    Patch,
+}
+
+/// Pagination of an HTTP source. Give `offset`, `page` or `next_token`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaginationConfig {
+    /// How pages are addressed.
+    pub style: PaginationStyle,
+    /// Query parameter carrying the offset, page number or token
+    /// (defaults: `offset`, `page`, `page_token`).
+    #[serde(default)]
+    pub param: Option<String>,
+    /// Query parameter carrying the page size (default `limit`).
+    #[serde(default)]
+    pub size_param: Option<String>,
+    /// Records per page (default 100).
+    #[serde(default)]
+    pub size: Option<u32>,
+    /// `next_token` style: JSON Pointer to the next page's token in the body
+    /// (default `/next_page_token`); an absent or null token ends the listing.
+    #[serde(default)]
+    pub token_path: Option<String>,
+}
+
+/// How pages are addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaginationStyle {
+    /// A record offset that grows by the page size; a short page ends the listing.
+    Offset,
+    /// A page number starting at 1; a short page ends the listing.
+    Page,
+    /// An opaque token returned by the previous page.
+    NextToken,
+}
+
+/// A file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header row; every value is read as a string.
+    Csv,
+}
+
+/// One output field of a mapping.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MapField {
+    /// A Handlebars template. A template that is exactly one path (`{{price}}`) copies the
+    /// value with its JSON type; any other template renders a string.
+    Template(String),
+    /// A template or a source path, with the type of the output value.
+    Detailed(MapFieldSpec),
+}
+
+/// An output field with an explicit type.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MapFieldSpec {
+    /// A Handlebars template rendering the value.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// JSON Pointer into the input record whose value is copied (for example `/quantity`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Type of the output value; the rendered text is converted and must fit.
+    #[serde(default, rename = "type")]
+    pub value_type: Option<ValueType>,
+    /// Whether a missing input value yields `null` instead of a mapping error.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// Type of a mapped value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueType {
+    /// A JSON string.
+    String,
+    /// A JSON integer (64-bit).
+    Integer,
+    /// A JSON number.
+    Number,
+    /// A decimal amount, kept exact as a JSON string.
+    Decimal,
+    /// `true` or `false`.
+    Boolean,
+    /// Any JSON value, parsed from the rendered text.
+    Json,
+}
+
+/// Retry policy for deliveries that fail transiently.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// How the delay grows between attempts. Defaults to `exponential`.
+    #[serde(default)]
+    pub backoff: Option<Backoff>,
+    /// Delay before the first retry, as a duration (default `1s`).
+    #[serde(default)]
+    pub initial: Option<String>,
+    /// Longest delay between two attempts (default `2m`).
+    #[serde(default)]
+    pub max_delay: Option<String>,
+    /// How long after the first failure the record keeps being retried before it becomes a
+    /// `sink-unavailable` dead letter (default `30m`). Measured across restarts.
+    #[serde(default)]
+    pub window: Option<String>,
+}
+
+/// How the retry delay grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// Doubles after every attempt, with jitter, up to `max_delay`.
+    Exponential,
+    /// Stays at `initial`, with jitter.
+    Fixed,
+}
+
+/// Owners of the failure modes a flow can hit, by failure mode.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailuresConfig {
+    /// A record breaks the object's contract (JSON Schema).
+    #[serde(default, rename = "contract-violation")]
+    pub contract_violation: Option<FailureConfig>,
+    /// A system wrote an object or field it does not own.
+    #[serde(default, rename = "ownership-violation")]
+    pub ownership_violation: Option<FailureConfig>,
+    /// The same change arrived again. Duplicates are dropped, not dead-lettered; declare this
+    /// to name who looks at duplicate rates.
+    #[serde(default)]
+    pub duplicate: Option<FailureConfig>,
+    /// The mapping could not render a record (missing field, value of the wrong type).
+    #[serde(default, rename = "mapping-error")]
+    pub mapping_error: Option<FailureConfig>,
+    /// The source could not be read.
+    #[serde(default, rename = "source-unavailable")]
+    pub source_unavailable: Option<FailureConfig>,
+    /// The sink refused the record permanently (a 4xx other than 408 and 429).
+    #[serde(default, rename = "sink-rejected")]
+    pub sink_rejected: Option<FailureConfig>,
+    /// The sink kept failing past the retry window.
+    #[serde(default, rename = "sink-unavailable")]
+    pub sink_unavailable: Option<FailureConfig>,
+    /// A deadline (for example an order's acknowledgement deadline) passed.
+    #[serde(default, rename = "deadline-missed")]
+    pub deadline_missed: Option<FailureConfig>,
+    /// A reconciliation found amounts that do not match.
+    #[serde(default, rename = "reconciliation-variance")]
+    pub reconciliation_variance: Option<FailureConfig>,
+}
+
+/// Who owns one failure mode and what they do.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureConfig {
+    /// The owner, declared under `owners`; they receive the alert.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// What the owner does about it.
+    #[serde(default)]
+    pub action: Option<Action>,
+    /// Likely cause and recovery steps, sent with every alert.
+    #[serde(default)]
+    pub runbook: Option<String>,
+    /// Who is told next if the owner has not resolved it in time.
+    #[serde(default)]
+    pub escalate: Option<EscalationConfig>,
+}
+
+/// What an owner does about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Replay the record once the cause is gone.
+    Retry,
+    /// Fix the record and replay it.
+    Repair,
+    /// Accept that the record will not be delivered, with a reason.
+    Suppress,
+    /// Hand over to the escalation owner.
+    Escalate,
+    /// Ask the party that owns the data to correct it at the source.
+    RequestCorrection,
+}
+
+/// Escalation of an unresolved failure.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    /// The owner told next, declared under `owners`.
+    pub to: String,
+    /// How long the failure may stay unresolved first, as a duration such as `24h`.
+    pub after: String,
+}
+
+/// Service levels in business terms.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlaConfig {
+    /// Largest acceptable age of the newest delivered change, as a duration such as `15m`.
+    #[serde(default)]
+    pub freshness: Option<String>,
+    /// Largest acceptable share of records dead-lettered, in percent (for example `2.5`).
+    #[serde(default)]
+    pub max_reject_rate: Option<f64>,
+}
+
+/// A flow test file, `tests/<name>.yaml`: cases run by `switchyard test`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Switchyard flow tests")]
+pub struct TestFile {
+    /// The flow under test.
+    pub flow: String,
+    /// The cases, run in order, each on fresh state.
+    pub cases: Vec<TestCase>,
+}
+
+/// One test case: records in, faults injected, outcomes expected.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    /// What the case proves, in a sentence.
+    pub name: String,
+    /// Records read from the source, in order.
+    pub input: Vec<serde_json::Value>,
+    /// Faults the sink injects, in order, before it accepts writes.
+    #[serde(default)]
+    pub faults: Vec<SinkFault>,
+    /// What must come out.
+    pub expect: TestExpectation,
+}
+
+/// A fault injected by the test sink.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinkFault {
+    /// HTTP status the sink answers with (for example 503, 429 or 400).
+    pub status: u16,
+    /// How many consecutive writes fail this way (default 1).
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// `Retry-After` seconds sent with the failure.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// Fail every write for this long (virtual time), as a duration; overrides `times`.
+    #[serde(default, rename = "for")]
+    pub for_duration: Option<String>,
+}
+
+/// Expected outcomes of a test case.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestExpectation {
+    /// Mapped records the sink must have accepted, in order, each exactly once.
+    #[serde(default)]
+    pub delivered: Vec<serde_json::Value>,
+    /// Dead letters that must exist, in order.
+    #[serde(default)]
+    pub dead_letters: Vec<ExpectedDeadLetter>,
+    /// Alerts that must have been sent, in order.
+    #[serde(default)]
+    pub alerts: Vec<ExpectedAlert>,
+    /// Number of records dropped as duplicates.
+    #[serde(default)]
+    pub duplicates: Option<u64>,
+}
+
+/// An expected dead letter.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedDeadLetter {
+    /// The failure mode, such as `contract-violation`.
+    pub failure: String,
+    /// The owner it is routed to.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The owner's action.
+    #[serde(default)]
+    pub action: Option<Action>,
+    /// Text the error message must contain.
+    #[serde(default)]
+    pub error_contains: Option<String>,
+}
+
+/// An expected alert.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedAlert {
+    /// The owner alerted.
+    pub owner: String,
+    /// The failure mode alerted on.
+    pub failure: String,
+}
