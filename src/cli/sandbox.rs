@@ -29,3 +29,26 @@ pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     super::tokio_runtime()?.block_on(serve_until_ctrl_c(config))?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn sandbox_flags_parse_with_defaults() {
+        let cli = Cli::try_parse_from(["switchyard", "sandbox", "--port", "8080", "--seed", "7"])
+            .expect("valid flags");
+        let Command::Sandbox(args) = cli.command else {
+            panic!("expected the sandbox subcommand");
+        };
+        assert_eq!((args.port, args.seed, args.offers), (8080, 7, 1000));
+
+        let cli = Cli::try_parse_from(["switchyard", "sandbox"]).expect("no flags");
+        let Command::Sandbox(args) = cli.command else {
+            panic!("expected the sandbox subcommand");
+        };
+        assert_eq!((args.port, args.seed, args.offers), (0, 42, 1000));
+    }
+}

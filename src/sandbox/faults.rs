@@ -100,6 +100,14 @@ pub(crate) struct InjectedFailure {
     retry_after: Option<u64>,
 }
 
+impl InjectedFailure {
+    /// The status this failure answers with.
+    #[cfg(test)]
+    pub(crate) fn status_code(self) -> u16 {
+        self.status.as_u16()
+    }
+}
+
 impl IntoResponse for InjectedFailure {
     fn into_response(self) -> Response {
         let body = serde_json::json!({

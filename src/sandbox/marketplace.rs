@@ -30,22 +30,23 @@ const KNOWN_CURRENCIES: &[&str] = &["EUR", "USD", "GBP"];
 const OWNER: &str = "marketplace";
 
 /// What a correct flow must deliver out of the offers the marketplace holds, and why the
-/// others must not be delivered. Each offer lands in exactly one bucket, checked in the
-/// order of the fields below.
+/// others must not be delivered. Each offer lands in exactly one bucket, checked in this
+/// order: duplicate, missing price, negative quantity, unknown currency, ownership
+/// violation, other, valid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OfferSummary {
     /// Every offer entry, duplicates included.
     pub offers: usize,
     /// Offers a correct flow must deliver.
     pub valid: usize,
-    /// Entries repeating an offer ID seen earlier in delivery order.
-    pub duplicates: usize,
     /// Offers without a `price` (or with a null one).
     pub missing_price: usize,
     /// Offers with a `quantity` below zero.
     pub negative_quantity: usize,
     /// Offers whose `currency_iso_code` is not EUR, USD or GBP.
     pub unknown_currency: usize,
+    /// Entries repeating an offer ID seen earlier in delivery order.
+    pub duplicates: usize,
     /// Offers last updated by a system other than the marketplace.
     pub ownership_violations: usize,
     /// Offers invalid in some other way (only possible with posted offers, for example a
@@ -140,10 +141,10 @@ impl Marketplace {
         let mut summary = OfferSummary {
             offers: self.offers.len(),
             valid: 0,
-            duplicates: 0,
             missing_price: 0,
             negative_quantity: 0,
             unknown_currency: 0,
+            duplicates: 0,
             ownership_violations: 0,
             other_invalid: 0,
             valid_offer_ids: Vec::new(),

@@ -699,3 +699,25 @@ async fn health_urls_and_unknown_routes() {
         "stopped"
     );
 }
+
+#[test]
+fn fail_for_secs_ends_by_the_wall_clock() {
+    use super::faults::FaultQueue;
+    let start = Instant::now();
+    let mut queue = FaultQueue::default();
+    queue.push(Fault::fail_for(500, 60), start);
+    queue.push(Fault::fail(503, 1), start);
+    let status = |decision: super::faults::FaultDecision| {
+        decision.failure.map(|failure| failure.status_code())
+    };
+    // Within the minute every request fails with 500 and the 503 waits its turn.
+    for offset in [0, 10, 59] {
+        let decision = queue.decide(start + Duration::from_secs(offset));
+        assert_eq!(status(decision), Some(500));
+    }
+    // Past the minute the 500 has expired; the queued 503 fails one request, then none.
+    let later = start + Duration::from_secs(61);
+    assert_eq!(status(queue.decide(later)), Some(503));
+    assert_eq!(status(queue.decide(later)), None);
+    assert_eq!(queue.len(later), 0);
+}
