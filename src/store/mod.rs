@@ -88,10 +88,9 @@ pub struct CommitBatch {
     pub checkpoint: Checkpoint,
     /// Hashes of the idempotency keys processed in this batch (delivered or dead-lettered).
     pub processed_keys: Vec<u64>,
-    /// Dead letters created in this batch.
-    pub dead_letters: Vec<NewDeadLetter>,
-    /// Alerts to send for them.
-    pub alerts: Vec<OutboxAlert>,
+    /// Dead letters created in this batch, each with the alert to send for it (none when
+    /// its owner has no alert webhook).
+    pub dead_letters: Vec<(NewDeadLetter, Option<OutboxAlert>)>,
     /// Counts for the audit entry.
     pub delivered: u64,
     /// Records dropped as duplicates.
@@ -251,15 +250,16 @@ impl Store {
                 }
             }
             let mut ids = Vec::with_capacity(batch.dead_letters.len());
-            for letter in &batch.dead_letters {
-                ids.push(dead_letters::insert(&tx, letter, &now)?);
+            for (letter, alert) in &batch.dead_letters {
+                let id = dead_letters::insert(&tx, letter, &now)?;
                 tx.execute(
                     "DELETE FROM retry_state WHERE flow = ?1 AND idempotency_key = ?2",
                     params![letter.flow, letter.idempotency_key],
                 )?;
-            }
-            for (index, alert) in batch.alerts.iter().enumerate() {
-                outbox::insert(&tx, alert, ids.get(index).copied(), &now)?;
+                if let Some(alert) = alert {
+                    outbox::insert(&tx, alert, Some(id), &now)?;
+                }
+                ids.push(id);
             }
             let detail = serde_json::json!({
                 "delivered": batch.delivered,

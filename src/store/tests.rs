@@ -33,12 +33,14 @@ fn a_batch_commits_everything_or_nothing_and_survives_reopening() {
             sink_state: json!({"len": 99}),
         },
         processed_keys: vec![key_hash("a"), key_hash("b")],
-        dead_letters: vec![letter("offers", "contract-violation")],
-        alerts: vec![OutboxAlert {
-            owner: "seller-support".into(),
-            url: "http://127.0.0.1:1/alerts".into(),
-            payload: json!({"flow": "offers"}),
-        }],
+        dead_letters: vec![(
+            letter("offers", "contract-violation"),
+            Some(OutboxAlert {
+                owner: "seller-support".into(),
+                url: "http://127.0.0.1:1/alerts".into(),
+                payload: json!({"flow": "offers"}),
+            }),
+        )],
         delivered: 2,
         duplicates: 0,
     };
@@ -67,8 +69,8 @@ fn dead_letters_filter_and_resolve_with_audit() {
     let batch = CommitBatch {
         flow: "offers".into(),
         dead_letters: vec![
-            letter("offers", "contract-violation"),
-            letter("offers", "sink-unavailable"),
+            (letter("offers", "contract-violation"), None),
+            (letter("offers", "sink-unavailable"), None),
         ],
         ..CommitBatch::default()
     };

@@ -1,0 +1,75 @@
+//! Per-record HTTP writes with an idempotency key header. Retries are the runtime's job; the
+//! sink only reports whether a failure is worth retrying.
+
+use super::{HttpSystem, retry_after};
+use crate::connectors::{Outgoing, SendFailure};
+use crate::mapping::{CompiledTemplate, Escape};
+use crate::spec::raw::{HttpMethod, SinkConfig};
+
+/// A configured HTTP sink.
+#[derive(Clone)]
+pub struct HttpSink {
+    system: HttpSystem,
+    method: reqwest::Method,
+    path: CompiledTemplate,
+    idempotency_header: String,
+}
+
+impl HttpSink {
+    /// Prepares the sink from the flow's `to` section.
+    pub fn new(system: HttpSystem, config: &SinkConfig) -> Result<Self, String> {
+        let request = config.request.as_ref().ok_or("an HTTP sink needs `request`")?;
+        let method = match request.method.unwrap_or(HttpMethod::Post) {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Patch => reqwest::Method::PATCH,
+        };
+        Ok(Self {
+            system,
+            method,
+            path: CompiledTemplate::compile(&request.path).map_err(|e| e.to_string())?,
+            idempotency_header: config
+                .idempotency_header
+                .clone()
+                .unwrap_or_else(|| "Idempotency-Key".into()),
+        })
+    }
+
+    /// The request path for a mapped record (values percent-encoded).
+    pub fn path_for(&self, outgoing: &Outgoing) -> Result<String, String> {
+        self.path.render(&outgoing.body, Escape::Url).map_err(|e| format!("request path: {e}"))
+    }
+
+    /// Sends one record.
+    pub async fn send(&self, outgoing: &Outgoing) -> Result<(), SendFailure> {
+        let path = self.path_for(outgoing).map_err(|message| SendFailure {
+            transient: false,
+            status: None,
+            retry_after: None,
+            message,
+        })?;
+        let url = format!("{}{}", self.system.base_url, path);
+        let response = self
+            .system
+            .client
+            .request(self.method.clone(), &url)
+            .header(&self.idempotency_header, &outgoing.idempotency_key)
+            .json(&outgoing.body)
+            .send()
+            .await
+            .map_err(|err| SendFailure {
+                transient: true,
+                status: None,
+                retry_after: None,
+                message: format!("{} {url}: {err}", self.method),
+            })?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let wait = retry_after(response.headers());
+        let body = response.text().await.unwrap_or_default();
+        Err(SendFailure::from_status(status, wait, &body))
+    }
+}

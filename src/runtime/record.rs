@@ -1,0 +1,252 @@
+//! One record's way through a flow, up to the sink: decode, contract, identity, duplicate
+//! detection, ownership, mapping.
+//!
+//! The work is split in two so it can run in parallel: [`prepare`] is pure (it reads the plan
+//! and the record only) and may run on any thread; [`admit`] runs in record order and owns the
+//! set of processed keys, so the first of two duplicates always wins.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::plan::FlowPlan;
+use crate::connectors::RawRecord;
+use crate::mapping::helpers;
+use crate::spec::model::FailureMode;
+use crate::store::key_hash;
+
+/// A record after the pure stage.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The identity key, when it could be read.
+    pub record_key: Option<String>,
+    /// The idempotency key, when it could be rendered, and its hash.
+    pub idempotency: Option<(String, u64)>,
+    /// The mapped record, or why not.
+    pub result: Result<Value, Rejection>,
+}
+
+/// Why a record will not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The failure mode.
+    pub mode: FailureMode,
+    /// A short machine reason.
+    pub reason: String,
+    /// The error, for people.
+    pub error: String,
+}
+
+/// What to do with a prepared record.
+#[derive(Debug)]
+pub enum Admission {
+    /// Deliver it.
+    Deliver(Ready),
+    /// Drop it: the same change was processed before.
+    Duplicate,
+    /// Dead-letter it.
+    Reject(Rejected),
+}
+
+/// A record ready for the sink.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The identity key.
+    pub record_key: String,
+    /// The idempotency key.
+    pub idempotency_key: String,
+    /// Its hash.
+    pub key_hash: u64,
+    /// The mapped record.
+    pub body: Value,
+}
+
+/// A record headed for the dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// The identity key, when known.
+    pub record_key: Option<String>,
+    /// The idempotency key, when known.
+    pub idempotency_key: Option<String>,
+    /// Why.
+    pub rejection: Rejection,
+}
+
+/// The pure stage: everything that depends on the record alone.
+pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
+    let decoded;
+    let record = match raw {
+        RawRecord::Value(value) => *value,
+        RawRecord::Line(line) => match serde_json::from_slice::<Value>(line) {
+            Ok(value) => {
+                decoded = value;
+                &decoded
+            }
+            Err(err) => {
+                return rejected_early(
+                    None,
+                    None,
+                    Rejection {
+                        mode: FailureMode::ContractViolation,
+                        reason: "malformed_json".into(),
+                        error: format!("record is not valid JSON: {err}"),
+                    },
+                );
+            }
+        },
+    };
+    let record_key = identity_key(plan, record);
+    let idempotency = idempotency_key(plan, record, record_key.as_deref());
+    if !record.is_object() {
+        return rejected_early(
+            record_key,
+            idempotency,
+            Rejection {
+                mode: FailureMode::ContractViolation,
+                reason: "malformed_json".into(),
+                error: format!("record is not a JSON object but {}", kind(record)),
+            },
+        );
+    }
+    if let Err(violation) = plan.contract.check(record) {
+        return rejected_early(
+            record_key,
+            idempotency,
+            Rejection {
+                mode: FailureMode::ContractViolation,
+                reason: violation.reason.clone(),
+                error: violation.messages.join("; "),
+            },
+        );
+    }
+    let result = check_ownership(plan, record).and_then(|()| {
+        plan.mapping.apply(record).map_err(|err| Rejection {
+            mode: FailureMode::MappingError,
+            reason: "mapping_failed".into(),
+            error: err.to_string(),
+        })
+    });
+    let result = match (&record_key, &idempotency, result) {
+        (None, _, Ok(_)) | (_, None, Ok(_)) => Err(Rejection {
+            mode: FailureMode::ContractViolation,
+            reason: "missing_key".into(),
+            error: format!(
+                "identity key fields {} are not all present",
+                plan.key_fields.iter().map(|k| format!("`{k:?}`")).collect::<Vec<_>>().join(", ")
+            ),
+        }),
+        (_, _, result) => result,
+    };
+    Prepared {
+        record_key,
+        idempotency,
+        result,
+    }
+}
+
+/// The ordered stage: duplicate detection against every key processed so far.
+pub fn admit(prepared: Prepared, processed: &mut HashSet<u64>) -> Admission {
+    if let Some((_, hash)) = &prepared.idempotency
+        && !processed.insert(*hash)
+    {
+        return Admission::Duplicate;
+    }
+    match prepared.result {
+        Ok(body) => match (prepared.record_key, prepared.idempotency) {
+            (Some(record_key), Some((idempotency_key, key_hash))) => Admission::Deliver(Ready {
+                record_key,
+                idempotency_key,
+                key_hash,
+                body,
+            }),
+            // `prepare` never returns a body without both keys.
+            (record_key, idempotency) => Admission::Reject(Rejected {
+                record_key,
+                idempotency_key: idempotency.map(|(key, _)| key),
+                rejection: Rejection {
+                    mode: FailureMode::ContractViolation,
+                    reason: "missing_key".into(),
+                    error: "record has no identity key".into(),
+                },
+            }),
+        },
+        Err(rejection) => Admission::Reject(Rejected {
+            record_key: prepared.record_key,
+            idempotency_key: prepared.idempotency.map(|(key, _)| key),
+            rejection,
+        }),
+    }
+}
+
+/// The identity key: the key fields' values joined by `:`.
+pub fn identity_key(plan: &FlowPlan, record: &Value) -> Option<String> {
+    let mut key = String::new();
+    for (index, field) in plan.key_fields.iter().enumerate() {
+        let value = field.lookup(record).filter(|v| !v.is_null())?;
+        if index > 0 {
+            key.push(':');
+        }
+        key.push_str(&helpers::render(value));
+    }
+    Some(key)
+}
+
+fn idempotency_key(
+    plan: &FlowPlan,
+    record: &Value,
+    record_key: Option<&str>,
+) -> Option<(String, u64)> {
+    let key = match &plan.idempotency_key {
+        Some(template) => template.evaluate(record).ok().map(|v| helpers::render(&v))?,
+        None => record_key?.to_owned(),
+    };
+    let hash = key_hash(&key);
+    Some((key, hash))
+}
+
+fn check_ownership(plan: &FlowPlan, record: &Value) -> Result<(), Rejection> {
+    let author = match &plan.author {
+        Some(pointer) => match record.pointer(pointer) {
+            Some(Value::String(system)) => system.as_str(),
+            _ => plan.source_system.as_str(),
+        },
+        None => plan.source_system.as_str(),
+    };
+    if plan.writers.contains(author) {
+        return Ok(());
+    }
+    let mut allowed: Vec<&str> = plan.writers.iter().map(String::as_str).collect();
+    allowed.sort_unstable();
+    Err(Rejection {
+        mode: FailureMode::OwnershipViolation,
+        reason: "unauthorised_writer".into(),
+        error: format!(
+            "system `{author}` may not create or update {} (allowed: {}); the change is refused",
+            plan.object,
+            allowed.join(", ")
+        ),
+    })
+}
+
+fn rejected_early(
+    record_key: Option<String>,
+    idempotency: Option<(String, u64)>,
+    rejection: Rejection,
+) -> Prepared {
+    Prepared {
+        record_key,
+        idempotency,
+        result: Err(rejection),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,118 @@
+//! Replaying a dead letter through the current spec: the stored original record goes through
+//! contract, ownership and mapping again (the spec may have been fixed since), then one
+//! delivery attempt. Duplicate detection is skipped: the letter's key was recorded as
+//! processed when it was dead-lettered.
+
+use std::collections::HashSet;
+
+use super::engine::RunError;
+use super::plan::FlowPlan;
+use super::record::{self, Admission};
+use crate::connectors::file::FileSink;
+use crate::connectors::http::{HttpSink, HttpSystem};
+use crate::connectors::{Outgoing, RawRecord};
+use crate::spec::model::Workspace;
+use crate::store::{Checkpoint, CommitBatch, DeadLetterStatus, Store};
+
+/// The outcome of a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Delivered; the letter is marked replayed.
+    Delivered,
+    /// Still failing; the letter stays open with the new error.
+    Failed(String),
+    /// The letter was already resolved.
+    AlreadyResolved(DeadLetterStatus),
+}
+
+/// Replays dead letter `id`, as `actor`.
+pub async fn replay(
+    workspace: &Workspace,
+    store: &Store,
+    id: i64,
+    actor: &str,
+) -> Result<ReplayOutcome, RunError> {
+    let letter = store.dead_letter(id)?;
+    if letter.status != DeadLetterStatus::Open {
+        return Ok(ReplayOutcome::AlreadyResolved(letter.status));
+    }
+    let flow_name = letter.letter.flow.clone();
+    let flow = workspace.flows.get(&flow_name).ok_or_else(|| RunError::UnknownFlow {
+        name: flow_name.clone(),
+        hint: " (the flow of this dead letter is no longer in the workspace)".into(),
+    })?;
+    let plan = FlowPlan::compile(workspace, flow)?;
+    let prepared = record::prepare(&plan, &RawRecord::Line(letter.letter.record.as_bytes()));
+    let ready = match record::admit(prepared, &mut HashSet::new()) {
+        Admission::Deliver(ready) => ready,
+        Admission::Reject(rejected) => {
+            let error = format!("{}: {}", rejected.rejection.mode, rejected.rejection.error);
+            store.note_failed_replay(id, actor, &error)?;
+            return Ok(ReplayOutcome::Failed(error));
+        }
+        // `admit` with an empty key set never reports a duplicate; say so if it ever does.
+        Admission::Duplicate => {
+            return Ok(ReplayOutcome::Failed("the record was taken for a duplicate".into()));
+        }
+    };
+    let outgoing = Outgoing {
+        idempotency_key: ready.idempotency_key.clone(),
+        body: ready.body.clone(),
+    };
+    let setup = |message: String| RunError::Setup {
+        flow: flow_name.clone(),
+        message,
+    };
+    let to = &flow.spec.to;
+    let system = workspace
+        .spec
+        .systems
+        .get(&to.system)
+        .ok_or_else(|| setup(format!("system `{}` is not declared", to.system)))?;
+    let result = if let Some(http) = &system.http {
+        let client = HttpSystem::new(http, std::time::Duration::from_secs(30), |n| {
+            std::env::var(n).ok()
+        })
+        .map_err(|e| setup(e.to_string()))?;
+        let sink = HttpSink::new(client, to).map_err(setup)?;
+        sink.send(&outgoing).await.map_err(|f| f.message)
+    } else if let Some(file) = &system.file {
+        let path = workspace.root.join(&file.dir).join(to.path.as_deref().unwrap_or_default());
+        append_to_file(store, &flow_name, &path, &outgoing).map_err(|e| e.to_string())
+    } else {
+        Err(format!("system `{}` has no connector", to.system))
+    };
+    match result {
+        Ok(()) => {
+            store.resolve_dead_letter(id, DeadLetterStatus::Replayed, actor, "delivered on replay")?;
+            Ok(ReplayOutcome::Delivered)
+        }
+        Err(error) => {
+            store.note_failed_replay(id, actor, &error)?;
+            Ok(ReplayOutcome::Failed(error))
+        }
+    }
+}
+
+fn append_to_file(
+    store: &Store,
+    flow: &str,
+    path: &std::path::Path,
+    outgoing: &Outgoing,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let checkpoint = store.checkpoint(flow)?.unwrap_or_default();
+    let mut sink = FileSink::open(path, &checkpoint.sink_state)?;
+    sink.write(&outgoing.body)?;
+    let sink_state = sink.flush()?;
+    sink.sync_handle()?.sync_data()?;
+    store.commit(&CommitBatch {
+        flow: flow.to_owned(),
+        checkpoint: Checkpoint {
+            position: checkpoint.position,
+            sink_state,
+        },
+        delivered: 1,
+        ..CommitBatch::default()
+    })?;
+    Ok(())
+}

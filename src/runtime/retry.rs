@@ -1,0 +1,211 @@
+//! Delivery with retries: exponential backoff with jitter, `Retry-After` honoured, and a
+//! retry window measured from the record's first failure. The first failure's time lives in
+//! the state store, so the window keeps running across restarts instead of starting over.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::clock::Clock;
+use crate::connectors::SendFailure;
+use crate::spec::model::RetryPolicy;
+use crate::store::{Store, StoreError};
+
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Acknowledged by the sink.
+    Delivered {
+        /// Attempts made, including the successful one.
+        attempts: u32,
+    },
+    /// Refused for good (a 4xx): retrying cannot help.
+    Rejected {
+        /// Attempts made.
+        attempts: u32,
+        /// The sink's answer.
+        error: String,
+    },
+    /// Still failing when the retry window closed.
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        error: String,
+    },
+}
+
+/// Sends one record until it is acknowledged, refused, or its retry window closes.
+pub async fn deliver<F, Fut>(
+    policy: &RetryPolicy,
+    clock: &Clock,
+    store: &Store,
+    flow: &str,
+    key: &str,
+    mut send: F,
+) -> Result<Delivery, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), SendFailure>>,
+{
+    let mut failed_before = store.retry_state(flow, key)?.is_some();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let failure = match send().await {
+            Ok(()) => {
+                if failed_before {
+                    store.clear_retry(flow, key)?;
+                }
+                return Ok(Delivery::Delivered { attempts });
+            }
+            Err(failure) => failure,
+        };
+        if !failure.transient {
+            return Ok(Delivery::Rejected {
+                attempts,
+                error: failure.message,
+            });
+        }
+        let now = clock.now_ms();
+        let state = store.record_failure(flow, key, now, &failure.message)?;
+        failed_before = true;
+        let elapsed = Duration::from_millis((now - state.first_failure_ms).max(0) as u64);
+        let Some(remaining) = policy.window.checked_sub(elapsed).filter(|r| !r.is_zero()) else {
+            return Ok(Delivery::Unavailable {
+                attempts,
+                error: format!(
+                    "{} (still failing {} after the first failure, {} attempts)",
+                    failure.message,
+                    humanize(elapsed),
+                    state.attempts
+                ),
+            });
+        };
+        let mut delay = backoff(policy, state.attempts);
+        if let Some(seconds) = failure.retry_after {
+            delay = delay.max(Duration::from_secs(seconds));
+        }
+        // The last attempt happens as the window closes, not after it.
+        let delay = delay.min(remaining);
+        tracing::debug!(
+            flow, key, attempt = state.attempts, delay_ms = delay.as_millis() as u64,
+            error = %failure.message, "Delivery failed; will retry."
+        );
+        clock.sleep(delay).await;
+    }
+}
+
+/// The delay before retry number `failures` (1-based), with jitter in [delay/2, delay].
+pub fn backoff(policy: &RetryPolicy, failures: u32) -> Duration {
+    let base = if policy.exponential {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
+        policy.initial.saturating_mul(factor)
+    } else {
+        policy.initial
+    };
+    let capped = base.min(policy.max_delay);
+    let half = capped / 2;
+    let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
+    half + Duration::from_millis(jitter)
+}
+
+fn humanize(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{}s", secs / 60, secs % 60),
+        _ => format!("{}h{}m", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            exponential: true,
+            initial: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            window: Duration::from_secs(600),
+        }
+    }
+
+    fn transient(retry_after: Option<u64>) -> SendFailure {
+        SendFailure::from_status(503, retry_after, "")
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        let p = policy();
+        for (failures, max) in [(1, 1_000), (2, 2_000), (3, 4_000), (10, 60_000)] {
+            let d = backoff(&p, failures).as_millis() as u64;
+            assert!(d >= max / 2 && d <= max, "failure {failures}: {d}ms");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delivers_after_transient_failures() {
+        let store = Store::in_memory().unwrap();
+        let clock = Clock::virtual_now();
+        let calls = AtomicU32::new(0);
+        let result = deliver(&policy(), &clock, &store, "f", "k", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 3 { Err(transient(None)) } else { Ok(()) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(result, Delivery::Delivered { attempts: 4 });
+        assert_eq!(store.retry_state("f", "k").unwrap(), None, "clock cleared on success");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_when_the_window_closes() {
+        let store = Store::in_memory().unwrap();
+        let clock = Clock::virtual_now();
+        let start = clock.now_ms();
+        let result = deliver(&policy(), &clock, &store, "f", "k", || async { Err(transient(None)) })
+            .await
+            .unwrap();
+        assert!(matches!(result, Delivery::Unavailable { .. }), "{result:?}");
+        let waited = clock.now_ms() - start;
+        assert!((600_000..610_000).contains(&waited), "waited {waited}ms");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_retry_after_and_refuses_permanent_errors() {
+        let store = Store::in_memory().unwrap();
+        let clock = Clock::virtual_now();
+        let start = clock.now_ms();
+        let calls = AtomicU32::new(0);
+        deliver(&policy(), &clock, &store, "f", "a", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 { Err(transient(Some(30))) } else { Ok(()) }
+        })
+        .await
+        .unwrap();
+        assert!(clock.now_ms() - start >= 30_000);
+        let result = deliver(&policy(), &clock, &store, "f", "b", || async {
+            Err(SendFailure::from_status(422, None, "bad sku"))
+        })
+        .await
+        .unwrap();
+        assert!(matches!(result, Delivery::Rejected { attempts: 1, .. }), "{result:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_survives_a_restart() {
+        let store = Store::in_memory().unwrap();
+        let clock = Clock::virtual_now();
+        // A previous process failed this record 590 s ago.
+        store.record_failure("f", "k", clock.now_ms() - 590_000, "503").unwrap();
+        let start = clock.now_ms();
+        let result = deliver(&policy(), &clock, &store, "f", "k", || async { Err(transient(None)) })
+            .await
+            .unwrap();
+        assert!(matches!(result, Delivery::Unavailable { .. }));
+        assert!(clock.now_ms() - start <= 10_000, "window restarted instead of continuing");
+    }
+}
