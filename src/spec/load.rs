@@ -157,6 +157,21 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(
         };
     }
     let map = SourceMap::build(text);
+    // A syntax error is reported once, at the parser's position, rather than as whatever
+    // type error the deserializer hits first on the malformed node.
+    if let Some((message, position)) = map.syntax_error() {
+        diagnostics.push(Diagnostic::error(
+            file.clone(),
+            position,
+            Code::YamlSyntax,
+            format!("invalid YAML: {message}"),
+        ));
+        return Parsed {
+            file,
+            map,
+            value: None,
+        };
+    }
     let value = match serde_saphyr::from_str_with_options::<T>(text, yaml_options()) {
         Ok(value) => Some(value),
         Err(err) => {
@@ -241,17 +256,29 @@ fn yaml_diagnostic(file: &Path, err: &serde_saphyr::Error) -> Diagnostic {
         })
         .unwrap_or((1, 1));
     let full = err.to_string();
-    // The message may end with a position suffix or a snippet; the first line is the message.
-    let message = full.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+    let first_line = full.lines().next().unwrap_or("invalid YAML").trim();
+    // serde-saphyr appends the position, which the diagnostic carries already.
+    let message = match first_line.rfind(" at line ") {
+        Some(index) => &first_line[..index],
+        None => first_line,
+    };
     let lower = message.to_ascii_lowercase();
-    let (code, hint) = if lower.contains("duplicate") {
-        (Code::DuplicateKey, None)
-    } else if lower.contains("unknown field") {
-        (Code::UnknownField, unknown_field_hint(&message))
+    let (code, message, hint) = if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest).trim();
+        (
+            Code::DuplicateKey,
+            format!("duplicate key \"{key}\""),
+            Some("remove one of the two entries".to_owned()),
+        )
+    } else if lower.contains("duplicate") {
+        (Code::DuplicateKey, message.to_owned(), None)
+    } else if lower.starts_with("unknown field") {
+        let (message, hint) = unknown_field(message);
+        (Code::UnknownField, message, hint)
     } else if is_syntax_error(err, &lower) {
-        (Code::YamlSyntax, None)
+        (Code::YamlSyntax, message.to_owned(), None)
     } else {
-        (Code::InvalidValue, None)
+        (Code::InvalidValue, message.to_owned(), None)
     };
     Diagnostic::error(file, position, code, message).with_hint(hint)
 }
@@ -276,13 +303,24 @@ fn is_syntax_error(err: &serde_saphyr::Error, lower: &str) -> bool {
     .any(|needle| lower.contains(needle))
 }
 
-/// `unknown field `nmae`, expected one of `name`, `model`` -> `did you mean "name"?`.
-fn unknown_field_hint(message: &str) -> Option<String> {
-    let mut quoted = message.split('`').skip(1).step_by(2);
-    let unknown = quoted.next()?;
-    let expected: Vec<&str> = quoted.collect();
-    diagnostic::did_you_mean(unknown, expected.iter().copied())
-        .or_else(|| (!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", "))))
+/// `unknown field `nmae`, expected one of version, name, model` -> a message naming the field
+/// and a `did you mean "name"?` hint (or the list of expected fields).
+fn unknown_field(message: &str) -> (String, Option<String>) {
+    let unknown = message.split('`').nth(1).unwrap_or_default();
+    let expected: Vec<&str> = message
+        .split_once("expected one of ")
+        .or_else(|| message.split_once("expected "))
+        .map(|(_, list)| {
+            list.split(',')
+                .map(|name| name.trim().trim_matches('`'))
+                .filter(|name| !name.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let hint = diagnostic::did_you_mean(unknown, expected.iter().copied()).or_else(|| {
+        (!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", ")))
+    });
+    (format!("unknown field \"{unknown}\""), hint)
 }
 
 fn yaml_files(root: &Path, folder: &str) -> Vec<PathBuf> {

@@ -25,6 +25,7 @@ pub struct NodePosition {
 #[derive(Debug, Clone, Default)]
 pub struct SourceMap {
     nodes: HashMap<String, NodePosition>,
+    syntax_error: Option<(String, Position)>,
 }
 
 enum Frame {
@@ -58,14 +59,29 @@ impl SourceMap {
         let mut map = SourceMap::default();
         let mut stack: Vec<Frame> = Vec::new();
         let mut root_seen = false;
+        let mut indexing = true;
         for (count, item) in Parser::new_from_str(source).enumerate() {
-            let Ok((event, span)) = item else { break };
+            let (event, span) = match item {
+                Ok(item) => item,
+                Err(err) => {
+                    let marker = err.marker();
+                    map.syntax_error = Some((
+                        err.info(),
+                        (marker.line().max(1), marker.col() + 1),
+                    ));
+                    break;
+                }
+            };
             if count > MAX_EVENTS {
                 break;
             }
+            // Later documents are still scanned for syntax errors, but not indexed.
+            if !indexing {
+                continue;
+            }
             let position = position(&span);
             match event {
-                Event::DocumentEnd => break,
+                Event::DocumentEnd => indexing = false,
                 Event::Scalar(value, ..) => {
                     map.node(&mut stack, &mut root_seen, position, Some(value.as_ref()));
                 }
@@ -107,6 +123,13 @@ impl SourceMap {
             }
         }
         map
+    }
+
+    /// The first YAML syntax error, with its position, if the source is not well-formed.
+    pub fn syntax_error(&self) -> Option<(&str, Position)> {
+        self.syntax_error
+            .as_ref()
+            .map(|(message, position)| (message.as_str(), *position))
     }
 
     /// The positions of the node at `pointer`, if it exists.
