@@ -1,0 +1,305 @@
+//! The template helpers. Each is one function over JSON values; the native evaluator calls
+//! it directly and Handlebars calls it through [`HandlebarsHelper`], so a template renders the
+//! same whichever path runs it.
+
+use std::str::FromStr;
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson,
+};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+/// Every helper a template may call, besides Handlebars' block helpers.
+pub const HELPERS: &[&str] = &[
+    "lower",
+    "upper",
+    "trim",
+    "minor_units",
+    "decimal",
+    "concat",
+    "replace",
+    "json",
+    "coalesce",
+    "len",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+];
+
+/// A helper implementation: arguments in, one value out, or a message saying what is wrong.
+pub(crate) type HelperFn = fn(&[Value]) -> Result<Value, String>;
+
+/// Finds the implementation of a helper by name.
+pub(crate) fn lookup(name: &str) -> Option<HelperFn> {
+    Some(match name {
+        "lower" => |args| Ok(Value::String(text(args, 0, "lower")?.to_lowercase())),
+        "upper" => |args| Ok(Value::String(text(args, 0, "upper")?.to_uppercase())),
+        "trim" => |args| Ok(Value::String(text(args, 0, "trim")?.trim().to_owned())),
+        "minor_units" => minor_units,
+        "decimal" => decimal,
+        "concat" => |args| Ok(Value::String(args.iter().map(render).collect())),
+        "replace" => |args| {
+            let subject = text(args, 0, "replace")?;
+            let from = text(args, 1, "replace")?;
+            let to = text(args, 2, "replace")?;
+            Ok(Value::String(subject.replace(from.as_str(), &to)))
+        },
+        "json" => |args| Ok(Value::String(arg(args, 0, "json")?.to_string())),
+        "coalesce" => |args| {
+            Ok(args
+                .iter()
+                .find(|v| !v.is_null())
+                .cloned()
+                .unwrap_or(Value::Null))
+        },
+        "len" => |args| {
+            let len = match arg(args, 0, "len")? {
+                Value::String(s) => s.chars().count(),
+                Value::Array(a) => a.len(),
+                Value::Object(o) => o.len(),
+                other => return Err(format!("len takes a string, array or object, not {other}")),
+            };
+            Ok(Value::from(len))
+        },
+        "eq" => |args| {
+            Ok(Value::Bool(loose_eq(
+                arg(args, 0, "eq")?,
+                arg(args, 1, "eq")?,
+            )))
+        },
+        "ne" => |args| {
+            Ok(Value::Bool(!loose_eq(
+                arg(args, 0, "ne")?,
+                arg(args, 1, "ne")?,
+            )))
+        },
+        "gt" => |args| compare(args, "gt", |o| o.is_gt()),
+        "gte" => |args| compare(args, "gte", |o| o.is_ge()),
+        "lt" => |args| compare(args, "lt", |o| o.is_lt()),
+        "lte" => |args| compare(args, "lte", |o| o.is_le()),
+        "and" => |args| Ok(Value::Bool(!args.is_empty() && args.iter().all(truthy))),
+        "or" => |args| Ok(Value::Bool(args.iter().any(truthy))),
+        "not" => |args| Ok(Value::Bool(!truthy(arg(args, 0, "not")?))),
+        _ => return None,
+    })
+}
+
+/// Registers every helper with a Handlebars registry.
+pub(crate) fn register_all(registry: &mut Handlebars<'static>) {
+    for name in HELPERS {
+        if let Some(function) = lookup(name) {
+            registry.register_helper(name, Box::new(HandlebarsHelper { function }));
+        }
+    }
+}
+
+/// Renders a value as template text: strings as they are, `null` as nothing, numbers and
+/// booleans as JSON, arrays and objects as compact JSON.
+pub(crate) fn render(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Handlebars' truthiness: `false`, `null`, `0`, `""` and `[]` are false.
+pub(crate) fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(_) => true,
+    }
+}
+
+/// Parses a decimal amount from a JSON string or number, exactly.
+pub(crate) fn parse_decimal(value: &Value) -> Result<Decimal, String> {
+    match value {
+        Value::String(s) => Decimal::from_str(s.trim())
+            .or_else(|_| Decimal::from_scientific(s.trim()))
+            .map_err(|_| format!("{s:?} is not a decimal amount")),
+        Value::Number(n) => {
+            let text = n.to_string();
+            Decimal::from_str(&text)
+                .or_else(|_| Decimal::from_scientific(&text))
+                .map_err(|_| format!("{text} is not a decimal amount"))
+        }
+        other => Err(format!("{other} is not a decimal amount")),
+    }
+}
+
+struct HandlebarsHelper {
+    function: HelperFn,
+}
+
+impl HelperDef for HandlebarsHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        helper: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let mut args = Vec::with_capacity(helper.params().len());
+        for param in helper.params() {
+            if param.is_value_missing() && helper.name() != "coalesce" {
+                let name = param.relative_path().cloned().unwrap_or_default();
+                return Err(RenderErrorReason::MissingVariable(Some(name)).into());
+            }
+            args.push(param.value().clone());
+        }
+        (self.function)(&args)
+            .map(ScopedJson::Derived)
+            .map_err(|message| RenderErrorReason::Other(message).into())
+    }
+}
+
+fn arg<'a>(args: &'a [Value], index: usize, helper: &str) -> Result<&'a Value, String> {
+    args.get(index)
+        .ok_or_else(|| format!("{helper} needs at least {} argument(s)", index + 1))
+}
+
+fn text(args: &[Value], index: usize, helper: &str) -> Result<String, String> {
+    match arg(args, index, helper)? {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Err(format!("{helper} got null where it needs text")),
+        other => Ok(render(other)),
+    }
+}
+
+/// `minor_units amount [exponent]`: an amount in minor units (cents for exponent 2), as an
+/// integer. Refuses amounts with more fraction digits than the exponent rather than rounding
+/// money silently.
+fn minor_units(args: &[Value]) -> Result<Value, String> {
+    let amount = parse_decimal(arg(args, 0, "minor_units")?)?;
+    let exponent = match args.get(1) {
+        Some(value) => value
+            .as_u64()
+            .filter(|e| *e <= 8)
+            .ok_or_else(|| format!("minor_units exponent must be 0..8, not {value}"))?,
+        None => 2,
+    };
+    let scaled = amount * Decimal::from(10_i64.pow(exponent as u32));
+    if !scaled.fract().is_zero() {
+        return Err(format!(
+            "{amount} has more than {exponent} fraction digits; refusing to round money"
+        ));
+    }
+    let minor = i64::try_from(scaled.trunc())
+        .map_err(|_| format!("{amount} is out of range for minor units"))?;
+    Ok(Value::from(minor))
+}
+
+/// `decimal amount [scale]`: the amount as an exact decimal string, rounded half away from
+/// zero to `scale` fraction digits when a scale is given.
+fn decimal(args: &[Value]) -> Result<Value, String> {
+    let mut amount = parse_decimal(arg(args, 0, "decimal")?)?;
+    if let Some(scale) = args.get(1) {
+        let scale = scale
+            .as_u64()
+            .filter(|s| *s <= 12)
+            .ok_or_else(|| format!("decimal scale must be 0..12, not {scale}"))?;
+        amount = amount.round_dp_with_strategy(
+            scale as u32,
+            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+        );
+        amount.rescale(scale as u32);
+    }
+    Ok(Value::String(amount.to_string()))
+}
+
+/// Equality that treats `"11"` and `11` as different but `1` and `1.0` as equal.
+fn loose_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+fn compare(
+    args: &[Value],
+    helper: &str,
+    accept: fn(std::cmp::Ordering) -> bool,
+) -> Result<Value, String> {
+    let (a, b) = (arg(args, 0, helper)?, arg(args, 1, helper)?);
+    let ordering = match (a, b) {
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => {
+            let x = parse_decimal(a).map_err(|e| format!("{helper}: {e}"))?;
+            let y = parse_decimal(b).map_err(|e| format!("{helper}: {e}"))?;
+            x.cmp(&y)
+        }
+    };
+    Ok(Value::Bool(accept(ordering)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn call(name: &str, args: &[Value]) -> Result<Value, String> {
+        lookup(name).expect("known helper")(args)
+    }
+
+    #[test]
+    fn every_listed_helper_has_an_implementation() {
+        for name in HELPERS {
+            assert!(lookup(name).is_some(), "{name} has no implementation");
+        }
+    }
+
+    #[test]
+    fn minor_units_is_exact() {
+        assert_eq!(call("minor_units", &[json!("129.95")]), Ok(json!(12995)));
+        assert_eq!(call("minor_units", &[json!("129.9")]), Ok(json!(12990)));
+        assert_eq!(call("minor_units", &[json!("129")]), Ok(json!(12900)));
+        assert_eq!(call("minor_units", &[json!(0.29)]), Ok(json!(29)));
+        assert_eq!(call("minor_units", &[json!("5"), json!(0)]), Ok(json!(5)));
+        assert!(call("minor_units", &[json!("1.005")]).is_err());
+        assert!(call("minor_units", &[json!("abc")]).is_err());
+        assert!(call("minor_units", &[Value::Null]).is_err());
+    }
+
+    #[test]
+    fn comparisons_work_on_numbers_and_decimal_strings() {
+        assert_eq!(call("gt", &[json!(3), json!(0)]), Ok(json!(true)));
+        assert_eq!(call("gt", &[json!("0.5"), json!(0)]), Ok(json!(true)));
+        assert_eq!(call("lte", &[json!(0), json!(0)]), Ok(json!(true)));
+        assert_eq!(call("eq", &[json!("11"), json!("11")]), Ok(json!(true)));
+        assert_eq!(call("eq", &[json!("11"), json!(11)]), Ok(json!(false)));
+        assert_eq!(call("and", &[json!(true), json!(1)]), Ok(json!(true)));
+        assert_eq!(call("or", &[json!(false), json!("")]), Ok(json!(false)));
+    }
+
+    #[test]
+    fn text_helpers() {
+        assert_eq!(call("lower", &[json!("SKU-Ab")]), Ok(json!("sku-ab")));
+        assert_eq!(call("trim", &[json!("  Größe XL ")]), Ok(json!("Größe XL")));
+        assert_eq!(
+            call("concat", &[json!("a"), json!(1), json!(true)]),
+            Ok(json!("a1true"))
+        );
+        assert_eq!(
+            call("json", &[json!("say \"hi\"")]),
+            Ok(json!("\"say \\\"hi\\\"\""))
+        );
+        assert_eq!(
+            call("decimal", &[json!("2.345"), json!(2)]),
+            Ok(json!("2.35"))
+        );
+        assert_eq!(call("decimal", &[json!(3), json!(2)]), Ok(json!("3.00")));
+    }
+}
