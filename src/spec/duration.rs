@@ -13,7 +13,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return parse_iso(text);
     }
     let invalid = || {
-        format!("invalid duration \"{text}\": write a number and a unit, such as 30s, 15m, 1h30m or 250ms")
+        format!(
+            "invalid duration \"{text}\": write a number and a unit, such as 30s, 15m, 1h30m or 250ms"
+        )
     };
     let mut total = Duration::ZERO;
     let mut rest = text;
@@ -86,7 +88,18 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        for text in ["", "15", "m", "1x", "30m1h", "1m1m", "-5s", "1.5h", "P1M", "99999999999999999999s"] {
+        for text in [
+            "",
+            "15",
+            "m",
+            "1x",
+            "30m1h",
+            "1m1m",
+            "-5s",
+            "1.5h",
+            "P1M",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
     }

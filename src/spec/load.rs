@@ -105,7 +105,10 @@ pub fn load_sources(root: &Path, files: &[(PathBuf, String)], options: &LoadOpti
         .cloned()
         .collect();
     let mut diagnostics = Vec::new();
-    if !yaml.iter().any(|(path, _)| path == Path::new(WORKSPACE_FILE)) {
+    if !yaml
+        .iter()
+        .any(|(path, _)| path == Path::new(WORKSPACE_FILE))
+    {
         diagnostics.push(Diagnostic::error(
             WORKSPACE_FILE,
             (1, 1),
@@ -263,8 +266,13 @@ fn yaml_diagnostic(file: &Path, err: &serde_saphyr::Error) -> Diagnostic {
         None => first_line,
     };
     let lower = message.to_ascii_lowercase();
-    let (code, message, hint) = if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest).trim();
+    let (code, message, hint) = if let Some(rest) = message.strip_prefix("duplicate mapping key: ")
+    {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest)
+            .trim();
         (
             Code::DuplicateKey,
             format!("duplicate key \"{key}\""),

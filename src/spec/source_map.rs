@@ -65,10 +65,7 @@ impl SourceMap {
                 Ok(item) => item,
                 Err(err) => {
                     let marker = err.marker();
-                    map.syntax_error = Some((
-                        err.info(),
-                        (marker.line().max(1), marker.col() + 1),
-                    ));
+                    map.syntax_error = Some((err.info(), (marker.line().max(1), marker.col() + 1)));
                     break;
                 }
             };
@@ -110,7 +107,8 @@ impl SourceMap {
                         let was_key = *is_key;
                         stack.pop();
                         // A complex key just ended: its value comes next, and is skipped too.
-                        if let (true, Some(Frame::Mapping { key, .. })) = (was_key, stack.last_mut())
+                        if let (true, Some(Frame::Mapping { key, .. })) =
+                            (was_key, stack.last_mut())
                         {
                             *key = Some((String::new(), SKIPPED));
                         }

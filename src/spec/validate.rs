@@ -79,7 +79,10 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
                     Code::UnknownFlow,
                     format!("unknown flow \"{}\"", spec.flow),
                 )
-                .with_hint(did_you_mean(&spec.flow, flow_names.keys().map(String::as_str))),
+                .with_hint(did_you_mean(
+                    &spec.flow,
+                    flow_names.keys().map(String::as_str),
+                )),
             );
         }
         for (index, case) in spec.cases.iter().enumerate() {
@@ -144,7 +147,12 @@ impl<'a> At<'a> {
     }
 
     /// An error at the value under `pointer`.
-    pub(crate) fn error(&self, pointer: &str, code: Code, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn error(
+        &self,
+        pointer: &str,
+        code: Code,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic::error(self.file, self.map.value(pointer), code, message)
     }
 
@@ -170,7 +178,9 @@ impl<'a> At<'a> {
             Err(message) => {
                 report.push(
                     self.error(pointer, Code::InvalidDuration, message)
-                        .with_hint(Some("durations look like 30s, 15m, 1h30m, 250ms or PT15M".into())),
+                        .with_hint(Some(
+                            "durations look like 30s, 15m, 1h30m, 250ms or PT15M".into(),
+                        )),
                 );
                 None
             }

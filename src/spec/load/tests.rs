@@ -35,7 +35,17 @@ fn diagnose(workspace: &str) -> Vec<String> {
     load_sources(Path::new("."), &files, &env())
         .diagnostics
         .iter()
-        .map(|d| format!("{}:{}:{}: {} {} {:?}", d.file.display(), d.line, d.column, d.code, d.message, d.hint))
+        .map(|d| {
+            format!(
+                "{}:{}:{}: {} {} {:?}",
+                d.file.display(),
+                d.line,
+                d.column,
+                d.code,
+                d.message,
+                d.hint
+            )
+        })
         .collect()
 }
 
@@ -45,14 +55,29 @@ fn valid_workspace_resolves() {
     assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
     let workspace = loaded.workspace.unwrap_or_else(|| panic!("no workspace"));
     assert_eq!(workspace.state_path, Path::new("/ws/.switchyard/state.db"));
-    assert_eq!(workspace.spec.systems["marketplace"].http.as_ref().map(|h| h.base_url.as_str()), Some("http://m"));
+    assert_eq!(
+        workspace.spec.systems["marketplace"]
+            .http
+            .as_ref()
+            .map(|h| h.base_url.as_str()),
+        Some("http://m")
+    );
     let flow = &workspace.flows["offers-to-storefront"];
-    assert_eq!(flow.trigger, crate::spec::model::Trigger::Poll(std::time::Duration::from_secs(30)));
+    assert_eq!(
+        flow.trigger,
+        crate::spec::model::Trigger::Poll(std::time::Duration::from_secs(30))
+    );
     assert_eq!(flow.retry.initial, std::time::Duration::from_secs(1));
     assert_eq!(flow.freshness, Some(std::time::Duration::from_secs(900)));
     assert_eq!(flow.failures.len(), 6);
-    assert_eq!(flow.failures[&crate::spec::model::FailureMode::ContractViolation].owner, "seller-support");
-    assert_eq!(flow.failures[&crate::spec::model::FailureMode::MappingError].owner, "marketplace-ops");
+    assert_eq!(
+        flow.failures[&crate::spec::model::FailureMode::ContractViolation].owner,
+        "seller-support"
+    );
+    assert_eq!(
+        flow.failures[&crate::spec::model::FailureMode::MappingError].owner,
+        "marketplace-ops"
+    );
     assert_eq!(workspace.tests.len(), 1);
     assert!(workspace.contracts.contains_key("offer"));
 }
@@ -103,7 +128,8 @@ fn never_panics_on_garbled_input() {
 
 #[test]
 fn billion_laughs_is_refused() {
-    let mut text = String::from("version: 1\nmodel: operator\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut text =
+        String::from("version: 1\nmodel: operator\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for level in 1..9 {
         let prev = level - 1;
         text.push_str(&format!(

@@ -45,11 +45,15 @@ pub(crate) fn check(
     let object = workspace.spec.objects.get(&spec.object);
     if object.is_none() {
         report.push(
-            at.error("/object", Code::UnknownObject, format!("unknown object \"{}\"", spec.object))
-                .with_hint(did_you_mean(
-                    &spec.object,
-                    workspace.spec.objects.keys().map(String::as_str),
-                )),
+            at.error(
+                "/object",
+                Code::UnknownObject,
+                format!("unknown object \"{}\"", spec.object),
+            )
+            .with_hint(did_you_mean(
+                &spec.object,
+                workspace.spec.objects.keys().map(String::as_str),
+            )),
         );
     }
     let source_known = check_system(&spec.from.system, "/from/system", &systems, at, report);
@@ -78,7 +82,10 @@ pub(crate) fn check(
                 at.error(
                     "/to/system",
                     Code::SinkNotConsumer,
-                    format!("system \"{sink}\" does not consume object \"{}\"", spec.object),
+                    format!(
+                        "system \"{sink}\" does not consume object \"{}\"",
+                        spec.object
+                    ),
                 )
                 .with_hint(Some(format!(
                     "add \"{sink}\" to `consume` of object \"{}\"",
@@ -102,7 +109,11 @@ pub(crate) fn check(
         // A block that is wrong on its own was reported above; this catches a flow whose
         // window is only too short against the workspace default's first delay (or back).
         if own && !both_own && retry.window < retry.initial {
-            let field = if flow_retry.window.is_some() { "window" } else { "initial" };
+            let field = if flow_retry.window.is_some() {
+                "window"
+            } else {
+                "initial"
+            };
             report.push(at.error(
                 &format!("/retry/{field}"),
                 Code::RetryWindowTooShort,
@@ -137,14 +148,24 @@ fn check_trigger(spec: &FlowFile, at: &At<'_>, report: &mut Report<'_>) -> Optio
     let Some(trigger) = &spec.trigger else {
         return Some(Trigger::Manual);
     };
-    let given = [trigger.poll.is_some(), trigger.cron.is_some(), trigger.webhook.is_some()]
-        .into_iter()
-        .filter(|given| *given)
-        .count();
+    let given = [
+        trigger.poll.is_some(),
+        trigger.cron.is_some(),
+        trigger.webhook.is_some(),
+    ]
+    .into_iter()
+    .filter(|given| *given)
+    .count();
     if given > 1 {
         report.push(
-            at.key_error("/trigger", Code::AmbiguousTrigger, "a trigger gives more than one of `poll`, `cron` and `webhook`")
-                .with_hint(Some("keep exactly one; a flow without a trigger runs on demand".into())),
+            at.key_error(
+                "/trigger",
+                Code::AmbiguousTrigger,
+                "a trigger gives more than one of `poll`, `cron` and `webhook`",
+            )
+            .with_hint(Some(
+                "keep exactly one; a flow without a trigger runs on demand".into(),
+            )),
         );
     }
     let timezone = trigger.timezone.clone().unwrap_or_else(|| "UTC".to_owned());
@@ -153,16 +174,24 @@ fn check_trigger(spec: &FlowFile, at: &At<'_>, report: &mut Report<'_>) -> Optio
         if let Err(err) = jiff::tz::TimeZone::get(name) {
             timezone_ok = false;
             report.push(
-                at.error("/trigger/timezone", Code::InvalidTimezone, format!("unknown time zone \"{name}\": {err}"))
-                    .with_hint(Some("use an IANA name such as Europe/Paris or UTC".into())),
+                at.error(
+                    "/trigger/timezone",
+                    Code::InvalidTimezone,
+                    format!("unknown time zone \"{name}\": {err}"),
+                )
+                .with_hint(Some("use an IANA name such as Europe/Paris or UTC".into())),
             );
         }
     }
     let resolved = if let Some(poll) = &trigger.poll {
-        at.duration("/trigger/poll", poll, report).map(Trigger::Poll)
+        at.duration("/trigger/poll", poll, report)
+            .map(Trigger::Poll)
     } else if let Some(expression) = &trigger.cron {
         match normalize_cron(expression) {
-            Ok(expression) => timezone_ok.then_some(Trigger::Cron { expression, timezone }),
+            Ok(expression) => timezone_ok.then_some(Trigger::Cron {
+                expression,
+                timezone,
+            }),
             Err(message) => {
                 report.push(
                     at.error("/trigger/cron", Code::InvalidCron, message).with_hint(Some(
@@ -185,7 +214,10 @@ fn check_trigger(spec: &FlowFile, at: &At<'_>, report: &mut Report<'_>) -> Optio
 pub(crate) fn normalize_cron(expression: &str) -> Result<String, String> {
     let fields = expression.split_whitespace().count();
     let normalized = match fields {
-        5 => format!("0 {}", expression.split_whitespace().collect::<Vec<_>>().join(" ")),
+        5 => format!(
+            "0 {}",
+            expression.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
         6 | 7 => expression.split_whitespace().collect::<Vec<_>>().join(" "),
         _ => {
             return Err(format!(
@@ -221,7 +253,12 @@ fn check_templates(spec: &FlowFile, at: &At<'_>, workspace: &Checked, report: &m
         }
     };
     let source = Scope {
-        fields: Some(SOURCE_REQUEST_VARIABLES.iter().map(|v| (*v).to_owned()).collect()),
+        fields: Some(
+            SOURCE_REQUEST_VARIABLES
+                .iter()
+                .map(|v| (*v).to_owned())
+                .collect(),
+        ),
         what: "source request variables (only `cursor`)",
     };
 
@@ -259,10 +296,22 @@ fn check_request(
 ) {
     check_template(&request.path, &format!("{base}/path"), scope, at, report);
     for (name, value) in &request.query {
-        check_template(value, &format!("{base}/query/{}", seg(name)), scope, at, report);
+        check_template(
+            value,
+            &format!("{base}/query/{}", seg(name)),
+            scope,
+            at,
+            report,
+        );
     }
     for (name, value) in &request.headers {
-        check_template(value, &format!("{base}/headers/{}", seg(name)), scope, at, report);
+        check_template(
+            value,
+            &format!("{base}/headers/{}", seg(name)),
+            scope,
+            at,
+            report,
+        );
     }
 }
 
@@ -290,8 +339,12 @@ fn check_template(
     for helper in &info.helpers {
         if !templates::is_known_helper(helper) {
             report.push(
-                at.error(pointer, Code::UnknownHelper, format!("unknown template helper \"{helper}\""))
-                    .with_hint(did_you_mean(helper, templates::known_helpers())),
+                at.error(
+                    pointer,
+                    Code::UnknownHelper,
+                    format!("unknown template helper \"{helper}\""),
+                )
+                .with_hint(did_you_mean(helper, templates::known_helpers())),
             );
         }
     }
@@ -302,7 +355,10 @@ fn check_template(
                     at.error(
                         pointer,
                         Code::UnknownTemplateField,
-                        format!("template uses field \"{field}\", which is not in the {}", scope.what),
+                        format!(
+                            "template uses field \"{field}\", which is not in the {}",
+                            scope.what
+                        ),
                     )
                     .with_hint(did_you_mean(field, fields.iter().map(String::as_str))),
                 );
@@ -339,7 +395,10 @@ fn check_pointer(
             at.error(
                 pointer,
                 Code::UnknownTemplateField,
-                format!("`from` names field \"{first}\", which is not in the {}", scope.what),
+                format!(
+                    "`from` names field \"{first}\", which is not in the {}",
+                    scope.what
+                ),
             )
             .with_hint(did_you_mean(&first, fields.iter().map(String::as_str))),
         );
@@ -349,14 +408,20 @@ fn check_pointer(
 fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 9] {
     [
         (FailureMode::ContractViolation, &failures.contract_violation),
-        (FailureMode::OwnershipViolation, &failures.ownership_violation),
+        (
+            FailureMode::OwnershipViolation,
+            &failures.ownership_violation,
+        ),
         (FailureMode::Duplicate, &failures.duplicate),
         (FailureMode::MappingError, &failures.mapping_error),
         (FailureMode::SourceUnavailable, &failures.source_unavailable),
         (FailureMode::SinkRejected, &failures.sink_rejected),
         (FailureMode::SinkUnavailable, &failures.sink_unavailable),
         (FailureMode::DeadlineMissed, &failures.deadline_missed),
-        (FailureMode::ReconciliationVariance, &failures.reconciliation_variance),
+        (
+            FailureMode::ReconciliationVariance,
+            &failures.reconciliation_variance,
+        ),
     ]
 }
 
@@ -372,13 +437,26 @@ fn check_failures(
         let Some(config) = config else { continue };
         let base = format!("/failures/{mode}");
         if let Some(escalate) = &config.escalate {
-            check_owner(&escalate.to, &format!("{base}/escalate/to"), owners, at, report);
+            check_owner(
+                &escalate.to,
+                &format!("{base}/escalate/to"),
+                owners,
+                at,
+                report,
+            );
             at.duration(&format!("{base}/escalate/after"), &escalate.after, report);
         }
         let Some(owner) = &config.owner else {
             report.push(
-                at.key_error(&base, Code::FailureWithoutOwner, format!("failure mode {mode} has no owner"))
-                    .with_hint(Some(format!("add `owner:` naming one of: {}", owners.join(", ")))),
+                at.key_error(
+                    &base,
+                    Code::FailureWithoutOwner,
+                    format!("failure mode {mode} has no owner"),
+                )
+                .with_hint(Some(format!(
+                    "add `owner:` naming one of: {}",
+                    owners.join(", ")
+                ))),
             );
             continue;
         };
@@ -421,7 +499,11 @@ fn check_failures(
         }
         None if !missing.is_empty() => {
             let names: Vec<&str> = missing.iter().map(|mode| mode.as_str()).collect();
-            let pointer = if at.map.get("/failures").is_some() { "/failures" } else { "/flow" };
+            let pointer = if at.map.get("/failures").is_some() {
+                "/failures"
+            } else {
+                "/flow"
+            };
             report.push(
                 at.key_error(
                     pointer,

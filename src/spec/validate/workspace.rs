@@ -32,7 +32,12 @@ impl Checked {
 
     /// `state.sqlite` relative to the root, or `.switchyard/state.db`.
     pub(crate) fn state_path(&self, root: &Path) -> PathBuf {
-        match self.spec.state.as_ref().and_then(|state| state.sqlite.as_ref()) {
+        match self
+            .spec
+            .state
+            .as_ref()
+            .and_then(|state| state.sqlite.as_ref())
+        {
             Some(path) => root.join(path),
             None => root.join(".switchyard").join("state.db"),
         }
@@ -68,8 +73,12 @@ pub(crate) fn check(
                 format!("system \"{name}\" has more than one connector section")
             };
             report.push(
-                at.key_error(&format!("/systems/{}", seg(name)), Code::ConnectorSections, message)
-                    .with_hint(Some("give exactly one of `http` or `file`".into())),
+                at.key_error(
+                    &format!("/systems/{}", seg(name)),
+                    Code::ConnectorSections,
+                    message,
+                )
+                .with_hint(Some("give exactly one of `http` or `file`".into())),
             );
         }
         if let Some(http) = &system.http {
@@ -95,17 +104,35 @@ pub(crate) fn check(
     let mut contracts = IndexMap::new();
     for (name, object) in &spec.objects {
         let base = format!("/objects/{}", seg(name));
-        check_system(&object.source_of_truth, &format!("{base}/source_of_truth"), &systems, at, report);
+        check_system(
+            &object.source_of_truth,
+            &format!("{base}/source_of_truth"),
+            &systems,
+            at,
+            report,
+        );
         for (list_name, list) in [
             ("create", &object.create),
             ("update", &object.update),
             ("consume", &object.consume),
         ] {
             for (index, system) in list.iter().enumerate() {
-                check_system(system, &format!("{base}/{list_name}/{index}"), &systems, at, report);
+                check_system(
+                    system,
+                    &format!("{base}/{list_name}/{index}"),
+                    &systems,
+                    at,
+                    report,
+                );
             }
         }
-        let contract = read_contract(&object.contract, &format!("{base}/contract"), at, input, report);
+        let contract = read_contract(
+            &object.contract,
+            &format!("{base}/contract"),
+            at,
+            input,
+            report,
+        );
         if let Some(properties) = contract.as_ref().and_then(properties) {
             for (index, key) in object.key.iter().enumerate() {
                 if !properties.contains(key) {
@@ -146,8 +173,12 @@ pub(crate) fn check_system(
         return true;
     }
     report.push(
-        at.error(pointer, Code::UnknownSystem, format!("unknown system \"{name}\""))
-            .with_hint(did_you_mean(name, systems.iter().copied())),
+        at.error(
+            pointer,
+            Code::UnknownSystem,
+            format!("unknown system \"{name}\""),
+        )
+        .with_hint(did_you_mean(name, systems.iter().copied())),
     );
     false
 }
@@ -162,8 +193,12 @@ pub(crate) fn check_owner(
 ) {
     if !owners.contains(&name) {
         report.push(
-            at.error(pointer, Code::UnknownOwner, format!("unknown owner \"{name}\""))
-                .with_hint(did_you_mean(name, owners.iter().copied())),
+            at.error(
+                pointer,
+                Code::UnknownOwner,
+                format!("unknown owner \"{name}\""),
+            )
+            .with_hint(did_you_mean(name, owners.iter().copied())),
         );
     }
 }
@@ -185,7 +220,11 @@ pub(crate) fn check_retry(retry: &RetryConfig, base: &str, at: &At<'_>, report: 
     let given = (retry.initial.is_none() || initial.is_some())
         && (retry.window.is_none() || window.is_some());
     if given && window_value < initial_value {
-        let pointer = if retry.window.is_some() { "window" } else { "initial" };
+        let pointer = if retry.window.is_some() {
+            "window"
+        } else {
+            "initial"
+        };
         report.push(at.error(
             &format!("{base}/{pointer}"),
             Code::RetryWindowTooShort,
@@ -199,7 +238,10 @@ pub(crate) fn check_retry(retry: &RetryConfig, base: &str, at: &At<'_>, report: 
 
 /// Resolves a retry policy field by field: the flow's, else the workspace default's, else the
 /// built-in default. Invalid durations were reported already and fall through.
-pub(crate) fn resolve_retry(flow: Option<&RetryConfig>, defaults: Option<&RetryConfig>) -> RetryPolicy {
+pub(crate) fn resolve_retry(
+    flow: Option<&RetryConfig>,
+    defaults: Option<&RetryConfig>,
+) -> RetryPolicy {
     let builtin = RetryPolicy::default();
     let pick = |get: fn(&RetryConfig) -> &Option<String>, fallback| {
         [flow, defaults]
@@ -310,7 +352,10 @@ fn expand_env(
     }
     for (name, owner) in &mut expanded.owners {
         if let Some(alert) = &mut owner.alert {
-            expand(&mut alert.webhook, format!("/owners/{}/alert/webhook", seg(name)));
+            expand(
+                &mut alert.webhook,
+                format!("/owners/{}/alert/webhook", seg(name)),
+            );
         }
     }
     expanded
