@@ -61,10 +61,10 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
         } else {
             flow_names.insert(spec.flow.clone(), parsed.file.clone());
         }
-        if let Some(checked) = &workspace {
-            if let Some(flow) = flow::check(spec, &at, checked, &mut report) {
-                flows.entry(spec.flow.clone()).or_insert(flow);
-            }
+        if let Some(checked) = &workspace
+            && let Some(flow) = flow::check(spec, &at, checked, &mut report)
+        {
+            flows.entry(spec.flow.clone()).or_insert(flow);
         }
     }
 

@@ -170,18 +170,18 @@ fn check_trigger(spec: &FlowFile, at: &At<'_>, report: &mut Report<'_>) -> Optio
     }
     let timezone = trigger.timezone.clone().unwrap_or_else(|| "UTC".to_owned());
     let mut timezone_ok = true;
-    if let Some(name) = &trigger.timezone {
-        if let Err(err) = jiff::tz::TimeZone::get(name) {
-            timezone_ok = false;
-            report.push(
-                at.error(
-                    "/trigger/timezone",
-                    Code::InvalidTimezone,
-                    format!("unknown time zone \"{name}\": {err}"),
-                )
-                .with_hint(Some("use an IANA name such as Europe/Paris or UTC".into())),
-            );
-        }
+    if let Some(name) = &trigger.timezone
+        && let Err(err) = jiff::tz::TimeZone::get(name)
+    {
+        timezone_ok = false;
+        report.push(
+            at.error(
+                "/trigger/timezone",
+                Code::InvalidTimezone,
+                format!("unknown time zone \"{name}\": {err}"),
+            )
+            .with_hint(Some("use an IANA name such as Europe/Paris or UTC".into())),
+        );
     }
     let resolved = if let Some(poll) = &trigger.poll {
         at.duration("/trigger/poll", poll, report)

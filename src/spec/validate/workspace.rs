@@ -81,14 +81,12 @@ pub(crate) fn check(
                 .with_hint(Some("give exactly one of `http` or `file`".into())),
             );
         }
-        if let Some(http) = &system.http {
-            if let Some(timeout) = &http.timeout {
-                at.duration(
-                    &format!("/systems/{}/http/timeout", seg(name)),
-                    timeout,
-                    report,
-                );
-            }
+        if let Some(timeout) = system.http.as_ref().and_then(|http| http.timeout.as_ref()) {
+            at.duration(
+                &format!("/systems/{}/http/timeout", seg(name)),
+                timeout,
+                report,
+            );
         }
     }
 
