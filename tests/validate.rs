@@ -152,3 +152,18 @@ fn missing_workspace_is_a_usage_error() {
     let bad_flag = switchyard(&fixtures(), &["validate", "valid", "--format", "xml"]);
     assert_eq!(bad_flag.code, 2, "{bad_flag:?}");
 }
+
+#[test]
+fn every_code_is_documented() {
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/spec-diagnostics.md"),
+    )
+    .unwrap_or_default();
+    for code in switchyard::spec::Code::ALL {
+        assert!(
+            docs.contains(&format!("| {} |", code.as_str())),
+            "{} is not documented",
+            code.as_str()
+        );
+    }
+}
