@@ -1,1 +1,420 @@
-//! TODO
+//! Simulated marketplace systems on loopback, for local runs and tests: a marketplace
+//! operator API seeded with realistic offers and their edge cases, a storefront catalog API
+//! that records idempotent writes, and an alert receiver — each with fault injection.
+//!
+//! One axum server bound to 127.0.0.1 hosts all three under path prefixes (`/marketplace`,
+//! `/storefront`, `/alerts`), with control endpoints under `/_sandbox`. State lives in memory
+//! only. This module owns the server handle and the router; it must not depend on the spec,
+//! runtime or store modules, so it stays usable as a fixture for any of them.
+//!
+//! Routes:
+//!
+//! | Route | Purpose |
+//! |---|---|
+//! | `GET /_sandbox/health` | 200 when up |
+//! | `GET /marketplace/api/offers?updated_since=&offset=&max=` | offers, offset pages |
+//! | `GET /marketplace/api/v2/offers?updated_since=&page_token=&limit=` | offers, token pages |
+//! | `POST /_sandbox/marketplace/offers` | append or replace offers by `offer_id` |
+//! | `GET /_sandbox/marketplace/summary` | what a correct flow must deliver |
+//! | `POST, DELETE /_sandbox/marketplace/faults` | queue or clear faults on the list endpoints |
+//! | `PUT, POST, PATCH /storefront/catalog/offers/{sku}` | idempotent offer writes |
+//! | `GET /_sandbox/storefront/received` | accepted writes and counters |
+//! | `POST, DELETE /_sandbox/storefront/faults` | queue or clear faults on writes |
+//! | `POST /alerts/{owner}` | receive an alert (204) |
+//! | `GET /_sandbox/alerts` | received alerts |
+//! | `POST, DELETE /_sandbox/alerts/faults` | queue or clear faults on alerts |
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+mod alerts;
+mod faults;
+mod marketplace;
+mod seed;
+mod storefront;
+#[cfg(test)]
+mod tests;
+
+pub use alerts::ReceivedAlert;
+pub use faults::Fault;
+pub use marketplace::OfferSummary;
+pub use storefront::{ReceivedWrite, StorefrontStats};
+
+/// How long `shutdown` waits for open connections to finish before it stops the server.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How to start a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// The loopback port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// The seed of the generated marketplace data; the same seed gives the same offers.
+    pub seed: u64,
+    /// How many offer entries the marketplace starts with (bad ones and duplicates included).
+    pub offers: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            seed: 42,
+            offers: 1000,
+        }
+    }
+}
+
+/// Errors of starting or driving a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The listener could not be bound.
+    #[error("cannot listen on 127.0.0.1:{port}")]
+    Bind {
+        /// The port asked for.
+        port: u16,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Offers pushed through the handle were refused.
+    #[error("invalid offers: {0}")]
+    InvalidOffers(String),
+}
+
+/// The in-memory state of the three simulated systems, shared by the router and the handle.
+/// Each system has its own lock, never held across an await.
+#[derive(Debug)]
+pub struct SandboxState {
+    marketplace: Mutex<marketplace::Marketplace>,
+    storefront: Mutex<storefront::Storefront>,
+    alerts: Mutex<alerts::Alerts>,
+}
+
+impl SandboxState {
+    /// Builds fresh state, seeding the marketplace from `config`.
+    pub fn new(config: &SandboxConfig) -> Self {
+        Self {
+            marketplace: Mutex::new(marketplace::Marketplace::seeded(config.seed, config.offers)),
+            storefront: Mutex::new(storefront::Storefront::default()),
+            alerts: Mutex::new(alerts::Alerts::default()),
+        }
+    }
+
+    fn marketplace(&self) -> MutexGuard<'_, marketplace::Marketplace> {
+        lock(&self.marketplace)
+    }
+
+    fn storefront(&self) -> MutexGuard<'_, storefront::Storefront> {
+        lock(&self.storefront)
+    }
+
+    fn alerts(&self) -> MutexGuard<'_, alerts::Alerts> {
+        lock(&self.alerts)
+    }
+}
+
+/// Builds the sandbox router over `state`: the three systems and the `/_sandbox` control
+/// endpoints. Usable with `tower::ServiceExt::oneshot` without binding a port.
+pub fn router(state: Arc<SandboxState>) -> Router {
+    Router::new()
+        .route("/_sandbox/health", get(health))
+        .route("/marketplace/api/offers", get(marketplace::list_offers))
+        .route(
+            "/marketplace/api/v2/offers",
+            get(marketplace::list_offers_v2),
+        )
+        .route(
+            "/_sandbox/marketplace/offers",
+            post(marketplace::post_offers),
+        )
+        .route("/_sandbox/marketplace/summary", get(marketplace::summary))
+        .route(
+            "/_sandbox/marketplace/faults",
+            post(marketplace::post_fault).delete(marketplace::clear_faults),
+        )
+        .route(
+            "/storefront/catalog/offers/{sku}",
+            post(storefront::write_offer)
+                .put(storefront::write_offer)
+                .patch(storefront::write_offer),
+        )
+        .route("/_sandbox/storefront/received", get(storefront::received))
+        .route(
+            "/_sandbox/storefront/faults",
+            post(storefront::post_fault).delete(storefront::clear_faults),
+        )
+        .route("/alerts/{owner}", post(alerts::post_alert))
+        .route("/_sandbox/alerts", get(alerts::list))
+        .route(
+            "/_sandbox/alerts/faults",
+            post(alerts::post_fault).delete(alerts::clear_faults),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// A running sandbox server. Dropping it stops the server too, without waiting.
+#[derive(Debug)]
+pub struct Sandbox {
+    state: Arc<SandboxState>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Sandbox {
+    /// Seeds the systems and starts serving them on 127.0.0.1.
+    pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let bind_error = |source| SandboxError::Bind {
+            port: config.port,
+            source,
+        };
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port))
+            .await
+            .map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let state = Arc::new(SandboxState::new(&config));
+        let app = router(Arc::clone(&state));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tracing::info!(
+            url = %format!("http://{addr}"),
+            seed = config.seed,
+            offers = config.offers,
+            "Sandbox started."
+        );
+        Ok(Sandbox {
+            state,
+            addr,
+            shutdown: Some(shutdown),
+            task,
+        })
+    }
+
+    /// The server's base URL, `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The socket address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The marketplace operator API's base URL.
+    pub fn marketplace_url(&self) -> String {
+        format!("{}/marketplace", self.base_url())
+    }
+
+    /// The storefront catalog API's base URL.
+    pub fn storefront_url(&self) -> String {
+        format!("{}/storefront", self.base_url())
+    }
+
+    /// The alert receiver's base URL; alerts go to `{alerts_url}/{owner}`.
+    pub fn alerts_url(&self) -> String {
+        format!("{}/alerts", self.base_url())
+    }
+
+    /// The environment a workspace needs to reach the sandbox: `MARKETPLACE_URL`,
+    /// `STOREFRONT_URL` and `ALERTS_URL`.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("MARKETPLACE_URL".to_owned(), self.marketplace_url()),
+            ("STOREFRONT_URL".to_owned(), self.storefront_url()),
+            ("ALERTS_URL".to_owned(), self.alerts_url()),
+        ]
+    }
+
+    /// The shared state, for embedding the router elsewhere.
+    pub fn state(&self) -> Arc<SandboxState> {
+        Arc::clone(&self.state)
+    }
+
+    /// What a correct flow must deliver out of the marketplace's current offers.
+    pub fn summary(&self) -> OfferSummary {
+        self.state.marketplace().summary()
+    }
+
+    /// Appends offers to the marketplace, replacing entries with the same `offer_id`; an
+    /// offer without `updated_at` gets the current time. Returns how many were stored.
+    pub fn push_offers(&self, offers: Vec<Value>) -> Result<usize, SandboxError> {
+        self.state
+            .marketplace()
+            .upsert(Value::Array(offers), jiff::Timestamp::now())
+            .map_err(SandboxError::InvalidOffers)
+    }
+
+    /// Injects a fault into the marketplace list endpoints.
+    pub fn inject_marketplace_fault(&self, fault: Fault) {
+        self.state.marketplace().faults.push(fault, Instant::now());
+    }
+
+    /// Clears the marketplace's queued faults.
+    pub fn clear_marketplace_faults(&self) {
+        self.state.marketplace().faults.clear();
+    }
+
+    /// The writes the storefront accepted, in arrival order.
+    pub fn received(&self) -> Vec<ReceivedWrite> {
+        self.state.storefront().records.clone()
+    }
+
+    /// The storefront's write counters.
+    pub fn storefront_stats(&self) -> StorefrontStats {
+        self.state.storefront().stats
+    }
+
+    /// Injects a fault into storefront writes.
+    pub fn inject_storefront_fault(&self, fault: Fault) {
+        self.state.storefront().faults.push(fault, Instant::now());
+    }
+
+    /// Clears the storefront's queued faults.
+    pub fn clear_storefront_faults(&self) {
+        self.state.storefront().faults.clear();
+    }
+
+    /// How many storefront faults are still active.
+    pub fn pending_storefront_faults(&self) -> usize {
+        self.state.storefront().faults.len(Instant::now())
+    }
+
+    /// The alerts received, in arrival order.
+    pub fn alerts(&self) -> Vec<ReceivedAlert> {
+        self.state.alerts().received.clone()
+    }
+
+    /// Injects a fault into the alert receiver.
+    pub fn inject_alert_fault(&self, fault: Fault) {
+        self.state.alerts().faults.push(fault, Instant::now());
+    }
+
+    /// Clears the alert receiver's queued faults.
+    pub fn clear_alert_faults(&self) {
+        self.state.alerts().faults.clear();
+    }
+
+    /// Stops the server, letting in-flight requests finish for a few seconds.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => tracing::warn!(error = %err, "Sandbox server failed."),
+            Ok(Err(err)) => tracing::warn!(error = %err, "Sandbox server task failed."),
+            Err(_) => {
+                // Idle keep-alive connections can hold a graceful shutdown open; stop anyway.
+                self.task.abort();
+            }
+        }
+        tracing::info!(url = %self.base_url(), "Sandbox stopped.");
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+            self.task.abort();
+        }
+    }
+}
+
+/// Starts a sandbox, prints its URLs and the `export` lines a workspace needs, and serves
+/// until Ctrl-C.
+pub async fn serve_until_ctrl_c(config: SandboxConfig) -> anyhow::Result<()> {
+    let sandbox = Sandbox::start(config.clone()).await?;
+    let summary = sandbox.summary();
+    println!("Switchyard sandbox listening on {}", sandbox.base_url());
+    println!("  marketplace: {}", sandbox.marketplace_url());
+    println!("  storefront:  {}", sandbox.storefront_url());
+    println!("  alerts:      {}", sandbox.alerts_url());
+    println!(
+        "Seeded {} offers (seed {}): {} valid, {} missing price, {} negative quantity, \
+         {} unknown currency, {} duplicates, {} ownership violations.",
+        summary.offers,
+        config.seed,
+        summary.valid,
+        summary.missing_price,
+        summary.negative_quantity,
+        summary.unknown_currency,
+        summary.duplicates,
+        summary.ownership_violations,
+    );
+    println!("Run a workspace against it with:");
+    for (name, value) in sandbox.env() {
+        println!("export {name}={value}");
+    }
+    println!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    sandbox.shutdown().await;
+    Ok(())
+}
+
+/// A JSON error answer: `{"error": "..."}` with a 4xx status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// Parses and validates a fault from a control request body.
+fn parse_fault(body: &[u8]) -> Result<Fault, ApiError> {
+    let fault: Fault = serde_json::from_slice(body)
+        .map_err(|err| ApiError::bad_request(format!("invalid fault: {err}")))?;
+    fault.validate().map_err(ApiError::bad_request)?;
+    Ok(fault)
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such sandbox route".to_owned(),
+    }
+}
+
+/// A poisoned lock only means a handler panicked mid-update; the sandbox's data is still the
+/// best evidence a test has, so keep serving it rather than cascading the panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,252 @@
+//! Dead letters: records that could not be delivered, with their failure mode, owner and the
+//! original record, and what operators did about them.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::{Store, StoreError, audit, now_rfc3339};
+
+/// A dead letter about to be stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewDeadLetter {
+    /// The flow.
+    pub flow: String,
+    /// The business object.
+    pub object: String,
+    /// The record's identity key (`shop_id:offer_id`), when it could be read.
+    pub record_key: Option<String>,
+    /// The record's idempotency key, when it could be rendered.
+    pub idempotency_key: Option<String>,
+    /// The failure mode (`contract-violation`, ...).
+    pub failure: String,
+    /// A short machine reason (`missing_price`).
+    pub reason: String,
+    /// The error, for people.
+    pub error: String,
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// The owner it is routed to.
+    pub owner: String,
+    /// The owner's action.
+    pub action: Option<String>,
+    /// The original record as received (JSON text, or the raw line when it was not JSON).
+    pub record: String,
+}
+
+/// What has become of a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadLetterStatus {
+    /// Waiting for its owner.
+    Open,
+    /// Replayed and delivered.
+    Replayed,
+    /// Accepted as undeliverable, with a reason.
+    Suppressed,
+}
+
+/// A stored dead letter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// Its ID.
+    pub id: i64,
+    /// Everything stored with it.
+    #[serde(flatten)]
+    pub letter: NewDeadLetter,
+    /// Its status.
+    pub status: DeadLetterStatus,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When it last changed (RFC 3339).
+    pub updated_at: String,
+    /// Who resolved it.
+    pub resolved_by: Option<String>,
+    /// Why (suppression reason or replay outcome).
+    pub note: Option<String>,
+}
+
+/// Which dead letters to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only this failure mode.
+    pub failure: Option<String>,
+    /// Only this status (default: all).
+    pub status: Option<DeadLetterStatus>,
+    /// At most this many (default: all).
+    pub limit: Option<usize>,
+}
+
+const COLUMNS: &str = "id, flow, object, record_key, idempotency_key, failure, reason, error, \
+                       attempts, owner, action, record, status, created_at, updated_at, \
+                       resolved_by, note";
+
+pub(super) fn insert(
+    conn: &Connection,
+    letter: &NewDeadLetter,
+    now: &str,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO dead_letters (flow, object, record_key, idempotency_key, failure, reason,
+           error, attempts, owner, action, record, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+    )?
+    .execute(params![
+        letter.flow,
+        letter.object,
+        letter.record_key,
+        letter.idempotency_key,
+        letter.failure,
+        letter.reason,
+        letter.error,
+        letter.attempts,
+        letter.owner,
+        letter.action,
+        letter.record,
+        now
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+impl DeadLetterStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterStatus::Open => "open",
+            DeadLetterStatus::Replayed => "replayed",
+            DeadLetterStatus::Suppressed => "suppressed",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "replayed" => DeadLetterStatus::Replayed,
+            "suppressed" => DeadLetterStatus::Suppressed,
+            _ => DeadLetterStatus::Open,
+        }
+    }
+}
+
+impl Store {
+    /// Lists dead letters, oldest first.
+    pub fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM dead_letters
+             WHERE (?1 IS NULL OR flow = ?1) AND (?2 IS NULL OR failure = ?2)
+               AND (?3 IS NULL OR status = ?3)
+             ORDER BY id LIMIT ?4"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.sqlite(e))?;
+        let limit = filter.limit.map_or(-1, |l| l as i64);
+        let rows = stmt
+            .query_map(
+                params![
+                    filter.flow,
+                    filter.failure,
+                    filter.status.map(|s| s.as_str()),
+                    limit
+                ],
+                read_row,
+            )
+            .map_err(|e| self.sqlite(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sqlite(e))
+    }
+
+    /// One dead letter.
+    pub fn dead_letter(&self, id: i64) -> Result<DeadLetter, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM dead_letters WHERE id = ?1"),
+            params![id],
+            read_row,
+        )
+        .optional()
+        .map_err(|e| self.sqlite(e))?
+        .ok_or(StoreError::NoSuchDeadLetter(id))
+    }
+
+    /// Marks a dead letter resolved (replayed or suppressed) and audits who did it and why.
+    pub fn resolve_dead_letter(
+        &self,
+        id: i64,
+        status: DeadLetterStatus,
+        actor: &str,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        let letter = self.dead_letter(id)?;
+        let now = now_rfc3339();
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE dead_letters SET status = ?2, resolved_by = ?3, note = ?4, updated_at = ?5
+             WHERE id = ?1",
+            params![id, status.as_str(), actor, note, now],
+        )
+        .map_err(|e| self.sqlite(e))?;
+        let action = match status {
+            DeadLetterStatus::Replayed => "dead-letter-replayed",
+            DeadLetterStatus::Suppressed => "dead-letter-suppressed",
+            DeadLetterStatus::Open => "dead-letter-reopened",
+        };
+        let detail = serde_json::json!({
+            "dead_letter": id, "failure": letter.letter.failure,
+            "record_key": letter.letter.record_key, "note": note,
+        });
+        audit(
+            &conn,
+            Some(&letter.letter.flow),
+            action,
+            actor,
+            &detail,
+            &now,
+        )
+        .map_err(|e| self.sqlite(e))
+    }
+
+    /// Records a replay attempt that failed again, keeping the letter open.
+    pub fn note_failed_replay(&self, id: i64, actor: &str, error: &str) -> Result<(), StoreError> {
+        let letter = self.dead_letter(id)?;
+        let now = now_rfc3339();
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE dead_letters SET attempts = attempts + 1, note = ?2, updated_at = ?3
+             WHERE id = ?1",
+            params![id, format!("replay failed: {error}"), now],
+        )
+        .map_err(|e| self.sqlite(e))?;
+        let detail = serde_json::json!({"dead_letter": id, "error": error});
+        audit(
+            &conn,
+            Some(&letter.letter.flow),
+            "dead-letter-replay-failed",
+            actor,
+            &detail,
+            &now,
+        )
+        .map_err(|e| self.sqlite(e))
+    }
+}
+
+fn read_row(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: row.get(0)?,
+        letter: NewDeadLetter {
+            flow: row.get(1)?,
+            object: row.get(2)?,
+            record_key: row.get(3)?,
+            idempotency_key: row.get(4)?,
+            failure: row.get(5)?,
+            reason: row.get(6)?,
+            error: row.get(7)?,
+            attempts: row.get(8)?,
+            owner: row.get(9)?,
+            action: row.get(10)?,
+            record: row.get(11)?,
+        },
+        status: DeadLetterStatus::parse(&row.get::<_, String>(12)?),
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+        resolved_by: row.get(15)?,
+        note: row.get(16)?,
+    })
+}

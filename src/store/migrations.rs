@@ -1,0 +1,80 @@
+//! Embedded schema migrations, applied in order on open; `PRAGMA user_version` records how
+//! many have run. Append new migrations; never edit one that has shipped.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the offer flow's state.
+    "CREATE TABLE checkpoints (
+        flow TEXT PRIMARY KEY,
+        position TEXT NOT NULL,
+        sink_state TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+     );
+     CREATE TABLE processed_keys (
+        flow TEXT NOT NULL,
+        key_hash INTEGER NOT NULL,
+        PRIMARY KEY (flow, key_hash)
+     ) WITHOUT ROWID;
+     CREATE TABLE retry_state (
+        flow TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        first_failure_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        PRIMARY KEY (flow, idempotency_key)
+     );
+     CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        flow TEXT NOT NULL,
+        object TEXT NOT NULL,
+        record_key TEXT,
+        idempotency_key TEXT,
+        failure TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        error TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        action TEXT,
+        record TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        resolved_by TEXT,
+        note TEXT
+     );
+     CREATE INDEX dead_letters_by_flow ON dead_letters (flow, failure, status);
+     CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner TEXT NOT NULL,
+        url TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        dead_letter_id INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+        delivered_at TEXT,
+        last_error TEXT,
+        created_at TEXT NOT NULL
+     );
+     CREATE INDEX alert_outbox_due ON alert_outbox (delivered_at, next_attempt_ms);
+     CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        flow TEXT,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        detail TEXT NOT NULL
+     );",
+];
+
+/// Applies the migrations this file has not seen yet.
+pub(super) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
