@@ -520,3 +520,39 @@ fn check_failures(
     routes.sort_keys();
     routes
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::spec::raw::RetryConfig;
+
+    #[test]
+    fn five_field_cron_gets_a_seconds_field() {
+        assert_eq!(
+            normalize_cron("*/15 * * * *").as_deref(),
+            Ok("0 */15 * * * *")
+        );
+        assert_eq!(normalize_cron("0  5 * * * *").as_deref(), Ok("0 5 * * * *"));
+        assert!(normalize_cron("*/15 * * *").is_err());
+        assert!(normalize_cron("99 * * * *").is_err());
+    }
+
+    #[test]
+    fn retry_resolves_field_by_field() {
+        let retry = |initial: Option<&str>, window: Option<&str>| RetryConfig {
+            backoff: None,
+            initial: initial.map(str::to_owned),
+            max_delay: None,
+            window: window.map(str::to_owned),
+        };
+        let flow = retry(None, Some("10m"));
+        let defaults = retry(Some("5s"), Some("1h"));
+        let policy = resolve_retry(Some(&flow), Some(&defaults));
+        assert_eq!(policy.initial, Duration::from_secs(5));
+        assert_eq!(policy.window, Duration::from_secs(600));
+        assert_eq!(policy.max_delay, Duration::from_secs(120));
+        assert!(policy.exponential);
+    }
+}
