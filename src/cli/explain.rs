@@ -1,13 +1,33 @@
-//! `switchyard explain`.
+//! `switchyard explain`: prints the ownership matrix and a summary of each flow.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
 
+use super::WorkspaceArg;
+use crate::spec::diagnostic;
+use crate::spec::{LoadOptions, load_workspace};
+
 /// Arguments of `switchyard explain`.
 #[derive(Debug, Args)]
-pub struct ExplainArgs {}
+pub struct ExplainArgs {
+    #[command(flatten)]
+    workspace: WorkspaceArg,
+}
 
-pub(crate) fn run(_args: ExplainArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`switchyard explain` is not built yet")
+pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let root = &args.workspace.workspace;
+    if let Some(code) = super::validate::check_workspace_folder(root) {
+        return Ok(code);
+    }
+    let loaded = load_workspace(root, &LoadOptions::default());
+    let Some(workspace) = loaded.workspace else {
+        // Explaining a broken workspace would explain something that cannot run.
+        eprint!("{}", diagnostic::render_human(&loaded.diagnostics));
+        eprintln!("{}", diagnostic::summary(&loaded.diagnostics));
+        return Ok(ExitCode::from(1));
+    };
+    std::io::stdout().write_all(crate::spec::explain::explain(&workspace).as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,5 +2,19 @@
 //! and the resolved model (`model`). Nothing here touches the network, tokio or the state
 //! store, so the spec core stays fast to build, test and fuzz.
 
+pub mod diagnostic;
+pub mod duration;
+pub mod env;
+pub mod explain;
+pub mod load;
 pub mod model;
 pub mod raw;
+pub mod schema;
+pub mod source_map;
+mod templates;
+mod validate;
+
+pub use diagnostic::{Code, Diagnostic, Severity};
+pub use duration::parse_duration;
+pub use env::EnvLookup;
+pub use load::{LoadOptions, Loaded, check_sources, load_workspace};

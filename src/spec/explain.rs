@@ -1,0 +1,245 @@
+//! `explain`: a resolved workspace in business words — the ownership matrix, who controls
+//! each field, and one paragraph per flow. Returns text so it is testable without a terminal.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::model::{Flow, Trigger, Workspace};
+use super::raw::{Action, LatencyClass, Party, Pattern};
+
+/// Renders the ownership matrix, the field control table and the flow summaries.
+pub fn explain(workspace: &Workspace) -> String {
+    let mut out = String::new();
+    let title = workspace.spec.name.as_deref().unwrap_or("workspace");
+    let _ = writeln!(out, "# {title}\n");
+    out.push_str("## Ownership\n\n");
+    out.push_str(
+        "SoT = source of truth, C = may create, U = may update, consume = reads only.\n\n",
+    );
+    out.push_str(&ownership_matrix(workspace));
+    out.push_str("\n## Field control\n\n");
+    out.push_str(&field_table(workspace));
+    out.push_str("\n## Flows\n");
+    for flow in workspace.flows.values() {
+        out.push('\n');
+        out.push_str(&flow_summary(flow));
+        out.push('\n');
+    }
+    out
+}
+
+/// Object × system: `SoT`, `C`, `U`, `consume`.
+pub fn ownership_matrix(workspace: &Workspace) -> String {
+    let mut header = vec!["object".to_owned()];
+    header.extend(workspace.spec.systems.keys().cloned());
+    let mut rows = vec![header];
+    for (name, object) in &workspace.spec.objects {
+        let mut row = vec![name.clone()];
+        for system in workspace.spec.systems.keys() {
+            let mut roles = Vec::new();
+            if &object.source_of_truth == system {
+                roles.push("SoT");
+            }
+            if object.create.contains(system) {
+                roles.push("C");
+            }
+            if object.update.contains(system) {
+                roles.push("U");
+            }
+            if object.consume.contains(system) {
+                roles.push("consume");
+            }
+            row.push(if roles.is_empty() {
+                "-".to_owned()
+            } else {
+                roles.join(" ")
+            });
+        }
+        rows.push(row);
+    }
+    table(&rows)
+}
+
+/// Field, controlled by, operator override.
+pub fn field_table(workspace: &Workspace) -> String {
+    let mut rows = vec![vec![
+        "field".to_owned(),
+        "controlled by".to_owned(),
+        "operator override".to_owned(),
+    ]];
+    for (object_name, object) in &workspace.spec.objects {
+        for (field, control) in &object.fields {
+            rows.push(vec![
+                format!("{object_name}.{field}"),
+                party(control.controlled_by).to_owned(),
+                if control.operator_override {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_owned(),
+            ]);
+        }
+    }
+    if rows.len() == 1 {
+        return "No per-field control is declared.\n".to_owned();
+    }
+    table(&rows)
+}
+
+/// One paragraph on a flow, in business English.
+pub fn flow_summary(flow: &Flow) -> String {
+    let spec = &flow.spec;
+    let mut text = format!(
+        "{}: moves {} records from {} to {}",
+        spec.flow, spec.object, spec.from.system, spec.to.system
+    );
+    let pattern = match spec.pattern {
+        Pattern::Event => "an event flow",
+        Pattern::NearRealTime => "a near-real-time flow",
+        Pattern::Batch => "a batch flow",
+    };
+    let trigger = match &flow.trigger {
+        Trigger::Manual => "run on demand".to_owned(),
+        Trigger::Poll(every) => format!("polled every {}", human(*every)),
+        Trigger::Cron {
+            expression,
+            timezone,
+        } => {
+            format!("scheduled by cron `{expression}` ({timezone})")
+        }
+        Trigger::Webhook(path) => format!("started by webhook events on {path}"),
+    };
+    let latency = match spec.latency {
+        LatencyClass::CheckoutBlocking => "checkout-blocking: a shopper is waiting",
+        LatencyClass::SameDayOperational => {
+            "same-day operational: it must land within the business day"
+        }
+        LatencyClass::NextCycleEnrichment => {
+            "next-cycle enrichment: it may wait for the next cycle"
+        }
+        LatencyClass::FinanceClose => "finance-close: it must be complete before the period closes",
+    };
+    let _ = write!(
+        text,
+        ". It is {pattern}, {trigger}; its latency class is {latency}."
+    );
+    let _ = write!(
+        text,
+        " A failing delivery is retried with {} backoff from {} up to {} apart for {}, then dead-lettered.",
+        if flow.retry.exponential {
+            "exponential"
+        } else {
+            "fixed"
+        },
+        human(flow.retry.initial),
+        human(flow.retry.max_delay),
+        human(flow.retry.window),
+    );
+    let failures: Vec<String> = flow
+        .failures
+        .iter()
+        .map(|(mode, route)| {
+            let action = route
+                .action
+                .map(|action| format!(" ({})", action_words(action)))
+                .unwrap_or_default();
+            let escalate = route
+                .escalate
+                .as_ref()
+                .map(|e| format!(", escalated to {} after {}", e.to, e.after))
+                .unwrap_or_default();
+            format!("{mode} goes to {}{action}{escalate}", route.owner)
+        })
+        .collect();
+    if !failures.is_empty() {
+        let _ = write!(text, " Failures: {}.", failures.join("; "));
+    }
+    match (
+        flow.freshness,
+        spec.sla.as_ref().and_then(|sla| sla.max_reject_rate),
+    ) {
+        (None, None) => text.push_str(" No SLA is declared."),
+        (freshness, reject) => {
+            let mut parts = Vec::new();
+            if let Some(freshness) = freshness {
+                parts.push(format!("changes are delivered within {}", human(freshness)));
+            }
+            if let Some(reject) = reject {
+                parts.push(format!("at most {reject}% of records are dead-lettered"));
+            }
+            let _ = write!(text, " SLA: {}.", parts.join(" and "));
+        }
+    }
+    text
+}
+
+fn party(party: Party) -> &'static str {
+    match party {
+        Party::Seller => "seller",
+        Party::Operator => "operator",
+    }
+}
+
+fn action_words(action: Action) -> &'static str {
+    match action {
+        Action::Retry => "retry",
+        Action::Repair => "repair",
+        Action::Suppress => "suppress",
+        Action::Escalate => "escalate",
+        Action::RequestCorrection => "request a correction",
+    }
+}
+
+/// `1h30m`, `30s`, `250ms`.
+fn human(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = millis;
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if rest >= size {
+            let _ = write!(out, "{}{unit}", rest / size);
+            rest %= size;
+        }
+    }
+    out
+}
+
+/// A plain-text table with aligned columns and a separator under the header.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (index, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+        if index == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            out.push_str(&rule.join("  "));
+            out.push('\n');
+        }
+    }
+    out
+}

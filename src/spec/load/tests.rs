@@ -1,0 +1,141 @@
+use std::path::PathBuf;
+
+use super::*;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spec/fixtures/valid");
+
+fn valid_files() -> Vec<(PathBuf, String)> {
+    [
+        "switchyard.yaml",
+        "flows/offers-to-storefront.yaml",
+        "tests/offers-to-storefront.yaml",
+        "contracts/offer.json",
+    ]
+    .into_iter()
+    .map(|path| {
+        let text = std::fs::read_to_string(Path::new(FIXTURE).join(path)).unwrap_or_default();
+        (PathBuf::from(path), text)
+    })
+    .collect()
+}
+
+fn env() -> LoadOptions {
+    LoadOptions {
+        strict: false,
+        env: EnvLookup::empty()
+            .with("MARKETPLACE_URL", "http://m")
+            .with("STOREFRONT_URL", "http://s")
+            .with("ALERTS_URL", "http://a"),
+    }
+}
+
+fn diagnose(workspace: &str) -> Vec<String> {
+    let mut files = valid_files();
+    files[0].1 = workspace.to_owned();
+    load_sources(Path::new("."), &files, &env())
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{}: {} {} {:?}",
+                d.file.display(),
+                d.line,
+                d.column,
+                d.code,
+                d.message,
+                d.hint
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn valid_workspace_resolves() {
+    let loaded = load_sources(Path::new("/ws"), &valid_files(), &env());
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let workspace = loaded.workspace.unwrap_or_else(|| panic!("no workspace"));
+    assert_eq!(workspace.state_path, Path::new("/ws/.switchyard/state.db"));
+    assert_eq!(
+        workspace.spec.systems["marketplace"]
+            .http
+            .as_ref()
+            .map(|h| h.base_url.as_str()),
+        Some("http://m")
+    );
+    let flow = &workspace.flows["offers-to-storefront"];
+    assert_eq!(
+        flow.trigger,
+        crate::spec::model::Trigger::Poll(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(flow.retry.initial, std::time::Duration::from_secs(1));
+    assert_eq!(flow.freshness, Some(std::time::Duration::from_secs(900)));
+    assert_eq!(flow.failures.len(), 6);
+    assert_eq!(
+        flow.failures[&crate::spec::model::FailureMode::ContractViolation].owner,
+        "seller-support"
+    );
+    assert_eq!(
+        flow.failures[&crate::spec::model::FailureMode::MappingError].owner,
+        "marketplace-ops"
+    );
+    assert_eq!(workspace.tests.len(), 1);
+    assert!(workspace.contracts.contains_key("offer"));
+}
+
+#[test]
+fn yaml_errors_become_diagnostics() {
+    let base = valid_files()[0].1.clone();
+    let duplicate = base.replace("name: demo marketplace", "name: a\nname: b");
+    let unknown = base.replace("name: demo marketplace", "nmae: a");
+    let wrong_type = base.replace("version: 1", "version: one");
+    let syntax = base.replace("model: operator", "model: [operator");
+    for (text, code) in [
+        (duplicate, "E0003"),
+        (unknown, "E0004"),
+        (wrong_type, "E0005"),
+        (syntax, "E0002"),
+    ] {
+        let found = diagnose(&text);
+        eprintln!("{found:#?}");
+        assert!(found.iter().any(|d| d.contains(code)), "{code}: {found:#?}");
+    }
+}
+
+/// Truncated and garbled versions of valid files must produce diagnostics, never a panic.
+#[test]
+fn never_panics_on_garbled_input() {
+    let files = valid_files();
+    for index in 0..files.len() {
+        let text = files[index].1.clone();
+        let chars: Vec<char> = text.chars().collect();
+        let mut variants = Vec::new();
+        for cut in (0..chars.len()).step_by(7) {
+            variants.push(chars[..cut].iter().collect::<String>());
+            let mut garbled = chars.clone();
+            garbled[cut] = ['{', '[', ':', '\'', '"', '&', '*', '\t', '\n', '-'][cut % 10];
+            variants.push(garbled.into_iter().collect());
+        }
+        variants.push("a: &a [*a, *a]\nb: *a".to_owned());
+        variants.push("[".repeat(500));
+        variants.push("- ".repeat(500));
+        for variant in variants {
+            let mut broken = files.clone();
+            broken[index].1 = variant;
+            let _ = check_sources(&broken);
+        }
+    }
+}
+
+#[test]
+fn billion_laughs_is_refused() {
+    let mut text =
+        String::from("version: 1\nmodel: operator\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9 {
+        let prev = level - 1;
+        text.push_str(&format!(
+            "a{level}: &a{level} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+        ));
+    }
+    let found = diagnose(&text);
+    assert!(!found.is_empty());
+}

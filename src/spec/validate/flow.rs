@@ -1,0 +1,558 @@
+//! Checks of one flow file against the workspace: references, ownership, templates, trigger,
+//! retry, failure owners and SLA; and its resolution into a [`Flow`].
+
+use std::str::FromStr;
+
+use indexmap::IndexMap;
+
+use super::workspace::{Checked, check_owner, check_retry, check_system, resolve_retry};
+use super::{At, Report, seg};
+use crate::spec::diagnostic::{Code, did_you_mean};
+use crate::spec::model::{Escalation, FailureMode, FailureRoute, Flow, Trigger};
+use crate::spec::raw::{FailureConfig, FailuresConfig, FlowFile, HttpRequestConfig, MapField};
+use crate::spec::templates;
+
+/// Failure modes every flow can produce, so each needs an owner.
+const POSSIBLE: [FailureMode; 6] = [
+    FailureMode::ContractViolation,
+    FailureMode::OwnershipViolation,
+    FailureMode::MappingError,
+    FailureMode::SourceUnavailable,
+    FailureMode::SinkRejected,
+    FailureMode::SinkUnavailable,
+];
+
+/// Variables a source request template may use: it renders once per page, not per record.
+const SOURCE_REQUEST_VARIABLES: &[&str] = &["cursor"];
+
+/// The fields a template may reference, and how to name them in a message.
+struct Scope<'a> {
+    /// `None` when unknown (no contract properties): field checks are skipped.
+    fields: Option<Vec<String>>,
+    what: &'a str,
+}
+
+/// Checks one flow; returns it resolved (meaningful only when no error was reported).
+pub(crate) fn check(
+    spec: &FlowFile,
+    at: &At<'_>,
+    workspace: &Checked,
+    report: &mut Report<'_>,
+) -> Option<Flow> {
+    let systems: Vec<&str> = workspace.spec.systems.keys().map(String::as_str).collect();
+    let owners: Vec<&str> = workspace.spec.owners.keys().map(String::as_str).collect();
+
+    let object = workspace.spec.objects.get(&spec.object);
+    if object.is_none() {
+        report.push(
+            at.error(
+                "/object",
+                Code::UnknownObject,
+                format!("unknown object \"{}\"", spec.object),
+            )
+            .with_hint(did_you_mean(
+                &spec.object,
+                workspace.spec.objects.keys().map(String::as_str),
+            )),
+        );
+    }
+    let source_known = check_system(&spec.from.system, "/from/system", &systems, at, report);
+    let sink_known = check_system(&spec.to.system, "/to/system", &systems, at, report);
+    if let Some(object) = object {
+        let source = &spec.from.system;
+        if source_known && !object.create.contains(source) && !object.update.contains(source) {
+            report.push(
+                at.error(
+                    "/from/system",
+                    Code::SourceMayNotWrite,
+                    format!(
+                        "system \"{source}\" may neither create nor update object \"{}\"",
+                        spec.object
+                    ),
+                )
+                .with_hint(Some(format!(
+                    "add \"{source}\" to `create` or `update` of object \"{}\", or read from a system that owns it",
+                    spec.object
+                ))),
+            );
+        }
+        let sink = &spec.to.system;
+        if sink_known && !object.consume.contains(sink) {
+            report.push(
+                at.error(
+                    "/to/system",
+                    Code::SinkNotConsumer,
+                    format!(
+                        "system \"{sink}\" does not consume object \"{}\"",
+                        spec.object
+                    ),
+                )
+                .with_hint(Some(format!(
+                    "add \"{sink}\" to `consume` of object \"{}\"",
+                    spec.object
+                ))),
+            );
+        }
+    }
+
+    check_templates(spec, at, workspace, report);
+    let trigger = check_trigger(spec, at, report);
+
+    if let Some(retry) = &spec.retry {
+        check_retry(retry, "/retry", at, report);
+    }
+    let defaults = workspace.spec.defaults.as_ref();
+    let retry = resolve_retry(spec.retry.as_ref(), defaults.and_then(|d| d.retry.as_ref()));
+    if let Some(flow_retry) = &spec.retry {
+        let own = flow_retry.initial.is_some() || flow_retry.window.is_some();
+        let both_own = flow_retry.initial.is_some() && flow_retry.window.is_some();
+        // A block that is wrong on its own was reported above; this catches a flow whose
+        // window is only too short against the workspace default's first delay (or back).
+        if own && !both_own && retry.window < retry.initial {
+            let field = if flow_retry.window.is_some() {
+                "window"
+            } else {
+                "initial"
+            };
+            report.push(at.error(
+                &format!("/retry/{field}"),
+                Code::RetryWindowTooShort,
+                format!(
+                    "retry window {:?} is shorter than the first retry delay {:?} (with the workspace defaults)",
+                    retry.window, retry.initial
+                ),
+            ));
+        }
+    }
+
+    let default_owner = defaults.and_then(|d| d.failure_owner.clone());
+    let failures = check_failures(&spec.failures, default_owner, &owners, at, report);
+
+    let freshness = spec
+        .sla
+        .as_ref()
+        .and_then(|sla| sla.freshness.as_ref())
+        .and_then(|text| at.duration("/sla/freshness", text, report));
+
+    Some(Flow {
+        file: at.file.to_path_buf(),
+        spec: spec.clone(),
+        trigger: trigger?,
+        retry,
+        failures,
+        freshness,
+    })
+}
+
+fn check_trigger(spec: &FlowFile, at: &At<'_>, report: &mut Report<'_>) -> Option<Trigger> {
+    let Some(trigger) = &spec.trigger else {
+        return Some(Trigger::Manual);
+    };
+    let given = [
+        trigger.poll.is_some(),
+        trigger.cron.is_some(),
+        trigger.webhook.is_some(),
+    ]
+    .into_iter()
+    .filter(|given| *given)
+    .count();
+    if given > 1 {
+        report.push(
+            at.key_error(
+                "/trigger",
+                Code::AmbiguousTrigger,
+                "a trigger gives more than one of `poll`, `cron` and `webhook`",
+            )
+            .with_hint(Some(
+                "keep exactly one; a flow without a trigger runs on demand".into(),
+            )),
+        );
+    }
+    let timezone = trigger.timezone.clone().unwrap_or_else(|| "UTC".to_owned());
+    let mut timezone_ok = true;
+    if let Some(name) = &trigger.timezone
+        && let Err(err) = jiff::tz::TimeZone::get(name)
+    {
+        timezone_ok = false;
+        report.push(
+            at.error(
+                "/trigger/timezone",
+                Code::InvalidTimezone,
+                format!("unknown time zone \"{name}\": {err}"),
+            )
+            .with_hint(Some("use an IANA name such as Europe/Paris or UTC".into())),
+        );
+    }
+    let resolved = if let Some(poll) = &trigger.poll {
+        at.duration("/trigger/poll", poll, report)
+            .map(Trigger::Poll)
+    } else if let Some(expression) = &trigger.cron {
+        match normalize_cron(expression) {
+            Ok(expression) => timezone_ok.then_some(Trigger::Cron {
+                expression,
+                timezone,
+            }),
+            Err(message) => {
+                report.push(
+                    at.error("/trigger/cron", Code::InvalidCron, message).with_hint(Some(
+                        "write 5 fields (`*/15 * * * *`: minute hour day month weekday) or 6 with seconds first".into(),
+                    )),
+                );
+                None
+            }
+        }
+    } else if let Some(path) = &trigger.webhook {
+        Some(Trigger::Webhook(path.clone()))
+    } else {
+        Some(Trigger::Manual)
+    };
+    if given > 1 { None } else { resolved }
+}
+
+/// Normalises a cron expression to the 6-field form (seconds first) the `cron` crate reads,
+/// and checks that it parses.
+pub(crate) fn normalize_cron(expression: &str) -> Result<String, String> {
+    let fields = expression.split_whitespace().count();
+    let normalized = match fields {
+        5 => format!(
+            "0 {}",
+            expression.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
+        6 | 7 => expression.split_whitespace().collect::<Vec<_>>().join(" "),
+        _ => {
+            return Err(format!(
+                "invalid cron expression \"{expression}\": expected 5 or 6 fields, found {fields}"
+            ));
+        }
+    };
+    cron::Schedule::from_str(&normalized)
+        .map(|_| normalized)
+        .map_err(|err| format!("invalid cron expression \"{expression}\": {err}"))
+}
+
+fn check_templates(spec: &FlowFile, at: &At<'_>, workspace: &Checked, report: &mut Report<'_>) {
+    let contract = workspace
+        .spec
+        .objects
+        .get(&spec.object)
+        .map(|object| format!("contract {}", object.contract))
+        .unwrap_or_else(|| "contract".to_owned());
+    let record = Scope {
+        fields: workspace.properties(&spec.object),
+        what: &contract,
+    };
+    let mapped = if spec.map.is_empty() {
+        Scope {
+            fields: workspace.properties(&spec.object),
+            what: &contract,
+        }
+    } else {
+        Scope {
+            fields: Some(spec.map.keys().cloned().collect()),
+            what: "mapped record (the keys of `map`)",
+        }
+    };
+    let source = Scope {
+        fields: Some(
+            SOURCE_REQUEST_VARIABLES
+                .iter()
+                .map(|v| (*v).to_owned())
+                .collect(),
+        ),
+        what: "source request variables (only `cursor`)",
+    };
+
+    for (name, field) in &spec.map {
+        let base = format!("/map/{}", seg(name));
+        match field {
+            MapField::Template(template) => check_template(template, &base, &record, at, report),
+            MapField::Detailed(detail) => {
+                if let Some(template) = &detail.template {
+                    check_template(template, &format!("{base}/template"), &record, at, report);
+                }
+                if let Some(pointer) = &detail.from {
+                    check_pointer(pointer, &format!("{base}/from"), &record, at, report);
+                }
+            }
+        }
+    }
+    if let Some(key) = &spec.idempotency_key {
+        check_template(key, "/idempotency_key", &record, at, report);
+    }
+    if let Some(request) = &spec.from.request {
+        check_request(request, "/from/request", &source, at, report);
+    }
+    if let Some(request) = &spec.to.request {
+        check_request(request, "/to/request", &mapped, at, report);
+    }
+}
+
+fn check_request(
+    request: &HttpRequestConfig,
+    base: &str,
+    scope: &Scope<'_>,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) {
+    check_template(&request.path, &format!("{base}/path"), scope, at, report);
+    for (name, value) in &request.query {
+        check_template(
+            value,
+            &format!("{base}/query/{}", seg(name)),
+            scope,
+            at,
+            report,
+        );
+    }
+    for (name, value) in &request.headers {
+        check_template(
+            value,
+            &format!("{base}/headers/{}", seg(name)),
+            scope,
+            at,
+            report,
+        );
+    }
+}
+
+fn check_template(
+    source: &str,
+    pointer: &str,
+    scope: &Scope<'_>,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) {
+    let info = match templates::inspect(source) {
+        Ok(info) => info,
+        Err(err) => {
+            report.push(at.error(
+                pointer,
+                Code::TemplateSyntax,
+                format!(
+                    "template does not compile: {} (at {}:{} of the template)",
+                    err.message, err.line, err.column
+                ),
+            ));
+            return;
+        }
+    };
+    for helper in &info.helpers {
+        if !templates::is_known_helper(helper) {
+            report.push(
+                at.error(
+                    pointer,
+                    Code::UnknownHelper,
+                    format!("unknown template helper \"{helper}\""),
+                )
+                .with_hint(did_you_mean(helper, templates::known_helpers())),
+            );
+        }
+    }
+    if let Some(fields) = &scope.fields {
+        for field in &info.fields {
+            if !fields.contains(field) {
+                report.push(
+                    at.error(
+                        pointer,
+                        Code::UnknownTemplateField,
+                        format!(
+                            "template uses field \"{field}\", which is not in the {}",
+                            scope.what
+                        ),
+                    )
+                    .with_hint(did_you_mean(field, fields.iter().map(String::as_str))),
+                );
+            }
+        }
+    }
+}
+
+/// A `from` JSON Pointer must start at a property of the input record.
+fn check_pointer(
+    pointer_text: &str,
+    pointer: &str,
+    scope: &Scope<'_>,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) {
+    let Some(fields) = &scope.fields else { return };
+    let Some(first) = pointer_text.strip_prefix('/').map(|rest| {
+        rest.split('/')
+            .next()
+            .unwrap_or_default()
+            .replace("~1", "/")
+            .replace("~0", "~")
+    }) else {
+        report.push(at.error(
+            pointer,
+            Code::InvalidValue,
+            format!("\"{pointer_text}\" is not a JSON Pointer: it must start with `/`"),
+        ));
+        return;
+    };
+    if !fields.contains(&first) {
+        report.push(
+            at.error(
+                pointer,
+                Code::UnknownTemplateField,
+                format!(
+                    "`from` names field \"{first}\", which is not in the {}",
+                    scope.what
+                ),
+            )
+            .with_hint(did_you_mean(&first, fields.iter().map(String::as_str))),
+        );
+    }
+}
+
+fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 9] {
+    [
+        (FailureMode::ContractViolation, &failures.contract_violation),
+        (
+            FailureMode::OwnershipViolation,
+            &failures.ownership_violation,
+        ),
+        (FailureMode::Duplicate, &failures.duplicate),
+        (FailureMode::MappingError, &failures.mapping_error),
+        (FailureMode::SourceUnavailable, &failures.source_unavailable),
+        (FailureMode::SinkRejected, &failures.sink_rejected),
+        (FailureMode::SinkUnavailable, &failures.sink_unavailable),
+        (FailureMode::DeadlineMissed, &failures.deadline_missed),
+        (
+            FailureMode::ReconciliationVariance,
+            &failures.reconciliation_variance,
+        ),
+    ]
+}
+
+fn check_failures(
+    failures: &FailuresConfig,
+    default_owner: Option<String>,
+    owners: &[&str],
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) -> IndexMap<FailureMode, FailureRoute> {
+    let mut routes = IndexMap::new();
+    for (mode, config) in declared(failures) {
+        let Some(config) = config else { continue };
+        let base = format!("/failures/{mode}");
+        if let Some(escalate) = &config.escalate {
+            check_owner(
+                &escalate.to,
+                &format!("{base}/escalate/to"),
+                owners,
+                at,
+                report,
+            );
+            at.duration(&format!("{base}/escalate/after"), &escalate.after, report);
+        }
+        let Some(owner) = &config.owner else {
+            report.push(
+                at.key_error(
+                    &base,
+                    Code::FailureWithoutOwner,
+                    format!("failure mode {mode} has no owner"),
+                )
+                .with_hint(Some(format!(
+                    "add `owner:` naming one of: {}",
+                    owners.join(", ")
+                ))),
+            );
+            continue;
+        };
+        check_owner(owner, &format!("{base}/owner"), owners, at, report);
+        routes.insert(
+            mode,
+            FailureRoute {
+                owner: owner.clone(),
+                action: config.action,
+                runbook: config.runbook.clone(),
+                escalate: config.escalate.as_ref().map(|e| Escalation {
+                    to: e.to.clone(),
+                    after: e.after.clone(),
+                }),
+            },
+        );
+    }
+    let declared_modes: Vec<FailureMode> = declared(failures)
+        .into_iter()
+        .filter(|(_, config)| config.is_some())
+        .map(|(mode, _)| mode)
+        .collect();
+    let missing: Vec<FailureMode> = POSSIBLE
+        .into_iter()
+        .filter(|mode| !declared_modes.contains(mode))
+        .collect();
+    match default_owner {
+        Some(owner) => {
+            for mode in missing {
+                routes.insert(
+                    mode,
+                    FailureRoute {
+                        owner: owner.clone(),
+                        action: None,
+                        runbook: None,
+                        escalate: None,
+                    },
+                );
+            }
+        }
+        None if !missing.is_empty() => {
+            let names: Vec<&str> = missing.iter().map(|mode| mode.as_str()).collect();
+            let pointer = if at.map.get("/failures").is_some() {
+                "/failures"
+            } else {
+                "/flow"
+            };
+            report.push(
+                at.key_error(
+                    pointer,
+                    Code::UnownedFailureMode,
+                    format!("failure modes without an owner: {}", names.join(", ")),
+                )
+                .with_hint(Some(
+                    "declare them under `failures`, or set `defaults.failure_owner` in switchyard.yaml".into(),
+                )),
+            );
+        }
+        None => {}
+    }
+    routes.sort_keys();
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::spec::raw::RetryConfig;
+
+    #[test]
+    fn five_field_cron_gets_a_seconds_field() {
+        assert_eq!(
+            normalize_cron("*/15 * * * *").as_deref(),
+            Ok("0 */15 * * * *")
+        );
+        assert_eq!(normalize_cron("0  5 * * * *").as_deref(), Ok("0 5 * * * *"));
+        assert!(normalize_cron("*/15 * * *").is_err());
+        assert!(normalize_cron("99 * * * *").is_err());
+    }
+
+    #[test]
+    fn retry_resolves_field_by_field() {
+        let retry = |initial: Option<&str>, window: Option<&str>| RetryConfig {
+            backoff: None,
+            initial: initial.map(str::to_owned),
+            max_delay: None,
+            window: window.map(str::to_owned),
+        };
+        let flow = retry(None, Some("10m"));
+        let defaults = retry(Some("5s"), Some("1h"));
+        let policy = resolve_retry(Some(&flow), Some(&defaults));
+        assert_eq!(policy.initial, Duration::from_secs(5));
+        assert_eq!(policy.window, Duration::from_secs(600));
+        assert_eq!(policy.max_delay, Duration::from_secs(120));
+        assert!(policy.exponential);
+    }
+}

@@ -1,0 +1,360 @@
+//! Checks of `switchyard.yaml`: version, systems, owners, objects, their contracts, defaults and
+//! `${ENV}` references.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::{At, Input, Report, seg};
+use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
+use crate::spec::env;
+use crate::spec::model::RetryPolicy;
+use crate::spec::raw::{RetryConfig, WorkspaceFile};
+
+/// What flow checks need to know about the workspace file.
+pub(crate) struct Checked {
+    /// The workspace file as written.
+    pub(crate) spec: WorkspaceFile,
+    /// The workspace file with `${ENV}` references expanded.
+    pub(crate) expanded: WorkspaceFile,
+    /// Each object's contract, when it was read and is a valid JSON Schema.
+    pub(crate) contracts: IndexMap<String, Option<Value>>,
+}
+
+impl Checked {
+    /// The top-level property names of an object's contract, if it declares them; `None`
+    /// means field checks are skipped (no contract, or an open one).
+    pub(crate) fn properties(&self, object: &str) -> Option<Vec<String>> {
+        let contract = self.contracts.get(object)?.as_ref()?;
+        properties(contract)
+    }
+
+    /// `state.sqlite` relative to the root, or `.switchyard/state.db`.
+    pub(crate) fn state_path(&self, root: &Path) -> PathBuf {
+        match self
+            .spec
+            .state
+            .as_ref()
+            .and_then(|state| state.sqlite.as_ref())
+        {
+            Some(path) => root.join(path),
+            None => root.join(".switchyard").join("state.db"),
+        }
+    }
+}
+
+/// Checks the workspace file.
+pub(crate) fn check(
+    spec: &WorkspaceFile,
+    at: &At<'_>,
+    input: &Input<'_>,
+    report: &mut Report<'_>,
+) -> Checked {
+    if spec.version != 1 {
+        report.push(
+            at.error(
+                "/version",
+                Code::UnsupportedVersion,
+                format!("unsupported spec version {}", spec.version),
+            )
+            .with_hint(Some("the only version so far is 1".into())),
+        );
+    }
+    let systems: Vec<&str> = spec.systems.keys().map(String::as_str).collect();
+    let owners: Vec<&str> = spec.owners.keys().map(String::as_str).collect();
+
+    for (name, system) in &spec.systems {
+        let sections = usize::from(system.http.is_some()) + usize::from(system.file.is_some());
+        if sections != 1 {
+            let message = if sections == 0 {
+                format!("system \"{name}\" has no connector section")
+            } else {
+                format!("system \"{name}\" has more than one connector section")
+            };
+            report.push(
+                at.key_error(
+                    &format!("/systems/{}", seg(name)),
+                    Code::ConnectorSections,
+                    message,
+                )
+                .with_hint(Some("give exactly one of `http` or `file`".into())),
+            );
+        }
+        if let Some(timeout) = system.http.as_ref().and_then(|http| http.timeout.as_ref()) {
+            at.duration(
+                &format!("/systems/{}/http/timeout", seg(name)),
+                timeout,
+                report,
+            );
+        }
+    }
+
+    if let Some(defaults) = &spec.defaults {
+        if let Some(owner) = &defaults.failure_owner {
+            check_owner(owner, "/defaults/failure_owner", &owners, at, report);
+        }
+        if let Some(retry) = &defaults.retry {
+            check_retry(retry, "/defaults/retry", at, report);
+        }
+    }
+
+    let mut contracts = IndexMap::new();
+    for (name, object) in &spec.objects {
+        let base = format!("/objects/{}", seg(name));
+        check_system(
+            &object.source_of_truth,
+            &format!("{base}/source_of_truth"),
+            &systems,
+            at,
+            report,
+        );
+        for (list_name, list) in [
+            ("create", &object.create),
+            ("update", &object.update),
+            ("consume", &object.consume),
+        ] {
+            for (index, system) in list.iter().enumerate() {
+                check_system(
+                    system,
+                    &format!("{base}/{list_name}/{index}"),
+                    &systems,
+                    at,
+                    report,
+                );
+            }
+        }
+        let contract = read_contract(
+            &object.contract,
+            &format!("{base}/contract"),
+            at,
+            input,
+            report,
+        );
+        if let Some(properties) = contract.as_ref().and_then(properties) {
+            for (index, key) in object.key.iter().enumerate() {
+                if !properties.contains(key) {
+                    report.push(
+                        at.error(
+                            &format!("{base}/key/{index}"),
+                            Code::KeyNotInContract,
+                            format!(
+                                "key field \"{key}\" is not a property of contract {}",
+                                object.contract
+                            ),
+                        )
+                        .with_hint(did_you_mean(key, properties.iter().map(String::as_str))),
+                    );
+                }
+            }
+        }
+        contracts.insert(name.clone(), contract);
+    }
+
+    let expanded = expand_env(spec, at, input, report);
+    Checked {
+        spec: spec.clone(),
+        expanded,
+        contracts,
+    }
+}
+
+/// Reports an unknown system reference.
+pub(crate) fn check_system(
+    name: &str,
+    pointer: &str,
+    systems: &[&str],
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) -> bool {
+    if systems.contains(&name) {
+        return true;
+    }
+    report.push(
+        at.error(
+            pointer,
+            Code::UnknownSystem,
+            format!("unknown system \"{name}\""),
+        )
+        .with_hint(did_you_mean(name, systems.iter().copied())),
+    );
+    false
+}
+
+/// Reports an unknown owner reference.
+pub(crate) fn check_owner(
+    name: &str,
+    pointer: &str,
+    owners: &[&str],
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) {
+    if !owners.contains(&name) {
+        report.push(
+            at.error(
+                pointer,
+                Code::UnknownOwner,
+                format!("unknown owner \"{name}\""),
+            )
+            .with_hint(did_you_mean(name, owners.iter().copied())),
+        );
+    }
+}
+
+/// Checks a retry block's durations, and that its window is not shorter than its first delay.
+pub(crate) fn check_retry(retry: &RetryConfig, base: &str, at: &At<'_>, report: &mut Report<'_>) {
+    let mut parse = |field: &str, text: &Option<String>| {
+        text.as_ref()
+            .and_then(|text| at.duration(&format!("{base}/{field}"), text, report))
+    };
+    let initial = parse("initial", &retry.initial);
+    let _ = parse("max_delay", &retry.max_delay);
+    let window = parse("window", &retry.window);
+    let defaults = RetryPolicy::default();
+    let (initial_value, window_value) = (
+        initial.unwrap_or(defaults.initial),
+        window.unwrap_or(defaults.window),
+    );
+    let given = (retry.initial.is_none() || initial.is_some())
+        && (retry.window.is_none() || window.is_some());
+    if given && window_value < initial_value {
+        let pointer = if retry.window.is_some() {
+            "window"
+        } else {
+            "initial"
+        };
+        report.push(at.error(
+            &format!("{base}/{pointer}"),
+            Code::RetryWindowTooShort,
+            format!(
+                "retry window {:?} is shorter than the first retry delay {:?}: no retry would ever run",
+                window_value, initial_value
+            ),
+        ));
+    }
+}
+
+/// Resolves a retry policy field by field: the flow's, else the workspace default's, else the
+/// built-in default. Invalid durations were reported already and fall through.
+pub(crate) fn resolve_retry(
+    flow: Option<&RetryConfig>,
+    defaults: Option<&RetryConfig>,
+) -> RetryPolicy {
+    let builtin = RetryPolicy::default();
+    let pick = |get: fn(&RetryConfig) -> &Option<String>, fallback| {
+        [flow, defaults]
+            .into_iter()
+            .flatten()
+            .find_map(|retry| get(retry).as_deref())
+            .and_then(|text| crate::spec::duration::parse_duration(text).ok())
+            .unwrap_or(fallback)
+    };
+    let backoff = [flow, defaults]
+        .into_iter()
+        .flatten()
+        .find_map(|retry| retry.backoff);
+    RetryPolicy {
+        exponential: backoff.is_none_or(|b| b == crate::spec::raw::Backoff::Exponential),
+        initial: pick(|r| &r.initial, builtin.initial),
+        max_delay: pick(|r| &r.max_delay, builtin.max_delay),
+        window: pick(|r| &r.window, builtin.window),
+    }
+}
+
+fn read_contract(
+    path: &str,
+    pointer: &str,
+    at: &At<'_>,
+    input: &Input<'_>,
+    report: &mut Report<'_>,
+) -> Option<Value> {
+    let Some(text) = (input.read_contract)(Path::new(path)) else {
+        report.push(at.error(
+            pointer,
+            Code::ContractMissing,
+            format!("contract file {path} does not exist or cannot be read"),
+        ));
+        return None;
+    };
+    let value: Value = match serde_json::from_str(&text) {
+        Ok(value) => value,
+        Err(err) => {
+            report.push(Diagnostic::error(
+                PathBuf::from(path),
+                (err.line(), err.column()),
+                Code::ContractNotJson,
+                format!("contract is not valid JSON: {err}"),
+            ));
+            return None;
+        }
+    };
+    if let Err(err) = jsonschema::meta::validate(&value) {
+        report.push(at.error(
+            pointer,
+            Code::ContractInvalidSchema,
+            format!("contract {path} is not a valid JSON Schema: {err}"),
+        ));
+        return None;
+    }
+    // The meta-schema does not resolve references; building a validator does.
+    if let Err(err) = jsonschema::validator_for(&value) {
+        report.push(at.error(
+            pointer,
+            Code::ContractInvalidSchema,
+            format!("contract {path} is not a usable JSON Schema: {err}"),
+        ));
+        return None;
+    }
+    Some(value)
+}
+
+fn properties(contract: &Value) -> Option<Vec<String>> {
+    contract
+        .get("properties")?
+        .as_object()
+        .map(|properties| properties.keys().cloned().collect())
+}
+
+/// Returns the workspace file with `${ENV}` references expanded, reporting unset variables.
+fn expand_env(
+    spec: &WorkspaceFile,
+    at: &At<'_>,
+    input: &Input<'_>,
+    report: &mut Report<'_>,
+) -> WorkspaceFile {
+    let mut expanded = spec.clone();
+    let mut expand = |text: &mut String, pointer: String| {
+        let (value, unset) = env::expand(text, &input.options.env);
+        for (_, name) in unset {
+            let message = format!("environment variable {name} is not set");
+            let position = at.map.value(&pointer);
+            let diagnostic = if input.options.strict {
+                Diagnostic::error(at.file, position, Code::UnsetEnvStrict, message)
+            } else {
+                Diagnostic::warning(at.file, position, Code::UnsetEnv, message)
+            };
+            report.push(diagnostic.with_hint(Some(format!(
+                "export {name} before running, or it expands to an empty string"
+            ))));
+        }
+        *text = value;
+    };
+    for (name, system) in &mut expanded.systems {
+        if let Some(http) = &mut system.http {
+            let base = format!("/systems/{}/http", seg(name));
+            expand(&mut http.base_url, format!("{base}/base_url"));
+            for (header, value) in &mut http.headers {
+                expand(value, format!("{base}/headers/{}", seg(header)));
+            }
+        }
+    }
+    for (name, owner) in &mut expanded.owners {
+        if let Some(alert) = &mut owner.alert {
+            expand(
+                &mut alert.webhook,
+                format!("/owners/{}/alert/webhook", seg(name)),
+            );
+        }
+    }
+    expanded
+}
