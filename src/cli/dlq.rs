@@ -1,13 +1,275 @@
-//! `switchyard dlq`.
+//! `switchyard dlq`: list, show, replay, suppress and export dead letters. Every action that
+//! changes a letter is recorded in the audit trail with the operator's name.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::WorkspaceArg;
+use crate::runtime::replay::{ReplayOutcome, replay};
+use crate::spec::EnvLookup;
+use crate::store::{DeadLetter, DeadLetterFilter, DeadLetterStatus, Store};
 
 /// Arguments of `switchyard dlq`.
 #[derive(Debug, Args)]
-pub struct DlqArgs {}
+pub struct DlqArgs {
+    #[command(subcommand)]
+    command: DlqCommand,
+}
 
-pub(crate) fn run(_args: DlqArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`switchyard dlq` is not built yet")
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List dead letters (open ones by default).
+    List {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with its original record.
+    Show {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        /// The dead letter's ID.
+        id: i64,
+    },
+    /// Run dead letters through the current spec and deliver them.
+    Replay {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        /// IDs to replay; or select with the filters and `--all`.
+        ids: Vec<i64>,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Replay every open letter matching the filters.
+        #[arg(long)]
+        all: bool,
+        /// Who replays (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Accept that dead letters will not be delivered, saying why.
+    Suppress {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        /// IDs to suppress.
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// Who suppresses (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Write dead letters as JSON lines `{"reason", "<key>", "raw"}`.
+    Export {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Name of the record key field in the output.
+        #[arg(long, default_value = "record_key")]
+        key_field: String,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct FilterArgs {
+    /// Only this flow.
+    #[arg(long)]
+    flow: Option<String>,
+    /// Only this failure mode (for example `contract-violation`).
+    #[arg(long)]
+    failure: Option<String>,
+    /// Only this status: open, replayed, suppressed or all.
+    #[arg(long, default_value = "open")]
+    status: String,
+    /// At most this many.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// State file (default: the workspace's).
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        DlqCommand::List { workspace, filter, json } => {
+            let store = open_store(&workspace, filter.state.as_ref())?;
+            let letters = store.dead_letters(&filter.to_filter()?)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&letters)?)?;
+            } else {
+                print_table(&mut out, &letters)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { workspace, id } => {
+            let store = open_store(&workspace, None)?;
+            let letter = store.dead_letter(id)?;
+            let mut value = serde_json::to_value(&letter)?;
+            if let Some(record) = serde_json::from_str::<Value>(&letter.letter.record).ok() {
+                value["record"] = record;
+            }
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay { workspace, ids, filter, all, actor } => {
+            let store = open_store(&workspace, filter.state.as_ref())?;
+            let ids = select(&store, ids, &filter, all)?;
+            let ws = super::load_for_run(&workspace.workspace, EnvLookup::process())?;
+            let actor = super::actor(actor);
+            super::tokio_runtime()?.block_on(async {
+                let mut failed = 0;
+                for id in &ids {
+                    match replay(&ws, &store, *id, &actor).await? {
+                        ReplayOutcome::Delivered => println!("#{id}: delivered"),
+                        ReplayOutcome::AlreadyResolved(status) => {
+                            println!("#{id}: already {}", status_name(status))
+                        }
+                        ReplayOutcome::Failed(error) => {
+                            failed += 1;
+                            println!("#{id}: still failing: {error}");
+                        }
+                    }
+                }
+                let left = crate::runtime::alerts::drain(&store, std::time::Duration::from_secs(5));
+                left.await;
+                println!("{} replayed, {failed} still failing", ids.len() - failed);
+                Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            })
+        }
+        DlqCommand::Suppress { workspace, ids, reason, actor } => {
+            let store = open_store(&workspace, None)?;
+            let actor = super::actor(actor);
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason must say why the records will not be delivered");
+            }
+            for id in ids {
+                store.resolve_dead_letter(id, DeadLetterStatus::Suppressed, &actor, &reason)?;
+                println!("#{id}: suppressed by {actor}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Export { workspace, filter, key_field, out } => {
+            let store = open_store(&workspace, filter.state.as_ref())?;
+            let letters = store.dead_letters(&filter.to_filter()?)?;
+            let mut writer: Box<dyn Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path).with_context(|| path.display().to_string())?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            for letter in &letters {
+                let key = letter.letter.record_key.as_deref().map(|k| {
+                    k.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(k))
+                });
+                let line = json!({
+                    "reason": letter.letter.reason,
+                    key_field.as_str(): key,
+                    "raw": letter.letter.record,
+                });
+                serde_json::to_writer(&mut writer, &line)?;
+                writer.write_all(b"\n")?;
+            }
+            writer.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+impl FilterArgs {
+    fn to_filter(&self) -> anyhow::Result<DeadLetterFilter> {
+        let status = match self.status.as_str() {
+            "open" => Some(DeadLetterStatus::Open),
+            "replayed" => Some(DeadLetterStatus::Replayed),
+            "suppressed" => Some(DeadLetterStatus::Suppressed),
+            "all" => None,
+            other => anyhow::bail!("--status {other}: use open, replayed, suppressed or all"),
+        };
+        Ok(DeadLetterFilter {
+            flow: self.flow.clone(),
+            failure: self.failure.clone(),
+            status,
+            limit: self.limit,
+        })
+    }
+}
+
+fn select(
+    store: &Store,
+    ids: Vec<i64>,
+    filter: &FilterArgs,
+    all: bool,
+) -> anyhow::Result<Vec<i64>> {
+    match (ids.is_empty(), all) {
+        (false, false) => Ok(ids),
+        (true, true) => Ok(store.dead_letters(&filter.to_filter()?)?.iter().map(|l| l.id).collect()),
+        (false, true) => anyhow::bail!("give IDs or --all, not both"),
+        (true, false) => anyhow::bail!("give the IDs to replay, or --all with filters"),
+    }
+}
+
+fn open_store(workspace: &WorkspaceArg, state: Option<&PathBuf>) -> anyhow::Result<Store> {
+    let path = match state {
+        Some(path) => path.clone(),
+        None => {
+            // The state path is in the workspace file; read it without requiring every
+            // `${ENV}` of the workspace to be set.
+            let ws = crate::spec::load_workspace(
+                &workspace.workspace,
+                &crate::spec::LoadOptions::default(),
+            );
+            ws.workspace
+                .map(|w| w.state_path)
+                .unwrap_or_else(|| workspace.workspace.join(".switchyard/state.db"))
+        }
+    };
+    if !path.exists() {
+        anyhow::bail!("no state file at {}: no flow has run in this workspace yet", path.display());
+    }
+    Ok(Store::open(&path)?)
+}
+
+fn print_table(out: &mut impl Write, letters: &[DeadLetter]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:>6}  {:<22} {:<20} {:<16} {:<18} {:<9} ERROR",
+        "ID", "FLOW", "FAILURE", "KEY", "OWNER", "STATUS"
+    )?;
+    for l in letters {
+        let error: String = l.letter.error.chars().take(60).collect();
+        writeln!(
+            out,
+            "{:>6}  {:<22} {:<20} {:<16} {:<18} {:<9} {}",
+            l.id,
+            l.letter.flow,
+            l.letter.failure,
+            l.letter.record_key.as_deref().unwrap_or("-"),
+            l.letter.owner,
+            status_name(l.status),
+            error
+        )?;
+    }
+    writeln!(out, "{} dead letter(s)", letters.len())
+}
+
+fn status_name(status: DeadLetterStatus) -> &'static str {
+    match status {
+        DeadLetterStatus::Open => "open",
+        DeadLetterStatus::Replayed => "replayed",
+        DeadLetterStatus::Suppressed => "suppressed",
+    }
 }

@@ -107,9 +107,39 @@ fn init_logging(format: LogFormat, filter: &str) {
 }
 
 /// Builds the tokio runtime the async subcommands run on.
-#[allow(dead_code)] // Used once the async subcommands land.
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// Loads a workspace for a command that executes it: warnings go to stderr, errors stop.
+fn load_for_run(
+    root: &std::path::Path,
+    env: crate::spec::EnvLookup,
+) -> anyhow::Result<crate::spec::model::Workspace> {
+    let loaded = crate::spec::load_workspace(
+        root,
+        &crate::spec::LoadOptions { strict: false, env },
+    );
+    let text = crate::spec::diagnostic::render_human(&loaded.diagnostics);
+    if !text.is_empty() {
+        eprint!("{text}");
+    }
+    loaded.workspace.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has errors ({}); fix them first (`switchyard validate {}`)",
+            root.display(),
+            crate::spec::diagnostic::summary(&loaded.diagnostics),
+            root.display()
+        )
+    })
+}
+
+/// The name recorded in the audit trail for operator actions.
+fn actor(explicit: Option<String>) -> String {
+    explicit
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "operator".into())
 }
