@@ -153,7 +153,7 @@ impl SourceMap {
     /// back to the value's position for later lines.
     pub fn inside(&self, pointer: &str, (line, column): Position) -> Position {
         let node = self.nearest(pointer);
-        if line != 1 || self.nodes.get(pointer).is_none() {
+        if line != 1 || !self.nodes.contains_key(pointer) {
             return node.value;
         }
         (
