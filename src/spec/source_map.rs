@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use serde_saphyr::granit_parser::{Event, Parser, Span};
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span};
 
 /// A 1-based line and column.
 pub type Position = (usize, usize);
@@ -19,6 +19,8 @@ pub struct NodePosition {
     pub key: Position,
     /// The value's position.
     pub value: Position,
+    /// Whether the value is a quoted scalar (its text starts one column after `value`).
+    pub quoted: bool,
 }
 
 /// JSON Pointer -> positions, for one document.
@@ -79,8 +81,13 @@ impl SourceMap {
             let position = position(&span);
             match event {
                 Event::DocumentEnd => indexing = false,
-                Event::Scalar(value, ..) => {
-                    map.node(&mut stack, &mut root_seen, position, Some(value.as_ref()));
+                Event::Scalar(value, style, ..) => {
+                    let pointer =
+                        map.node(&mut stack, &mut root_seen, position, Some(value.as_ref()));
+                    if let Some(node) = pointer.and_then(|pointer| map.nodes.get_mut(&pointer)) {
+                        node.quoted =
+                            matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
+                    }
                 }
                 Event::Alias(..) => {
                     map.node(&mut stack, &mut root_seen, position, None);
@@ -141,6 +148,20 @@ impl SourceMap {
         self.nearest(pointer).value
     }
 
+    /// The position of a character inside the scalar at `pointer`, given by its 1-based line and
+    /// column within the scalar's text. Exact for single-line scalars without escapes; falls
+    /// back to the value's position for later lines.
+    pub fn inside(&self, pointer: &str, (line, column): Position) -> Position {
+        let node = self.nearest(pointer);
+        if line != 1 || !self.nodes.contains_key(pointer) {
+            return node.value;
+        }
+        (
+            node.value.0,
+            node.value.1 + usize::from(node.quoted) + column.saturating_sub(1),
+        )
+    }
+
     /// The key's position at `pointer`, or of its nearest existing ancestor, or 1:1.
     pub fn key(&self, pointer: &str) -> Position {
         self.nearest(pointer).key
@@ -158,6 +179,7 @@ impl SourceMap {
                     return NodePosition {
                         key: (1, 1),
                         value: (1, 1),
+                        quoted: false,
                     };
                 }
             }
@@ -183,6 +205,7 @@ impl SourceMap {
                 NodePosition {
                     key: position,
                     value: position,
+                    quoted: false,
                 },
             );
             return Some(String::new());
@@ -195,6 +218,7 @@ impl SourceMap {
                 self.nodes.entry(child.clone()).or_insert(NodePosition {
                     key: position,
                     value: position,
+                    quoted: false,
                 });
                 Some(child)
             }
@@ -214,6 +238,7 @@ impl SourceMap {
                     self.nodes.entry(child.clone()).or_insert(NodePosition {
                         key: key_position,
                         value: position,
+                        quoted: false,
                     });
                     Some(child)
                 }

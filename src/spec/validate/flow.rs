@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 
 use super::workspace::{Checked, check_owner, check_retry, check_system, resolve_retry};
 use super::{At, Report, seg};
-use crate::spec::diagnostic::{Code, did_you_mean};
+use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::spec::model::{Escalation, FailureMode, FailureRoute, Flow, Trigger};
 use crate::spec::raw::{FailureConfig, FailuresConfig, FlowFile, HttpRequestConfig, MapField};
 use crate::spec::templates;
@@ -325,8 +325,9 @@ fn check_template(
     let info = match templates::inspect(source) {
         Ok(info) => info,
         Err(err) => {
-            report.push(at.error(
-                pointer,
+            report.push(Diagnostic::error(
+                at.file,
+                at.map.inside(pointer, (err.line, err.column)),
                 Code::TemplateSyntax,
                 format!(
                     "template does not compile: {} (at {}:{} of the template)",

@@ -325,9 +325,18 @@ fn expand_env(
     let mut expanded = spec.clone();
     let mut expand = |text: &mut String, pointer: String| {
         let (value, unset) = env::expand(text, &input.options.env);
-        for (_, name) in unset {
+        for (offset, name) in unset {
             let message = format!("environment variable {name} is not set");
-            let position = at.map.value(&pointer);
+            let before = text.get(..offset).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .count()
+                + 1;
+            let position = at.map.inside(&pointer, (line, column));
             let diagnostic = if input.options.strict {
                 Diagnostic::error(at.file, position, Code::UnsetEnvStrict, message)
             } else {
