@@ -105,7 +105,11 @@ struct FilterArgs {
 
 pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        DlqCommand::List { workspace, filter, json } => {
+        DlqCommand::List {
+            workspace,
+            filter,
+            json,
+        } => {
             let store = open_store(&workspace, filter.state.as_ref())?;
             let letters = store.dead_letters(&filter.to_filter()?)?;
             let mut out = std::io::stdout().lock();
@@ -126,7 +130,13 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&value)?);
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Replay { workspace, ids, filter, all, actor } => {
+        DlqCommand::Replay {
+            workspace,
+            ids,
+            filter,
+            all,
+            actor,
+        } => {
             let store = open_store(&workspace, filter.state.as_ref())?;
             let ids = select(&store, ids, &filter, all)?;
             let ws = super::load_for_run(&workspace.workspace, EnvLookup::process())?;
@@ -148,10 +158,19 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 let left = crate::runtime::alerts::drain(&store, std::time::Duration::from_secs(5));
                 left.await;
                 println!("{} replayed, {failed} still failing", ids.len() - failed);
-                Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+                Ok(if failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
             })
         }
-        DlqCommand::Suppress { workspace, ids, reason, actor } => {
+        DlqCommand::Suppress {
+            workspace,
+            ids,
+            reason,
+            actor,
+        } => {
             let store = open_store(&workspace, None)?;
             let actor = super::actor(actor);
             if reason.trim().is_empty() {
@@ -163,7 +182,12 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Export { workspace, filter, key_field, out } => {
+        DlqCommand::Export {
+            workspace,
+            filter,
+            key_field,
+            out,
+        } => {
             let store = open_store(&workspace, filter.state.as_ref())?;
             let letters = store.dead_letters(&filter.to_filter()?)?;
             let mut writer: Box<dyn Write> = match &out {
@@ -174,7 +198,9 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             };
             for letter in &letters {
                 let key = letter.letter.record_key.as_deref().map(|k| {
-                    k.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(k))
+                    k.parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| Value::from(k))
                 });
                 let line = json!({
                     "reason": letter.letter.reason,
@@ -216,7 +242,11 @@ fn select(
 ) -> anyhow::Result<Vec<i64>> {
     match (ids.is_empty(), all) {
         (false, false) => Ok(ids),
-        (true, true) => Ok(store.dead_letters(&filter.to_filter()?)?.iter().map(|l| l.id).collect()),
+        (true, true) => Ok(store
+            .dead_letters(&filter.to_filter()?)?
+            .iter()
+            .map(|l| l.id)
+            .collect()),
         (false, true) => anyhow::bail!("give IDs or --all, not both"),
         (true, false) => anyhow::bail!("give the IDs to replay, or --all with filters"),
     }
@@ -238,7 +268,10 @@ fn open_store(workspace: &WorkspaceArg, state: Option<&PathBuf>) -> anyhow::Resu
         }
     };
     if !path.exists() {
-        anyhow::bail!("no state file at {}: no flow has run in this workspace yet", path.display());
+        anyhow::bail!(
+            "no state file at {}: no flow has run in this workspace yet",
+            path.display()
+        );
     }
     Ok(Store::open(&path)?)
 }

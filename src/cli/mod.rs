@@ -118,10 +118,8 @@ fn load_for_run(
     root: &std::path::Path,
     env: crate::spec::EnvLookup,
 ) -> anyhow::Result<crate::spec::model::Workspace> {
-    let loaded = crate::spec::load_workspace(
-        root,
-        &crate::spec::LoadOptions { strict: false, env },
-    );
+    let loaded =
+        crate::spec::load_workspace(root, &crate::spec::LoadOptions { strict: false, env });
     let text = crate::spec::diagnostic::render_human(&loaded.diagnostics);
     if !text.is_empty() {
         eprint!("{text}");

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::WorkspaceArg;
 use crate::runtime::{FlowRun, RunOptions, alerts};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::spec::EnvLookup;
@@ -16,16 +15,15 @@ use crate::store::Store;
 /// Arguments of `switchyard run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    #[command(flatten)]
-    workspace: WorkspaceArg,
-    /// The flow to run.
-    flow: String,
+    /// `[WORKSPACE] FLOW`: the workspace folder (default `.`) and the flow to run.
+    #[arg(num_args = 1..=2, required = true, value_names = ["WORKSPACE", "FLOW"])]
+    target: Vec<String>,
     /// Start the simulated marketplace systems on loopback and point the workspace's
     /// `${MARKETPLACE_URL}`, `${STOREFRONT_URL}`, `${ALERTS_URL}` and `${OMS_URL}` at them.
     #[arg(long)]
     sandbox: bool,
     /// Offers seeded in the sandbox.
-    #[arg(long, default_value_t = 1000, requires = "sandbox")]
+    #[arg(long, default_value_t = 1000)]
     sandbox_offers: usize,
     /// State file (default: the workspace's, `.switchyard/state.db`).
     #[arg(long)]
@@ -46,12 +44,19 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (root, flow_name) = match args.target.as_slice() {
+        [flow] => (PathBuf::from("."), flow.clone()),
+        [root, flow] => (PathBuf::from(root), flow.clone()),
+        _ => anyhow::bail!("usage: switchyard run [WORKSPACE] FLOW"),
+    };
     let sandbox = if args.sandbox {
         let config = SandboxConfig {
             offers: args.sandbox_offers,
             ..SandboxConfig::default()
         };
-        let sandbox = Sandbox::start(config).await.context("starting the sandbox")?;
+        let sandbox = Sandbox::start(config)
+            .await
+            .context("starting the sandbox")?;
         eprintln!("Sandbox listening on {}", sandbox.base_url());
         Some(sandbox)
     } else {
@@ -61,8 +66,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     for (name, value) in sandbox.iter().flat_map(Sandbox::env) {
         env = env.with(name, value);
     }
-    let workspace = super::load_for_run(&args.workspace.workspace, env)?;
-    let state = args.state.clone().unwrap_or_else(|| workspace.state_path.clone());
+    let workspace = super::load_for_run(&root, env)?;
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| workspace.state_path.clone());
     let store = Store::open(&state)?;
     let options = RunOptions {
         batch_size: args.batch_size.max(1),
@@ -70,7 +78,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..RunOptions::default()
     };
     let started = std::time::Instant::now();
-    let flow = FlowRun::new(&workspace, &args.flow, store.clone(), options, None, None)?;
+    let flow = FlowRun::new(&workspace, &flow_name, store.clone(), options, None, None)?;
     let result = flow.run().await;
     let elapsed = started.elapsed();
     // Alerts go out after the run; any still undelivered stay queued for the next run.
@@ -82,8 +90,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         let rate = report.read as f64 / elapsed.as_secs_f64().max(1e-9);
         eprintln!(
             "{}: read {}, delivered {}, duplicates {}, dead letters {} in {:.2}s ({:.0} records/s)",
-            args.flow, report.read, report.delivered, report.duplicates, report.dead_lettered,
-            elapsed.as_secs_f64(), rate
+            flow_name,
+            report.read,
+            report.delivered,
+            report.duplicates,
+            report.dead_lettered,
+            elapsed.as_secs_f64(),
+            rate
         );
         for (failure, count) in &report.by_failure {
             eprintln!("  {failure}: {count}");

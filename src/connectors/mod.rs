@@ -77,9 +77,9 @@ impl Batch {
     /// Record `index`.
     pub fn get(&self, index: usize) -> Option<RawRecord<'_>> {
         match &self.records {
-            BatchRecords::Lines { buf, spans } => {
-                spans.get(index).map(|(start, end)| RawRecord::Line(&buf[*start..*end]))
-            }
+            BatchRecords::Lines { buf, spans } => spans
+                .get(index)
+                .map(|(start, end)| RawRecord::Line(&buf[*start..*end])),
             BatchRecords::Values(values) => values.get(index).map(RawRecord::Value),
         }
     }

@@ -76,7 +76,11 @@ impl RecorderSink {
             if fault.lasts_ms.is_none() {
                 fault.times -= 1;
             }
-            return Err(SendFailure::from_status(fault.status, fault.retry_after, "injected fault"));
+            return Err(SendFailure::from_status(
+                fault.status,
+                fault.retry_after,
+                "injected fault",
+            ));
         }
         if state.keys.insert(outgoing.idempotency_key.clone()) {
             state.received.push(Recorded {
@@ -116,7 +120,10 @@ mod tests {
     use super::*;
 
     fn write(key: &str) -> Outgoing {
-        Outgoing { idempotency_key: key.into(), body: json!({"k": key}) }
+        Outgoing {
+            idempotency_key: key.into(),
+            body: json!({"k": key}),
+        }
     }
 
     #[test]

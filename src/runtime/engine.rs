@@ -150,10 +150,13 @@ impl FlowRun {
         source: Option<SourceOverride>,
         sink: Option<SinkOverride>,
     ) -> Result<Self, RunError> {
-        let flow = workspace.flows.get(name).ok_or_else(|| RunError::UnknownFlow {
-            name: name.to_owned(),
-            hint: suggest(name, workspace.flows.keys()),
-        })?;
+        let flow = workspace
+            .flows
+            .get(name)
+            .ok_or_else(|| RunError::UnknownFlow {
+                name: name.to_owned(),
+                hint: suggest(name, workspace.flows.keys()),
+            })?;
         let plan = FlowPlan::compile(workspace, flow)?;
         let checkpoint = store.checkpoint(name)?.unwrap_or_default();
         let setup = |message: String| RunError::Setup {
@@ -172,15 +175,19 @@ impl FlowRun {
             None => {
                 let from = &flow.spec.from;
                 match system(&from.system)? {
-                    SystemConfig { http: Some(http), .. } => {
+                    SystemConfig {
+                        http: Some(http), ..
+                    } => {
                         let client = http_system(http)?;
                         SourceKind::Http(Box::new(
                             HttpSource::new(client, from, &checkpoint.position).map_err(setup)?,
                         ))
                     }
-                    SystemConfig { file: Some(file), .. } => {
-                        let path = file_path(workspace, &file.dir, from.path.as_deref())
-                            .map_err(setup)?;
+                    SystemConfig {
+                        file: Some(file), ..
+                    } => {
+                        let path =
+                            file_path(workspace, &file.dir, from.path.as_deref()).map_err(setup)?;
                         let format = from.format.unwrap_or(FileFormat::Jsonl);
                         SourceKind::File(
                             FileSource::open(&path, format, &checkpoint.position)
@@ -196,12 +203,14 @@ impl FlowRun {
             None => {
                 let to = &flow.spec.to;
                 match system(&to.system)? {
-                    SystemConfig { http: Some(http), .. } => {
-                        SinkKind::Http(HttpSink::new(http_system(http)?, to).map_err(setup)?)
-                    }
-                    SystemConfig { file: Some(file), .. } => {
-                        let path = file_path(workspace, &file.dir, to.path.as_deref())
-                            .map_err(setup)?;
+                    SystemConfig {
+                        http: Some(http), ..
+                    } => SinkKind::Http(HttpSink::new(http_system(http)?, to).map_err(setup)?),
+                    SystemConfig {
+                        file: Some(file), ..
+                    } => {
+                        let path =
+                            file_path(workspace, &file.dir, to.path.as_deref()).map_err(setup)?;
                         let sink = FileSink::open(&path, &checkpoint.sink_state)
                             .map_err(|e| setup(e.to_string()))?;
                         SinkKind::File(Arc::new(std::sync::Mutex::new(sink)))
@@ -303,12 +312,12 @@ impl FlowRun {
         match &mut self.source {
             SourceKind::Http(source) => source.next_batch().await,
             SourceKind::File(source) => source.next_batch(self.options.batch_size),
-            SourceKind::Memory(records) => Ok(records.take().filter(|r| !r.is_empty()).map(|r| {
-                Batch {
+            SourceKind::Memory(records) => {
+                Ok(records.take().filter(|r| !r.is_empty()).map(|r| Batch {
                     records: crate::connectors::BatchRecords::Values(r),
                     position: Value::Null,
-                }
-            })),
+                }))
+            }
         }
     }
 
@@ -326,7 +335,10 @@ impl FlowRun {
             match record::admit(item, processed) {
                 Admission::Duplicate => report.duplicates += 1,
                 Admission::Reject(rejected) => {
-                    let original = batch.get(index).map(|r| r.original_text()).unwrap_or_default();
+                    let original = batch
+                        .get(index)
+                        .map(|r| r.original_text())
+                        .unwrap_or_default();
                     settled.push(self.dead_letter(rejected, 0, original, report));
                 }
                 Admission::Deliver(ready) => match &self.sink {
@@ -352,8 +364,14 @@ impl FlowRun {
                         dead_letter: None,
                     });
                 }
-                Delivery::Rejected { attempts, ref error }
-                | Delivery::Unavailable { attempts, ref error } => {
+                Delivery::Rejected {
+                    attempts,
+                    ref error,
+                }
+                | Delivery::Unavailable {
+                    attempts,
+                    ref error,
+                } => {
                     let error = error.clone();
                     let mode = if matches!(delivery, Delivery::Rejected { .. }) {
                         FailureMode::SinkRejected
@@ -366,7 +384,10 @@ impl FlowRun {
                              checkpoint stays before the records not yet read"
                         ));
                     }
-                    let original = batch.get(index).map(|r| r.original_text()).unwrap_or_default();
+                    let original = batch
+                        .get(index)
+                        .map(|r| r.original_text())
+                        .unwrap_or_default();
                     let rejected = Rejected {
                         record_key: Some(ready.record_key.clone()),
                         idempotency_key: Some(ready.idempotency_key.clone()),
@@ -400,7 +421,10 @@ impl FlowRun {
         }
         let mut groups: IndexMap<String, Vec<(usize, Ready)>> = IndexMap::new();
         for (index, ready) in pending {
-            groups.entry(ready.record_key.clone()).or_default().push((index, ready));
+            groups
+                .entry(ready.record_key.clone())
+                .or_default()
+                .push((index, ready));
         }
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
@@ -461,7 +485,10 @@ impl FlowRun {
         );
         let alert = build_alert(&self.plan, &letter);
         Settled {
-            key_hash: rejected.idempotency_key.as_deref().map(crate::store::key_hash),
+            key_hash: rejected
+                .idempotency_key
+                .as_deref()
+                .map(crate::store::key_hash),
             dead_letter: Some((letter, alert)),
         }
     }
@@ -592,12 +619,13 @@ fn prepare_all(plan: &FlowPlan, batch: &Batch) -> Vec<Prepared> {
 }
 
 fn http_system(config: &crate::spec::raw::HttpSystemConfig) -> Result<HttpSystem, RunError> {
-    HttpSystem::new(config, Duration::from_secs(30), |name| std::env::var(name).ok()).map_err(
-        |err| RunError::Setup {
-            flow: String::new(),
-            message: err.to_string(),
-        },
-    )
+    HttpSystem::new(config, Duration::from_secs(30), |name| {
+        std::env::var(name).ok()
+    })
+    .map_err(|err| RunError::Setup {
+        flow: String::new(),
+        message: err.to_string(),
+    })
 }
 
 fn file_path(workspace: &Workspace, dir: &str, path: Option<&str>) -> Result<PathBuf, String> {

@@ -81,7 +81,12 @@ impl FlowPlan {
             .map(CompiledTemplate::compile)
             .transpose()
             .map_err(|e| fail(format!("idempotency_key: {e}")))?;
-        let writers = object.create.iter().chain(&object.update).cloned().collect();
+        let writers = object
+            .create
+            .iter()
+            .chain(&object.update)
+            .cloned()
+            .collect();
         let parties = workspace
             .spec
             .systems
@@ -91,7 +96,12 @@ impl FlowPlan {
         let field_control = object
             .fields
             .iter()
-            .map(|(name, control)| (name.clone(), (control.controlled_by, control.operator_override)))
+            .map(|(name, control)| {
+                (
+                    name.clone(),
+                    (control.controlled_by, control.operator_override),
+                )
+            })
             .collect();
         let alert_urls = workspace
             .spec

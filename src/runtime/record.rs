@@ -132,7 +132,11 @@ pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
             reason: "missing_key".into(),
             error: format!(
                 "identity key fields {} are not all present",
-                plan.key_fields.iter().map(|k| format!("`{k:?}`")).collect::<Vec<_>>().join(", ")
+                plan.key_fields
+                    .iter()
+                    .map(|k| format!("`{k:?}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
         (_, _, result) => result,
@@ -197,7 +201,10 @@ fn idempotency_key(
     record_key: Option<&str>,
 ) -> Option<(String, u64)> {
     let key = match &plan.idempotency_key {
-        Some(template) => template.evaluate(record).ok().map(|v| helpers::render(&v))?,
+        Some(template) => template
+            .evaluate(record)
+            .ok()
+            .map(|v| helpers::render(&v))?,
         None => record_key?.to_owned(),
     };
     let hash = key_hash(&key);

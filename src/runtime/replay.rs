@@ -37,10 +37,13 @@ pub async fn replay(
         return Ok(ReplayOutcome::AlreadyResolved(letter.status));
     }
     let flow_name = letter.letter.flow.clone();
-    let flow = workspace.flows.get(&flow_name).ok_or_else(|| RunError::UnknownFlow {
-        name: flow_name.clone(),
-        hint: " (the flow of this dead letter is no longer in the workspace)".into(),
-    })?;
+    let flow = workspace
+        .flows
+        .get(&flow_name)
+        .ok_or_else(|| RunError::UnknownFlow {
+            name: flow_name.clone(),
+            hint: " (the flow of this dead letter is no longer in the workspace)".into(),
+        })?;
     let plan = FlowPlan::compile(workspace, flow)?;
     let prepared = record::prepare(&plan, &RawRecord::Line(letter.letter.record.as_bytes()));
     let ready = match record::admit(prepared, &mut HashSet::new()) {
@@ -52,7 +55,9 @@ pub async fn replay(
         }
         // `admit` with an empty key set never reports a duplicate; say so if it ever does.
         Admission::Duplicate => {
-            return Ok(ReplayOutcome::Failed("the record was taken for a duplicate".into()));
+            return Ok(ReplayOutcome::Failed(
+                "the record was taken for a duplicate".into(),
+            ));
         }
     };
     let outgoing = Outgoing {
@@ -77,14 +82,22 @@ pub async fn replay(
         let sink = HttpSink::new(client, to).map_err(setup)?;
         sink.send(&outgoing).await.map_err(|f| f.message)
     } else if let Some(file) = &system.file {
-        let path = workspace.root.join(&file.dir).join(to.path.as_deref().unwrap_or_default());
+        let path = workspace
+            .root
+            .join(&file.dir)
+            .join(to.path.as_deref().unwrap_or_default());
         append_to_file(store, &flow_name, &path, &outgoing).map_err(|e| e.to_string())
     } else {
         Err(format!("system `{}` has no connector", to.system))
     };
     match result {
         Ok(()) => {
-            store.resolve_dead_letter(id, DeadLetterStatus::Replayed, actor, "delivered on replay")?;
+            store.resolve_dead_letter(
+                id,
+                DeadLetterStatus::Replayed,
+                actor,
+                "delivered on replay",
+            )?;
             Ok(ReplayOutcome::Delivered)
         }
         Err(error) => {

@@ -154,12 +154,20 @@ mod tests {
         let clock = Clock::virtual_now();
         let calls = AtomicU32::new(0);
         let result = deliver(&policy(), &clock, &store, "f", "k", || async {
-            if calls.fetch_add(1, Ordering::SeqCst) < 3 { Err(transient(None)) } else { Ok(()) }
+            if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                Err(transient(None))
+            } else {
+                Ok(())
+            }
         })
         .await
         .unwrap();
         assert_eq!(result, Delivery::Delivered { attempts: 4 });
-        assert_eq!(store.retry_state("f", "k").unwrap(), None, "clock cleared on success");
+        assert_eq!(
+            store.retry_state("f", "k").unwrap(),
+            None,
+            "clock cleared on success"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -167,9 +175,11 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let clock = Clock::virtual_now();
         let start = clock.now_ms();
-        let result = deliver(&policy(), &clock, &store, "f", "k", || async { Err(transient(None)) })
-            .await
-            .unwrap();
+        let result = deliver(&policy(), &clock, &store, "f", "k", || async {
+            Err(transient(None))
+        })
+        .await
+        .unwrap();
         assert!(matches!(result, Delivery::Unavailable { .. }), "{result:?}");
         let waited = clock.now_ms() - start;
         assert!((600_000..610_000).contains(&waited), "waited {waited}ms");
@@ -182,7 +192,11 @@ mod tests {
         let start = clock.now_ms();
         let calls = AtomicU32::new(0);
         deliver(&policy(), &clock, &store, "f", "a", || async {
-            if calls.fetch_add(1, Ordering::SeqCst) == 0 { Err(transient(Some(30))) } else { Ok(()) }
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(transient(Some(30)))
+            } else {
+                Ok(())
+            }
         })
         .await
         .unwrap();
@@ -192,7 +206,10 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(matches!(result, Delivery::Rejected { attempts: 1, .. }), "{result:?}");
+        assert!(
+            matches!(result, Delivery::Rejected { attempts: 1, .. }),
+            "{result:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -200,12 +217,19 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let clock = Clock::virtual_now();
         // A previous process failed this record 590 s ago.
-        store.record_failure("f", "k", clock.now_ms() - 590_000, "503").unwrap();
-        let start = clock.now_ms();
-        let result = deliver(&policy(), &clock, &store, "f", "k", || async { Err(transient(None)) })
-            .await
+        store
+            .record_failure("f", "k", clock.now_ms() - 590_000, "503")
             .unwrap();
+        let start = clock.now_ms();
+        let result = deliver(&policy(), &clock, &store, "f", "k", || async {
+            Err(transient(None))
+        })
+        .await
+        .unwrap();
         assert!(matches!(result, Delivery::Unavailable { .. }));
-        assert!(clock.now_ms() - start <= 10_000, "window restarted instead of continuing");
+        assert!(
+            clock.now_ms() - start <= 10_000,
+            "window restarted instead of continuing"
+        );
     }
 }

@@ -23,7 +23,11 @@ impl FileSink {
             std::fs::create_dir_all(parent)?;
         }
         let committed = sink_state.get("len").and_then(Value::as_u64).unwrap_or(0);
-        let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
         let actual = file.metadata()?.len();
         if actual < committed {
             return Err(std::io::Error::other(format!(

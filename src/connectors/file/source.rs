@@ -50,9 +50,9 @@ impl FileSource {
                 if offset > 0 {
                     let mut pos = csv::Position::new();
                     pos.set_byte(offset).set_line(line + 1).set_record(line);
-                    reader
-                        .seek(pos)
-                        .map_err(|e| SourceError::Unavailable(format!("{}: {e}", path.display())))?;
+                    reader.seek(pos).map_err(|e| {
+                        SourceError::Unavailable(format!("{}: {e}", path.display()))
+                    })?;
                 }
                 Reader::Csv { reader, headers }
             }

@@ -44,7 +44,9 @@ impl HttpSystem {
         }
         if let Some(var) = config.auth.as_ref().and_then(|a| a.bearer_env.as_deref()) {
             let token = env(var).ok_or_else(|| {
-                HttpSetupError(format!("environment variable {var} (bearer token) is not set"))
+                HttpSetupError(format!(
+                    "environment variable {var} (bearer token) is not set"
+                ))
             })?;
             let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| HttpSetupError(format!("{var} holds an invalid token")))?;
@@ -59,9 +61,11 @@ impl HttpSystem {
         }
         Ok(Self {
             base_url,
-            client: client_builder().default_headers(headers).timeout(timeout).build().map_err(
-                |err| HttpSetupError(format!("cannot build the HTTP client: {err}")),
-            )?,
+            client: client_builder()
+                .default_headers(headers)
+                .timeout(timeout)
+                .build()
+                .map_err(|err| HttpSetupError(format!("cannot build the HTTP client: {err}")))?,
         })
     }
 }
@@ -78,7 +82,11 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 
 /// Reads a `Retry-After` header given in seconds or as an HTTP date.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    let text = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(seconds);
     }

@@ -18,7 +18,10 @@ pub struct HttpSink {
 impl HttpSink {
     /// Prepares the sink from the flow's `to` section.
     pub fn new(system: HttpSystem, config: &SinkConfig) -> Result<Self, String> {
-        let request = config.request.as_ref().ok_or("an HTTP sink needs `request`")?;
+        let request = config
+            .request
+            .as_ref()
+            .ok_or("an HTTP sink needs `request`")?;
         let method = match request.method.unwrap_or(HttpMethod::Post) {
             HttpMethod::Get => reqwest::Method::GET,
             HttpMethod::Post => reqwest::Method::POST,
@@ -38,7 +41,9 @@ impl HttpSink {
 
     /// The request path for a mapped record (values percent-encoded).
     pub fn path_for(&self, outgoing: &Outgoing) -> Result<String, String> {
-        self.path.render(&outgoing.body, Escape::Url).map_err(|e| format!("request path: {e}"))
+        self.path
+            .render(&outgoing.body, Escape::Url)
+            .map_err(|e| format!("request path: {e}"))
     }
 
     /// Sends one record.

@@ -20,6 +20,10 @@ pub struct HttpSource {
     records: String,
     pagination: Option<Paging>,
     cursor_field: Option<String>,
+    /// The cursor the listing was asked from; fixed for the whole run so that offsets stay
+    /// meaningful.
+    start_cursor: Option<Value>,
+    /// The largest cursor value read so far; checkpointed with each page.
     cursor: Option<Value>,
     next: PageState,
 }
@@ -44,7 +48,11 @@ const PAGE_ATTEMPTS: u32 = 3;
 
 impl HttpSource {
     /// Prepares the listing from the flow's `from` section and the checkpointed position.
-    pub fn new(system: HttpSystem, config: &SourceConfig, position: &Value) -> Result<Self, String> {
+    pub fn new(
+        system: HttpSystem,
+        config: &SourceConfig,
+        position: &Value,
+    ) -> Result<Self, String> {
         let request = config
             .request
             .as_ref()
@@ -67,7 +75,10 @@ impl HttpSource {
             }),
             size_param: p.size_param.clone().unwrap_or_else(|| "limit".into()),
             size: p.size.unwrap_or(100).max(1),
-            token_path: p.token_path.clone().unwrap_or_else(|| "/next_page_token".into()),
+            token_path: p
+                .token_path
+                .clone()
+                .unwrap_or_else(|| "/next_page_token".into()),
         });
         let next = match pagination.as_ref().map(|p| p.style) {
             Some(PaginationStyle::Offset) | None => PageState::Offset(0),
@@ -81,6 +92,7 @@ impl HttpSource {
             records: config.records.clone().unwrap_or_default(),
             pagination,
             cursor_field: config.cursor.clone(),
+            start_cursor: position.get("cursor").filter(|c| !c.is_null()).cloned(),
             cursor: position.get("cursor").filter(|c| !c.is_null()).cloned(),
             next,
         })
@@ -143,7 +155,7 @@ impl HttpSource {
     }
 
     async fn fetch_page(&self) -> Result<Value, SourceError> {
-        let context = json!({"cursor": self.cursor});
+        let context = json!({"cursor": self.start_cursor});
         let path = self
             .path
             .render(&context, Escape::None)
@@ -172,7 +184,10 @@ impl HttpSource {
             match self.get(&url, &query).await {
                 Ok(body) => return Ok(body),
                 Err(failure) if !failure.transient => {
-                    return Err(SourceError::Unavailable(format!("GET {url}: {}", failure.message)));
+                    return Err(SourceError::Unavailable(format!(
+                        "GET {url}: {}",
+                        failure.message
+                    )));
                 }
                 Err(failure) => {
                     tracing::warn!(url = %url, attempt, error = %failure.message, "Source page failed; will retry.");
@@ -190,14 +205,19 @@ impl HttpSource {
     }
 
     async fn get(&self, url: &str, query: &[(String, String)]) -> Result<Value, SendFailure> {
-        let response = self.system.client.get(url).query(query).send().await.map_err(|err| {
-            SendFailure {
+        let response = self
+            .system
+            .client
+            .get(url)
+            .query(query)
+            .send()
+            .await
+            .map_err(|err| SendFailure {
                 transient: true,
                 status: None,
                 retry_after: None,
                 message: err.to_string(),
-            }
-        })?;
+            })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         let text = response.text().await.map_err(|err| SendFailure {
