@@ -1,13 +1,57 @@
-//! `switchyard test`.
+//! `switchyard test`: runs the flow test cases declared under the workspace's `tests/`.
 
 use std::process::ExitCode;
 
 use clap::Args;
 
+use super::WorkspaceArg;
+use crate::flowtest;
+use crate::spec::EnvLookup;
+
 /// Arguments of `switchyard test`.
 #[derive(Debug, Args)]
-pub struct TestArgs {}
+pub struct TestArgs {
+    #[command(flatten)]
+    workspace: WorkspaceArg,
+    /// Only cases whose flow or name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+}
 
-pub(crate) fn run(_args: TestArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`switchyard test` is not built yet")
+pub(crate) fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let workspace = super::load_for_run(&args.workspace.workspace, EnvLookup::process())?;
+    let results = flowtest::run_all(&workspace, args.filter.as_deref());
+    let mut failed = 0;
+    for result in &results {
+        if result.passed() {
+            println!("ok     {} :: {}", result.flow, result.name);
+        } else {
+            failed += 1;
+            println!(
+                "FAILED {} :: {} ({})",
+                result.flow, result.name, result.file
+            );
+            for failure in &result.failures {
+                for line in failure.lines() {
+                    println!("    {line}");
+                }
+            }
+        }
+    }
+    println!(
+        "{} case(s): {} passed, {failed} failed",
+        results.len(),
+        results.len() - failed
+    );
+    if results.is_empty() {
+        println!(
+            "no test cases found under {}/tests",
+            args.workspace.workspace.display()
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -1,0 +1,238 @@
+//! Flow tests: the cases declared in a workspace's `tests/*.yaml`, run through the real
+//! runtime (contract, dedup, ownership, mapping, retry, dead letters, alert outbox) with the
+//! source replaced by the case's input records and the sink by a recorder that injects the
+//! case's faults. Each case runs on a fresh in-memory store and a virtual clock, so a
+//! 30-minute retry window takes milliseconds.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::connectors::recorder::{PlannedFault, RecorderSink};
+use crate::runtime::{Clock, FlowRun, RunOptions, SinkOverride, SourceOverride};
+use crate::spec::model::Workspace;
+use crate::spec::raw::{ExpectedAlert, ExpectedDeadLetter, TestCase};
+use crate::store::{DeadLetterFilter, Store};
+
+/// The result of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The test file, relative to the workspace.
+    pub file: String,
+    /// The flow.
+    pub flow: String,
+    /// The case's name.
+    pub name: String,
+    /// Differences between expected and actual outcomes; empty when the case passed.
+    pub failures: Vec<String>,
+}
+
+impl CaseResult {
+    /// Whether the case passed.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Runs every case of every test file of `workspace`, optionally only those whose flow or
+/// name contains `filter`.
+pub fn run_all(workspace: &Workspace, filter: Option<&str>) -> Vec<CaseResult> {
+    let mut results = Vec::new();
+    for suite in &workspace.tests {
+        for case in &suite.spec.cases {
+            let selected =
+                filter.is_none_or(|f| suite.spec.flow.contains(f) || case.name.contains(f));
+            if !selected {
+                continue;
+            }
+            let failures = match run_case(workspace, &suite.spec.flow, case) {
+                Ok(failures) => failures,
+                Err(err) => vec![format!("the case could not run: {err:#}")],
+            };
+            results.push(CaseResult {
+                file: suite.file.display().to_string(),
+                flow: suite.spec.flow.clone(),
+                name: case.name.clone(),
+                failures,
+            });
+        }
+    }
+    results
+}
+
+/// Runs one case and lists how its outcome differs from what it expects.
+pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::Result<Vec<String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()?;
+    runtime.block_on(async {
+        let store = Store::in_memory()?;
+        let faults = case
+            .faults
+            .iter()
+            .map(|f| {
+                Ok(PlannedFault {
+                    status: f.status,
+                    times: f.times.unwrap_or(1),
+                    retry_after: f.retry_after,
+                    lasts_ms: f
+                        .for_duration
+                        .as_deref()
+                        .map(crate::spec::parse_duration)
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("fault `for`: {e}"))?
+                        .map(|d| d.as_millis() as i64),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let recorder = RecorderSink::new(faults);
+        let options = RunOptions {
+            clock: Clock::virtual_now(),
+            batch_size: 1_000,
+            progress: false,
+            concurrency: 1,
+        };
+        let run = FlowRun::new(
+            workspace,
+            flow,
+            store.clone(),
+            options,
+            Some(SourceOverride(case.input.clone())),
+            Some(SinkOverride(recorder.clone())),
+        )?;
+        let report = run.run().await?;
+        let mut failures = Vec::new();
+        let delivered: Vec<Value> = recorder.received().into_iter().map(|r| r.body).collect();
+        compare_records(&case.expect.delivered, &delivered, &mut failures);
+        let letters = store.dead_letters(&DeadLetterFilter::default())?;
+        compare_dead_letters(&case.expect.dead_letters, &letters, &mut failures);
+        let alerts: Vec<(String, String)> = store
+            .due_alerts(i64::MAX, 10_000)?
+            .into_iter()
+            .map(|a| {
+                let failure = a.alert.payload["failure"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                (a.alert.owner, failure)
+            })
+            .collect();
+        compare_alerts(&case.expect.alerts, &alerts, &mut failures);
+        if let Some(expected) = case.expect.duplicates
+            && expected != report.duplicates
+        {
+            failures.push(format!(
+                "duplicates: expected {expected}, got {}",
+                report.duplicates
+            ));
+        }
+        Ok(failures)
+    })
+}
+
+fn compare_records(expected: &[Value], actual: &[Value], failures: &mut Vec<String>) {
+    if expected == actual {
+        return;
+    }
+    let mut diff = format!(
+        "delivered records differ (expected {}, got {}):\n",
+        expected.len(),
+        actual.len()
+    );
+    for index in 0..expected.len().max(actual.len()) {
+        match (expected.get(index), actual.get(index)) {
+            (Some(e), Some(a)) if e == a => {
+                let _ = writeln!(diff, "    {e}");
+            }
+            (e, a) => {
+                if let Some(e) = e {
+                    let _ = writeln!(diff, "  - {e}");
+                }
+                if let Some(a) = a {
+                    let _ = writeln!(diff, "  + {a}");
+                }
+            }
+        }
+    }
+    failures.push(diff.trim_end().to_owned());
+}
+
+fn compare_dead_letters(
+    expected: &[ExpectedDeadLetter],
+    actual: &[crate::store::DeadLetter],
+    failures: &mut Vec<String>,
+) {
+    let describe = |l: &crate::store::DeadLetter| {
+        format!(
+            "{} (owner {}, action {}): {}",
+            l.letter.failure,
+            l.letter.owner,
+            l.letter.action.as_deref().unwrap_or("-"),
+            l.letter.error
+        )
+    };
+    let mut problems = Vec::new();
+    if expected.len() != actual.len() {
+        problems.push(format!("expected {}, got {}", expected.len(), actual.len()));
+    }
+    for (index, want) in expected.iter().enumerate() {
+        let Some(got) = actual.get(index) else {
+            problems.push(format!("  - missing: {}", want.failure));
+            continue;
+        };
+        let action = want.action.and_then(|a| serde_json::to_value(a).ok());
+        let matches = got.letter.failure == want.failure
+            && want.owner.as_ref().is_none_or(|o| *o == got.letter.owner)
+            && action
+                .as_ref()
+                .is_none_or(|a| a.as_str() == got.letter.action.as_deref())
+            && want
+                .error_contains
+                .as_ref()
+                .is_none_or(|t| got.letter.error.contains(t.as_str()));
+        if !matches {
+            problems.push(format!(
+                "  - expected {} (owner {}, action {}{})\n  + got {}",
+                want.failure,
+                want.owner.as_deref().unwrap_or("any"),
+                action.as_ref().and_then(Value::as_str).unwrap_or("any"),
+                want.error_contains
+                    .as_ref()
+                    .map(|t| format!(", error containing {t:?}"))
+                    .unwrap_or_default(),
+                describe(got)
+            ));
+        }
+    }
+    for got in actual.iter().skip(expected.len()) {
+        problems.push(format!("  + unexpected: {}", describe(got)));
+    }
+    if !problems.is_empty() {
+        failures.push(format!("dead letters differ: {}", problems.join("\n")));
+    }
+}
+
+fn compare_alerts(
+    expected: &[ExpectedAlert],
+    actual: &[(String, String)],
+    failures: &mut Vec<String>,
+) {
+    let want: Vec<(String, String)> = expected
+        .iter()
+        .map(|a| (a.owner.clone(), a.failure.clone()))
+        .collect();
+    if want != actual {
+        let show = |list: &[(String, String)]| {
+            list.iter()
+                .map(|(o, f)| format!("{o}/{f}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        failures.push(format!(
+            "alerts differ:\n  - expected [{}]\n  + got      [{}]",
+            show(&want),
+            show(actual)
+        ));
+    }
+}
