@@ -1,0 +1,1 @@
+//! Tests of the order, OMS and webhook simulations over real HTTP.
