@@ -18,6 +18,22 @@ pub struct SandboxArgs {
     /// How many offers the marketplace starts with, bad ones and duplicates included.
     #[arg(long, default_value_t = 1000)]
     pub offers: usize,
+    /// How many customer baskets the marketplace starts with; each becomes one order per
+    /// seller leg, waiting for acceptance from start-up.
+    #[arg(long, default_value_t = 0)]
+    pub orders: usize,
+    /// Seconds an order may wait for acceptance before the marketplace auto-cancels it.
+    #[arg(long, default_value_t = 60)]
+    pub ack_deadline_secs: u64,
+    /// Where to POST signed ORDER_CREATED webhooks at start-up.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// The HMAC-SHA256 secret webhooks are signed with.
+    #[arg(long, default_value = "sandbox-secret")]
+    pub webhook_secret: String,
+    /// Milliseconds after receiving an order before the OMS's shipment appears.
+    #[arg(long, default_value_t = 0)]
+    pub ship_after_ms: u64,
 }
 
 pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
@@ -25,6 +41,11 @@ pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         port: args.port,
         seed: args.seed,
         offers: args.offers,
+        orders: args.orders,
+        ack_deadline_secs: args.ack_deadline_secs,
+        webhook_url: args.webhook_url,
+        webhook_secret: args.webhook_secret,
+        ship_after_ms: args.ship_after_ms,
     };
     super::tokio_runtime()?.block_on(serve_until_ctrl_c(config))?;
     Ok(ExitCode::SUCCESS)
@@ -50,5 +71,42 @@ mod tests {
             panic!("expected the sandbox subcommand");
         };
         assert_eq!((args.port, args.seed, args.offers), (0, 42, 1000));
+        assert_eq!(
+            (args.orders, args.ack_deadline_secs, args.ship_after_ms),
+            (0, 60, 0)
+        );
+        assert_eq!(args.webhook_url, None);
+        assert_eq!(args.webhook_secret, "sandbox-secret");
+    }
+
+    #[test]
+    fn sandbox_order_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "sandbox",
+            "--orders",
+            "50",
+            "--ack-deadline-secs",
+            "5",
+            "--webhook-url",
+            "http://127.0.0.1:9000/hooks/orders",
+            "--webhook-secret",
+            "s3cret",
+            "--ship-after-ms",
+            "250",
+        ])
+        .expect("valid flags");
+        let Command::Sandbox(args) = cli.command else {
+            panic!("expected the sandbox subcommand");
+        };
+        assert_eq!(
+            (args.orders, args.ack_deadline_secs, args.ship_after_ms),
+            (50, 5, 250)
+        );
+        assert_eq!(
+            args.webhook_url.as_deref(),
+            Some("http://127.0.0.1:9000/hooks/orders")
+        );
+        assert_eq!(args.webhook_secret, "s3cret");
     }
 }

@@ -296,7 +296,9 @@ fn parse_offer(body: Value, now: Timestamp) -> Result<(i64, Timestamp, Value), S
     Ok((offer_id, updated_at, Value::Object(map)))
 }
 
-fn updated_since(query: &HashMap<String, String>) -> Result<Option<Timestamp>, ApiError> {
+pub(crate) fn updated_since(
+    query: &HashMap<String, String>,
+) -> Result<Option<Timestamp>, ApiError> {
     let Some(text) = query.get("updated_since").filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
@@ -307,7 +309,10 @@ fn updated_since(query: &HashMap<String, String>) -> Result<Option<Timestamp>, A
     })
 }
 
-fn number(query: &HashMap<String, String>, name: &str) -> Result<Option<usize>, ApiError> {
+pub(crate) fn number(
+    query: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<usize>, ApiError> {
     query
         .get(name)
         .map(|text| {

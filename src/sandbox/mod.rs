@@ -1,9 +1,12 @@
 //! Simulated marketplace systems on loopback, for local runs and tests: a marketplace
-//! operator API seeded with realistic offers and their edge cases, a storefront catalog API
-//! that records idempotent writes, and an alert receiver — each with fault injection.
+//! operator API seeded with realistic offers and orders and their edge cases (split baskets,
+//! acceptance deadlines, partial shipments, signed webhooks with duplicates), a storefront
+//! catalog API that records idempotent writes, an order management system (OMS) that
+//! receives order legs idempotently and ships them, and an alert receiver — each with fault
+//! injection.
 //!
-//! One axum server bound to 127.0.0.1 hosts all three under path prefixes (`/marketplace`,
-//! `/storefront`, `/alerts`), with control endpoints under `/_sandbox`. State lives in memory
+//! One axum server bound to 127.0.0.1 hosts all four under path prefixes (`/marketplace`,
+//! `/storefront`, `/oms`, `/alerts`), with control endpoints under `/_sandbox`. State lives in memory
 //! only. This module owns the server handle and the router; it must not depend on the spec,
 //! runtime or store modules, so it stays usable as a fixture for any of them.
 //!
@@ -17,9 +20,21 @@
 //! | `POST /_sandbox/marketplace/offers` | append or replace offers by `offer_id` |
 //! | `GET /_sandbox/marketplace/summary` | what a correct flow must deliver |
 //! | `POST, DELETE /_sandbox/marketplace/faults` | queue or clear faults on the list endpoints |
+//! | `GET /marketplace/api/orders?updated_since=&offset=&max=` | orders, offset pages |
+//! | `GET /marketplace/api/orders/{order_id}` | one order |
+//! | `PUT /marketplace/api/orders/{order_id}/accept` | accept or refuse lines before the deadline |
+//! | `POST /marketplace/api/orders/{order_id}/shipments` | ship some or all accepted quantities |
+//! | `GET /_sandbox/marketplace/orders/summary` | order states and counters |
+//! | `GET /_sandbox/marketplace/orders/shipments` | shipments posted to the marketplace |
+//! | `POST /_sandbox/marketplace/orders/emit` | (re)start the signed order webhooks |
+//! | `POST, DELETE /_sandbox/marketplace/orders/faults` | queue or clear faults on order routes |
 //! | `PUT, POST, PATCH /storefront/catalog/offers/{sku}` | idempotent offer writes |
 //! | `GET /_sandbox/storefront/received` | accepted writes and counters |
 //! | `POST, DELETE /_sandbox/storefront/faults` | queue or clear faults on writes |
+//! | `POST /oms/orders` | idempotent order receipt (`Idempotency-Key` required) |
+//! | `GET /oms/shipments?updated_since=&offset=&max=` | what the OMS shipped, offset pages |
+//! | `GET /_sandbox/oms/received` | received orders and counters |
+//! | `POST, DELETE /_sandbox/oms/faults` | queue or clear faults on order receipts |
 //! | `POST /alerts/{owner}` | receive an alert (204) |
 //! | `GET /_sandbox/alerts` | received alerts |
 //! | `POST, DELETE /_sandbox/alerts/faults` | queue or clear faults on alerts |
@@ -32,27 +47,38 @@ use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::MissedTickBehavior;
 
 mod alerts;
 mod faults;
 mod marketplace;
+mod oms;
+mod orders;
 mod seed;
 mod storefront;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_orders;
+mod webhooks;
 
 pub use alerts::ReceivedAlert;
 pub use faults::Fault;
 pub use marketplace::OfferSummary;
+pub use oms::{OmsStats, ReceivedOmsOrder};
+pub use orders::{OrderState, OrderSummary};
 pub use storefront::{ReceivedWrite, StorefrontStats};
+pub use webhooks::{sign, verify};
 
 /// How long `shutdown` waits for open connections to finish before it stops the server.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often overdue orders are auto-cancelled.
+const AUTO_CANCEL_EVERY: Duration = Duration::from_millis(200);
 
 /// How to start a sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +89,17 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// How many offer entries the marketplace starts with (bad ones and duplicates included).
     pub offers: usize,
+    /// How many customer baskets the marketplace starts with; each becomes one order per
+    /// seller leg, so there are somewhat more orders than baskets.
+    pub orders: usize,
+    /// Seconds from an order's creation to its acceptance deadline.
+    pub ack_deadline_secs: u64,
+    /// Where to POST signed `ORDER_CREATED` events at start-up; `None` sends none.
+    pub webhook_url: Option<String>,
+    /// The HMAC-SHA256 secret webhooks are signed with.
+    pub webhook_secret: String,
+    /// How long after receiving an order the OMS's (first) shipment appears, in ms.
+    pub ship_after_ms: u64,
 }
 
 impl Default for SandboxConfig {
@@ -71,6 +108,11 @@ impl Default for SandboxConfig {
             port: 0,
             seed: 42,
             offers: 1000,
+            orders: 0,
+            ack_deadline_secs: 60,
+            webhook_url: None,
+            webhook_secret: "sandbox-secret".to_owned(),
+            ship_after_ms: 0,
         }
     }
 }
@@ -92,22 +134,58 @@ pub enum SandboxError {
     InvalidOffers(String),
 }
 
-/// The in-memory state of the three simulated systems, shared by the router and the handle.
+/// The in-memory state of the simulated systems, shared by the router and the handle.
 /// Each system has its own lock, never held across an await.
 #[derive(Debug)]
 pub struct SandboxState {
     marketplace: Mutex<marketplace::Marketplace>,
+    orders: Mutex<orders::Orders>,
     storefront: Mutex<storefront::Storefront>,
+    oms: Mutex<oms::Oms>,
     alerts: Mutex<alerts::Alerts>,
+    webhook_url: Option<String>,
+    webhook_secret: String,
+    /// The webhook emission under way, so a restart can stop it first.
+    emission: Mutex<Option<AbortHandle>>,
 }
 
 impl SandboxState {
-    /// Builds fresh state, seeding the marketplace from `config`.
+    /// Builds fresh state, seeding the marketplace from `config`; orders are created now.
     pub fn new(config: &SandboxConfig) -> Self {
+        Self::at(config, jiff::Timestamp::now())
+    }
+
+    /// Builds fresh state whose seeded orders were created at `now` (whole milliseconds).
+    pub(crate) fn at(config: &SandboxConfig, now: jiff::Timestamp) -> Self {
+        let now = jiff::Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now);
         Self {
             marketplace: Mutex::new(marketplace::Marketplace::seeded(config.seed, config.offers)),
+            orders: Mutex::new(orders::Orders::seeded(
+                config.seed,
+                config.orders,
+                now,
+                config.ack_deadline_secs,
+            )),
             storefront: Mutex::new(storefront::Storefront::default()),
+            oms: Mutex::new(oms::Oms::new(config.seed, config.ship_after_ms)),
             alerts: Mutex::new(alerts::Alerts::default()),
+            webhook_url: config.webhook_url.clone(),
+            webhook_secret: config.webhook_secret.clone(),
+            emission: Mutex::new(None),
+        }
+    }
+
+    fn orders(&self) -> MutexGuard<'_, orders::Orders> {
+        lock(&self.orders)
+    }
+
+    fn oms(&self) -> MutexGuard<'_, oms::Oms> {
+        lock(&self.oms)
+    }
+
+    fn stop_emission(&self) {
+        if let Some(emission) = lock(&self.emission).take() {
+            emission.abort();
         }
     }
 
@@ -154,6 +232,33 @@ pub fn router(state: Arc<SandboxState>) -> Router {
             "/_sandbox/storefront/faults",
             post(storefront::post_fault).delete(storefront::clear_faults),
         )
+        .route("/marketplace/api/orders", get(orders::list_orders))
+        .route("/marketplace/api/orders/{order_id}", get(orders::get_order))
+        .route(
+            "/marketplace/api/orders/{order_id}/accept",
+            put(orders::accept_order),
+        )
+        .route(
+            "/marketplace/api/orders/{order_id}/shipments",
+            post(orders::post_shipment),
+        )
+        .route("/_sandbox/marketplace/orders/summary", get(orders::summary))
+        .route(
+            "/_sandbox/marketplace/orders/shipments",
+            get(orders::shipments),
+        )
+        .route("/_sandbox/marketplace/orders/emit", post(emit_orders))
+        .route(
+            "/_sandbox/marketplace/orders/faults",
+            post(orders::post_fault).delete(orders::clear_faults),
+        )
+        .route("/oms/orders", post(oms::post_order))
+        .route("/oms/shipments", get(oms::list_shipments))
+        .route("/_sandbox/oms/received", get(oms::received))
+        .route(
+            "/_sandbox/oms/faults",
+            post(oms::post_fault).delete(oms::clear_faults),
+        )
         .route("/alerts/{owner}", post(alerts::post_alert))
         .route("/_sandbox/alerts", get(alerts::list))
         .route(
@@ -171,6 +276,7 @@ pub struct Sandbox {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    auto_cancel: JoinHandle<()>,
 }
 
 impl Sandbox {
@@ -194,10 +300,15 @@ impl Sandbox {
                 })
                 .await
         });
+        let auto_cancel = tokio::spawn(auto_cancel(Arc::clone(&state)));
+        if let Some(url) = config.webhook_url.clone() {
+            webhooks::start(&state, url);
+        }
         tracing::info!(
             url = %format!("http://{addr}"),
             seed = config.seed,
             offers = config.offers,
+            orders = config.orders,
             "Sandbox started."
         );
         Ok(Sandbox {
@@ -205,6 +316,7 @@ impl Sandbox {
             addr,
             shutdown: Some(shutdown),
             task,
+            auto_cancel,
         })
     }
 
@@ -228,18 +340,24 @@ impl Sandbox {
         format!("{}/storefront", self.base_url())
     }
 
+    /// The order management system's base URL.
+    pub fn oms_url(&self) -> String {
+        format!("{}/oms", self.base_url())
+    }
+
     /// The alert receiver's base URL; alerts go to `{alerts_url}/{owner}`.
     pub fn alerts_url(&self) -> String {
         format!("{}/alerts", self.base_url())
     }
 
     /// The environment a workspace needs to reach the sandbox: `MARKETPLACE_URL`,
-    /// `STOREFRONT_URL` and `ALERTS_URL`.
+    /// `STOREFRONT_URL`, `ALERTS_URL` and `OMS_URL`.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("MARKETPLACE_URL".to_owned(), self.marketplace_url()),
             ("STOREFRONT_URL".to_owned(), self.storefront_url()),
             ("ALERTS_URL".to_owned(), self.alerts_url()),
+            ("OMS_URL".to_owned(), self.oms_url()),
         ]
     }
 
@@ -312,8 +430,62 @@ impl Sandbox {
         self.state.alerts().faults.clear();
     }
 
+    /// The marketplace's order states and counters; see [`OrderSummary`].
+    pub fn orders_summary(&self) -> OrderSummary {
+        self.state.orders().summary()
+    }
+
+    /// Every marketplace order as JSON, in insertion order (basket, then leg).
+    pub fn marketplace_orders(&self) -> Vec<Value> {
+        self.state.orders().all()
+    }
+
+    /// The shipments posted to the marketplace, in arrival order.
+    pub fn marketplace_shipments(&self) -> Vec<Value> {
+        self.state.orders().shipments()
+    }
+
+    /// (Re)starts POSTing every order as a signed `ORDER_CREATED` event to `url`, in the
+    /// background; an emission already under way is stopped first. Progress shows in
+    /// [`OrderSummary::events_delivered`] and [`OrderSummary::events_failed`].
+    pub fn emit_orders(&self, url: &str) {
+        webhooks::start(&self.state, url.to_owned());
+    }
+
+    /// Injects a fault into every marketplace order route (list, get, accept, shipments).
+    pub fn inject_orders_fault(&self, fault: Fault) {
+        self.state.orders().faults.push(fault, Instant::now());
+    }
+
+    /// Clears the marketplace order routes' queued faults.
+    pub fn clear_orders_faults(&self) {
+        self.state.orders().faults.clear();
+    }
+
+    /// The orders the OMS accepted, in arrival order.
+    pub fn oms_received(&self) -> Vec<ReceivedOmsOrder> {
+        self.state.oms().received.clone()
+    }
+
+    /// The OMS's order counters.
+    pub fn oms_stats(&self) -> OmsStats {
+        self.state.oms().stats
+    }
+
+    /// Injects a fault into OMS order receipts.
+    pub fn inject_oms_fault(&self, fault: Fault) {
+        self.state.oms().faults.push(fault, Instant::now());
+    }
+
+    /// Clears the OMS's queued faults.
+    pub fn clear_oms_faults(&self) {
+        self.state.oms().faults.clear();
+    }
+
     /// Stops the server, letting in-flight requests finish for a few seconds.
     pub async fn shutdown(mut self) {
+        self.auto_cancel.abort();
+        self.state.stop_emission();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -332,6 +504,8 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        self.auto_cancel.abort();
+        self.state.stop_emission();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
             self.task.abort();
@@ -347,6 +521,7 @@ pub async fn serve_until_ctrl_c(config: SandboxConfig) -> anyhow::Result<()> {
     println!("Switchyard sandbox listening on {}", sandbox.base_url());
     println!("  marketplace: {}", sandbox.marketplace_url());
     println!("  storefront:  {}", sandbox.storefront_url());
+    println!("  oms:         {}", sandbox.oms_url());
     println!("  alerts:      {}", sandbox.alerts_url());
     println!(
         "Seeded {} offers (seed {}): {} valid, {} missing price, {} negative quantity, \
@@ -359,6 +534,18 @@ pub async fn serve_until_ctrl_c(config: SandboxConfig) -> anyhow::Result<()> {
         summary.unknown_currency,
         summary.duplicates,
         summary.ownership_violations,
+    );
+    let orders = sandbox.orders_summary();
+    println!(
+        "Seeded {} baskets as {} orders ({} split across sellers), {} s to accept each{}.",
+        orders.baskets,
+        orders.legs,
+        orders.split_baskets,
+        config.ack_deadline_secs,
+        match &config.webhook_url {
+            Some(url) => format!("; sending signed webhooks to {url}"),
+            None => String::new(),
+        },
     );
     println!("Run a workspace against it with:");
     for (name, value) in sandbox.env() {
@@ -378,11 +565,23 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             message: message.into(),
         }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub(crate) fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 }
 
@@ -398,6 +597,52 @@ fn parse_fault(body: &[u8]) -> Result<Fault, ApiError> {
         .map_err(|err| ApiError::bad_request(format!("invalid fault: {err}")))?;
     fault.validate().map_err(ApiError::bad_request)?;
     Ok(fault)
+}
+
+/// Cancels overdue orders every `AUTO_CANCEL_EVERY` until aborted.
+async fn auto_cancel(state: Arc<SandboxState>) {
+    let mut interval = tokio::time::interval(AUTO_CANCEL_EVERY);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        state.orders().cancel_overdue(jiff::Timestamp::now());
+    }
+}
+
+/// `POST /_sandbox/marketplace/orders/emit`, with an optional `{"url": "..."}` body; without
+/// one the configured webhook URL is used.
+async fn emit_orders(
+    axum::extract::State(state): axum::extract::State<Arc<SandboxState>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let requested = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let body: Value = serde_json::from_slice(&body)
+            .map_err(|err| ApiError::bad_request(format!("body is not valid JSON: {err}")))?;
+        match body.get("url") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(url)) => Some(url.clone()),
+            Some(_) => return Err(ApiError::bad_request("`url` must be a string")),
+        }
+    };
+    let url = requested
+        .or_else(|| state.webhook_url.clone())
+        .ok_or_else(|| {
+            ApiError::bad_request("no webhook URL: pass {\"url\": ...} or start with one")
+        })?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ApiError::bad_request(format!(
+            "{url:?} is not an http(s) URL"
+        )));
+    }
+    let orders = state.orders().summary().legs;
+    webhooks::start(&state, url.clone());
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "url": url, "orders": orders })),
+    )
+        .into_response())
 }
 
 async fn health() -> Json<Value> {

@@ -2,13 +2,18 @@
 //! JSON-hostile titles, decimal prices, shared timestamps, and a fixed share of bad offers
 //! (missing price, negative quantity, unknown currency, exact duplicates, ownership
 //! violations). The same seed and count always give the same offers, in the same order.
-//! This module only builds JSON values; it owns no state and knows nothing of HTTP.
+//! It also seeds marketplace orders: baskets split into one order per seller leg, with
+//! UTF-8 customer names, decimal prices and 1–3 lines, plus the fixed picks of orders whose
+//! webhook events are redelivered or duplicated. This module only builds values; it owns no
+//! state and knows nothing of HTTP.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
+
+use super::orders::{Address, Customer, Order, OrderLine, OrderState};
 
 /// The first seeded `updated_at`: 2025-03-04T10:00:00Z.
 const BASE_TIME: Timestamp = Timestamp::constant(1_741_082_400, 0);
@@ -259,4 +264,146 @@ fn price(rng: &mut StdRng) -> String {
 
 fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
     items.choose(rng).copied().unwrap_or_default()
+}
+
+/// Mixed into the seed so orders come from their own random stream: adding orders to a seed
+/// must not change its offers.
+const ORDER_STREAM: u64 = 0x6f72_6465_7273;
+/// Mixed into the seed for the webhook duplicate picks, for the same reason.
+const EVENT_STREAM: u64 = 0x6576_656e_7473;
+/// The first basket number; IDs look like `MKP-000123-A`.
+const FIRST_BASKET: usize = 123;
+/// The share of baskets bought from two or three sellers.
+const SPLIT_SHARE: f64 = 0.3;
+
+const FIRSTNAMES: &[&str] = &[
+    "Zoë", "Léa", "Jürgen", "Søren", "Ana", "Mateo", "Chloé", "Oliver", "Siobhán", "Renée",
+];
+const LASTNAMES: &[&str] = &[
+    "Müller",
+    "Dubois",
+    "O'Brien",
+    "García",
+    "Ólafsdóttir",
+    "Smith",
+    "Rossi",
+    "Nowak",
+    "Łukasiewicz",
+    "van der Berg",
+];
+/// City, ISO country and the currency a customer there pays in.
+const CITIES: &[(&str, &str, &str)] = &[
+    ("Berlin", "DE", "EUR"),
+    ("München", "DE", "EUR"),
+    ("Köln", "DE", "EUR"),
+    ("Paris", "FR", "EUR"),
+    ("Saint-Étienne", "FR", "EUR"),
+    ("Madrid", "ES", "EUR"),
+    ("London", "GB", "GBP"),
+    ("Manchester", "GB", "GBP"),
+    ("New York", "US", "USD"),
+];
+
+/// Builds the orders of `baskets` customer baskets from `seed`, in insertion order: each
+/// basket becomes one order per seller leg (about 30% of baskets have 2–3 sellers). Every
+/// order is created at `now` and waits for acceptance until `now + deadline`.
+pub(crate) fn orders(
+    seed: u64,
+    baskets: usize,
+    now: Timestamp,
+    deadline: SignedDuration,
+) -> Vec<Order> {
+    let mut rng = StdRng::seed_from_u64(seed ^ ORDER_STREAM);
+    let acceptance_deadline = now.checked_add(deadline).unwrap_or(now);
+    let mut orders = Vec::new();
+    for basket in 0..baskets {
+        let commercial_id = format!("MKP-{:06}", FIRST_BASKET + basket);
+        let legs = if rng.random_bool(SPLIT_SHARE) {
+            rng.random_range(2..=3)
+        } else {
+            1
+        };
+        // Distinct sellers per basket: a basket splits by seller, never within one.
+        let shops = rand::seq::index::sample(&mut rng, SHOPS as usize, legs);
+        let (city, country, currency) = CITIES[rng.random_range(0..CITIES.len())];
+        let customer = Customer {
+            customer_id: format!("CUST-{:05}", rng.random_range(1..100_000)),
+            firstname: pick(&mut rng, FIRSTNAMES).to_owned(),
+            lastname: pick(&mut rng, LASTNAMES).to_owned(),
+            shipping_address: Address {
+                city: city.to_owned(),
+                country: country.to_owned(),
+            },
+        };
+        for (leg, shop) in shops.into_iter().enumerate() {
+            let letter = char::from(b'A' + leg as u8);
+            let order_id = format!("{commercial_id}-{letter}");
+            let order_lines: Vec<OrderLine> = (1..=rng.random_range(1..=3))
+                .map(|line| order_line(&mut rng, &order_id, line))
+                .collect();
+            let total_cents = order_lines
+                .iter()
+                .map(|line| i64::from(line.quantity) * line.unit_cents)
+                .sum();
+            orders.push(Order {
+                order_id,
+                commercial_id: commercial_id.clone(),
+                shop_id: FIRST_SHOP_ID + shop as i64,
+                created_at: now,
+                acceptance_deadline,
+                order_state: OrderState::WaitingAcceptance,
+                currency_iso_code: currency.to_owned(),
+                total_price: decimal(total_cents),
+                customer: customer.clone(),
+                order_lines,
+                updated_at: now,
+            });
+        }
+    }
+    orders
+}
+
+/// The orders (by insertion index among `legs`) whose webhook event is delivered twice with
+/// the same event ID (about 2%), and those sent again as a new event (about 1%). Rounded up,
+/// so any non-empty seed exercises both; the two picks never overlap.
+pub(crate) fn duplicate_events(seed: u64, legs: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed ^ EVENT_STREAM);
+    let mut order: Vec<usize> = (0..legs).collect();
+    order.shuffle(&mut rng);
+    let redelivered = (legs * 2).div_ceil(100);
+    let duplicated = legs.div_ceil(100).min(legs - redelivered.min(legs));
+    let mut picks = order.into_iter();
+    let redeliver = picks.by_ref().take(redelivered).collect();
+    let duplicate = picks.take(duplicated).collect();
+    (redeliver, duplicate)
+}
+
+/// A decimal string with two fraction digits from an amount in minor units.
+pub(crate) fn decimal(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
+}
+
+fn order_line(rng: &mut StdRng, order_id: &str, line: usize) -> OrderLine {
+    let (_, products) = CATALOG[rng.random_range(0..CATALOG.len())];
+    let brand = pick(rng, BRANDS);
+    let product = pick(rng, products);
+    // Most lines are one unit; multi-unit lines are what makes partial shipments possible.
+    let quantity = match rng.random_range(0..10) {
+        0..=5 => 1,
+        6..=8 => 2,
+        _ => rng.random_range(3..=5),
+    };
+    let unit_cents = rng.random_range(199..=49_999);
+    OrderLine {
+        order_line_id: format!("{order_id}-{line}"),
+        offer_sku: shop_sku(rng, line),
+        product_title: format!("{brand} {product}"),
+        quantity,
+        price: decimal(unit_cents),
+        unit_cents,
+        order_line_state: OrderState::WaitingAcceptance,
+        shipped_quantity: 0,
+    }
 }
