@@ -1,7 +1,7 @@
 //! Running one flow: read batches, settle every record (delivered, duplicate or dead letter),
 //! commit, repeat until the source is exhausted.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use super::clock::Clock;
 use super::commit::{CommitError, Committer, Job};
 use super::plan::{FlowPlan, PlanError};
-use super::record::{self, Admission, Prepared, Ready, Rejected, Rejection};
+use super::record::{self, Admission, KeySet, Prepared, Ready, Rejected, Rejection};
 use super::retry::{self, Delivery};
 use crate::connectors::file::{FileSink, FileSource};
 use crate::connectors::http::{HttpSink, HttpSource, HttpSystem};
@@ -118,7 +118,6 @@ pub struct FlowRun {
     source: SourceKind,
     sink: SinkKind,
     options: RunOptions,
-    checkpoint: Checkpoint,
 }
 
 enum SourceKind {
@@ -225,7 +224,6 @@ impl FlowRun {
             source,
             sink,
             options,
-            checkpoint,
         })
     }
 
@@ -237,7 +235,7 @@ impl FlowRun {
     /// Runs the flow until its source is exhausted (or the sink stays unavailable).
     pub async fn run(mut self) -> Result<RunReport, RunError> {
         let flow = self.plan.name.clone();
-        let mut processed = HashSet::new();
+        let mut processed = KeySet::default();
         self.store.load_processed_keys(&flow, &mut processed)?;
         let progress = self.progress_bar();
         let mut committer = Committer::spawn(self.store.clone());
@@ -325,7 +323,7 @@ impl FlowRun {
     async fn settle(
         &self,
         batch: &Batch,
-        processed: &mut HashSet<u64>,
+        processed: &mut KeySet,
         report: &mut RunReport,
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
         let prepared = prepare_all(&self.plan, batch);

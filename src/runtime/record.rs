@@ -6,6 +6,7 @@
 //! set of processed keys, so the first of two duplicates always wins.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
@@ -14,6 +15,32 @@ use crate::connectors::RawRecord;
 use crate::mapping::helpers;
 use crate::spec::model::FailureMode;
 use crate::store::key_hash;
+
+/// The set of processed idempotency key hashes. The keys are already hashes, so the set
+/// only mixes their bits instead of hashing them again with SipHash.
+pub type KeySet = HashSet<u64, BuildHasherDefault<MixHasher>>;
+
+/// A hasher for values that are already 64-bit hashes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        // A multiply and a fold spread the bits hashbrown reads (high for tags, low for slots).
+        let x = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^ (x >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
 
 /// A record after the pure stage.
 #[derive(Debug, Clone)]
@@ -149,7 +176,7 @@ pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
 }
 
 /// The ordered stage: duplicate detection against every key processed so far.
-pub fn admit(prepared: Prepared, processed: &mut HashSet<u64>) -> Admission {
+pub fn admit(prepared: Prepared, processed: &mut KeySet) -> Admission {
     if let Some((_, hash)) = &prepared.idempotency
         && !processed.insert(*hash)
     {

@@ -3,8 +3,6 @@
 //! delivery attempt. Duplicate detection is skipped: the letter's key was recorded as
 //! processed when it was dead-lettered.
 
-use std::collections::HashSet;
-
 use super::engine::RunError;
 use super::plan::FlowPlan;
 use super::record::{self, Admission};
@@ -46,7 +44,7 @@ pub async fn replay(
         })?;
     let plan = FlowPlan::compile(workspace, flow)?;
     let prepared = record::prepare(&plan, &RawRecord::Line(letter.letter.record.as_bytes()));
-    let ready = match record::admit(prepared, &mut HashSet::new()) {
+    let ready = match record::admit(prepared, &mut record::KeySet::default()) {
         Admission::Deliver(ready) => ready,
         Admission::Reject(rejected) => {
             let error = format!("{}: {}", rejected.rejection.mode, rejected.rejection.error);

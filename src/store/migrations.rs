@@ -11,11 +11,15 @@ const MIGRATIONS: &[&str] = &[
         sink_state TEXT NOT NULL,
         updated_at TEXT NOT NULL
      );
+     -- Processed idempotency keys, as an append-only log of packed 64-bit hashes (one row per
+     -- committed batch): appending is sequential I/O whatever the key order, and the runtime
+     -- keeps the set in memory anyway.
      CREATE TABLE processed_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         flow TEXT NOT NULL,
-        key_hash INTEGER NOT NULL,
-        PRIMARY KEY (flow, key_hash)
-     ) WITHOUT ROWID;
+        hashes BLOB NOT NULL
+     );
+     CREATE INDEX processed_keys_by_flow ON processed_keys (flow);
      CREATE TABLE retry_state (
         flow TEXT NOT NULL,
         idempotency_key TEXT NOT NULL,

@@ -191,35 +191,33 @@ impl Store {
     }
 
     /// Adds every processed key hash of a flow to `into`.
-    pub fn load_processed_keys(
+    pub fn load_processed_keys<S: std::hash::BuildHasher>(
         &self,
         flow: &str,
-        into: &mut HashSet<u64>,
+        into: &mut HashSet<u64, S>,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT key_hash FROM processed_keys WHERE flow = ?1")
+            .prepare_cached("SELECT hashes FROM processed_keys WHERE flow = ?1 ORDER BY id")
             .map_err(|e| self.sqlite(e))?;
-        let rows = stmt
-            .query_map(params![flow], |row| row.get::<_, i64>(0))
-            .map_err(|e| self.sqlite(e))?;
-        for hash in rows {
-            into.insert(hash.map_err(|e| self.sqlite(e))? as u64);
+        let mut rows = stmt.query(params![flow]).map_err(|e| self.sqlite(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.sqlite(e))? {
+            let blob = row
+                .get_ref(0)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(|e| self.sqlite(e))?;
+            if blob.len() % 8 != 0 {
+                return Err(StoreError::Corrupt {
+                    path: self.path.clone(),
+                    message: format!("processed key log of `{flow}` has a partial entry"),
+                });
+            }
+            into.extend(
+                blob.chunks_exact(8)
+                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
+            );
         }
         Ok(())
-    }
-
-    /// Whether a key hash was processed by a flow.
-    pub fn is_processed(&self, flow: &str, key_hash: u64) -> Result<bool, StoreError> {
-        self.conn()
-            .query_row(
-                "SELECT 1 FROM processed_keys WHERE flow = ?1 AND key_hash = ?2",
-                params![flow, key_hash as i64],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|found| found.is_some())
-            .map_err(|e| self.sqlite(e))
     }
 
     /// Commits one batch atomically: checkpoint, processed keys, dead letters, alerts, audit.
@@ -241,13 +239,14 @@ impl Store {
                     now
                 ],
             )?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO processed_keys (flow, key_hash) VALUES (?1, ?2)",
-                )?;
-                for hash in &batch.processed_keys {
-                    insert.execute(params![batch.flow, *hash as i64])?;
-                }
+            if !batch.processed_keys.is_empty() {
+                let packed: Vec<u8> = batch
+                    .processed_keys
+                    .iter()
+                    .flat_map(|h| h.to_le_bytes())
+                    .collect();
+                tx.prepare_cached("INSERT INTO processed_keys (flow, hashes) VALUES (?1, ?2)")?
+                    .execute(params![batch.flow, packed])?;
             }
             let mut ids = Vec::with_capacity(batch.dead_letters.len());
             for (letter, alert) in &batch.dead_letters {
