@@ -61,7 +61,7 @@ pub struct SourceOverride(pub Vec<Value>);
 pub struct SinkOverride(pub RecorderSink);
 
 /// What a run did.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// Records read.
     pub read: u64,
@@ -299,8 +299,14 @@ impl FlowRun {
                 report.stopped_early = Some(reason);
                 break;
             }
-            if self.options.stop.as_ref().is_some_and(|stop| *stop.borrow()) {
-                report.stopped_early = Some("shutdown requested; resumes from the checkpoint".into());
+            if self
+                .options
+                .stop
+                .as_ref()
+                .is_some_and(|stop| *stop.borrow())
+            {
+                report.stopped_early =
+                    Some("shutdown requested; resumes from the checkpoint".into());
                 break;
             }
         }

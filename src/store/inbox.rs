@@ -120,7 +120,9 @@ impl Store {
 
     /// Open dead letters counted by flow, failure mode and owner (a bounded set), for the
     /// `switchyard_dead_letters_open` gauge.
-    pub fn open_dead_letter_counts(&self) -> Result<Vec<(String, String, String, u64)>, StoreError> {
+    pub fn open_dead_letter_counts(
+        &self,
+    ) -> Result<Vec<(String, String, String, u64)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
@@ -176,7 +178,10 @@ mod tests {
         store.inbox_processed(&[pending[0].id]).unwrap();
         store.inbox_failed(&[pending[1].id], "boom").unwrap();
         let pending = store.inbox_pending("orders", 10).unwrap();
-        let ids: Vec<_> = pending.iter().map(|e| (e.event_id.as_str(), e.attempts)).collect();
+        let ids: Vec<_> = pending
+            .iter()
+            .map(|e| (e.event_id.as_str(), e.attempts))
+            .collect();
         assert_eq!(ids, [("b", 1), ("c", 0)]);
         assert_eq!(store.inbox_count("orders", "processed").unwrap(), 1);
     }

@@ -264,9 +264,8 @@ fn check_webhook_auth(
         Some(text) => at.duration("/trigger/webhook_auth/tolerance", text, report),
         None => Some(std::time::Duration::from_secs(300)),
     };
-    let header = |value: &Option<String>, default: &str| {
-        value.clone().unwrap_or_else(|| default.to_owned())
-    };
+    let header =
+        |value: &Option<String>, default: &str| value.clone().unwrap_or_else(|| default.to_owned());
     Some(WebhookAuth {
         secret_env: auth.secret_env.clone(),
         secret: Secret::new(secret?),
