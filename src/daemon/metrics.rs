@@ -59,6 +59,11 @@ impl Metrics {
         registry.gauges.insert((name, labels), value);
     }
 
+    /// Declares a gauge so it is listed (with `HELP` and `TYPE`) even without series.
+    pub fn declare_gauge(&self, name: &'static str, help: &'static str) {
+        self.lock().help.insert(name, (help, Kind::Gauge));
+    }
+
     /// Removes every series of a gauge (before setting it afresh from the store).
     pub fn clear_gauge(&self, name: &'static str) {
         self.lock().gauges.retain(|(n, _), _| *n != name);

@@ -214,6 +214,7 @@ impl DaemonState {
         use self::events::{DEAD_LETTERS_OPEN, FLOW_FRESHNESS, OFFER_REJECTION_RATIO};
         let metrics = &self.metrics;
         metrics.clear_gauge(DEAD_LETTERS_OPEN);
+        metrics.declare_gauge(DEAD_LETTERS_OPEN, "Open dead letters in the store.");
         match self.store.open_dead_letter_counts() {
             Ok(rows) => {
                 for (flow, failure, owner, count) in rows {
