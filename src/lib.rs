@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod connectors;
 pub mod contract;
+pub mod daemon;
 pub mod flowtest;
 pub mod mapping;
 pub mod runtime;

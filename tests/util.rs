@@ -53,3 +53,22 @@ pub(crate) fn assert_output(output: &Output, stdout: &str, code: i32) {
         output.stderr
     );
 }
+
+/// Copies a folder recursively (hidden entries such as `.switchyard` state excluded).
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|err| panic!("{}: {err}", to.display()));
+    let entries = std::fs::read_dir(from).unwrap_or_else(|err| panic!("{}: {err}", from.display()));
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|err| panic!("{}: {err}", target.display()));
+        }
+    }
+}

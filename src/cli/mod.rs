@@ -12,6 +12,8 @@ mod explain;
 mod run;
 mod sandbox;
 mod schema;
+mod serve;
+mod status;
 mod test;
 mod validate;
 
@@ -55,6 +57,10 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Start the simulated marketplace systems on loopback.
     Sandbox(sandbox::SandboxArgs),
+    /// Run the daemon: every flow by its trigger, webhooks, admin API and metrics.
+    Serve(serve::ServeArgs),
+    /// Print the flows table of a running daemon.
+    Status(status::StatusArgs),
 }
 
 /// The workspace folder argument shared by most subcommands.
@@ -84,6 +90,8 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Dlq(args) => dlq::run(args),
         Command::Sandbox(args) => sandbox::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(code) => code,

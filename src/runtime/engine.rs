@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Deliveries in flight at once for per-record sinks.
     pub concurrency: usize,
+    /// When this turns `true` (daemon shutdown), the run stops after committing its current
+    /// batch; the checkpoint makes the next start resume from there.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Default for RunOptions {
@@ -44,6 +47,7 @@ impl Default for RunOptions {
             batch_size: 10_000,
             progress: true,
             concurrency: 8,
+            stop: None,
         }
     }
 }
@@ -57,7 +61,7 @@ pub struct SourceOverride(pub Vec<Value>);
 pub struct SinkOverride(pub RecorderSink);
 
 /// What a run did.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// Records read.
     pub read: u64,
@@ -291,6 +295,16 @@ impl FlowRun {
             }
             if let Some(reason) = stop {
                 report.stopped_early = Some(reason);
+                break;
+            }
+            if self
+                .options
+                .stop
+                .as_ref()
+                .is_some_and(|stop| *stop.borrow())
+            {
+                report.stopped_early =
+                    Some("shutdown requested; resumes from the checkpoint".into());
                 break;
             }
         }

@@ -96,6 +96,10 @@ codes! {
     RetryWindowTooShort = "E0404",
     /// A trigger gives more than one of `poll`, `cron` and `webhook`.
     AmbiguousTrigger = "E0405",
+    /// A webhook flow has no `webhook_auth` section.
+    WebhookAuthMissing = "E0406",
+    /// A webhook flow's `webhook_auth.secret_env` names an unset or empty variable.
+    WebhookSecretUnset = "E0407",
     /// A failure mode is declared without an owner.
     FailureWithoutOwner = "E0501",
     /// A failure mode the flow can produce has no owner and there is no default owner.

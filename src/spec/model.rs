@@ -42,6 +42,49 @@ pub struct Flow {
     pub failures: IndexMap<FailureMode, FailureRoute>,
     /// The SLA freshness target, if any.
     pub freshness: Option<Duration>,
+    /// How webhook events are authenticated; set exactly when the trigger is a webhook.
+    pub webhook_auth: Option<WebhookAuth>,
+}
+
+/// Resolved HMAC settings of a webhook trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookAuth {
+    /// The environment variable the secret was read from.
+    pub secret_env: String,
+    /// The shared secret.
+    pub secret: Secret,
+    /// Header carrying `sha256=<hex HMAC>`.
+    pub signature_header: String,
+    /// Header carrying the signing time in Unix seconds.
+    pub timestamp_header: String,
+    /// Header carrying the sender's event ID.
+    pub event_id_header: String,
+    /// Largest accepted distance between the signing time and the daemon's clock.
+    pub tolerance: Duration,
+    /// Largest accepted body, in bytes.
+    pub max_body: usize,
+}
+
+/// A secret value; its `Debug` output is redacted so it never reaches a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret's bytes, for signing.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// A validated test file.

@@ -284,6 +284,38 @@ pub struct TriggerConfig {
     /// Run on each event POSTed to this path of the daemon (for example `/hooks/orders`).
     #[serde(default)]
     pub webhook: Option<String>,
+    /// How the daemon authenticates webhook events (HMAC-SHA256 signatures). Required with
+    /// `webhook`: an unsigned event is refused with 401.
+    #[serde(default)]
+    pub webhook_auth: Option<WebhookAuthConfig>,
+}
+
+/// HMAC signature settings of a webhook trigger. The sender signs `"<timestamp>.<raw body>"`
+/// with HMAC-SHA256 and the shared secret and sends `sha256=<hex>` in the signature header.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookAuthConfig {
+    /// Name of the environment variable holding the shared secret (for example
+    /// `ORDERS_WEBHOOK_SECRET`); the secret itself never goes in a spec file.
+    pub secret_env: String,
+    /// Header carrying `sha256=<hex HMAC>`. Defaults to `X-Signature`.
+    #[serde(default)]
+    pub signature_header: Option<String>,
+    /// Header carrying the signing time in Unix seconds. Defaults to `X-Timestamp`.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    /// Header carrying the sender's event ID, used to drop redeliveries. Defaults to
+    /// `X-Event-Id`.
+    #[serde(default)]
+    pub event_id_header: Option<String>,
+    /// How far the signing time may be from the daemon's clock, as a duration such as `5m`.
+    /// Older or later events are refused as replays. Defaults to `5m`.
+    #[serde(default)]
+    pub tolerance: Option<String>,
+    /// Largest accepted body, in bytes; larger events are refused with 413. Defaults to
+    /// 1048576 (1 MiB).
+    #[serde(default)]
+    pub max_body: Option<u64>,
 }
 
 /// Where a flow's records come from. Which keys apply depends on the system's connector:

@@ -69,6 +69,20 @@ const MIGRATIONS: &[&str] = &[
         actor TEXT NOT NULL,
         detail TEXT NOT NULL
      );",
+    // 2: the webhook inbox; an event is durable here before the sender gets its 2xx.
+    "CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        flow TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        processed_at TEXT,
+        last_error TEXT,
+        UNIQUE (flow, event_id)
+     );
+     CREATE INDEX inbox_pending ON inbox (flow, status, id);",
 ];
 
 /// Applies the migrations this file has not seen yet.

@@ -1,5 +1,6 @@
 //! The state store: checkpoints (source position and sink state), processed idempotency keys,
-//! dead letters, retry clocks, the alert outbox and the audit trail, in one SQLite file.
+//! dead letters, retry clocks, the alert outbox, the webhook inbox and the audit trail, in one
+//! SQLite file.
 //!
 //! Every change a flow makes to its state for one batch lands in one transaction
 //! ([`Store::commit`]), so a crash leaves either the whole batch or none of it. The file is
@@ -11,6 +12,7 @@
 //! methods.
 
 mod dead_letters;
+mod inbox;
 mod migrations;
 mod outbox;
 
@@ -22,6 +24,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 pub use self::dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter};
+pub use self::inbox::{InboxEvent, InboxInsert};
 pub use self::outbox::{OutboxAlert, PendingAlert};
 
 /// A handle on the state store; cheap to clone, shared between tasks.

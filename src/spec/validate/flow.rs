@@ -8,7 +8,10 @@ use indexmap::IndexMap;
 use super::workspace::{Checked, check_owner, check_retry, check_system, resolve_retry};
 use super::{At, Report, seg};
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
-use crate::spec::model::{Escalation, FailureMode, FailureRoute, Flow, Trigger};
+use crate::spec::env::EnvLookup;
+use crate::spec::model::{
+    Escalation, FailureMode, FailureRoute, Flow, Secret, Trigger, WebhookAuth,
+};
 use crate::spec::raw::{FailureConfig, FailuresConfig, FlowFile, HttpRequestConfig, MapField};
 use crate::spec::templates;
 
@@ -37,6 +40,7 @@ pub(crate) fn check(
     spec: &FlowFile,
     at: &At<'_>,
     workspace: &Checked,
+    env: &EnvLookup,
     report: &mut Report<'_>,
 ) -> Option<Flow> {
     let systems: Vec<&str> = workspace.spec.systems.keys().map(String::as_str).collect();
@@ -134,10 +138,13 @@ pub(crate) fn check(
         .and_then(|sla| sla.freshness.as_ref())
         .and_then(|text| at.duration("/sla/freshness", text, report));
 
+    let trigger = trigger?;
+    let webhook_auth = check_webhook_auth(spec, &trigger, env, at, report);
     Some(Flow {
         file: at.file.to_path_buf(),
         spec: spec.clone(),
-        trigger: trigger?,
+        webhook_auth,
+        trigger,
         retry,
         failures,
         freshness,
@@ -207,6 +214,67 @@ fn check_trigger(spec: &FlowFile, at: &At<'_>, report: &mut Report<'_>) -> Optio
         Some(Trigger::Manual)
     };
     if given > 1 { None } else { resolved }
+}
+
+/// Default largest webhook body: 1 MiB.
+const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+
+/// Resolves a webhook trigger's HMAC settings: a webhook flow needs them, with a secret that
+/// is set where the workspace is loaded (the daemon could not verify anything otherwise).
+fn check_webhook_auth(
+    spec: &FlowFile,
+    trigger: &Trigger,
+    env: &EnvLookup,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) -> Option<WebhookAuth> {
+    if !matches!(trigger, Trigger::Webhook(_)) {
+        return None;
+    }
+    let Some(auth) = spec.trigger.as_ref().and_then(|t| t.webhook_auth.as_ref()) else {
+        report.push(
+            at.error(
+                "/trigger/webhook",
+                Code::WebhookAuthMissing,
+                "a webhook trigger has no `webhook_auth`; unsigned events cannot be told from forged ones",
+            )
+            .with_hint(Some(
+                "add `webhook_auth: { secret_env: ORDERS_WEBHOOK_SECRET }` to the trigger".into(),
+            )),
+        );
+        return None;
+    };
+    let secret = env.get(&auth.secret_env).filter(|value| !value.is_empty());
+    if secret.is_none() {
+        report.push(
+            at.error(
+                "/trigger/webhook_auth/secret_env",
+                Code::WebhookSecretUnset,
+                format!(
+                    "environment variable {} (the webhook secret) is not set",
+                    auth.secret_env
+                ),
+            )
+            .with_hint(Some(
+                "set it before starting the daemon, or fix the variable name".into(),
+            )),
+        );
+    }
+    let tolerance = match &auth.tolerance {
+        Some(text) => at.duration("/trigger/webhook_auth/tolerance", text, report),
+        None => Some(std::time::Duration::from_secs(300)),
+    };
+    let header =
+        |value: &Option<String>, default: &str| value.clone().unwrap_or_else(|| default.to_owned());
+    Some(WebhookAuth {
+        secret_env: auth.secret_env.clone(),
+        secret: Secret::new(secret?),
+        signature_header: header(&auth.signature_header, "X-Signature"),
+        timestamp_header: header(&auth.timestamp_header, "X-Timestamp"),
+        event_id_header: header(&auth.event_id_header, "X-Event-Id"),
+        tolerance: tolerance?,
+        max_body: usize::try_from(auth.max_body.unwrap_or(DEFAULT_MAX_BODY)).unwrap_or(usize::MAX),
+    })
 }
 
 /// Normalises a cron expression to the 6-field form (seconds first) the `cron` crate reads,

@@ -1,0 +1,60 @@
+//! `switchyard serve`: the daemon (see [`crate::daemon`]); this file only maps arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::daemon::{self, DaemonError, ServeConfig};
+
+/// Arguments of `switchyard serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    workspace: super::WorkspaceArg,
+    /// Address of the HTTP listener (webhooks, admin API, metrics, health).
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    listen: SocketAddr,
+    /// Reload when a file under the workspace changes (checked every second).
+    #[arg(long)]
+    watch: bool,
+    /// State file (default: the workspace's, `.switchyard/state.db`).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// How long in-flight runs get to commit their batch at shutdown, as a duration.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::spec::parse_duration(text)
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig {
+        root: args.workspace.workspace,
+        listen: args.listen,
+        watch: args.watch,
+        state: args.state,
+        shutdown_timeout: args.shutdown_timeout,
+        admin_token: std::env::var("SWITCHYARD_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        alert_interval: Duration::from_secs(2),
+    };
+    let runtime = super::tokio_runtime()?;
+    let result = runtime.block_on(daemon::serve(config));
+    // Runs cut off by the shutdown timeout are not waited for: their uncommitted batch is
+    // replayed at the next start.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err @ DaemonError::Invalid { .. }) => {
+            eprintln!("error: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(err) => Err(err.into()),
+    }
+}

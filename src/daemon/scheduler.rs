@@ -1,0 +1,349 @@
+//! The flow runners: one task per scheduled flow (poll, cron or webhook inbox), so two runs
+//! of one flow never overlap. A run that fails is logged and counted; the flow keeps its
+//! schedule. Each task stops at its stop signal, letting the current run commit its batch.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::DaemonState;
+use super::events::{FlowRunCompleted, FlowRunFailed};
+use super::webhook::records_of;
+use crate::runtime::{FlowRun, RunOptions, SourceOverride};
+use crate::spec::model::{FailureMode, Trigger, Workspace};
+
+/// How many inbox events one run consumes at most.
+const INBOX_BATCH: usize = 100;
+/// How often a webhook runner looks at its inbox even without a wake-up (retries failures).
+const INBOX_RECHECK: Duration = Duration::from_secs(5);
+
+/// The running flow tasks, by flow name.
+#[derive(Default)]
+pub(crate) struct Scheduler {
+    tasks: IndexMap<String, FlowTask>,
+}
+
+struct FlowTask {
+    trigger: Trigger,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+impl Scheduler {
+    /// Brings the tasks in line with `workspace`: stops removed flows and flows whose trigger
+    /// changed, starts new ones. Unchanged flows keep running; their next run reads the new
+    /// workspace. Returns the handles of stopped tasks (they finish their current batch).
+    pub(crate) fn sync(
+        &mut self,
+        state: &Arc<DaemonState>,
+        workspace: &Workspace,
+    ) -> Vec<JoinHandle<()>> {
+        let mut stopped = Vec::new();
+        let names: Vec<String> = self.tasks.keys().cloned().collect();
+        for name in names {
+            let keep = workspace.flows.get(&name).is_some_and(|flow| {
+                self.tasks
+                    .get(&name)
+                    .is_some_and(|t| t.trigger == flow.trigger)
+            });
+            if !keep && let Some(task) = self.tasks.shift_remove(&name) {
+                tracing::info!(flow = %name, "Flow stopped.");
+                let _ = task.stop.send(true);
+                stopped.push(task.handle);
+            }
+        }
+        for (name, flow) in &workspace.flows {
+            if self.tasks.contains_key(name) || flow.trigger == Trigger::Manual {
+                continue;
+            }
+            let (stop, stop_rx) = watch::channel(false);
+            let handle = tokio::spawn(flow_task(
+                Arc::clone(state),
+                name.clone(),
+                flow.trigger.clone(),
+                stop_rx,
+            ));
+            tracing::info!(flow = %name, trigger = %describe(&flow.trigger), "Flow scheduled.");
+            self.tasks.insert(
+                name.clone(),
+                FlowTask {
+                    trigger: flow.trigger.clone(),
+                    stop,
+                    handle,
+                },
+            );
+        }
+        stopped
+    }
+
+    /// Signals every task to stop; returns their handles.
+    pub(crate) fn stop_all(&mut self) -> Vec<JoinHandle<()>> {
+        self.tasks
+            .drain(..)
+            .map(|(_, task)| {
+                let _ = task.stop.send(true);
+                task.handle
+            })
+            .collect()
+    }
+}
+
+/// A trigger in words, for logs and the admin API.
+pub(crate) fn describe(trigger: &Trigger) -> String {
+    match trigger {
+        Trigger::Manual => "manual".into(),
+        Trigger::Poll(every) => format!("poll {every:?}"),
+        Trigger::Cron {
+            expression,
+            timezone,
+        } => format!("cron {expression} ({timezone})"),
+        Trigger::Webhook(path) => format!("webhook {path}"),
+    }
+}
+
+async fn flow_task(
+    state: Arc<DaemonState>,
+    name: String,
+    trigger: Trigger,
+    mut stop: watch::Receiver<bool>,
+) {
+    match trigger {
+        Trigger::Manual => {}
+        Trigger::Poll(every) => {
+            let mut ticker = tokio::time::interval(every.max(Duration::from_millis(10)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                if *stop.borrow() {
+                    break;
+                }
+                run_once(&state, &name, &stop).await;
+            }
+        }
+        Trigger::Cron {
+            expression,
+            timezone,
+        } => {
+            let schedule = match cron::Schedule::from_str(&expression) {
+                Ok(schedule) => schedule,
+                Err(err) => {
+                    tracing::error!(flow = %name, error = %err, "Cron expression does not parse; flow not scheduled.");
+                    return;
+                }
+            };
+            let tz = match jiff::tz::TimeZone::get(&timezone) {
+                Ok(tz) => tz,
+                Err(err) => {
+                    tracing::error!(flow = %name, error = %err, "Unknown time zone; flow not scheduled.");
+                    return;
+                }
+            };
+            loop {
+                let now = jiff::Timestamp::now();
+                let Some(next) = next_fire(&schedule, &tz, now) else {
+                    tracing::warn!(flow = %name, "Cron schedule has no future run; flow idle.");
+                    break;
+                };
+                let wait = Duration::try_from(next.duration_since(now)).unwrap_or_default();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => break,
+                }
+                if *stop.borrow() {
+                    break;
+                }
+                run_once(&state, &name, &stop).await;
+            }
+        }
+        Trigger::Webhook(_) => {
+            let wake = state.wake_handle(&name);
+            loop {
+                drain_inbox(&state, &name, &stop).await;
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(INBOX_RECHECK) => {}
+                    _ = stop.changed() => break,
+                }
+                if *stop.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The next time strictly after `after` that `schedule` names, read in `tz`. The `cron`
+/// crate works on chrono types; walking its field sets over jiff civil times avoids a second
+/// date library and keeps DST handling in jiff (a time in a DST gap moves forward).
+pub(crate) fn next_fire(
+    schedule: &cron::Schedule,
+    tz: &jiff::tz::TimeZone,
+    after: jiff::Timestamp,
+) -> Option<jiff::Timestamp> {
+    use cron::TimeUnitSpec;
+    let start = after.to_zoned(tz.clone()).date();
+    for offset in 0..(366 * 5) {
+        let day = start.checked_add(jiff::Span::new().days(offset)).ok()?;
+        let weekday = u32::from(day.weekday().to_sunday_one_offset() as u8);
+        if !(schedule.years().includes(day.year() as u32)
+            && schedule.months().includes(day.month() as u32)
+            && schedule.days_of_month().includes(day.day() as u32)
+            && schedule.days_of_week().includes(weekday))
+        {
+            continue;
+        }
+        for hour in schedule.hours().iter() {
+            for minute in schedule.minutes().iter() {
+                for second in schedule.seconds().iter() {
+                    let Ok(civil) = jiff::civil::DateTime::new(
+                        day.year(),
+                        day.month(),
+                        day.day(),
+                        hour as i8,
+                        minute as i8,
+                        second as i8,
+                        0,
+                    ) else {
+                        continue;
+                    };
+                    if let Ok(zoned) = civil.to_zoned(tz.clone())
+                        && zoned.timestamp() > after
+                    {
+                        return Some(zoned.timestamp());
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One run of a poll or cron flow, unless it is paused.
+async fn run_once(state: &Arc<DaemonState>, name: &str, stop: &watch::Receiver<bool>) {
+    if state.is_paused(name) {
+        tracing::debug!(flow = %name, "Flow paused; run skipped.");
+        return;
+    }
+    let _ = execute(state, name, None, stop).await;
+}
+
+/// Runs pending inbox events through the flow, oldest first, until the inbox is empty.
+async fn drain_inbox(state: &Arc<DaemonState>, name: &str, stop: &watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() || state.is_paused(name) {
+            return;
+        }
+        let events = match state.store.inbox_pending(name, INBOX_BATCH) {
+            Ok(events) => events,
+            Err(err) => {
+                tracing::error!(flow = %name, error = %err, "Could not read the inbox.");
+                return;
+            }
+        };
+        if events.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        // Bodies were checked at intake; an unreadable one would only come from a manual
+        // edit of the store and is skipped rather than blocking the inbox.
+        let records: Vec<serde_json::Value> = events
+            .iter()
+            .flat_map(|e| records_of(&e.body).unwrap_or_default())
+            .collect();
+        match execute(state, name, Some(SourceOverride(records)), stop).await {
+            Ok(()) => {
+                if let Err(err) = state.store.inbox_processed(&ids) {
+                    tracing::error!(flow = %name, error = %err, "Could not mark inbox events processed; they will be replayed harmlessly.");
+                    return;
+                }
+            }
+            Err(error) => {
+                if let Err(err) = state.store.inbox_failed(&ids, &error) {
+                    tracing::error!(flow = %name, error = %err, "Could not record an inbox failure.");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the flow once against the current workspace and records the outcome.
+async fn execute(
+    state: &Arc<DaemonState>,
+    name: &str,
+    source: Option<SourceOverride>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), String> {
+    let workspace = state.workspace();
+    let options = RunOptions {
+        progress: false,
+        stop: Some(stop.clone()),
+        ..RunOptions::default()
+    };
+    let started = Instant::now();
+    let result = match FlowRun::new(&workspace, name, state.store.clone(), options, source, None) {
+        Ok(run) => run.run().await,
+        Err(err) => Err(err),
+    };
+    let elapsed = started.elapsed();
+    match result {
+        Ok(report) => {
+            let owner_of = |failure: &str| {
+                FailureMode::parse(failure)
+                    .and_then(|mode| workspace.flows.get(name)?.failures.get(&mode))
+                    .map(|route| route.owner.clone())
+                    .unwrap_or_else(|| "unknown".into())
+            };
+            FlowRunCompleted {
+                flow: name,
+                report: &report,
+                elapsed,
+                owner_of: &owner_of,
+            }
+            .emit(&state.metrics);
+            state.record_run(name, Ok(report));
+            Ok(())
+        }
+        Err(err) => {
+            let error = err.to_string();
+            FlowRunFailed {
+                flow: name,
+                error: &error,
+                elapsed,
+            }
+            .emit(&state.metrics);
+            state.record_run(name, Err(error.clone()));
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_fire_reads_the_schedule_in_its_time_zone() {
+        let schedule = cron::Schedule::from_str("0 30 9 * * *").unwrap();
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        let after: jiff::Timestamp = "2025-01-15T10:00:00Z".parse().unwrap();
+        // 09:30 Paris (UTC+1 in winter) has passed today (11:00 Paris): tomorrow 08:30 UTC.
+        let next = next_fire(&schedule, &paris, after).unwrap();
+        assert_eq!(next.to_string(), "2025-01-16T08:30:00Z");
+    }
+
+    #[test]
+    fn next_fire_is_strictly_after() {
+        let schedule = cron::Schedule::from_str("*/10 * * * * *").unwrap();
+        let after: jiff::Timestamp = "2025-01-15T10:00:00Z".parse().unwrap();
+        let next = next_fire(&schedule, &jiff::tz::TimeZone::UTC, after).unwrap();
+        assert_eq!(next.to_string(), "2025-01-15T10:00:10Z");
+    }
+}

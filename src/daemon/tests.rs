@@ -1,0 +1,270 @@
+//! Unit tests of the daemon's HTTP surfaces: each router is served on a loopback port and
+//! driven with reqwest (the crate has no `tower` dependency for `oneshot`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::webhook::sign;
+use super::{DaemonState, router};
+use crate::spec::model::{Flow, Secret, Trigger, WebhookAuth, Workspace};
+use crate::spec::{EnvLookup, LoadOptions};
+use crate::store::Store;
+
+const SECRET: &str = "test-secret";
+
+fn workspace() -> Workspace {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("flows");
+    let env = EnvLookup::empty()
+        .with("MARKETPLACE_URL", "http://127.0.0.1:9/marketplace")
+        .with("STOREFRONT_URL", "http://127.0.0.1:9/storefront")
+        .with("ALERTS_URL", "http://127.0.0.1:9/alerts");
+    let loaded = crate::spec::load_workspace(&root, &LoadOptions { strict: false, env });
+    let mut workspace = loaded.workspace.expect("the reference workspace is valid");
+    let flow: &mut Flow = workspace
+        .flows
+        .get_mut("offers-to-storefront")
+        .expect("reference flow");
+    flow.trigger = Trigger::Webhook("/hooks/offers".into());
+    flow.webhook_auth = Some(WebhookAuth {
+        secret_env: "OFFERS_SECRET".into(),
+        secret: Secret::new(SECRET),
+        signature_header: "X-Signature".into(),
+        timestamp_header: "X-Timestamp".into(),
+        event_id_header: "X-Event-Id".into(),
+        tolerance: Duration::from_secs(300),
+        max_body: 1024,
+    });
+    workspace
+}
+
+struct Server {
+    base: String,
+    state: Arc<DaemonState>,
+    client: reqwest::Client,
+}
+
+async fn start(token: Option<&str>) -> Server {
+    let state = DaemonState::new(
+        workspace(),
+        Store::in_memory().unwrap(),
+        token.map(Into::into),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(Arc::clone(&state));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Server {
+        base,
+        state,
+        client: crate::connectors::http::client_builder().build().unwrap(),
+    }
+}
+
+impl Server {
+    async fn post_event(
+        &self,
+        event_id: Option<&str>,
+        timestamp: i64,
+        signature: Option<String>,
+        body: &str,
+    ) -> reqwest::StatusCode {
+        let mut request = self
+            .client
+            .post(format!("{}/hooks/offers", self.base))
+            .header("X-Timestamp", timestamp.to_string())
+            .body(body.to_owned());
+        if let Some(id) = event_id {
+            request = request.header("X-Event-Id", id);
+        }
+        if let Some(signature) = signature {
+            request = request.header("X-Signature", signature);
+        }
+        request.send().await.unwrap().status()
+    }
+
+    fn stored(&self) -> usize {
+        self.state
+            .store
+            .inbox_pending("offers-to-storefront", 100)
+            .unwrap()
+            .len()
+    }
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+#[tokio::test]
+async fn valid_signature_is_stored_and_a_redelivery_is_not() {
+    let server = start(None).await;
+    let body = r#"{"offer_id": "1"}"#;
+    let ts = now();
+    let signature = sign(SECRET.as_bytes(), ts, body.as_bytes());
+    let first = server
+        .post_event(Some("evt-1"), ts, Some(signature.clone()), body)
+        .await;
+    assert_eq!(first, reqwest::StatusCode::ACCEPTED);
+    let again = server
+        .post_event(Some("evt-1"), ts, Some(signature), body)
+        .await;
+    assert_eq!(again, reqwest::StatusCode::OK);
+    assert_eq!(server.stored(), 1);
+    let metrics = server.state.render_metrics();
+    assert!(
+        metrics.contains(
+            "switchyard_webhook_events_total{flow=\"offers-to-storefront\",outcome=\"accepted\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_webhook_intake_seconds_count"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn forged_signature_is_refused_and_not_stored() {
+    let server = start(None).await;
+    let ts = now();
+    let forged = sign(b"another-secret", ts, b"{}");
+    let status = server
+        .post_event(Some("evt-1"), ts, Some(forged), "{}")
+        .await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    // Signed body, then tampered.
+    let signed = sign(SECRET.as_bytes(), ts, b"{}");
+    let status = server
+        .post_event(Some("evt-2"), ts, Some(signed), r#"{"x":1}"#)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(server.stored(), 0);
+}
+
+#[tokio::test]
+async fn stale_timestamp_is_refused() {
+    let server = start(None).await;
+    let ts = now() - 301;
+    let signature = sign(SECRET.as_bytes(), ts, b"{}");
+    let status = server
+        .post_event(Some("evt-1"), ts, Some(signature), "{}")
+        .await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(server.stored(), 0);
+}
+
+#[tokio::test]
+async fn missing_headers_are_refused() {
+    let server = start(None).await;
+    let ts = now();
+    let status = server.post_event(Some("evt-1"), ts, None, "{}").await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    let signature = sign(SECRET.as_bytes(), ts, b"{}");
+    let status = server.post_event(None, ts, Some(signature), "{}").await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(server.stored(), 0);
+}
+
+#[tokio::test]
+async fn oversized_body_is_refused_with_413() {
+    let server = start(None).await;
+    let body = format!(r#"{{"pad": "{}"}}"#, "x".repeat(2048));
+    let ts = now();
+    let signature = sign(SECRET.as_bytes(), ts, body.as_bytes());
+    let status = server
+        .post_event(Some("evt-1"), ts, Some(signature), &body)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(server.stored(), 0);
+}
+
+#[tokio::test]
+async fn intake_answers_503_while_shutting_down() {
+    let server = start(None).await;
+    server
+        .state
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let ts = now();
+    let signature = sign(SECRET.as_bytes(), ts, b"{}");
+    let status = server
+        .post_event(Some("evt-1"), ts, Some(signature), "{}")
+        .await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let ready = server
+        .client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn admin_api_needs_the_token_and_pauses_flows() {
+    let server = start(Some("s3cret")).await;
+    let url = format!("{}/admin/flows", server.base);
+    let denied = server.client.get(&url).send().await.unwrap();
+    assert_eq!(denied.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let wrong = server
+        .client
+        .get(&url)
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let pause = server
+        .client
+        .post(format!(
+            "{}/admin/flows/offers-to-storefront/pause",
+            server.base
+        ))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pause.status(), reqwest::StatusCode::OK);
+    let flows: serde_json::Value = server
+        .client
+        .get(&url)
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(flows[0]["name"], "offers-to-storefront");
+    assert_eq!(flows[0]["paused"], true);
+    assert_eq!(flows[0]["trigger"], "webhook /hooks/offers");
+    let unknown = server
+        .client
+        .post(format!("{}/admin/flows/nope/pause", server.base))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
+    let body: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    let letters = server
+        .client
+        .get(format!("{}/admin/dead-letters?status=bogus", server.base))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(letters.status(), reqwest::StatusCode::BAD_REQUEST);
+    let deadlines: serde_json::Value = server
+        .client
+        .get(format!("{}/admin/deadlines", server.base))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(deadlines, serde_json::json!([]));
+}
