@@ -92,6 +92,7 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             batch_size: 1_000,
             progress: false,
             concurrency: 1,
+            stop: None,
         };
         let run = FlowRun::new(
             workspace,

@@ -124,7 +124,7 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             let store = open_store(&workspace, None)?;
             let letter = store.dead_letter(id)?;
             let mut value = serde_json::to_value(&letter)?;
-            if let Some(record) = serde_json::from_str::<Value>(&letter.letter.record).ok() {
+            if let Ok(record) = serde_json::from_str::<Value>(&letter.letter.record) {
                 value["record"] = record;
             }
             println!("{}", serde_json::to_string_pretty(&value)?);

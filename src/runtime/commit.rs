@@ -50,9 +50,9 @@ impl Committer {
 
     /// Queues a batch; blocks while the previous one is still being committed.
     pub(super) fn submit(&mut self, job: Job) -> Result<(), CommitError> {
-        let sent = self.sender.as_ref().map(|s| s.send(job));
+        let sent = self.sender.as_ref().map(|s| s.send(job).is_ok());
         match sent {
-            Some(Ok(())) => Ok(()),
+            Some(true) => Ok(()),
             // The thread stopped: its own error says why.
             _ => Err(self.join().err().unwrap_or(CommitError::Gone)),
         }
