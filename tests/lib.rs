@@ -3,6 +3,7 @@
 
 mod daemon;
 mod explain;
+mod runtime;
 mod schema;
 mod util;
 mod validate;
