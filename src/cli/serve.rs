@@ -26,6 +26,11 @@ pub struct ServeArgs {
     /// How long in-flight runs get to commit their batch at shutdown, as a duration.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+    /// Start the simulated marketplace systems on loopback beside the daemon and point the
+    /// workspace's `${MARKETPLACE_URL}`, `${STOREFRONT_URL}`, `${ALERTS_URL}` and `${OMS_URL}`
+    /// at them: the whole reference workspace runs on one machine.
+    #[arg(long)]
+    sandbox: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -33,6 +38,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = super::tokio_runtime()?;
+    let mut env = crate::spec::EnvLookup::process();
+    let sandbox = if args.sandbox {
+        let sandbox = runtime.block_on(crate::sandbox::Sandbox::start(
+            crate::sandbox::SandboxConfig::default(),
+        ))?;
+        eprintln!("Sandbox listening on {}", sandbox.base_url());
+        for (name, value) in sandbox.env() {
+            env = env.with(name, value);
+        }
+        Some(sandbox)
+    } else {
+        None
+    };
     let config = ServeConfig {
         root: args.workspace.workspace,
         listen: args.listen,
@@ -43,9 +62,19 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .filter(|t| !t.is_empty()),
         alert_interval: Duration::from_secs(2),
+        env,
     };
-    let runtime = super::tokio_runtime()?;
     let result = runtime.block_on(daemon::serve(config));
+    if let Some(sandbox) = sandbox {
+        let stats = sandbox.storefront_stats();
+        eprintln!(
+            "Sandbox storefront: {} records received, {} replays suppressed; {} alerts received",
+            stats.records,
+            stats.duplicates_suppressed,
+            sandbox.alerts().len()
+        );
+        runtime.block_on(sandbox.shutdown());
+    }
     // Runs cut off by the shutdown timeout are not waited for: their uncommitted batch is
     // replayed at the next start.
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -53,6 +53,9 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Interval of the alert delivery loop.
     pub alert_interval: Duration,
+    /// Where `${ENV}` references are read from (the process environment, plus the sandbox's
+    /// URLs under `serve --sandbox`).
+    pub env: EnvLookup,
 }
 
 /// Why the daemon could not start.
@@ -311,12 +314,12 @@ async fn metrics_handler(State(state): State<Arc<DaemonState>>) -> impl IntoResp
 }
 
 /// Loads and validates the workspace; on errors, logs the rendered diagnostics.
-pub fn load(root: &Path) -> Result<Workspace, DaemonError> {
+pub fn load(root: &Path, env: &EnvLookup) -> Result<Workspace, DaemonError> {
     let loaded = crate::spec::load_workspace(
         root,
         &LoadOptions {
             strict: false,
-            env: EnvLookup::process(),
+            env: env.clone(),
         },
     );
     let text = diagnostic::render_human(&loaded.diagnostics);
@@ -349,7 +352,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
             "SWITCHYARD_ADMIN_TOKEN is not set; the admin API is unauthenticated, so the daemon only listens on loopback."
         );
     }
-    let workspace = load(&config.root)?;
+    let workspace = load(&config.root, &config.env)?;
     let state_path = config
         .state
         .clone()
@@ -399,7 +402,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
             _ = int.recv() => { tracing::info!("SIGINT received."); break; }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received; reloading the workspace.");
-                reload(&state, &mut scheduler, &config.root).await;
+                reload(&state, &mut scheduler, &config.root, &config.env).await;
             }
             _ = watch_tick.tick(), if config.watch => {
                 let root = config.root.clone();
@@ -410,7 +413,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
                 if now != files {
                     files = now;
                     tracing::info!("Workspace files changed; reloading.");
-                    reload(&state, &mut scheduler, &config.root).await;
+                    reload(&state, &mut scheduler, &config.root, &config.env).await;
                 }
             }
         }
@@ -443,16 +446,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
 }
 
 /// Loads the workspace again; on errors keeps the running one and logs why.
-async fn reload(state: &Arc<DaemonState>, scheduler: &mut scheduler::Scheduler, root: &Path) {
+async fn reload(
+    state: &Arc<DaemonState>,
+    scheduler: &mut scheduler::Scheduler,
+    root: &Path,
+    env: &EnvLookup,
+) {
     let root = root.to_path_buf();
+    let env = env.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        crate::spec::load_workspace(
-            &root,
-            &LoadOptions {
-                strict: false,
-                env: EnvLookup::process(),
-            },
-        )
+        crate::spec::load_workspace(&root, &LoadOptions { strict: false, env })
     })
     .await;
     let loaded = match loaded {
