@@ -87,12 +87,23 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let recorder = RecorderSink::new(faults);
+        let acks = RecorderSink::new(Vec::new());
+        for xref in &case.cross_references {
+            let xref = crate::store::CrossReference {
+                object: xref.object.clone(),
+                system: xref.system.clone(),
+                external_id: xref.id.clone(),
+                record_key: xref.key.clone(),
+            };
+            store.put_xref(&xref, "test-setup")?;
+        }
         let options = RunOptions {
             clock: Clock::virtual_now(),
             batch_size: 1_000,
             progress: false,
             concurrency: 1,
             stop: None,
+            deadlines: None,
         };
         let run = FlowRun::new(
             workspace,
@@ -100,7 +111,10 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             store.clone(),
             options,
             Some(SourceOverride(case.input.clone())),
-            Some(SinkOverride(recorder.clone())),
+            Some(SinkOverride {
+                sink: recorder.clone(),
+                acks: acks.clone(),
+            }),
         )?;
         let report = run.run().await?;
         let mut failures = Vec::new();
@@ -120,6 +134,18 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             })
             .collect();
         compare_alerts(&case.expect.alerts, &alerts, &mut failures);
+        if let Some(expected) = &case.expect.acknowledged {
+            let actual: Vec<String> = acks
+                .received()
+                .into_iter()
+                .map(|r| r.idempotency_key.trim_start_matches("ack:").to_owned())
+                .collect();
+            if *expected != actual {
+                failures.push(format!(
+                    "acknowledged differ:\n  - expected {expected:?}\n  + got      {actual:?}"
+                ));
+            }
+        }
         if let Some(expected) = case.expect.duplicates
             && expected != report.duplicates
         {

@@ -267,10 +267,23 @@ async fn suppress_letter(
     Ok(Json(json!({"id": id, "outcome": "suppressed"})))
 }
 
-/// Deadlines (order acknowledgement timers) are kept by the orders runtime, which fills this
-/// list; a workspace without it has no deadlines, so the list is empty.
-async fn deadlines() -> Json<Vec<serde_json::Value>> {
-    Json(Vec::new())
+/// Records open against a deadline, soonest first, with the seconds left.
+async fn deadlines(State(state): State<Arc<DaemonState>>) -> Json<Vec<serde_json::Value>> {
+    let now = jiff::Timestamp::now().as_millisecond();
+    Json(
+        state
+            .deadlines
+            .snapshot()
+            .into_iter()
+            .map(|d| {
+                json!({
+                    "flow": d.flow, "record_key": d.record_key,
+                    "deadline": jiff::Timestamp::from_millisecond(d.due_ms).ok().map(|t| t.to_string()),
+                    "seconds_left": (d.due_ms - now) as f64 / 1e3, "warned": d.warned,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

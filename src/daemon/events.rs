@@ -29,6 +29,12 @@ pub const FLOW_FRESHNESS: &str = "switchyard_flow_freshness_seconds";
 pub const DEAD_LETTERS_OPEN: &str = "switchyard_dead_letters_open";
 /// Dead-lettered / received over the daemon's life.
 pub const OFFER_REJECTION_RATIO: &str = "switchyard_offer_rejection_ratio";
+/// Records (orders) delivered against a deadline and not acknowledged yet.
+pub const AWAITING_ACK: &str = "switchyard_awaiting_acknowledgement";
+/// Seconds left to the soonest open deadline (negative once passed).
+pub const DEADLINE_SECONDS_LEFT: &str = "switchyard_deadline_seconds_left";
+/// Owners warned of an approaching deadline.
+pub const DEADLINE_WARNINGS: &str = "switchyard_deadline_warnings_total";
 
 /// A scheduled or event-driven run finished (possibly stopped early).
 pub struct FlowRunCompleted<'a> {
@@ -71,6 +77,12 @@ impl FlowRunCompleted<'_> {
             "Records dropped as duplicates.",
             flow(),
             report.duplicates,
+        );
+        metrics.count(
+            DEADLINE_WARNINGS,
+            "Owners warned that a record's deadline was approaching.",
+            flow(),
+            report.deadline_warnings,
         );
         for (failure, count) in &report.by_failure {
             let labels = vec![

@@ -95,6 +95,8 @@ pub struct DaemonState {
     pub store: Store,
     /// The metrics registry.
     pub metrics: Metrics,
+    /// Records open against a deadline.
+    pub deadlines: crate::runtime::DeadlineBoard,
     flows: Mutex<IndexMap<String, FlowStatus>>,
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
     shutting_down: AtomicBool,
@@ -118,6 +120,7 @@ impl DaemonState {
             workspace: RwLock::new(Arc::new(workspace)),
             store,
             metrics: Metrics::default(),
+            deadlines: crate::runtime::DeadlineBoard::default(),
             flows: Mutex::new(IndexMap::new()),
             wakes: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
@@ -212,6 +215,35 @@ impl DaemonState {
             .collect()
     }
 
+    /// Sets the deadline gauges from the board: records awaiting acknowledgement and the time
+    /// left to the soonest deadline, per flow.
+    fn render_deadlines(&self, now_ms: i64) {
+        use self::events::{AWAITING_ACK, DEADLINE_SECONDS_LEFT};
+        let metrics = &self.metrics;
+        metrics.clear_gauge(AWAITING_ACK);
+        metrics.clear_gauge(DEADLINE_SECONDS_LEFT);
+        let help_awaiting = "Records delivered against a deadline and not acknowledged yet.";
+        let help_left = "Seconds left to the soonest open deadline of a flow.";
+        metrics.declare_gauge(AWAITING_ACK, help_awaiting);
+        metrics.declare_gauge(DEADLINE_SECONDS_LEFT, help_left);
+        let mut per_flow: IndexMap<String, (u64, i64)> = IndexMap::new();
+        for open in self.deadlines.snapshot() {
+            let entry = per_flow.entry(open.flow.clone()).or_insert((0, i64::MAX));
+            entry.0 += 1;
+            entry.1 = entry.1.min(open.due_ms);
+        }
+        for (flow, (count, soonest)) in per_flow {
+            let labels = || vec![("flow", flow.clone())];
+            metrics.set(AWAITING_ACK, help_awaiting, labels(), count as f64);
+            metrics.set(
+                DEADLINE_SECONDS_LEFT,
+                help_left,
+                labels(),
+                (soonest - now_ms) as f64 / 1e3,
+            );
+        }
+    }
+
     /// Sets the gauges computed from the store and the run history, then renders.
     pub fn render_metrics(&self) -> String {
         use self::events::{DEAD_LETTERS_OPEN, FLOW_FRESHNESS, OFFER_REJECTION_RATIO};
@@ -233,6 +265,7 @@ impl DaemonState {
             Err(err) => tracing::warn!(error = %err, "Could not count open dead letters."),
         }
         let now = jiff::Timestamp::now();
+        self.render_deadlines(now.as_millisecond());
         let flows = self.lock_flows().clone();
         for (name, status) in &flows {
             if let Some(at) = status.last_delivered_at {

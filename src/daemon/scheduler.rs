@@ -253,9 +253,22 @@ async fn drain_inbox(state: &Arc<DaemonState>, name: &str, stop: &watch::Receive
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         // Bodies were checked at intake; an unreadable one would only come from a manual
         // edit of the store and is skipped rather than blocking the inbox.
+        // An event may wrap its record (`{"event_id": .., "order": {..}}`): the flow's
+        // `from.records` pointer picks it out, as it does in an HTTP listing.
+        let pointer = state
+            .workspace()
+            .flows
+            .get(name)
+            .and_then(|f| f.spec.from.records.clone())
+            .unwrap_or_default();
         let records: Vec<serde_json::Value> = events
             .iter()
             .flat_map(|e| records_of(&e.body).unwrap_or_default())
+            .flat_map(|event| match event.pointer(&pointer) {
+                Some(serde_json::Value::Array(items)) => items.clone(),
+                Some(record) => vec![record.clone()],
+                None => vec![event],
+            })
             .collect();
         match execute(state, name, Some(SourceOverride(records)), stop).await {
             Ok(()) => {
@@ -285,6 +298,7 @@ async fn execute(
     let options = RunOptions {
         progress: false,
         stop: Some(stop.clone()),
+        deadlines: Some(state.deadlines.clone()),
         ..RunOptions::default()
     };
     let started = Instant::now();

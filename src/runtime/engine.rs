@@ -14,7 +14,9 @@ use tokio::sync::Semaphore;
 use super::clock::Clock;
 use super::commit::{CommitError, Committer, Job};
 use super::plan::{FlowPlan, PlanError};
-use super::record::{self, Admission, KeySet, Prepared, Ready, Rejected, Rejection};
+use super::record::{
+    self, Admission, Deadline, KeySet, Output, Prepared, Ready, Rejected, Rejection,
+};
 use super::retry::{self, Delivery};
 use crate::connectors::file::{FileSink, FileSource};
 use crate::connectors::http::{HttpSink, HttpSource, HttpSystem};
@@ -38,6 +40,8 @@ pub struct RunOptions {
     /// When this turns `true` (daemon shutdown), the run stops after committing its current
     /// batch; the checkpoint makes the next start resume from there.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Where open deadlines are shown (the daemon's board), if anywhere.
+    pub deadlines: Option<super::DeadlineBoard>,
 }
 
 impl Default for RunOptions {
@@ -48,6 +52,7 @@ impl Default for RunOptions {
             progress: true,
             concurrency: 8,
             stop: None,
+            deadlines: None,
         }
     }
 }
@@ -56,9 +61,14 @@ impl Default for RunOptions {
 #[derive(Debug, Clone)]
 pub struct SourceOverride(pub Vec<Value>);
 
-/// A recorder instead of the flow's own sink (flow tests).
+/// Recorders instead of the flow's own sink and acknowledgement target (flow tests).
 #[derive(Debug, Clone)]
-pub struct SinkOverride(pub RecorderSink);
+pub struct SinkOverride {
+    /// Receives the mapped records.
+    pub sink: RecorderSink,
+    /// Receives the acknowledgements (`acknowledge`), when the flow sends any.
+    pub acks: RecorderSink,
+}
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,6 +85,9 @@ pub struct RunReport {
     pub by_failure: BTreeMap<String, u64>,
     /// Why the run stopped early, if it did.
     pub stopped_early: Option<String>,
+    /// Owners warned of an approaching deadline.
+    #[serde(default)]
+    pub deadline_warnings: u64,
 }
 
 /// A run that could not start or had to stop.
@@ -121,7 +134,34 @@ pub struct FlowRun {
     store: Store,
     source: SourceKind,
     sink: SinkKind,
+    ack: Option<AckTarget>,
     options: RunOptions,
+}
+
+/// Where acknowledgements go, with the body they carry.
+#[derive(Clone)]
+struct AckTarget {
+    sink: SinkKind,
+    body: Value,
+}
+
+/// One deliverable record (or leg of a split record).
+#[derive(Debug, Clone)]
+struct Unit {
+    record_key: String,
+    idempotency_key: String,
+    body: Value,
+    deadline: Option<Deadline>,
+}
+
+/// How one unit's delivery ended.
+enum Outcome {
+    Delivered,
+    Failed {
+        mode: FailureMode,
+        attempts: u32,
+        error: String,
+    },
 }
 
 enum SourceKind {
@@ -201,8 +241,9 @@ impl FlowRun {
                 }
             }
         };
+        let ack_recorder = sink.as_ref().map(|s| s.acks.clone());
         let sink = match sink {
-            Some(SinkOverride(recorder)) => SinkKind::Recorder(recorder),
+            Some(SinkOverride { sink, .. }) => SinkKind::Recorder(sink),
             None => {
                 let to = &flow.spec.to;
                 match system(&to.system)? {
@@ -222,11 +263,45 @@ impl FlowRun {
                 }
             }
         };
+        let ack = match &flow.spec.acknowledge {
+            None => None,
+            Some(ack) => {
+                let body = ack.body.clone().unwrap_or(Value::Null);
+                let sink = match ack_recorder {
+                    Some(recorder) => SinkKind::Recorder(recorder),
+                    None => match system(&ack.system)? {
+                        SystemConfig {
+                            http: Some(http), ..
+                        } => {
+                            let config = crate::spec::raw::SinkConfig {
+                                system: ack.system.clone(),
+                                request: Some(ack.request.clone()),
+                                idempotency_header: None,
+                                path: None,
+                                format: None,
+                                capture: None,
+                            };
+                            SinkKind::Http(
+                                HttpSink::new(http_system(http)?, &config).map_err(setup)?,
+                            )
+                        }
+                        _ => {
+                            return Err(setup(format!(
+                                "acknowledge: system `{}` is not an HTTP system",
+                                ack.system
+                            )));
+                        }
+                    },
+                };
+                Some(AckTarget { sink, body })
+            }
+        };
         Ok(Self {
             plan: Arc::new(plan),
             store,
             source,
             sink,
+            ack,
             options,
         })
     }
@@ -259,6 +334,8 @@ impl FlowRun {
                 }
             };
             report.read += batch.len() as u64;
+            let mut batch = batch;
+            self.look_up(&mut batch)?;
             let (settled, stop) = self.settle(&batch, &mut processed, &mut report).await?;
             let mut commit = CommitBatch {
                 flow: flow.clone(),
@@ -333,6 +410,73 @@ impl FlowRun {
         }
     }
 
+    /// Runs one stored record (a dead letter's original) through the current spec and
+    /// delivers it with one attempt per request, skipping duplicate detection. Returns
+    /// `Ok(())` when every unit was delivered, or the first error.
+    pub async fn deliver_stored(&self, text: &str) -> Result<Result<(), String>, RunError> {
+        let prepared = record::prepare(&self.plan, &RawRecord::Line(text.as_bytes()));
+        let ready = match record::admit(prepared, &mut KeySet::default()) {
+            Admission::Deliver(ready) => ready,
+            Admission::Reject(rejected) => {
+                let r = rejected.rejection;
+                return Ok(Err(format!("{}: {}", r.mode, r.error)));
+            }
+            Admission::Duplicate => return Ok(Err("taken for a duplicate".into())),
+        };
+        let mut plan = (*self.plan).clone();
+        // One attempt: an operator replaying wants an answer now, not a 30-minute wait.
+        plan.retry.window = Duration::ZERO;
+        let delivery = Delivering {
+            sink: self.sink.clone(),
+            ack: self.ack.clone(),
+            store: self.store.clone(),
+            plan: Arc::new(plan),
+            clock: self.options.clock,
+        };
+        for unit in units(ready) {
+            let unit = match unit {
+                Ok(unit) => unit,
+                Err(rejected) => {
+                    let r = rejected.rejection;
+                    return Ok(Err(format!("{}: {}", r.mode, r.error)));
+                }
+            };
+            if let SinkKind::File(_) = &self.sink {
+                return Ok(Err("file sinks are replayed by appending, not here".into()));
+            }
+            if let Outcome::Failed { mode, error, .. } = delivery.deliver(&unit).await? {
+                return Ok(Err(format!("{mode}: {error}")));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Adds the flow's `lookup` fields to each record from the stored cross-references. A
+    /// reference not found leaves the field absent, so the mapping reports it by name.
+    fn look_up(&self, batch: &mut Batch) -> Result<(), RunError> {
+        if self.plan.lookups.is_empty() {
+            return Ok(());
+        }
+        let crate::connectors::BatchRecords::Values(values) = &mut batch.records else {
+            tracing::warn!(flow = %self.plan.name, "Lookups apply to decoded records only; JSONL file sources skip them.");
+            return Ok(());
+        };
+        for value in values.iter_mut() {
+            for lookup in &self.plan.lookups {
+                let Ok(id) = lookup.id.evaluate(value) else {
+                    continue;
+                };
+                let id = crate::mapping::helpers::render(&id);
+                if let Some(key) = self.store.xref_key(&lookup.object, &lookup.system, &id)?
+                    && let Value::Object(fields) = value
+                {
+                    fields.insert(lookup.field.clone(), Value::String(key));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Settles every record of a batch; returns what to commit and whether to stop.
     async fn settle(
         &self,
@@ -341,129 +485,128 @@ impl FlowRun {
         report: &mut RunReport,
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
         let prepared = prepare_all(&self.plan, batch);
+        let original = |index: usize| {
+            batch
+                .get(index)
+                .map(|r| r.original_text())
+                .unwrap_or_default()
+        };
         let mut settled = Vec::with_capacity(prepared.len());
-        let mut pending: Vec<(usize, Ready)> = Vec::new();
+        let mut pending: Vec<(usize, Unit)> = Vec::new();
         for (index, item) in prepared.into_iter().enumerate() {
-            match record::admit(item, processed) {
-                Admission::Duplicate => report.duplicates += 1,
-                Admission::Reject(rejected) => {
-                    let original = batch
-                        .get(index)
-                        .map(|r| r.original_text())
-                        .unwrap_or_default();
-                    settled.push(self.dead_letter(rejected, 0, original, report));
+            let ready = match record::admit(item, processed) {
+                Admission::Duplicate => {
+                    report.duplicates += 1;
+                    continue;
                 }
-                Admission::Deliver(ready) => match &self.sink {
-                    SinkKind::File(file) => {
-                        lock(file).write(&ready.body).map_err(commit_io)?;
-                        report.delivered += 1;
-                        settled.push(Settled {
-                            key_hash: Some(ready.key_hash),
-                            dead_letter: None,
-                        });
+                Admission::Reject(rejected) => {
+                    settled.push(self.dead_letter(rejected, 0, original(index), report));
+                    continue;
+                }
+                Admission::Deliver(ready) => ready,
+            };
+            // The record's key is processed once, whatever becomes of its legs.
+            settled.push(Settled {
+                key_hash: Some(ready.key_hash),
+                dead_letter: None,
+            });
+            for unit in units(ready) {
+                match unit {
+                    Err(rejected) => {
+                        let mut item = self.dead_letter(rejected, 0, original(index), report);
+                        item.key_hash = None;
+                        settled.push(item);
                     }
-                    _ => pending.push((index, ready)),
-                },
+                    Ok(unit) => match &self.sink {
+                        SinkKind::File(file) => {
+                            lock(file).write(&unit.body).map_err(commit_io)?;
+                            report.delivered += 1;
+                        }
+                        _ => pending.push((index, unit)),
+                    },
+                }
             }
         }
         let mut stop = None;
-        for (index, ready, delivery) in self.deliver_all(pending).await? {
-            match delivery {
-                Delivery::Delivered { .. } => {
+        for (index, unit, outcome) in self.deliver_all(pending, report).await? {
+            let (mode, attempts, error) = match outcome {
+                Outcome::Delivered => {
                     report.delivered += 1;
-                    settled.push(Settled {
-                        key_hash: Some(ready.key_hash),
-                        dead_letter: None,
-                    });
+                    continue;
                 }
-                Delivery::Rejected {
+                Outcome::Failed {
+                    mode,
                     attempts,
-                    ref error,
-                }
-                | Delivery::Unavailable {
-                    attempts,
-                    ref error,
-                } => {
-                    let error = error.clone();
-                    let mode = if matches!(delivery, Delivery::Rejected { .. }) {
-                        FailureMode::SinkRejected
-                    } else {
-                        FailureMode::SinkUnavailable
-                    };
-                    if mode == FailureMode::SinkUnavailable {
-                        stop = Some(format!(
-                            "the sink stayed unavailable past the retry window ({error}); the \
-                             checkpoint stays before the records not yet read"
-                        ));
-                    }
-                    let original = batch
-                        .get(index)
-                        .map(|r| r.original_text())
-                        .unwrap_or_default();
-                    let rejected = Rejected {
-                        record_key: Some(ready.record_key.clone()),
-                        idempotency_key: Some(ready.idempotency_key.clone()),
-                        rejection: Rejection {
-                            mode,
-                            reason: if mode == FailureMode::SinkRejected {
-                                "sink_rejected".into()
-                            } else {
-                                "sink_unavailable".into()
-                            },
-                            error,
-                        },
-                    };
-                    let mut item = self.dead_letter(rejected, attempts, original, report);
-                    item.key_hash = Some(ready.key_hash);
-                    settled.push(item);
-                }
+                    error,
+                } => (mode, attempts, error),
+            };
+            if mode == FailureMode::SinkUnavailable {
+                stop = Some(format!(
+                    "the sink stayed unavailable past the retry window ({error}); the \
+                     checkpoint stays before the records not yet read"
+                ));
             }
+            let reason = match mode {
+                FailureMode::SinkRejected => "sink_rejected",
+                FailureMode::DeadlineMissed => "deadline_missed",
+                _ => "sink_unavailable",
+            };
+            let rejected = Rejected {
+                record_key: Some(unit.record_key),
+                idempotency_key: Some(unit.idempotency_key),
+                rejection: Rejection {
+                    mode,
+                    reason: reason.into(),
+                    error,
+                },
+            };
+            let mut item = self.dead_letter(rejected, attempts, original(index), report);
+            item.key_hash = None;
+            settled.push(item);
         }
         Ok((settled, stop))
     }
 
-    /// Delivers records to a per-record sink, `concurrency` at a time; records of the same
+    /// Delivers units to a per-record sink, `concurrency` at a time; units of the same
     /// object go in order, one after the other, so a later change never overtakes an earlier.
+    /// Units with a deadline are watched: their owner is warned when the warning share of the
+    /// window has passed, and a unit still open at its deadline is dead-lettered.
     async fn deliver_all(
         &self,
-        pending: Vec<(usize, Ready)>,
-    ) -> Result<Vec<(usize, Ready, Delivery)>, RunError> {
+        pending: Vec<(usize, Unit)>,
+        report: &mut RunReport,
+    ) -> Result<Vec<(usize, Unit, Outcome)>, RunError> {
         if pending.is_empty() {
             return Ok(Vec::new());
         }
-        let mut groups: IndexMap<String, Vec<(usize, Ready)>> = IndexMap::new();
-        for (index, ready) in pending {
+        let open = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let watcher = self.watch_deadlines(&pending, &open);
+        let mut groups: IndexMap<String, Vec<(usize, Unit)>> = IndexMap::new();
+        for (index, unit) in pending {
             groups
-                .entry(ready.record_key.clone())
+                .entry(unit.record_key.clone())
                 .or_default()
-                .push((index, ready));
+                .push((index, unit));
         }
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         for (_, group) in groups {
             let permits = permits.clone();
-            let sink = self.sink.clone();
-            let store = self.store.clone();
-            let plan = self.plan.clone();
-            let clock = self.options.clock;
+            let delivery = Delivering {
+                sink: self.sink.clone(),
+                ack: self.ack.clone(),
+                store: self.store.clone(),
+                plan: self.plan.clone(),
+                clock: self.options.clock,
+            };
+            let open = open.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let mut results = Vec::with_capacity(group.len());
-                for (index, ready) in group {
-                    let outgoing = Outgoing {
-                        idempotency_key: ready.idempotency_key.clone(),
-                        body: ready.body.clone(),
-                    };
-                    let delivery = retry::deliver(
-                        &plan.retry,
-                        &clock,
-                        &store,
-                        &plan.name,
-                        &ready.idempotency_key,
-                        || send(&sink, &outgoing, &clock),
-                    )
-                    .await?;
-                    results.push((index, ready, delivery));
+                for (index, unit) in group {
+                    let outcome = delivery.deliver(&unit).await?;
+                    lock(&open).remove(&unit.record_key);
+                    results.push((index, unit, outcome));
                 }
                 Ok::<_, StoreError>(results)
             });
@@ -476,10 +619,65 @@ impl FlowRun {
             })??;
             all.extend(results);
         }
+        if let Some(watcher) = watcher {
+            watcher.abort();
+            report.deadline_warnings += watcher.await.unwrap_or(0);
+        }
+        if let Some(board) = &self.options.deadlines {
+            board.close_flow(&self.plan.name);
+        }
         all.sort_by_key(|(index, _, _)| *index);
         Ok(all)
     }
 
+    /// Starts the deadline watcher of a batch: warnings at the warning share of each window.
+    fn watch_deadlines(
+        &self,
+        pending: &[(usize, Unit)],
+        open: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    ) -> Option<tokio::task::JoinHandle<u64>> {
+        let spec = self.plan.deadline.as_ref()?;
+        let now = self.options.clock.now_ms();
+        let mut warnings: Vec<(i64, String, i64)> = Vec::new();
+        for (_, unit) in pending {
+            let Some(deadline) = unit.deadline else {
+                continue;
+            };
+            lock(open).insert(unit.record_key.clone());
+            // A deadline already past needs no warning: the miss itself is reported.
+            if deadline.due_ms <= now {
+                continue;
+            }
+            if let Some(board) = &self.options.deadlines {
+                board.open(&self.plan.name, &unit.record_key, deadline.due_ms);
+            }
+            let start = deadline.start_ms.unwrap_or(now).min(deadline.due_ms);
+            let warn_ms = start + ((deadline.due_ms - start) as f64 * spec.warn_at) as i64;
+            warnings.push((warn_ms, unit.record_key.clone(), deadline.due_ms));
+        }
+        warnings.sort();
+        let clock = self.options.clock;
+        let plan = self.plan.clone();
+        let store = self.store.clone();
+        let open = open.clone();
+        let board = self.options.deadlines.clone();
+        Some(tokio::spawn(async move {
+            let mut sent = 0;
+            for (warn_ms, key, due_ms) in warnings {
+                let wait = (warn_ms - clock.now_ms()).max(0) as u64;
+                clock.sleep(Duration::from_millis(wait)).await;
+                if !lock(&open).contains(&key) {
+                    continue;
+                }
+                sent += 1;
+                if let Some(board) = &board {
+                    board.warned(&plan.name, &key);
+                }
+                warn_deadline(&plan, &store, &key, due_ms, clock.now_ms());
+            }
+            sent
+        }))
+    }
     fn dead_letter(
         &self,
         rejected: Rejected,
@@ -543,6 +741,177 @@ impl FlowRun {
     }
 }
 
+/// The deliverable units of a ready record: itself, or each of its legs (a leg that failed
+/// mapping comes back as a rejection, the others proceed).
+fn units(ready: Ready) -> Vec<Result<Unit, Rejected>> {
+    match ready.output {
+        Output::One(body) => vec![Ok(Unit {
+            record_key: ready.record_key,
+            idempotency_key: ready.idempotency_key,
+            body,
+            deadline: ready.deadline,
+        })],
+        Output::Legs(legs) => legs
+            .into_iter()
+            .map(|leg| {
+                let record_key = format!("{}:{}", ready.record_key, leg.key);
+                let idempotency_key = format!("{}:{}", ready.idempotency_key, leg.key);
+                match leg.result {
+                    Ok(body) => Ok(Unit {
+                        record_key,
+                        idempotency_key,
+                        body,
+                        deadline: ready.deadline,
+                    }),
+                    Err(rejection) => Err(Rejected {
+                        record_key: Some(record_key),
+                        idempotency_key: Some(idempotency_key),
+                        rejection,
+                    }),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// What one delivery task needs.
+struct Delivering {
+    sink: SinkKind,
+    ack: Option<AckTarget>,
+    store: Store,
+    plan: Arc<FlowPlan>,
+    clock: Clock,
+}
+
+impl Delivering {
+    /// Writes a unit (with retries), remembers the sink's ID for it, then acknowledges it at
+    /// the source — all before its deadline, if it has one.
+    async fn deliver(&self, unit: &Unit) -> Result<Outcome, StoreError> {
+        let plan = &self.plan;
+        let due = unit.deadline.map(|d| d.due_ms);
+        let passed = |clock: &Clock| due.is_some_and(|due| clock.now_ms() >= due);
+        let outgoing = Outgoing {
+            idempotency_key: unit.idempotency_key.clone(),
+            body: unit.body.clone(),
+        };
+        let response = std::sync::Mutex::new(Value::Null);
+        let delivery = retry::deliver(
+            &plan.retry,
+            &self.clock,
+            &self.store,
+            &plan.name,
+            &unit.idempotency_key,
+            || async {
+                if passed(&self.clock) {
+                    return Err(deadline_failure());
+                }
+                let answer = send(&self.sink, &outgoing, &outgoing.body, &self.clock).await?;
+                *lock(&response) = answer;
+                Ok(())
+            },
+        )
+        .await?;
+        let response = lock(&response).clone();
+        if let Some(outcome) = failed(delivery, passed(&self.clock)) {
+            return Ok(outcome);
+        }
+        if let Some(pointer) = &plan.capture
+            && let Some(id) = response.pointer(pointer).filter(|v| !v.is_null())
+        {
+            let xref = crate::store::CrossReference {
+                object: plan.object.clone(),
+                system: plan.sink_system.clone(),
+                external_id: crate::mapping::helpers::render(id),
+                record_key: unit.record_key.clone(),
+            };
+            self.store.put_xref(&xref, &plan.name)?;
+        }
+        let Some(ack) = &self.ack else {
+            return Ok(Outcome::Delivered);
+        };
+        let key = format!("ack:{}", unit.idempotency_key);
+        let ack_out = Outgoing {
+            idempotency_key: key.clone(),
+            body: unit.body.clone(),
+        };
+        let acknowledged = retry::deliver(
+            &plan.retry,
+            &self.clock,
+            &self.store,
+            &plan.name,
+            &key,
+            || async {
+                if passed(&self.clock) {
+                    return Err(deadline_failure());
+                }
+                send(&ack.sink, &ack_out, &ack.body, &self.clock)
+                    .await
+                    .map(drop)
+            },
+        )
+        .await?;
+        Ok(failed(acknowledged, passed(&self.clock)).unwrap_or(Outcome::Delivered))
+    }
+}
+
+/// The outcome of a failed delivery, or `None` when it succeeded.
+fn failed(delivery: Delivery, deadline_passed: bool) -> Option<Outcome> {
+    let (mode, attempts, error) = match delivery {
+        Delivery::Delivered { .. } => return None,
+        Delivery::Rejected { attempts, error } if deadline_passed => {
+            (FailureMode::DeadlineMissed, attempts, error)
+        }
+        Delivery::Rejected { attempts, error } => (FailureMode::SinkRejected, attempts, error),
+        Delivery::Unavailable { attempts, error } => {
+            (FailureMode::SinkUnavailable, attempts, error)
+        }
+    };
+    Some(Outcome::Failed {
+        mode,
+        attempts,
+        error,
+    })
+}
+
+fn deadline_failure() -> crate::connectors::SendFailure {
+    crate::connectors::SendFailure {
+        transient: false,
+        status: None,
+        retry_after: None,
+        message: "the deadline passed before the record was delivered and acknowledged".into(),
+    }
+}
+
+/// Queues the warning that a record is still open with its deadline approaching.
+fn warn_deadline(plan: &FlowPlan, store: &Store, record_key: &str, due_ms: i64, now_ms: i64) {
+    let route = plan.route(FailureMode::DeadlineMissed);
+    let left = (due_ms - now_ms).max(0) / 1000;
+    tracing::warn!(
+        flow = %plan.name, record_key, owner = %route.owner, seconds_left = left,
+        "Deadline approaching; record still open."
+    );
+    let Some(url) = plan.alert_urls.get(&route.owner) else {
+        return;
+    };
+    let deadline = jiff::Timestamp::from_millisecond(due_ms)
+        .map(|t| t.to_string())
+        .ok();
+    let alert = OutboxAlert {
+        owner: route.owner.clone(),
+        url: url.clone(),
+        payload: json!({
+            "flow": plan.name, "object": plan.object, "record_key": record_key,
+            "failure": FailureMode::DeadlineMissed.as_str(), "stage": "warning",
+            "deadline": deadline, "seconds_left": left, "owner": route.owner,
+            "action": route.action, "runbook": route.runbook, "escalation": route.escalate,
+            "at": crate::store::now_rfc3339(),
+        }),
+    };
+    if let Err(err) = store.enqueue_alert(&alert) {
+        tracing::error!(error = %err, "Could not queue the deadline warning.");
+    }
+}
+
 /// Builds a dead letter for a rejected record, routed by its failure mode.
 pub(crate) fn build_dead_letter(
     plan: &FlowPlan,
@@ -592,16 +961,27 @@ pub(crate) fn build_alert(plan: &FlowPlan, letter: &NewDeadLetter) -> Option<Out
     })
 }
 
-/// Sends one record through a per-record sink.
+/// Sends one request through a per-record sink: the path is rendered over `outgoing.body`,
+/// the JSON body is `body`. Returns the sink's response body (`null` when it has none).
 async fn send(
     sink: &SinkKind,
     outgoing: &Outgoing,
+    body: &Value,
     clock: &Clock,
-) -> Result<(), crate::connectors::SendFailure> {
+) -> Result<Value, crate::connectors::SendFailure> {
     match sink {
-        SinkKind::Http(http) => http.send(outgoing).await,
-        SinkKind::Recorder(recorder) => recorder.send(outgoing, clock.now_ms()),
-        SinkKind::File(_) => Ok(()),
+        SinkKind::Http(http) => {
+            http.send_json(&outgoing.body, body, &outgoing.idempotency_key)
+                .await
+        }
+        SinkKind::Recorder(recorder) => {
+            let write = Outgoing {
+                idempotency_key: outgoing.idempotency_key.clone(),
+                body: body.clone(),
+            };
+            recorder.send(&write, clock.now_ms()).map(|()| Value::Null)
+        }
+        SinkKind::File(_) => Ok(Value::Null),
     }
 }
 

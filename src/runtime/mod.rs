@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod clock;
 mod commit;
+pub mod deadlines;
 pub mod engine;
 pub mod plan;
 pub mod record;
@@ -17,5 +18,6 @@ pub mod replay;
 pub mod retry;
 
 pub use self::clock::Clock;
+pub use self::deadlines::DeadlineBoard;
 pub use self::engine::{FlowRun, RunError, RunOptions, RunReport, SinkOverride, SourceOverride};
 pub use self::plan::FlowPlan;

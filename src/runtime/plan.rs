@@ -9,7 +9,9 @@ use indexmap::IndexMap;
 use crate::contract::Contract;
 use crate::mapping::{CompiledTemplate, FieldPath, Mapping};
 use crate::spec::model::{FailureMode, FailureRoute, Flow, RetryPolicy, Workspace};
-use crate::spec::raw::Party;
+use std::time::Duration;
+
+use crate::spec::raw::{Party, SplitConfig};
 
 /// A flow ready to run.
 #[derive(Debug, Clone)]
@@ -43,6 +45,44 @@ pub struct FlowPlan {
     pub failures: IndexMap<FailureMode, FailureRoute>,
     /// Alert webhook per owner.
     pub alert_urls: IndexMap<String, String>,
+    /// The deadline of each record, if any.
+    pub deadline: Option<DeadlinePlan>,
+    /// How records split into legs, if they do.
+    pub split: Option<SplitConfig>,
+    /// Fields looked up in the cross-references before mapping.
+    pub lookups: Vec<LookupPlan>,
+    /// Pointer to the sink's ID in its response, stored as a cross-reference.
+    pub capture: Option<String>,
+    /// The sink system's name (cross-references are stored under it).
+    pub sink_system: String,
+}
+
+/// A compiled deadline.
+#[derive(Debug, Clone)]
+pub struct DeadlinePlan {
+    /// Pointer to the deadline itself.
+    pub at: Option<String>,
+    /// Pointer to the time the deadline counts from.
+    pub from: Option<String>,
+    /// Delay after `from`.
+    pub plus: Duration,
+    /// Share of the window after which the owner is warned.
+    pub warn_at: f64,
+    /// Pointer to the start of the window.
+    pub window_start: Option<String>,
+}
+
+/// A compiled cross-reference lookup.
+#[derive(Debug, Clone)]
+pub struct LookupPlan {
+    /// The field added to the record.
+    pub field: String,
+    /// The object looked up.
+    pub object: String,
+    /// The system whose ID is known.
+    pub system: String,
+    /// Renders that ID from the record.
+    pub id: CompiledTemplate,
 }
 
 /// A flow that cannot be compiled. Validation catches these first; this is the runtime's
@@ -112,7 +152,41 @@ impl FlowPlan {
                 (!url.is_empty()).then(|| (name.clone(), url))
             })
             .collect();
+        let deadline = match &spec.deadline {
+            Some(d) => Some(DeadlinePlan {
+                at: d.at.clone(),
+                from: d.from.clone(),
+                plus: d
+                    .plus
+                    .as_deref()
+                    .map(crate::spec::parse_duration)
+                    .transpose()
+                    .map_err(|e| fail(format!("deadline.plus: {e}")))?
+                    .unwrap_or_default(),
+                warn_at: d.warn_at.unwrap_or(0.5).clamp(0.0, 1.0),
+                window_start: d.window_start.clone(),
+            }),
+            None => None,
+        };
+        let lookups = spec
+            .lookup
+            .iter()
+            .map(|(field, l)| {
+                Ok(LookupPlan {
+                    field: field.clone(),
+                    object: l.object.clone(),
+                    system: l.system.clone(),
+                    id: CompiledTemplate::compile(&l.id)
+                        .map_err(|e| fail(format!("lookup.{field}.id: {e}")))?,
+                })
+            })
+            .collect::<Result<Vec<_>, PlanError>>()?;
         Ok(Self {
+            deadline,
+            split: spec.split.clone(),
+            lookups,
+            capture: spec.to.capture.as_ref().map(|c| c.id.clone()),
+            sink_system: spec.to.system.clone(),
             name: spec.flow.clone(),
             object: spec.object.clone(),
             contract: Arc::new(contract),

@@ -14,6 +14,7 @@ use super::plan::FlowPlan;
 use crate::connectors::RawRecord;
 use crate::mapping::helpers;
 use crate::spec::model::FailureMode;
+use crate::spec::raw::SplitConfig;
 use crate::store::key_hash;
 
 /// The set of processed idempotency key hashes. The keys are already hashes, so the set
@@ -49,8 +50,37 @@ pub struct Prepared {
     pub record_key: Option<String>,
     /// The idempotency key, when it could be rendered, and its hash.
     pub idempotency: Option<(String, u64)>,
-    /// The mapped record, or why not.
+    /// The mapped record (or legs), or why not.
+    pub result: Result<Output, Rejection>,
+    /// When the record must be delivered and acknowledged by, if the flow has a deadline.
+    pub deadline: Option<Deadline>,
+}
+
+/// What mapping produced.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// One mapped record.
+    One(Value),
+    /// One mapped record per leg of a split record, each delivered on its own.
+    Legs(Vec<Leg>),
+}
+
+/// One leg of a split record.
+#[derive(Debug, Clone)]
+pub struct Leg {
+    /// The leg's key (the value of the split's `by` field), appended to the record's keys.
+    pub key: String,
+    /// The mapped leg, or why not.
     pub result: Result<Value, Rejection>,
+}
+
+/// A record's deadline window, in Unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// When the window opened (for the warning share); `None` means when the record was read.
+    pub start_ms: Option<i64>,
+    /// When it closes.
+    pub due_ms: i64,
 }
 
 /// Why a record will not be delivered.
@@ -84,8 +114,10 @@ pub struct Ready {
     pub idempotency_key: String,
     /// Its hash.
     pub key_hash: u64,
-    /// The mapped record.
-    pub body: Value,
+    /// The mapped record (or legs).
+    pub output: Output,
+    /// The deadline, if the flow has one.
+    pub deadline: Option<Deadline>,
 }
 
 /// A record headed for the dead-letter queue.
@@ -146,12 +178,13 @@ pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
             },
         );
     }
-    let result = check_ownership(plan, record).and_then(|()| {
-        plan.mapping.apply(record).map_err(|err| Rejection {
-            mode: FailureMode::MappingError,
-            reason: "mapping_failed".into(),
-            error: err.to_string(),
-        })
+    let deadline = match deadline_of(plan, record) {
+        Ok(deadline) => deadline,
+        Err(rejection) => return rejected_early(record_key, idempotency, rejection),
+    };
+    let result = check_ownership(plan, record).and_then(|()| match &plan.split {
+        None => map(plan, record).map(Output::One),
+        Some(split) => split_legs(plan, split, record).map(Output::Legs),
     });
     let result = match (&record_key, &idempotency, result) {
         (None, _, Ok(_)) | (_, None, Ok(_)) => Err(Rejection {
@@ -172,6 +205,7 @@ pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
         record_key,
         idempotency,
         result,
+        deadline,
     }
 }
 
@@ -183,12 +217,13 @@ pub fn admit(prepared: Prepared, processed: &mut KeySet) -> Admission {
         return Admission::Duplicate;
     }
     match prepared.result {
-        Ok(body) => match (prepared.record_key, prepared.idempotency) {
+        Ok(output) => match (prepared.record_key, prepared.idempotency) {
             (Some(record_key), Some((idempotency_key, key_hash))) => Admission::Deliver(Ready {
                 record_key,
                 idempotency_key,
                 key_hash,
-                body,
+                output,
+                deadline: prepared.deadline,
             }),
             // `prepare` never returns a body without both keys.
             (record_key, idempotency) => Admission::Reject(Rejected {
@@ -262,6 +297,101 @@ fn check_ownership(plan: &FlowPlan, record: &Value) -> Result<(), Rejection> {
     })
 }
 
+fn map(plan: &FlowPlan, record: &Value) -> Result<Value, Rejection> {
+    plan.mapping.apply(record).map_err(|err| Rejection {
+        mode: FailureMode::MappingError,
+        reason: "mapping_failed".into(),
+        error: err.to_string(),
+    })
+}
+
+/// Splits a record into legs by the `by` field of its items, in order of first appearance,
+/// and maps each leg: a leg is the record with only its own items, plus `_leg` (`key`,
+/// `index`, `count`) for the templates.
+fn split_legs(plan: &FlowPlan, split: &SplitConfig, record: &Value) -> Result<Vec<Leg>, Rejection> {
+    let Some(Value::Array(items)) = record.pointer(&split.items) else {
+        return Err(Rejection {
+            mode: FailureMode::ContractViolation,
+            reason: "missing_items".into(),
+            error: format!("no array of items at `{}` to split", split.items),
+        });
+    };
+    let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
+    for item in items {
+        let key = item
+            .get(&split.by)
+            .filter(|v| !v.is_null())
+            .map(helpers::render);
+        let Some(key) = key else {
+            return Err(Rejection {
+                mode: FailureMode::ContractViolation,
+                reason: format!("missing_{}", split.by),
+                error: format!(
+                    "an item at `{}` has no `{}` to split by",
+                    split.items, split.by
+                ),
+            });
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push(item.clone()),
+            None => groups.push((key, vec![item.clone()])),
+        }
+    }
+    let count = groups.len();
+    Ok(groups
+        .into_iter()
+        .enumerate()
+        .map(|(index, (key, group))| {
+            let mut leg = record.clone();
+            if let Some(slot) = leg.pointer_mut(&split.items) {
+                *slot = Value::Array(group);
+            }
+            if let Value::Object(fields) = &mut leg {
+                fields.insert(
+                    "_leg".into(),
+                    serde_json::json!({"key": key, "index": index, "count": count}),
+                );
+            }
+            Leg {
+                result: map(plan, &leg),
+                key,
+            }
+        })
+        .collect())
+}
+
+/// The record's deadline, when the flow declares one.
+fn deadline_of(plan: &FlowPlan, record: &Value) -> Result<Option<Deadline>, Rejection> {
+    let Some(spec) = &plan.deadline else {
+        return Ok(None);
+    };
+    let time_at = |pointer: &str| -> Result<i64, Rejection> {
+        let text = record
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        text.parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond())
+            .map_err(|_| Rejection {
+                mode: FailureMode::ContractViolation,
+                reason: "invalid_deadline".into(),
+                error: format!(
+                    "`{pointer}` must be an RFC 3339 time to compute the deadline, not {text:?}"
+                ),
+            })
+    };
+    let due_ms = match (&spec.at, &spec.from) {
+        (Some(at), _) => time_at(at)?,
+        (None, Some(from)) => time_at(from)? + spec.plus.as_millis() as i64,
+        (None, None) => return Ok(None),
+    };
+    let start_ms = match spec.window_start.as_deref().or(spec.from.as_deref()) {
+        Some(pointer) => Some(time_at(pointer)?),
+        None => None,
+    };
+    Ok(Some(Deadline { start_ms, due_ms }))
+}
+
 fn rejected_early(
     record_key: Option<String>,
     idempotency: Option<(String, u64)>,
@@ -271,6 +401,7 @@ fn rejected_early(
         record_key,
         idempotency,
         result: Err(rejection),
+        deadline: None,
     }
 }
 

@@ -3,11 +3,10 @@
 //! delivery attempt. Duplicate detection is skipped: the letter's key was recorded as
 //! processed when it was dead-lettered.
 
-use super::engine::RunError;
+use super::engine::{FlowRun, RunError, RunOptions};
 use super::plan::FlowPlan;
-use super::record::{self, Admission};
+use super::record::{self, Admission, Output, Ready};
 use crate::connectors::file::FileSink;
-use crate::connectors::http::{HttpSink, HttpSystem};
 use crate::connectors::{Outgoing, RawRecord};
 use crate::spec::model::Workspace;
 use crate::store::{Checkpoint, CommitBatch, DeadLetterStatus, Store};
@@ -42,26 +41,6 @@ pub async fn replay(
             name: flow_name.clone(),
             hint: " (the flow of this dead letter is no longer in the workspace)".into(),
         })?;
-    let plan = FlowPlan::compile(workspace, flow)?;
-    let prepared = record::prepare(&plan, &RawRecord::Line(letter.letter.record.as_bytes()));
-    let ready = match record::admit(prepared, &mut record::KeySet::default()) {
-        Admission::Deliver(ready) => ready,
-        Admission::Reject(rejected) => {
-            let error = format!("{}: {}", rejected.rejection.mode, rejected.rejection.error);
-            store.note_failed_replay(id, actor, &error)?;
-            return Ok(ReplayOutcome::Failed(error));
-        }
-        // `admit` with an empty key set never reports a duplicate; say so if it ever does.
-        Admission::Duplicate => {
-            return Ok(ReplayOutcome::Failed(
-                "the record was taken for a duplicate".into(),
-            ));
-        }
-    };
-    let outgoing = Outgoing {
-        idempotency_key: ready.idempotency_key.clone(),
-        body: ready.body.clone(),
-    };
     let setup = |message: String| RunError::Setup {
         flow: flow_name.clone(),
         message,
@@ -72,21 +51,41 @@ pub async fn replay(
         .systems
         .get(&to.system)
         .ok_or_else(|| setup(format!("system `{}` is not declared", to.system)))?;
-    let result = if let Some(http) = &system.http {
-        let client = HttpSystem::new(http, std::time::Duration::from_secs(30), |n| {
-            std::env::var(n).ok()
-        })
-        .map_err(|e| setup(e.to_string()))?;
-        let sink = HttpSink::new(client, to).map_err(setup)?;
-        sink.send(&outgoing).await.map_err(|f| f.message)
-    } else if let Some(file) = &system.file {
-        let path = workspace
-            .root
-            .join(&file.dir)
-            .join(to.path.as_deref().unwrap_or_default());
-        append_to_file(store, &flow_name, &path, &outgoing).map_err(|e| e.to_string())
+    let result = if let Some(file) = &system.file {
+        let plan = FlowPlan::compile(workspace, flow)?;
+        let prepared = record::prepare(&plan, &RawRecord::Line(letter.letter.record.as_bytes()));
+        match record::admit(prepared, &mut record::KeySet::default()) {
+            Admission::Deliver(Ready {
+                output: Output::One(body),
+                idempotency_key,
+                ..
+            }) => {
+                let path = workspace
+                    .root
+                    .join(&file.dir)
+                    .join(to.path.as_deref().unwrap_or_default());
+                let outgoing = Outgoing {
+                    idempotency_key,
+                    body,
+                };
+                append_to_file(store, &flow_name, &path, &outgoing).map_err(|e| e.to_string())
+            }
+            Admission::Deliver(_) => Err("split records are not replayed to files yet".into()),
+            Admission::Reject(rejected) => Err(format!(
+                "{}: {}",
+                rejected.rejection.mode, rejected.rejection.error
+            )),
+            Admission::Duplicate => Err("taken for a duplicate".into()),
+        }
     } else {
-        Err(format!("system `{}` has no connector", to.system))
+        let options = RunOptions {
+            progress: false,
+            ..RunOptions::default()
+        };
+        // The source is not read on replay (and a webhook flow has none to open).
+        let source = Some(super::engine::SourceOverride(Vec::new()));
+        let run = FlowRun::new(workspace, &flow_name, store.clone(), options, source, None)?;
+        run.deliver_stored(&letter.letter.record).await?
     };
     match result {
         Ok(()) => {

@@ -238,6 +238,94 @@ pub struct FlowFile {
     /// Service levels in business terms.
     #[serde(default)]
     pub sla: Option<SlaConfig>,
+    /// When each record must be delivered and acknowledged by (for example an order's
+    /// acceptance deadline). Records still open at the deadline become `deadline-missed`
+    /// dead letters; their owner is warned before.
+    #[serde(default)]
+    pub deadline: Option<DeadlineConfig>,
+    /// A request sent back to the source system once the sink acknowledged a record (for
+    /// example accepting a marketplace order once the OMS has it). Its path is a template over
+    /// the mapped record.
+    #[serde(default)]
+    pub acknowledge: Option<AcknowledgeConfig>,
+    /// Splits one record into several before mapping (for example a basket into one order per
+    /// seller leg). Each leg is mapped, delivered and dead-lettered on its own.
+    #[serde(default)]
+    pub split: Option<SplitConfig>,
+    /// Fields added to each record before mapping, looked up in the cross-references earlier
+    /// flows stored (for example the marketplace order ID of an OMS order).
+    #[serde(default)]
+    pub lookup: IndexMap<String, LookupConfig>,
+}
+
+/// Where a record's deadline comes from. Give `at`, or `from` and `plus`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineConfig {
+    /// JSON Pointer to an RFC 3339 time in the record that is the deadline itself (for
+    /// example `/acceptance_deadline`).
+    #[serde(default)]
+    pub at: Option<String>,
+    /// JSON Pointer to an RFC 3339 time in the record the deadline counts from (for example
+    /// `/created_at`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// How long after `from` the deadline falls, as a duration such as `45m`.
+    #[serde(default)]
+    pub plus: Option<String>,
+    /// Share of the window (0 to 1) after which the owner of `deadline-missed` is warned if
+    /// the record is still open. Defaults to 0.5.
+    #[serde(default)]
+    pub warn_at: Option<f64>,
+    /// JSON Pointer to the time the window starts, for the warning (defaults to `from`, else
+    /// the time the record was read).
+    #[serde(default)]
+    pub window_start: Option<String>,
+}
+
+/// A request acknowledging a record at its source.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeConfig {
+    /// The system acknowledged; usually the flow's source system.
+    pub system: String,
+    /// The request; its path is a template over the mapped record.
+    pub request: HttpRequestConfig,
+    /// JSON body sent as it is (for example `{accepted: true}`).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
+/// How a record is split into legs.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// JSON Pointer to the array of items to distribute (for example `/order_lines`).
+    pub items: String,
+    /// Field of each item whose value names its leg (for example `shop_id`); items with the
+    /// same value form one leg, in order of first appearance.
+    pub by: String,
+}
+
+/// A cross-reference lookup.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupConfig {
+    /// The object whose identity key is looked up (for example `order`).
+    pub object: String,
+    /// The system whose ID is known (for example `oms`).
+    pub system: String,
+    /// Template rendering that system's ID from the record (for example `{{oms_order_id}}`).
+    pub id: String,
+}
+
+/// An ID to remember from the sink's answer.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// JSON Pointer to the sink's own ID in its response body (for example `/oms_order_id`).
+    /// It is stored as a cross-reference to the record's identity key.
+    pub id: String,
 }
 
 /// How a flow syncs.
@@ -372,6 +460,9 @@ pub struct SinkConfig {
     /// Files: the output format. Only `jsonl` is written so far.
     #[serde(default)]
     pub format: Option<FileFormat>,
+    /// HTTP: remember the sink's ID for the record from its response, for later lookups.
+    #[serde(default)]
+    pub capture: Option<CaptureConfig>,
 }
 
 /// One HTTP request.
@@ -637,8 +728,25 @@ pub struct TestCase {
     /// Faults the sink injects, in order, before it accepts writes.
     #[serde(default)]
     pub faults: Vec<SinkFault>,
+    /// Cross-references stored before the case runs, as earlier flows would have.
+    #[serde(default)]
+    pub cross_references: Vec<CrossReference>,
     /// What must come out.
     pub expect: TestExpectation,
+}
+
+/// A cross-reference between a system's ID and an object's identity key.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrossReference {
+    /// The object (for example `order`).
+    pub object: String,
+    /// The system (for example `oms`).
+    pub system: String,
+    /// That system's ID (for example `OMS-12`).
+    pub id: String,
+    /// The object's identity key (for example `MKP-000123-A`).
+    pub key: String,
 }
 
 /// A fault injected by the test sink.
@@ -674,6 +782,9 @@ pub struct TestExpectation {
     /// Number of records dropped as duplicates.
     #[serde(default)]
     pub duplicates: Option<u64>,
+    /// Idempotency keys of the records acknowledged at their source (`acknowledge`), in order.
+    #[serde(default)]
+    pub acknowledged: Option<Vec<String>>,
 }
 
 /// An expected dead letter.

@@ -83,6 +83,17 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (flow, event_id)
      );
      CREATE INDEX inbox_pending ON inbox (flow, status, id);",
+    // 3: ID cross-references between systems (marketplace order ID <-> OMS order ID).
+    "CREATE TABLE xrefs (
+        object TEXT NOT NULL,
+        system TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        record_key TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (object, system, external_id)
+     );
+     CREATE INDEX xrefs_by_key ON xrefs (object, record_key);",
 ];
 
 /// Applies the migrations this file has not seen yet.

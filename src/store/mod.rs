@@ -15,6 +15,7 @@ mod dead_letters;
 mod inbox;
 mod migrations;
 mod outbox;
+mod xrefs;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use serde_json::Value;
 pub use self::dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter};
 pub use self::inbox::{InboxEvent, InboxInsert};
 pub use self::outbox::{OutboxAlert, PendingAlert};
+pub use self::xrefs::CrossReference;
 
 /// A handle on the state store; cheap to clone, shared between tasks.
 #[derive(Clone)]

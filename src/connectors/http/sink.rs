@@ -1,6 +1,8 @@
 //! Per-record HTTP writes with an idempotency key header. Retries are the runtime's job; the
 //! sink only reports whether a failure is worth retrying.
 
+use serde_json::Value;
+
 use super::{HttpSystem, retry_after};
 use crate::connectors::{Outgoing, SendFailure};
 use crate::mapping::{CompiledTemplate, Escape};
@@ -46,35 +48,50 @@ impl HttpSink {
             .map_err(|e| format!("request path: {e}"))
     }
 
-    /// Sends one record.
-    pub async fn send(&self, outgoing: &Outgoing) -> Result<(), SendFailure> {
-        let path = self.path_for(outgoing).map_err(|message| SendFailure {
-            transient: false,
-            status: None,
-            retry_after: None,
-            message,
-        })?;
+    /// Sends one record as the JSON body; returns the response body.
+    pub async fn send(&self, outgoing: &Outgoing) -> Result<Value, SendFailure> {
+        self.send_json(&outgoing.body, &outgoing.body, &outgoing.idempotency_key)
+            .await
+    }
+
+    /// Sends `body` to the path rendered over `path_context`; returns the response body
+    /// (`null` when it is empty or not JSON).
+    pub async fn send_json(
+        &self,
+        path_context: &Value,
+        body: &Value,
+        idempotency_key: &str,
+    ) -> Result<Value, SendFailure> {
+        let path = self
+            .path
+            .render(path_context, Escape::Url)
+            .map_err(|e| SendFailure {
+                transient: false,
+                status: None,
+                retry_after: None,
+                message: format!("request path: {e}"),
+            })?;
         let url = format!("{}{}", self.system.base_url, path);
-        let response = self
+        let mut request = self
             .system
             .client
             .request(self.method.clone(), &url)
-            .header(&self.idempotency_header, &outgoing.idempotency_key)
-            .json(&outgoing.body)
-            .send()
-            .await
-            .map_err(|err| SendFailure {
-                transient: true,
-                status: None,
-                retry_after: None,
-                message: format!("{} {url}: {err}", self.method),
-            })?;
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(());
+            .header(&self.idempotency_header, idempotency_key);
+        if !body.is_null() {
+            request = request.json(body);
         }
+        let response = request.send().await.map_err(|err| SendFailure {
+            transient: true,
+            status: None,
+            retry_after: None,
+            message: format!("{} {url}: {err}", self.method),
+        })?;
+        let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
-        Err(SendFailure::from_status(status, wait, &body))
+        let text = response.text().await.unwrap_or_default();
+        if (200..300).contains(&status) {
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+        }
+        Err(SendFailure::from_status(status, wait, &text))
     }
 }

@@ -8,7 +8,6 @@ use indexmap::IndexMap;
 use super::workspace::{Checked, check_owner, check_retry, check_system, resolve_retry};
 use super::{At, Report, seg};
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
-use crate::spec::env::EnvLookup;
 use crate::spec::model::{
     Escalation, FailureMode, FailureRoute, Flow, Secret, Trigger, WebhookAuth,
 };
@@ -40,7 +39,7 @@ pub(crate) fn check(
     spec: &FlowFile,
     at: &At<'_>,
     workspace: &Checked,
-    env: &EnvLookup,
+    options: &crate::spec::LoadOptions,
     report: &mut Report<'_>,
 ) -> Option<Flow> {
     let systems: Vec<&str> = workspace.spec.systems.keys().map(String::as_str).collect();
@@ -100,6 +99,7 @@ pub(crate) fn check(
     }
 
     check_templates(spec, at, workspace, report);
+    check_order_sections(spec, at, workspace, report);
     let trigger = check_trigger(spec, at, report);
 
     if let Some(retry) = &spec.retry {
@@ -139,7 +139,7 @@ pub(crate) fn check(
         .and_then(|text| at.duration("/sla/freshness", text, report));
 
     let trigger = trigger?;
-    let webhook_auth = check_webhook_auth(spec, &trigger, env, at, report);
+    let webhook_auth = check_webhook_auth(spec, &trigger, options, at, report);
     Some(Flow {
         file: at.file.to_path_buf(),
         spec: spec.clone(),
@@ -224,7 +224,7 @@ const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 fn check_webhook_auth(
     spec: &FlowFile,
     trigger: &Trigger,
-    env: &EnvLookup,
+    options: &crate::spec::LoadOptions,
     at: &At<'_>,
     report: &mut Report<'_>,
 ) -> Option<WebhookAuth> {
@@ -244,21 +244,29 @@ fn check_webhook_auth(
         );
         return None;
     };
-    let secret = env.get(&auth.secret_env).filter(|value| !value.is_empty());
+    let secret = options
+        .env
+        .get(&auth.secret_env)
+        .filter(|value| !value.is_empty());
     if secret.is_none() {
-        report.push(
-            at.error(
-                "/trigger/webhook_auth/secret_env",
-                Code::WebhookSecretUnset,
-                format!(
-                    "environment variable {} (the webhook secret) is not set",
-                    auth.secret_env
-                ),
-            )
-            .with_hint(Some(
-                "set it before starting the daemon, or fix the variable name".into(),
-            )),
+        // Only the daemon needs the secret: validating, testing or running other flows
+        // without it is fine, so this is an error only under `--strict` (as in CI for a
+        // deployment). The daemon answers 404 on a webhook path it has no secret for.
+        let message = format!(
+            "environment variable {} (the webhook secret) is not set",
+            auth.secret_env
         );
+        let pointer = "/trigger/webhook_auth/secret_env";
+        let diagnostic = if options.strict {
+            at.error(pointer, Code::WebhookSecretUnset, message)
+        } else {
+            let mut warning = at.error(pointer, Code::UnsetEnv, message);
+            warning.severity = crate::spec::Severity::Warning;
+            warning
+        };
+        report.push(diagnostic.with_hint(Some(
+            "set it before starting the daemon, or fix the variable name".into(),
+        )));
     }
     let tolerance = match &auth.tolerance {
         Some(text) => at.duration("/trigger/webhook_auth/tolerance", text, report),
@@ -305,8 +313,17 @@ fn check_templates(spec: &FlowFile, at: &At<'_>, workspace: &Checked, report: &m
         .get(&spec.object)
         .map(|object| format!("contract {}", object.contract))
         .unwrap_or_else(|| "contract".to_owned());
+    // Lookups add their fields to the record before mapping, and a split adds `_leg`.
+    let extra = spec
+        .lookup
+        .keys()
+        .cloned()
+        .chain(spec.split.as_ref().map(|_| "_leg".to_owned()));
     let record = Scope {
-        fields: workspace.properties(&spec.object),
+        fields: workspace.properties(&spec.object).map(|mut fields| {
+            fields.extend(extra);
+            fields
+        }),
         what: &contract,
     };
     let mapped = if spec.map.is_empty() {
@@ -352,6 +369,107 @@ fn check_templates(spec: &FlowFile, at: &At<'_>, workspace: &Checked, report: &m
     }
     if let Some(request) = &spec.to.request {
         check_request(request, "/to/request", &mapped, at, report);
+    }
+    if let Some(ack) = &spec.acknowledge {
+        check_request(&ack.request, "/acknowledge/request", &mapped, at, report);
+    }
+    let lookup_scope = Scope {
+        fields: workspace.properties(&spec.object),
+        what: &contract,
+    };
+    for (name, lookup) in &spec.lookup {
+        check_template(
+            &lookup.id,
+            &format!("/lookup/{}/id", seg(name)),
+            &lookup_scope,
+            at,
+            report,
+        );
+    }
+}
+
+/// The order-handling sections: deadline, acknowledgement, split and lookups.
+fn check_order_sections(
+    spec: &FlowFile,
+    at: &At<'_>,
+    workspace: &Checked,
+    report: &mut Report<'_>,
+) {
+    let systems: Vec<&str> = workspace.spec.systems.keys().map(String::as_str).collect();
+    if let Some(deadline) = &spec.deadline {
+        match (&deadline.at, &deadline.from, &deadline.plus) {
+            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+            _ => report.push(at.error(
+                "/deadline",
+                Code::InvalidValue,
+                "a deadline needs `at` (the deadline itself), or `from` and `plus`".to_owned(),
+            )),
+        }
+        if let Some(plus) = &deadline.plus {
+            at.duration("/deadline/plus", plus, report);
+        }
+        if let Some(share) = deadline.warn_at
+            && !(0.0..=1.0).contains(&share)
+        {
+            report.push(at.error(
+                "/deadline/warn_at",
+                Code::InvalidValue,
+                format!("warn_at is a share of the window between 0 and 1, not {share}"),
+            ));
+        }
+        for (field, pointer) in [
+            ("at", &deadline.at),
+            ("from", &deadline.from),
+            ("window_start", &deadline.window_start),
+        ] {
+            if let Some(pointer) = pointer
+                && !pointer.starts_with('/')
+            {
+                report.push(at.error(
+                    &format!("/deadline/{field}"),
+                    Code::InvalidValue,
+                    format!("\"{pointer}\" is not a JSON Pointer: write \"/{pointer}\""),
+                ));
+            }
+        }
+    }
+    if let Some(ack) = &spec.acknowledge {
+        check_system(&ack.system, "/acknowledge/system", &systems, at, report);
+    }
+    if let Some(split) = &spec.split
+        && !split.items.starts_with('/')
+    {
+        report.push(at.error(
+            "/split/items",
+            Code::InvalidValue,
+            format!(
+                "\"{}\" is not a JSON Pointer: write \"/{}\"",
+                split.items, split.items
+            ),
+        ));
+    }
+    for (name, lookup) in &spec.lookup {
+        let base = format!("/lookup/{}", seg(name));
+        check_system(
+            &lookup.system,
+            &format!("{base}/system"),
+            &systems,
+            at,
+            report,
+        );
+        if !workspace.spec.objects.contains_key(&lookup.object) {
+            report.push(
+                at.error(
+                    &format!("{base}/object"),
+                    Code::UnknownObject,
+                    format!("unknown object \"{}\"", lookup.object),
+                )
+                .with_hint(did_you_mean(
+                    &lookup.object,
+                    workspace.spec.objects.keys().map(String::as_str),
+                )),
+            );
+        }
     }
 }
 
