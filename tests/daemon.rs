@@ -15,15 +15,24 @@ use crate::util::copy_dir;
 const FLOW: &str = "offers-to-storefront";
 const SECRET: &str = "integration-secret";
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     logs: Arc<Mutex<String>>,
     client: reqwest::Client,
 }
 
 impl Daemon {
     fn start(workspace: &Path, sandbox: &Sandbox) -> Daemon {
+        Daemon::start_with(workspace, sandbox, &[])
+    }
+
+    /// Starts `serve` on a free loopback port with the sandbox's URLs and `extra` variables.
+    pub(crate) fn start_with(
+        workspace: &Path,
+        sandbox: &Sandbox,
+        extra: &[(&str, &str)],
+    ) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
         command
             .args(["--log-format", "json", "serve"])
@@ -32,6 +41,7 @@ impl Daemon {
             .env("OFFERS_WEBHOOK_SECRET", SECRET)
             .env_remove("SWITCHYARD_ADMIN_TOKEN")
             .envs(sandbox.env())
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("start switchyard serve");
@@ -61,11 +71,11 @@ impl Daemon {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
             .status()
@@ -73,7 +83,7 @@ impl Daemon {
         assert!(status.success());
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let response = self
             .client
             .get(format!("{}{path}", self.base))
@@ -85,7 +95,7 @@ impl Daemon {
     }
 
     /// Waits until `/metrics` contains `needle`.
-    async fn wait_for_metric(&self, needle: &str) -> String {
+    pub(crate) async fn wait_for_metric(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (_, text) = self.get("/metrics").await;
@@ -102,7 +112,13 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit code (must come within 10 s).
-    fn terminate(mut self) -> (i32, Duration) {
+    /// SIGKILL: no chance to clean up.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub(crate) fn terminate(mut self) -> (i32, Duration) {
         let started = Instant::now();
         self.signal("TERM");
         loop {

@@ -3,6 +3,7 @@
 
 mod daemon;
 mod explain;
+mod orders;
 mod runtime;
 mod schema;
 mod util;

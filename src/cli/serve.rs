@@ -31,6 +31,13 @@ pub struct ServeArgs {
     /// at them: the whole reference workspace runs on one machine.
     #[arg(long)]
     sandbox: bool,
+    /// Baskets of marketplace orders the sandbox creates and sends to the daemon's
+    /// `/hooks/orders` as signed webhooks (one order per seller leg).
+    #[arg(long, default_value_t = 200)]
+    sandbox_orders: usize,
+    /// Seconds the sandbox gives each order to be accepted before it auto-cancels it.
+    #[arg(long, default_value_t = 60)]
+    sandbox_ack_deadline: u64,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -41,10 +48,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::tokio_runtime()?;
     let mut env = crate::spec::EnvLookup::process();
     let sandbox = if args.sandbox {
-        let sandbox = runtime.block_on(crate::sandbox::Sandbox::start(
-            crate::sandbox::SandboxConfig::default(),
-        ))?;
+        // The sandbox signs its order webhooks with the secret the workspace names.
+        let secret = env
+            .get("ORDERS_WEBHOOK_SECRET")
+            .unwrap_or_else(|| "sandbox-secret".into());
+        let config = crate::sandbox::SandboxConfig {
+            orders: args.sandbox_orders,
+            ack_deadline_secs: args.sandbox_ack_deadline,
+            webhook_url: Some(format!("http://{}/hooks/orders", args.listen)),
+            webhook_secret: secret.clone(),
+            ..crate::sandbox::SandboxConfig::default()
+        };
+        let sandbox = runtime.block_on(crate::sandbox::Sandbox::start(config))?;
         eprintln!("Sandbox listening on {}", sandbox.base_url());
+        env = env.with("ORDERS_WEBHOOK_SECRET", secret);
         for (name, value) in sandbox.env() {
             env = env.with(name, value);
         }
@@ -72,6 +89,25 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             stats.records,
             stats.duplicates_suppressed,
             sandbox.alerts().len()
+        );
+        let orders = sandbox.orders_summary();
+        eprintln!(
+            "Sandbox orders: {} legs, {} accepted before their deadline, {} auto-cancelled, \
+             {} at the OMS, {} shipments confirmed",
+            orders.legs,
+            orders.accepted_before_deadline,
+            orders.auto_cancelled,
+            sandbox.oms_stats().received,
+            orders.shipments
+        );
+        eprintln!(
+            "Sandbox orders: {} legs, {} accepted before their deadline, {} auto-cancelled, \
+             {} at the OMS, {} shipments confirmed",
+            orders.legs,
+            orders.accepted_before_deadline,
+            orders.auto_cancelled,
+            sandbox.oms_stats().received,
+            orders.shipments
         );
         runtime.block_on(sandbox.shutdown());
     }
