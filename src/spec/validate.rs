@@ -62,7 +62,7 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
             flow_names.insert(spec.flow.clone(), parsed.file.clone());
         }
         if let Some(checked) = &workspace
-            && let Some(flow) = flow::check(spec, &at, checked, &input.options, &mut report)
+            && let Some(flow) = flow::check(spec, &at, checked, input.options, &mut report)
         {
             flows.entry(spec.flow.clone()).or_insert(flow);
         }
