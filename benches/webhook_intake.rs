@@ -18,16 +18,27 @@ use tokio::sync::Semaphore;
 const SECRET: &str = "bench-secret";
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run())
 }
 
 async fn run() -> anyhow::Result<()> {
-    let events: usize = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
-    let root = std::env::temp_dir().join(format!("switchyard-webhook-bench-{}", std::process::id()));
+    let events: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let root =
+        std::env::temp_dir().join(format!("switchyard-webhook-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("flows"), &root)?;
-    let sandbox = Sandbox::start(SandboxConfig { offers: 0, orders: 1, ..SandboxConfig::default() }).await?;
+    let sandbox = Sandbox::start(SandboxConfig {
+        offers: 0,
+        orders: 1,
+        ..SandboxConfig::default()
+    })
+    .await?;
     let mut env = EnvLookup::process().with("ORDERS_WEBHOOK_SECRET", SECRET);
     for (name, value) in sandbox.env() {
         env = env.with(name, value);
@@ -50,17 +61,25 @@ async fn run() -> anyhow::Result<()> {
     let client = switchyard::connectors::http::client_builder().build()?;
     let base = format!("http://{listen}");
     wait_ready(&client, &base).await?;
-    client.post(format!("{base}/admin/flows/orders-to-oms/pause")).send().await?.error_for_status()?;
+    client
+        .post(format!("{base}/admin/flows/orders-to-oms/pause"))
+        .send()
+        .await?
+        .error_for_status()?;
     let template = sandbox.marketplace_orders().remove(0);
 
     println!("durable webhook intake, {events} signed events per run, SQLite synchronous=FULL");
-    println!("{:>11} {:>10} {:>9} {:>9} {:>9}", "concurrency", "events/s", "p50 ms", "p99 ms", "max ms");
+    println!(
+        "{:>11} {:>10} {:>9} {:>9} {:>9}",
+        "concurrency", "events/s", "p50 ms", "p99 ms", "max ms"
+    );
     let mut offset = 0;
     for concurrency in [1usize, 8, 32] {
         let mut latencies = send(&client, &base, &template, offset, events, concurrency).await?;
         offset += events;
         latencies.sort_unstable();
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
         println!(
             "{:>11} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
             concurrency,
@@ -97,7 +116,9 @@ async fn send(
         let mut order = template.clone();
         order["order_id"] = serde_json::Value::from(format!("BENCH-{i}-A"));
         let event_id = format!("bench-{i}");
-        let body = serde_json::json!({"event_id": event_id, "type": "ORDER_CREATED", "order": order}).to_string();
+        let body =
+            serde_json::json!({"event_id": event_id, "type": "ORDER_CREATED", "order": order})
+                .to_string();
         let client = client.clone();
         let url = format!("{base}/hooks/orders");
         tasks.spawn(async move {
@@ -112,7 +133,11 @@ async fn send(
                 .body(body)
                 .send()
                 .await?;
-            anyhow::ensure!(response.status().is_success(), "intake answered {}", response.status());
+            anyhow::ensure!(
+                response.status().is_success(),
+                "intake answered {}",
+                response.status()
+            );
             Ok(begin.elapsed())
         });
     }

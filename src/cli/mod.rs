@@ -149,3 +149,26 @@ fn actor(explicit: Option<String>) -> String {
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| "operator".into())
 }
+
+/// Prints what the in-process sandbox received (`run --sandbox`, `serve --sandbox`).
+fn report_sandbox(sandbox: &crate::sandbox::Sandbox) {
+    let stats = sandbox.storefront_stats();
+    eprintln!(
+        "Sandbox storefront: {} records received, {} replays suppressed; {} alerts received",
+        stats.records,
+        stats.duplicates_suppressed,
+        sandbox.alerts().len()
+    );
+    let orders = sandbox.orders_summary();
+    if orders.legs > 0 {
+        eprintln!(
+            "Sandbox orders: {} legs, {} accepted before their deadline, {} auto-cancelled, \
+             {} at the OMS, {} shipments confirmed",
+            orders.legs,
+            orders.accepted_before_deadline,
+            orders.auto_cancelled,
+            sandbox.oms_stats().received,
+            orders.shipments
+        );
+    }
+}

@@ -106,13 +106,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(sandbox) = sandbox {
-        let stats = sandbox.storefront_stats();
-        eprintln!(
-            "Sandbox storefront: {} records received, {} replays suppressed; {} alerts received",
-            stats.records,
-            stats.duplicates_suppressed,
-            sandbox.alerts().len()
-        );
+        super::report_sandbox(&sandbox);
         sandbox.shutdown().await;
     }
     if let Some(reason) = &report.stopped_early {

@@ -83,32 +83,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let result = runtime.block_on(daemon::serve(config));
     if let Some(sandbox) = sandbox {
-        let stats = sandbox.storefront_stats();
-        eprintln!(
-            "Sandbox storefront: {} records received, {} replays suppressed; {} alerts received",
-            stats.records,
-            stats.duplicates_suppressed,
-            sandbox.alerts().len()
-        );
-        let orders = sandbox.orders_summary();
-        eprintln!(
-            "Sandbox orders: {} legs, {} accepted before their deadline, {} auto-cancelled, \
-             {} at the OMS, {} shipments confirmed",
-            orders.legs,
-            orders.accepted_before_deadline,
-            orders.auto_cancelled,
-            sandbox.oms_stats().received,
-            orders.shipments
-        );
-        eprintln!(
-            "Sandbox orders: {} legs, {} accepted before their deadline, {} auto-cancelled, \
-             {} at the OMS, {} shipments confirmed",
-            orders.legs,
-            orders.accepted_before_deadline,
-            orders.auto_cancelled,
-            sandbox.oms_stats().received,
-            orders.shipments
-        );
+        super::report_sandbox(&sandbox);
         runtime.block_on(sandbox.shutdown());
     }
     // Runs cut off by the shutdown timeout are not waited for: their uncommitted batch is

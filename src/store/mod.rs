@@ -321,18 +321,12 @@ impl Store {
             params![flow, key, at_ms, error],
         )
         .map_err(|e| self.sqlite(e))?;
-        conn.query_row(
-            "SELECT first_failure_ms, attempts FROM retry_state
-             WHERE flow = ?1 AND idempotency_key = ?2",
-            params![flow, key],
-            |row| {
-                Ok(RetryState {
-                    first_failure_ms: row.get(0)?,
-                    attempts: row.get(1)?,
-                })
-            },
-        )
-        .map_err(|e| self.sqlite(e))
+        drop(conn);
+        self.retry_state(flow, key)?
+            .ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                message: format!("retry state of `{key}` vanished after it was written"),
+            })
     }
 
     /// Forgets a record's retry clock (it was delivered).
