@@ -41,7 +41,7 @@ fn workspace_copy(name: &str, short_retry: bool) -> PathBuf {
 }
 
 fn load(root: &Path, sandbox: &Sandbox) -> Workspace {
-    let mut env = EnvLookup::empty();
+    let mut env = EnvLookup::empty().with("ORDERS_WEBHOOK_SECRET", "runtime-tests");
     for (name, value) in sandbox.env() {
         env = env.with(name, value);
     }
