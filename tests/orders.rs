@@ -79,6 +79,11 @@ async fn a_thousand_baskets_are_acknowledged_in_time_split_deduplicated_and_ship
             .is_some_and(|id| id.starts_with("MKP-"))
     }));
     assert!(sandbox.orders_summary().partially_shipped > 0 || sandbox.orders_summary().shipped > 0);
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metrics.contains("switchyard_delivery_latency_seconds_bucket{flow=\"orders-to-oms\""),
+        "end-to-end latency histogram: {metrics}"
+    );
     let (code, elapsed) = daemon.terminate();
     assert_eq!(code, 0);
     assert!(elapsed < Duration::from_secs(10));

@@ -33,6 +33,8 @@ pub const OFFER_REJECTION_RATIO: &str = "switchyard_offer_rejection_ratio";
 pub const AWAITING_ACK: &str = "switchyard_awaiting_acknowledgement";
 /// Seconds left to the soonest open deadline (negative once passed).
 pub const DEADLINE_SECONDS_LEFT: &str = "switchyard_deadline_seconds_left";
+/// Per-record latency from being read to being acknowledged (sink, then source).
+pub const DELIVERY_LATENCY: &str = "switchyard_delivery_latency_seconds";
 /// Owners warned of an approaching deadline.
 pub const DEADLINE_WARNINGS: &str = "switchyard_deadline_warnings_total";
 

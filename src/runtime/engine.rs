@@ -42,6 +42,19 @@ pub struct RunOptions {
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// Where open deadlines are shown (the daemon's board), if anywhere.
     pub deadlines: Option<super::DeadlineBoard>,
+    /// Told each record's latency from being read to being acknowledged by the sink (and at
+    /// its source, with `acknowledge`); the daemon turns it into a histogram.
+    pub on_delivered: Option<LatencyObserver>,
+}
+
+/// A callback receiving per-record delivery latencies.
+#[derive(Clone)]
+pub struct LatencyObserver(pub Arc<dyn Fn(Duration) + Send + Sync>);
+
+impl std::fmt::Debug for LatencyObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LatencyObserver")
+    }
 }
 
 impl Default for RunOptions {
@@ -53,6 +66,7 @@ impl Default for RunOptions {
             concurrency: 8,
             stop: None,
             deadlines: None,
+            on_delivered: None,
         }
     }
 }
@@ -590,7 +604,9 @@ impl FlowRun {
         }
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
+        let read_at = tokio::time::Instant::now();
         for (_, group) in groups {
+            let observer = self.options.on_delivered.clone();
             let permits = permits.clone();
             let delivery = Delivering {
                 sink: self.sink.clone(),
@@ -606,6 +622,9 @@ impl FlowRun {
                 for (index, unit) in group {
                     let outcome = delivery.deliver(&unit).await?;
                     lock(&open).remove(&unit.record_key);
+                    if let (Outcome::Delivered, Some(observer)) = (&outcome, &observer) {
+                        (observer.0)(read_at.elapsed());
+                    }
                     results.push((index, unit, outcome));
                 }
                 Ok::<_, StoreError>(results)

@@ -19,5 +19,7 @@ pub mod retry;
 
 pub use self::clock::Clock;
 pub use self::deadlines::DeadlineBoard;
-pub use self::engine::{FlowRun, RunError, RunOptions, RunReport, SinkOverride, SourceOverride};
+pub use self::engine::{
+    FlowRun, LatencyObserver, RunError, RunOptions, RunReport, SinkOverride, SourceOverride,
+};
 pub use self::plan::FlowPlan;
