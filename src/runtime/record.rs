@@ -7,12 +7,13 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 
 use serde_json::Value;
 
 use super::plan::FlowPlan;
 use crate::connectors::RawRecord;
-use crate::mapping::helpers;
+use crate::mapping::{MappingError, helpers};
 use crate::spec::model::FailureMode;
 use crate::store::key_hash;
 
@@ -42,15 +43,16 @@ impl Hasher for MixHasher {
     }
 }
 
-/// A record after the pure stage.
+/// A record after the pure stage. The body is the mapped record as a value, or, for sinks
+/// that take JSON lines, where [`prepare_encoded`] wrote it.
 #[derive(Debug, Clone)]
-pub struct Prepared {
+pub struct Prepared<B = Value> {
     /// The identity key, when it could be read.
     pub record_key: Option<String>,
     /// The idempotency key, when it could be rendered, and its hash.
     pub idempotency: Option<(String, u64)>,
     /// The mapped record, or why not.
-    pub result: Result<Value, Rejection>,
+    pub result: Result<B, Rejection>,
 }
 
 /// Why a record will not be delivered.
@@ -66,9 +68,9 @@ pub struct Rejection {
 
 /// What to do with a prepared record.
 #[derive(Debug)]
-pub enum Admission {
+pub enum Admission<B = Value> {
     /// Deliver it.
-    Deliver(Ready),
+    Deliver(Ready<B>),
     /// Drop it: the same change was processed before.
     Duplicate,
     /// Dead-letter it.
@@ -77,7 +79,7 @@ pub enum Admission {
 
 /// A record ready for the sink.
 #[derive(Debug, Clone)]
-pub struct Ready {
+pub struct Ready<B = Value> {
     /// The identity key.
     pub record_key: String,
     /// The idempotency key.
@@ -85,7 +87,7 @@ pub struct Ready {
     /// Its hash.
     pub key_hash: u64,
     /// The mapped record.
-    pub body: Value,
+    pub body: B,
 }
 
 /// A record headed for the dead-letter queue.
@@ -101,6 +103,28 @@ pub struct Rejected {
 
 /// The pure stage: everything that depends on the record alone.
 pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
+    prepare_with(plan, raw, |record| plan.mapping.apply(record))
+}
+
+/// The pure stage for sinks that take JSON lines: the mapped record is encoded into `out` and
+/// its body is the byte range it took there. Encoding here, on the parallel stage, leaves the
+/// ordered stage a copy per record.
+pub fn prepare_encoded(
+    plan: &FlowPlan,
+    raw: &RawRecord<'_>,
+    out: &mut Vec<u8>,
+) -> Prepared<Range<usize>> {
+    prepare_with(plan, raw, |record| {
+        let start = out.len();
+        plan.mapping.encode(record, out).map(|()| start..out.len())
+    })
+}
+
+fn prepare_with<B>(
+    plan: &FlowPlan,
+    raw: &RawRecord<'_>,
+    map: impl FnOnce(&Value) -> Result<B, MappingError>,
+) -> Prepared<B> {
     let decoded;
     let record = match raw {
         RawRecord::Value(value) => *value,
@@ -147,7 +171,7 @@ pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
         );
     }
     let result = check_ownership(plan, record).and_then(|()| {
-        plan.mapping.apply(record).map_err(|err| Rejection {
+        map(record).map_err(|err| Rejection {
             mode: FailureMode::MappingError,
             reason: "mapping_failed".into(),
             error: err.to_string(),
@@ -176,7 +200,7 @@ pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
 }
 
 /// The ordered stage: duplicate detection against every key processed so far.
-pub fn admit(prepared: Prepared, processed: &mut KeySet) -> Admission {
+pub fn admit<B>(prepared: Prepared<B>, processed: &mut KeySet) -> Admission<B> {
     if let Some((_, hash)) = &prepared.idempotency
         && !processed.insert(*hash)
     {
@@ -262,11 +286,11 @@ fn check_ownership(plan: &FlowPlan, record: &Value) -> Result<(), Rejection> {
     })
 }
 
-fn rejected_early(
+fn rejected_early<B>(
     record_key: Option<String>,
     idempotency: Option<(String, u64)>,
     rejection: Rejection,
-) -> Prepared {
+) -> Prepared<B> {
     Prepared {
         record_key,
         idempotency,

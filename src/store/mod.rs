@@ -254,10 +254,11 @@ impl Store {
             let mut ids = Vec::with_capacity(batch.dead_letters.len());
             for (letter, alert) in &batch.dead_letters {
                 let id = dead_letters::insert(&tx, letter, &now)?;
-                tx.execute(
+                // Cached: a batch can hold thousands of dead letters.
+                tx.prepare_cached(
                     "DELETE FROM retry_state WHERE flow = ?1 AND idempotency_key = ?2",
-                    params![letter.flow, letter.idempotency_key],
-                )?;
+                )?
+                .execute(params![letter.flow, letter.idempotency_key])?;
                 if let Some(alert) = alert {
                     outbox::insert(&tx, alert, Some(id), &now)?;
                 }
