@@ -19,7 +19,60 @@ use crate::store::key_hash;
 
 /// The set of processed idempotency key hashes. The keys are already hashes, so the set
 /// only mixes their bits instead of hashing them again with SipHash.
-pub type KeySet = HashSet<u64, BuildHasherDefault<MixHasher>>;
+///
+/// It is split into shards so that growing never holds two copies of the whole table: a
+/// single table of a million keys briefly needs half as much again while it rehashes.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    shards: Vec<HashSet<u64, BuildHasherDefault<MixHasher>>>,
+}
+
+const KEY_SET_SHARDS: usize = 64;
+
+impl Default for KeySet {
+    fn default() -> Self {
+        Self {
+            shards: vec![HashSet::default(); KEY_SET_SHARDS],
+        }
+    }
+}
+
+impl KeySet {
+    /// Adds a key hash; `false` if it was there already.
+    pub fn insert(&mut self, hash: u64) -> bool {
+        let shard = Self::shard(hash);
+        self.shards[shard].insert(hash)
+    }
+
+    /// Whether the key hash is in the set.
+    pub fn contains(&self, hash: u64) -> bool {
+        self.shards[Self::shard(hash)].contains(&hash)
+    }
+
+    /// Number of key hashes.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(HashSet::len).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(HashSet::is_empty)
+    }
+
+    /// Middle bits of the mixed hash: the shard's own table takes its slots from the low
+    /// bits and its tags from the high ones, which still vary within a shard.
+    fn shard(hash: u64) -> usize {
+        ((hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize) % KEY_SET_SHARDS
+    }
+}
+
+impl Extend<u64> for KeySet {
+    fn extend<I: IntoIterator<Item = u64>>(&mut self, hashes: I) {
+        for hash in hashes {
+            self.insert(hash);
+        }
+    }
+}
 
 /// A hasher for values that are already 64-bit hashes.
 #[derive(Debug, Default, Clone, Copy)]
@@ -306,5 +359,24 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_set_keeps_the_first_of_each_hash() {
+        let mut set = KeySet::default();
+        assert!(set.is_empty());
+        for hash in 0..10_000_u64 {
+            assert!(set.insert(key_hash(&hash.to_string())));
+        }
+        assert!(!set.insert(key_hash("42")));
+        assert!(set.contains(key_hash("9999")));
+        assert!(!set.contains(key_hash("10000")));
+        set.extend([key_hash("1"), key_hash("10000")]);
+        assert_eq!(set.len(), 10_001);
     }
 }

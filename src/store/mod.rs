@@ -16,7 +16,6 @@ mod inbox;
 mod migrations;
 mod outbox;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -194,10 +193,10 @@ impl Store {
     }
 
     /// Adds every processed key hash of a flow to `into`.
-    pub fn load_processed_keys<S: std::hash::BuildHasher>(
+    pub fn load_processed_keys(
         &self,
         flow: &str,
-        into: &mut HashSet<u64, S>,
+        into: &mut impl Extend<u64>,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
         let mut stmt = conn
