@@ -667,12 +667,12 @@ fn prepare_all(plan: &FlowPlan, batch: &Batch) -> Vec<Prepared> {
     halves.into_iter().flatten().collect()
 }
 
-/// [`prepare_all`] for file sinks: each part of the batch comes with the buffer its records
-/// were encoded into, in record order.
-fn prepare_all_encoded(
-    plan: &FlowPlan,
-    batch: &Batch,
-) -> Vec<(Vec<u8>, Vec<Prepared<std::ops::Range<usize>>>)> {
+/// Part of a batch after the pure stage: the buffer its records were encoded into, and the
+/// records, whose bodies are ranges of that buffer.
+type EncodedPart = (Vec<u8>, Vec<Prepared<std::ops::Range<usize>>>);
+
+/// [`prepare_all`] for file sinks: the parts of the batch, in record order.
+fn prepare_all_encoded(plan: &FlowPlan, batch: &Batch) -> Vec<EncodedPart> {
     in_two(batch.len(), |range| {
         // A mapped record is usually smaller than its input line; start from that.
         let mut lines = Vec::with_capacity(range.len() * 384);
