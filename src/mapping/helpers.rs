@@ -2,6 +2,7 @@
 //! it directly and Handlebars calls it through [`HandlebarsHelper`], so a template renders the
 //! same whichever path runs it.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use handlebars::{
@@ -35,7 +36,8 @@ pub const HELPERS: &[&str] = &[
 ];
 
 /// A helper implementation: arguments in, one value out, or a message saying what is wrong.
-pub(crate) type HelperFn = fn(&[Value]) -> Result<Value, String>;
+/// Arguments are borrowed where they can be, so passing a field to a helper does not copy it.
+pub(crate) type HelperFn = fn(&[Cow<'_, Value>]) -> Result<Value, String>;
 
 /// Finds the implementation of a helper by name.
 pub(crate) fn lookup(name: &str) -> Option<HelperFn> {
@@ -45,19 +47,19 @@ pub(crate) fn lookup(name: &str) -> Option<HelperFn> {
         "trim" => |args| Ok(Value::String(text(args, 0, "trim")?.trim().to_owned())),
         "minor_units" => minor_units,
         "decimal" => decimal,
-        "concat" => |args| Ok(Value::String(args.iter().map(render).collect())),
+        "concat" => |args| Ok(Value::String(args.iter().map(|v| render(v)).collect())),
         "replace" => |args| {
             let subject = text(args, 0, "replace")?;
             let from = text(args, 1, "replace")?;
             let to = text(args, 2, "replace")?;
-            Ok(Value::String(subject.replace(from.as_str(), &to)))
+            Ok(Value::String(subject.replace(from.as_ref(), &to)))
         },
         "json" => |args| Ok(Value::String(arg(args, 0, "json")?.to_string())),
         "coalesce" => |args| {
             Ok(args
                 .iter()
                 .find(|v| !v.is_null())
-                .cloned()
+                .map(|v| v.as_ref().clone())
                 .unwrap_or(Value::Null))
         },
         "len" => |args| {
@@ -85,8 +87,12 @@ pub(crate) fn lookup(name: &str) -> Option<HelperFn> {
         "gte" => |args| compare(args, "gte", |o| o.is_ge()),
         "lt" => |args| compare(args, "lt", |o| o.is_lt()),
         "lte" => |args| compare(args, "lte", |o| o.is_le()),
-        "and" => |args| Ok(Value::Bool(!args.is_empty() && args.iter().all(truthy))),
-        "or" => |args| Ok(Value::Bool(args.iter().any(truthy))),
+        "and" => |args| {
+            Ok(Value::Bool(
+                !args.is_empty() && args.iter().all(|v| truthy(v)),
+            ))
+        },
+        "or" => |args| Ok(Value::Bool(args.iter().any(|v| truthy(v)))),
         "not" => |args| Ok(Value::Bool(!truthy(arg(args, 0, "not")?))),
         _ => return None,
     })
@@ -157,7 +163,7 @@ impl HelperDef for HandlebarsHelper {
                 let name = param.relative_path().cloned().unwrap_or_default();
                 return Err(RenderErrorReason::MissingVariable(Some(name)).into());
             }
-            args.push(param.value().clone());
+            args.push(Cow::Borrowed(param.value()));
         }
         (self.function)(&args)
             .map(ScopedJson::Derived)
@@ -165,23 +171,28 @@ impl HelperDef for HandlebarsHelper {
     }
 }
 
-fn arg<'a>(args: &'a [Value], index: usize, helper: &str) -> Result<&'a Value, String> {
+fn arg<'a>(args: &'a [Cow<'_, Value>], index: usize, helper: &str) -> Result<&'a Value, String> {
     args.get(index)
+        .map(AsRef::as_ref)
         .ok_or_else(|| format!("{helper} needs at least {} argument(s)", index + 1))
 }
 
-fn text(args: &[Value], index: usize, helper: &str) -> Result<String, String> {
+fn text<'a>(
+    args: &'a [Cow<'_, Value>],
+    index: usize,
+    helper: &str,
+) -> Result<Cow<'a, str>, String> {
     match arg(args, index, helper)? {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(Cow::Borrowed(s)),
         Value::Null => Err(format!("{helper} got null where it needs text")),
-        other => Ok(render(other)),
+        other => Ok(Cow::Owned(render(other))),
     }
 }
 
 /// `minor_units amount [exponent]`: an amount in minor units (cents for exponent 2), as an
 /// integer. Refuses amounts with more fraction digits than the exponent rather than rounding
 /// money silently.
-fn minor_units(args: &[Value]) -> Result<Value, String> {
+fn minor_units(args: &[Cow<'_, Value>]) -> Result<Value, String> {
     let amount = parse_decimal(arg(args, 0, "minor_units")?)?;
     let exponent = match args.get(1) {
         Some(value) => value
@@ -203,7 +214,7 @@ fn minor_units(args: &[Value]) -> Result<Value, String> {
 
 /// `decimal amount [scale]`: the amount as an exact decimal string, rounded half away from
 /// zero to `scale` fraction digits when a scale is given.
-fn decimal(args: &[Value]) -> Result<Value, String> {
+fn decimal(args: &[Cow<'_, Value>]) -> Result<Value, String> {
     let mut amount = parse_decimal(arg(args, 0, "decimal")?)?;
     if let Some(scale) = args.get(1) {
         let scale = scale
@@ -228,13 +239,17 @@ fn loose_eq(a: &Value, b: &Value) -> bool {
 }
 
 fn compare(
-    args: &[Value],
+    args: &[Cow<'_, Value>],
     helper: &str,
     accept: fn(std::cmp::Ordering) -> bool,
 ) -> Result<Value, String> {
     let (a, b) = (arg(args, 0, helper)?, arg(args, 1, helper)?);
     let ordering = match (a, b) {
         (Value::String(x), Value::String(y)) => x.cmp(y),
+        // Integers order the same as integers as they do as decimals, without the parsing.
+        (Value::Number(x), Value::Number(y)) if x.is_i64() && y.is_i64() => {
+            x.as_i64().cmp(&y.as_i64())
+        }
         _ => {
             let x = parse_decimal(a).map_err(|e| format!("{helper}: {e}"))?;
             let y = parse_decimal(b).map_err(|e| format!("{helper}: {e}"))?;
@@ -251,7 +266,8 @@ mod tests {
     use super::*;
 
     fn call(name: &str, args: &[Value]) -> Result<Value, String> {
-        lookup(name).expect("known helper")(args)
+        let args: Vec<Cow<'_, Value>> = args.iter().map(Cow::Borrowed).collect();
+        lookup(name).expect("known helper")(&args)
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod helpers;
 pub mod syntax;
 pub mod template;
 
+use std::borrow::Cow;
+
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
@@ -22,6 +24,8 @@ pub struct Mapping {
 #[derive(Debug, Clone)]
 struct FieldMapping {
     name: String,
+    /// `"name":` as JSON, encoded once so [`Mapping::encode`] only copies it.
+    json_key: Vec<u8>,
     value: ValueSource,
     value_type: Option<ValueType>,
     optional: bool,
@@ -30,7 +34,15 @@ struct FieldMapping {
 #[derive(Debug, Clone)]
 enum ValueSource {
     Template(CompiledTemplate),
-    Pointer(String),
+    Pointer(Pointer),
+}
+
+/// A JSON Pointer split into unescaped tokens once, at compile time; looks up what
+/// `Value::pointer` would, without re-parsing the pointer for every record.
+#[derive(Debug, Clone)]
+struct Pointer {
+    source: String,
+    tokens: Vec<String>,
 }
 
 /// A mapping could not be compiled.
@@ -68,7 +80,7 @@ impl Mapping {
                     let value = match (&spec.template, &spec.from) {
                         (Some(source), None) => compile(source).map_err(fail)?,
                         (None, Some(pointer)) if pointer.is_empty() || pointer.starts_with('/') => {
-                            ValueSource::Pointer(pointer.clone())
+                            ValueSource::Pointer(Pointer::parse(pointer))
                         }
                         (None, Some(pointer)) => {
                             return Err(fail(format!(
@@ -80,8 +92,11 @@ impl Mapping {
                     (value, spec.value_type, spec.optional)
                 }
             };
+            let mut json_key = serde_json::to_vec(name).map_err(|err| fail(err.to_string()))?;
+            json_key.push(b':');
             fields.push(FieldMapping {
                 name: name.clone(),
+                json_key,
                 value,
                 value_type,
                 optional,
@@ -102,39 +117,141 @@ impl Mapping {
         }
         let mut out = Map::with_capacity(self.fields.len());
         for field in &self.fields {
-            let fail = |message: String| MappingError {
-                field: field.name.clone(),
-                message,
-            };
-            let raw = match &field.value {
-                ValueSource::Template(template) => match template.evaluate(record) {
-                    Ok(value) => value,
-                    Err(RenderError::MissingField(_)) if field.optional => Value::Null,
-                    Err(err) => return Err(fail(err.to_string())),
-                },
-                ValueSource::Pointer(pointer) => match record.pointer(pointer) {
-                    Some(Value::Null) | None if field.optional => Value::Null,
-                    Some(Value::Null) | None => {
-                        return Err(fail(format!("field `{pointer}` is missing")));
-                    }
-                    Some(value) => value.clone(),
-                },
-            };
-            let value = match field.value_type {
-                Some(_) if raw.is_null() => Value::Null,
-                Some(value_type) => convert(raw, value_type).map_err(fail)?,
-                None => raw,
-            };
-            out.insert(field.name.clone(), value);
+            out.insert(field.name.clone(), field.value_of(record)?.into_owned());
         }
         Ok(Value::Object(out))
     }
+
+    /// Maps one record straight to compact JSON appended to `out`: the same bytes as
+    /// serialising what [`Mapping::apply`] returns, without building the output tree or
+    /// cloning the values it copies. On error `out` is left as it was.
+    pub fn encode(&self, record: &Value, out: &mut Vec<u8>) -> Result<(), MappingError> {
+        let start = out.len();
+        let result = self.encode_into(record, out);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_into(&self, record: &Value, out: &mut Vec<u8>) -> Result<(), MappingError> {
+        if self.fields.is_empty() {
+            return serde_json::to_writer(&mut *out, record).map_err(|err| MappingError {
+                field: String::new(),
+                message: err.to_string(),
+            });
+        }
+        out.push(b'{');
+        for (index, field) in self.fields.iter().enumerate() {
+            let value = field.value_of(record)?;
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&field.json_key);
+            serde_json::to_writer(&mut *out, value.as_ref())
+                .map_err(|err| field.error(err.to_string()))?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+impl FieldMapping {
+    /// The field's value for one record, borrowed from the record when it is copied as is.
+    fn value_of<'r>(&'r self, record: &'r Value) -> Result<Cow<'r, Value>, MappingError> {
+        let raw = match &self.value {
+            ValueSource::Template(template) => match template.evaluate_borrowed(record) {
+                Ok(value) => value,
+                Err(RenderError::MissingField(_)) if self.optional => Cow::Owned(Value::Null),
+                Err(err) => return Err(self.error(err.to_string())),
+            },
+            ValueSource::Pointer(pointer) => match pointer.lookup(record) {
+                Some(Value::Null) | None if self.optional => Cow::Owned(Value::Null),
+                Some(Value::Null) | None => {
+                    return Err(self.error(format!("field `{pointer}` is missing")));
+                }
+                Some(value) => Cow::Borrowed(value),
+            },
+        };
+        match self.value_type {
+            Some(_) if raw.is_null() => Ok(Cow::Owned(Value::Null)),
+            Some(value_type) => convert_borrowed(raw, value_type).map_err(|m| self.error(m)),
+            None => Ok(raw),
+        }
+    }
+
+    fn error(&self, message: String) -> MappingError {
+        MappingError {
+            field: self.name.clone(),
+            message,
+        }
+    }
+}
+
+impl Pointer {
+    /// Splits a pointer that is empty or starts with `/` (checked by the caller).
+    fn parse(source: &str) -> Self {
+        let tokens = source
+            .split('/')
+            .skip(1)
+            .map(|token| token.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        Self {
+            source: source.to_owned(),
+            tokens,
+        }
+    }
+
+    fn lookup<'v>(&self, value: &'v Value) -> Option<&'v Value> {
+        self.tokens
+            .iter()
+            .try_fold(value, |target, token| match target {
+                Value::Object(map) => map.get(token),
+                Value::Array(items) => array_index(token).and_then(|i| items.get(i)),
+                _ => None,
+            })
+    }
+}
+
+impl std::fmt::Display for Pointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// An array index as `Value::pointer` reads one: no sign, no leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 fn compile(source: &str) -> Result<ValueSource, String> {
     CompiledTemplate::compile(source)
         .map(ValueSource::Template)
         .map_err(|err| format!("template does not compile: {err}"))
+}
+
+/// [`convert`] for a value that may be borrowed: one that already has the type is kept as it
+/// is (borrowed values stay borrowed); anything else goes through [`convert`].
+fn convert_borrowed(
+    value: Cow<'_, Value>,
+    value_type: ValueType,
+) -> Result<Cow<'_, Value>, String> {
+    let keeps = match (value_type, value.as_ref()) {
+        (ValueType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (ValueType::Number, Value::Number(_))
+        | (ValueType::Boolean, Value::Bool(_))
+        | (ValueType::String, Value::String(_)) => true,
+        (ValueType::Json, other) => !other.is_string(),
+        _ => false,
+    };
+    if keeps {
+        Ok(value)
+    } else {
+        convert(value.into_owned(), value_type).map(Cow::Owned)
+    }
 }
 
 /// Converts a value to a declared type; text is parsed, and a value that does not fit is an
@@ -249,6 +366,54 @@ mod tests {
         // The output stays valid JSON whatever the data holds.
         let text = serde_json::to_string(&out).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), out);
+    }
+
+    #[test]
+    fn encode_writes_the_bytes_apply_serialises_to() {
+        let records = [
+            json!({"shop_sku": "SKU-AB", "title": " Café \"Pro\" {x}\n ", "price": "19.9",
+                   "quantity": 4, "state_code": "11"}),
+            json!({"shop_sku": 7, "title": "t", "price": 3, "quantity": "5", "state_code": 11}),
+            json!({"shop_sku": "A", "title": "t", "price": "abc", "quantity": 1}),
+        ];
+        let identity = Mapping::compile(&IndexMap::new()).unwrap();
+        for mapping in [storefront_mapping(), identity] {
+            for record in &records {
+                let mut out = b"prefix".to_vec();
+                match mapping.apply(record) {
+                    Ok(value) => {
+                        mapping.encode(record, &mut out).unwrap();
+                        assert_eq!(&out[6..], serde_json::to_vec(&value).unwrap());
+                    }
+                    Err(err) => {
+                        assert_eq!(mapping.encode(record, &mut out), Err(err));
+                        assert_eq!(out, b"prefix", "a failed record leaves nothing behind");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pointers_find_what_value_pointer_finds() {
+        let record = json!({"a": {"b/c": [1, {"~x": 2}]}, "": 3, "n": null});
+        for pointer in [
+            "",
+            "/a",
+            "/a/b~1c",
+            "/a/b~1c/1/~0x",
+            "/a/b~1c/01",
+            "/a/b~1c/+1",
+            "/",
+            "/n",
+            "/no/x",
+        ] {
+            assert_eq!(
+                Pointer::parse(pointer).lookup(&record),
+                record.pointer(pointer),
+                "{pointer}"
+            );
+        }
     }
 
     #[test]

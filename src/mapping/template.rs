@@ -9,6 +9,7 @@
 //! The native forms exist for speed (no registry lookups, no string round trips per field)
 //! and must render exactly what Handlebars would; `tests` checks both against each other.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
@@ -136,22 +137,41 @@ impl CompiledTemplate {
     /// other template yields a string.
     pub fn evaluate(&self, context: &Value) -> Result<Value, RenderError> {
         match &self.form {
-            Form::Single(expr) => expr.evaluate(context),
+            Form::Single(expr) => expr.evaluate(context).map(Cow::into_owned),
             _ => self.render(context, Escape::None).map(Value::String),
+        }
+    }
+
+    /// [`CompiledTemplate::evaluate`], borrowing from `context` when the template is one path,
+    /// so copying a field does not clone it.
+    pub fn evaluate_borrowed<'c>(
+        &'c self,
+        context: &'c Value,
+    ) -> Result<Cow<'c, Value>, RenderError> {
+        match &self.form {
+            Form::Single(expr) => expr.evaluate(context),
+            _ => self
+                .render(context, Escape::None)
+                .map(|s| Cow::Owned(Value::String(s))),
         }
     }
 
     /// Renders the template over `context` as text.
     pub fn render(&self, context: &Value, escape: Escape) -> Result<String, RenderError> {
         match &self.form {
-            Form::Single(expr) => Ok(escaped(&helpers::render(&expr.evaluate(context)?), escape)),
+            Form::Single(expr) => Ok(escaped(
+                &helpers::render(expr.evaluate(context)?.as_ref()),
+                escape,
+            )),
             Form::Segments(segments) => {
                 let mut out = String::new();
                 for segment in segments {
                     match segment {
                         Segment::Text(text) => out.push_str(text),
-                        Segment::Expr(expr) => out
-                            .push_str(&escaped(&helpers::render(&expr.evaluate(context)?), escape)),
+                        Segment::Expr(expr) => out.push_str(&escaped(
+                            &helpers::render(expr.evaluate(context)?.as_ref()),
+                            escape,
+                        )),
                     }
                 }
                 Ok(out)
@@ -195,13 +215,11 @@ impl Renderers {
 }
 
 impl Expr {
-    fn evaluate(&self, context: &Value) -> Result<Value, RenderError> {
+    /// The expression's value, borrowed from the context or the template where it can be.
+    fn evaluate<'a>(&'a self, context: &'a Value) -> Result<Cow<'a, Value>, RenderError> {
         match self {
-            Expr::Path(path) => match path.lookup(context) {
-                Some(Value::Null) | None => Err(RenderError::MissingField(path.raw.clone())),
-                Some(value) => Ok(value.clone()),
-            },
-            Expr::Literal(value) => Ok(value.clone()),
+            Expr::Path(path) => path.lookup_present(context).map(Cow::Borrowed),
+            Expr::Literal(value) => Ok(Cow::Borrowed(value)),
             Expr::Call {
                 name,
                 function,
@@ -212,14 +230,18 @@ impl Expr {
                 for arg in args {
                     match arg.evaluate(context) {
                         Ok(value) => values.push(value),
-                        Err(RenderError::MissingField(_)) if lenient => values.push(Value::Null),
+                        Err(RenderError::MissingField(_)) if lenient => {
+                            values.push(Cow::Owned(Value::Null))
+                        }
                         Err(err) => return Err(err),
                     }
                 }
-                function(&values).map_err(|message| RenderError::Helper {
-                    helper: name.clone(),
-                    message,
-                })
+                function(&values)
+                    .map(Cow::Owned)
+                    .map_err(|message| RenderError::Helper {
+                        helper: name.clone(),
+                        message,
+                    })
             }
         }
     }
@@ -236,6 +258,14 @@ impl FieldPath {
         Self {
             raw: raw.to_owned(),
             segments,
+        }
+    }
+
+    /// The value at this path; absent or `null` is a missing field.
+    fn lookup_present<'v>(&self, value: &'v Value) -> Result<&'v Value, RenderError> {
+        match self.lookup(value) {
+            Some(Value::Null) | None => Err(RenderError::MissingField(self.raw.clone())),
+            Some(value) => Ok(value),
         }
     }
 

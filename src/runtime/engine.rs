@@ -194,7 +194,8 @@ enum SinkKind {
 /// An outcome of one record, before commit.
 struct Settled {
     key_hash: Option<u64>,
-    dead_letter: Option<(NewDeadLetter, Option<OutboxAlert>)>,
+    // Boxed: most records have none, and a batch holds one `Settled` per record.
+    dead_letter: Option<Box<(NewDeadLetter, Option<OutboxAlert>)>>,
 }
 
 impl FlowRun {
@@ -361,7 +362,9 @@ impl FlowRun {
             };
             for item in settled {
                 commit.processed_keys.extend(item.key_hash);
-                commit.dead_letters.extend(item.dead_letter);
+                commit
+                    .dead_letters
+                    .extend(item.dead_letter.map(|letter| *letter));
             }
             commit.delivered = report.delivered;
             commit.duplicates = report.duplicates;
@@ -498,6 +501,13 @@ impl FlowRun {
         processed: &mut KeySet,
         report: &mut RunReport,
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
+        // File sinks take pre-encoded lines; a split record has several, so it goes the
+        // general way.
+        if let SinkKind::File(file) = &self.sink
+            && self.plan.split.is_none()
+        {
+            return self.settle_lines(batch, file, processed, report);
+        }
         let prepared = prepare_all(&self.plan, batch);
         let original = |index: usize| {
             batch
@@ -579,6 +589,51 @@ impl FlowRun {
             settled.push(item);
         }
         Ok((settled, stop))
+    }
+
+    /// [`FlowRun::settle`] for file sinks. Records are encoded to JSON lines on the parallel
+    /// stage, so the ordered stage only checks duplicates and copies bytes; a file write
+    /// cannot be refused, so nothing stops the run here.
+    fn settle_lines(
+        &self,
+        batch: &Batch,
+        file: &std::sync::Mutex<FileSink>,
+        processed: &mut KeySet,
+        report: &mut RunReport,
+    ) -> Result<(Vec<Settled>, Option<String>), RunError> {
+        let mut settled = Vec::with_capacity(batch.len());
+        let mut sink = lock(file);
+        let mut index = 0;
+        for (lines, prepared) in prepare_all_encoded(&self.plan, batch) {
+            for item in prepared {
+                match record::admit(item, processed) {
+                    Admission::Duplicate => report.duplicates += 1,
+                    Admission::Reject(rejected) => {
+                        let original = batch
+                            .get(index)
+                            .map(|r| r.original_text())
+                            .unwrap_or_default();
+                        settled.push(self.dead_letter(rejected, 0, original, report));
+                    }
+                    Admission::Deliver(ready) => {
+                        let Some(line) = lines.get(ready.body) else {
+                            return Err(RunError::Setup {
+                                flow: self.plan.name.clone(),
+                                message: "an encoded record lies outside its buffer (a bug)".into(),
+                            });
+                        };
+                        sink.write_line(line).map_err(commit_io)?;
+                        report.delivered += 1;
+                        settled.push(Settled {
+                            key_hash: Some(ready.key_hash),
+                            dead_letter: None,
+                        });
+                    }
+                }
+                index += 1;
+            }
+        }
+        Ok((settled, None))
     }
 
     /// Delivers units to a per-record sink, `concurrency` at a time; units of the same
@@ -718,7 +773,7 @@ impl FlowRun {
                 .idempotency_key
                 .as_deref()
                 .map(crate::store::key_hash),
-            dead_letter: Some((letter, alert)),
+            dead_letter: Some(Box::new((letter, alert))),
         }
     }
 
@@ -763,7 +818,7 @@ impl FlowRun {
 /// The deliverable units of a ready record: itself, or each of its legs (a leg that failed
 /// mapping comes back as a rejection, the others proceed).
 fn units(ready: Ready) -> Vec<Result<Unit, Rejected>> {
-    match ready.output {
+    match ready.body {
         Output::One(body) => vec![Ok(Unit {
             record_key: ready.record_key,
             idempotency_key: ready.idempotency_key,
@@ -1006,26 +1061,48 @@ async fn send(
 
 /// Runs the pure stage over a batch, on two threads when the batch is large.
 fn prepare_all(plan: &FlowPlan, batch: &Batch) -> Vec<Prepared> {
-    let len = batch.len();
-    let prepare = |range: std::ops::Range<usize>| -> Vec<Prepared> {
+    let halves = in_two(batch.len(), |range| {
         range
             .filter_map(|i| batch.get(i))
             .map(|raw: RawRecord<'_>| record::prepare(plan, &raw))
-            .collect()
-    };
+            .collect::<Vec<_>>()
+    });
+    halves.into_iter().flatten().collect()
+}
+
+/// Part of a batch after the pure stage: the buffer its records were encoded into, and the
+/// records, whose bodies are ranges of that buffer.
+type EncodedPart = (Vec<u8>, Vec<Prepared<std::ops::Range<usize>>>);
+
+/// [`prepare_all`] for file sinks: the parts of the batch, in record order.
+fn prepare_all_encoded(plan: &FlowPlan, batch: &Batch) -> Vec<EncodedPart> {
+    in_two(batch.len(), |range| {
+        // A mapped record is usually smaller than its input line; start from that.
+        let mut lines = Vec::with_capacity(range.len() * 384);
+        let prepared = range
+            .filter_map(|i| batch.get(i))
+            .map(|raw: RawRecord<'_>| record::prepare_encoded(plan, &raw, &mut lines))
+            .collect();
+        (lines, prepared)
+    })
+}
+
+/// Runs `work` over `0..len`, split in two halves on two threads when there is enough work
+/// to pay for a thread; results come back in order.
+fn in_two<T: Send>(len: usize, work: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
     if len < 2_048 {
-        return prepare(0..len);
+        return vec![work(0..len)];
     }
     let middle = len / 2;
     std::thread::scope(|scope| {
-        let second = scope.spawn(|| prepare(middle..len));
-        let mut first = prepare(0..middle);
-        match second.join() {
-            Ok(rest) => first.extend(rest),
+        let second = scope.spawn(|| work(middle..len));
+        let first = work(0..middle);
+        let second = match second.join() {
+            Ok(rest) => rest,
             // A panic in the pure stage is a bug; redo the half here rather than lose records.
-            Err(_) => first.extend(prepare(middle..len)),
-        }
-        first
+            Err(_) => work(middle..len),
+        };
+        vec![first, second]
     })
 }
 

@@ -7,19 +7,73 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 
 use serde_json::Value;
 
 use super::plan::FlowPlan;
 use crate::connectors::RawRecord;
-use crate::mapping::helpers;
+use crate::mapping::{MappingError, helpers};
 use crate::spec::model::FailureMode;
 use crate::spec::raw::SplitConfig;
 use crate::store::key_hash;
 
 /// The set of processed idempotency key hashes. The keys are already hashes, so the set
 /// only mixes their bits instead of hashing them again with SipHash.
-pub type KeySet = HashSet<u64, BuildHasherDefault<MixHasher>>;
+///
+/// It is split into shards so that growing never holds two copies of the whole table: a
+/// single table of a million keys briefly needs half as much again while it rehashes.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    shards: Vec<HashSet<u64, BuildHasherDefault<MixHasher>>>,
+}
+
+const KEY_SET_SHARDS: usize = 64;
+
+impl Default for KeySet {
+    fn default() -> Self {
+        Self {
+            shards: vec![HashSet::default(); KEY_SET_SHARDS],
+        }
+    }
+}
+
+impl KeySet {
+    /// Adds a key hash; `false` if it was there already.
+    pub fn insert(&mut self, hash: u64) -> bool {
+        let shard = Self::shard(hash);
+        self.shards[shard].insert(hash)
+    }
+
+    /// Whether the key hash is in the set.
+    pub fn contains(&self, hash: u64) -> bool {
+        self.shards[Self::shard(hash)].contains(&hash)
+    }
+
+    /// Number of key hashes.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(HashSet::len).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(HashSet::is_empty)
+    }
+
+    /// Middle bits of the mixed hash: the shard's own table takes its slots from the low
+    /// bits and its tags from the high ones, which still vary within a shard.
+    fn shard(hash: u64) -> usize {
+        ((hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize) % KEY_SET_SHARDS
+    }
+}
+
+impl Extend<u64> for KeySet {
+    fn extend<I: IntoIterator<Item = u64>>(&mut self, hashes: I) {
+        for hash in hashes {
+            self.insert(hash);
+        }
+    }
+}
 
 /// A hasher for values that are already 64-bit hashes.
 #[derive(Debug, Default, Clone, Copy)]
@@ -43,15 +97,16 @@ impl Hasher for MixHasher {
     }
 }
 
-/// A record after the pure stage.
+/// A record after the pure stage. The body is the mapped record as a value, or, for sinks
+/// that take JSON lines, where [`prepare_encoded`] wrote it.
 #[derive(Debug, Clone)]
-pub struct Prepared {
+pub struct Prepared<B = Output> {
     /// The identity key, when it could be read.
     pub record_key: Option<String>,
     /// The idempotency key, when it could be rendered, and its hash.
     pub idempotency: Option<(String, u64)>,
     /// The mapped record (or legs), or why not.
-    pub result: Result<Output, Rejection>,
+    pub result: Result<B, Rejection>,
     /// When the record must be delivered and acknowledged by, if the flow has a deadline.
     pub deadline: Option<Deadline>,
 }
@@ -96,9 +151,9 @@ pub struct Rejection {
 
 /// What to do with a prepared record.
 #[derive(Debug)]
-pub enum Admission {
+pub enum Admission<B = Output> {
     /// Deliver it.
-    Deliver(Ready),
+    Deliver(Ready<B>),
     /// Drop it: the same change was processed before.
     Duplicate,
     /// Dead-letter it.
@@ -107,15 +162,15 @@ pub enum Admission {
 
 /// A record ready for the sink.
 #[derive(Debug, Clone)]
-pub struct Ready {
+pub struct Ready<B = Output> {
     /// The identity key.
     pub record_key: String,
     /// The idempotency key.
     pub idempotency_key: String,
     /// Its hash.
     pub key_hash: u64,
-    /// The mapped record (or legs).
-    pub output: Output,
+    /// The mapped record (or legs), or where it was encoded.
+    pub body: B,
     /// The deadline, if the flow has one.
     pub deadline: Option<Deadline>,
 }
@@ -133,6 +188,34 @@ pub struct Rejected {
 
 /// The pure stage: everything that depends on the record alone.
 pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
+    prepare_with(plan, raw, |record| match &plan.split {
+        None => map(plan, record).map(Output::One),
+        Some(split) => split_legs(plan, split, record).map(Output::Legs),
+    })
+}
+
+/// The pure stage for sinks that take JSON lines: the mapped record is encoded into `out` and
+/// its body is the byte range it took there. Encoding here, on the parallel stage, leaves the
+/// ordered stage a copy per record.
+pub fn prepare_encoded(
+    plan: &FlowPlan,
+    raw: &RawRecord<'_>,
+    out: &mut Vec<u8>,
+) -> Prepared<Range<usize>> {
+    prepare_with(plan, raw, |record| {
+        let start = out.len();
+        plan.mapping
+            .encode(record, out)
+            .map(|()| start..out.len())
+            .map_err(mapping_rejection)
+    })
+}
+
+fn prepare_with<B>(
+    plan: &FlowPlan,
+    raw: &RawRecord<'_>,
+    map: impl FnOnce(&Value) -> Result<B, Rejection>,
+) -> Prepared<B> {
     let decoded;
     let record = match raw {
         RawRecord::Value(value) => *value,
@@ -182,10 +265,7 @@ pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
         Ok(deadline) => deadline,
         Err(rejection) => return rejected_early(record_key, idempotency, rejection),
     };
-    let result = check_ownership(plan, record).and_then(|()| match &plan.split {
-        None => map(plan, record).map(Output::One),
-        Some(split) => split_legs(plan, split, record).map(Output::Legs),
-    });
+    let result = check_ownership(plan, record).and_then(|()| map(record));
     let result = match (&record_key, &idempotency, result) {
         (None, _, Ok(_)) | (_, None, Ok(_)) => Err(Rejection {
             mode: FailureMode::ContractViolation,
@@ -210,19 +290,19 @@ pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
 }
 
 /// The ordered stage: duplicate detection against every key processed so far.
-pub fn admit(prepared: Prepared, processed: &mut KeySet) -> Admission {
+pub fn admit<B>(prepared: Prepared<B>, processed: &mut KeySet) -> Admission<B> {
     if let Some((_, hash)) = &prepared.idempotency
         && !processed.insert(*hash)
     {
         return Admission::Duplicate;
     }
     match prepared.result {
-        Ok(output) => match (prepared.record_key, prepared.idempotency) {
+        Ok(body) => match (prepared.record_key, prepared.idempotency) {
             (Some(record_key), Some((idempotency_key, key_hash))) => Admission::Deliver(Ready {
                 record_key,
                 idempotency_key,
                 key_hash,
-                output,
+                body,
                 deadline: prepared.deadline,
             }),
             // `prepare` never returns a body without both keys.
@@ -298,11 +378,15 @@ fn check_ownership(plan: &FlowPlan, record: &Value) -> Result<(), Rejection> {
 }
 
 fn map(plan: &FlowPlan, record: &Value) -> Result<Value, Rejection> {
-    plan.mapping.apply(record).map_err(|err| Rejection {
+    plan.mapping.apply(record).map_err(mapping_rejection)
+}
+
+fn mapping_rejection(err: MappingError) -> Rejection {
+    Rejection {
         mode: FailureMode::MappingError,
         reason: "mapping_failed".into(),
         error: err.to_string(),
-    })
+    }
 }
 
 /// Splits a record into legs by the `by` field of its items, in order of first appearance,
@@ -392,11 +476,11 @@ fn deadline_of(plan: &FlowPlan, record: &Value) -> Result<Option<Deadline>, Reje
     Ok(Some(Deadline { start_ms, due_ms }))
 }
 
-fn rejected_early(
+fn rejected_early<B>(
     record_key: Option<String>,
     idempotency: Option<(String, u64)>,
     rejection: Rejection,
-) -> Prepared {
+) -> Prepared<B> {
     Prepared {
         record_key,
         idempotency,
@@ -413,5 +497,24 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_set_keeps_the_first_of_each_hash() {
+        let mut set = KeySet::default();
+        assert!(set.is_empty());
+        for hash in 0..10_000_u64 {
+            assert!(set.insert(key_hash(&hash.to_string())));
+        }
+        assert!(!set.insert(key_hash("42")));
+        assert!(set.contains(key_hash("9999")));
+        assert!(!set.contains(key_hash("10000")));
+        set.extend([key_hash("1"), key_hash("10000")]);
+        assert_eq!(set.len(), 10_001);
     }
 }

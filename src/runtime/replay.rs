@@ -56,7 +56,7 @@ pub async fn replay(
         let prepared = record::prepare(&plan, &RawRecord::Line(letter.letter.record.as_bytes()));
         match record::admit(prepared, &mut record::KeySet::default()) {
             Admission::Deliver(Ready {
-                output: Output::One(body),
+                body: Output::One(body),
                 idempotency_key,
                 ..
             }) => {

@@ -17,7 +17,6 @@ mod migrations;
 mod outbox;
 mod xrefs;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -196,10 +195,10 @@ impl Store {
     }
 
     /// Adds every processed key hash of a flow to `into`.
-    pub fn load_processed_keys<S: std::hash::BuildHasher>(
+    pub fn load_processed_keys(
         &self,
         flow: &str,
-        into: &mut HashSet<u64, S>,
+        into: &mut impl Extend<u64>,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
         let mut stmt = conn
@@ -256,10 +255,11 @@ impl Store {
             let mut ids = Vec::with_capacity(batch.dead_letters.len());
             for (letter, alert) in &batch.dead_letters {
                 let id = dead_letters::insert(&tx, letter, &now)?;
-                tx.execute(
+                // Cached: a batch can hold thousands of dead letters.
+                tx.prepare_cached(
                     "DELETE FROM retry_state WHERE flow = ?1 AND idempotency_key = ?2",
-                    params![letter.flow, letter.idempotency_key],
-                )?;
+                )?
+                .execute(params![letter.flow, letter.idempotency_key])?;
                 if let Some(alert) = alert {
                     outbox::insert(&tx, alert, Some(id), &now)?;
                 }

@@ -67,6 +67,14 @@ impl FileSink {
         Ok(())
     }
 
+    /// Appends one record already encoded as JSON (without its newline).
+    pub fn write_line(&mut self, json: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(json)?;
+        self.writer.write_all(b"\n")?;
+        self.len += json.len() as u64 + 1;
+        Ok(())
+    }
+
     /// Hands buffered lines to the OS and returns the sink state to checkpoint. The caller
     /// makes them durable with [`FileSink::sync_handle`] before committing that state.
     pub fn flush(&mut self) -> std::io::Result<Value> {

@@ -16,6 +16,9 @@ pub struct FileSource {
     reader: Reader,
     offset: u64,
     line: u64,
+    /// Bytes of the last JSONL batch: the next buffer starts that big, so it is not copied
+    /// over while it grows.
+    last_batch_bytes: usize,
 }
 
 enum Reader {
@@ -62,6 +65,7 @@ impl FileSource {
             reader,
             offset,
             line,
+            last_batch_bytes: 0,
         })
     }
 
@@ -69,7 +73,11 @@ impl FileSource {
     pub fn next_batch(&mut self, max: usize) -> Result<Option<Batch>, SourceError> {
         let records = match &mut self.reader {
             Reader::Jsonl(reader) => {
-                let mut buf = Vec::with_capacity(max * 512);
+                let estimate = match self.last_batch_bytes {
+                    0 => max * 512,
+                    last => last + last / 8,
+                };
+                let mut buf = Vec::with_capacity(estimate);
                 let mut spans = Vec::with_capacity(max);
                 while spans.len() < max {
                     let start = buf.len();
@@ -90,6 +98,7 @@ impl FileSource {
                 if spans.is_empty() {
                     return Ok(None);
                 }
+                self.last_batch_bytes = buf.len();
                 BatchRecords::Lines { buf, spans }
             }
             Reader::Csv { reader, headers } => {
