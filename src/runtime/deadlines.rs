@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use serde_json::json;
+
+use super::plan::FlowPlan;
+use crate::spec::model::FailureMode;
+use crate::store::{OutboxAlert, Store};
 
 /// Open deadlines, by flow and record key; cheap to clone, shared.
 #[derive(Debug, Clone, Default)]
@@ -64,5 +69,41 @@ impl DeadlineBoard {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), OpenDeadline>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Queues the warning that a record is still open with its deadline approaching.
+pub(super) fn warn_deadline(
+    plan: &FlowPlan,
+    store: &Store,
+    record_key: &str,
+    due_ms: i64,
+    now_ms: i64,
+) {
+    let route = plan.route(FailureMode::DeadlineMissed);
+    let left = (due_ms - now_ms).max(0) / 1000;
+    tracing::warn!(
+        flow = %plan.name, record_key, owner = %route.owner, seconds_left = left,
+        "Deadline approaching; record still open."
+    );
+    let Some(url) = plan.alert_urls.get(&route.owner) else {
+        return;
+    };
+    let deadline = jiff::Timestamp::from_millisecond(due_ms)
+        .map(|t| t.to_string())
+        .ok();
+    let alert = OutboxAlert {
+        owner: route.owner.clone(),
+        url: url.clone(),
+        payload: json!({
+            "flow": plan.name, "object": plan.object, "record_key": record_key,
+            "failure": FailureMode::DeadlineMissed.as_str(), "stage": "warning",
+            "deadline": deadline, "seconds_left": left, "owner": route.owner,
+            "action": route.action, "runbook": route.runbook, "escalation": route.escalate,
+            "at": crate::store::now_rfc3339(),
+        }),
+    };
+    if let Err(err) = store.enqueue_alert(&alert) {
+        tracing::error!(error = %err, "Could not queue the deadline warning.");
     }
 }

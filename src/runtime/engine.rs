@@ -13,15 +13,14 @@ use tokio::sync::Semaphore;
 
 use super::clock::Clock;
 use super::commit::{CommitError, Committer, Job};
+use super::deadlines::warn_deadline;
+use super::delivery::{AckTarget, Delivering, Outcome, SinkKind, Unit, lock, units};
 use super::plan::{FlowPlan, PlanError};
-use super::record::{
-    self, Admission, Deadline, KeySet, Output, Prepared, Ready, Rejected, Rejection,
-};
-use super::retry::{self, Delivery};
+use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
 use crate::connectors::file::{FileSink, FileSource};
 use crate::connectors::http::{HttpSink, HttpSource, HttpSystem};
 use crate::connectors::recorder::RecorderSink;
-use crate::connectors::{Batch, Outgoing, RawRecord, SourceError};
+use crate::connectors::{Batch, RawRecord, SourceError};
 use crate::spec::model::{FailureMode, Workspace};
 use crate::spec::raw::{FileFormat, SystemConfig};
 use crate::store::{Checkpoint, CommitBatch, NewDeadLetter, OutboxAlert, Store, StoreError};
@@ -152,43 +151,10 @@ pub struct FlowRun {
     options: RunOptions,
 }
 
-/// Where acknowledgements go, with the body they carry.
-#[derive(Clone)]
-struct AckTarget {
-    sink: SinkKind,
-    body: Value,
-}
-
-/// One deliverable record (or leg of a split record).
-#[derive(Debug, Clone)]
-struct Unit {
-    record_key: String,
-    idempotency_key: String,
-    body: Value,
-    deadline: Option<Deadline>,
-}
-
-/// How one unit's delivery ended.
-enum Outcome {
-    Delivered,
-    Failed {
-        mode: FailureMode,
-        attempts: u32,
-        error: String,
-    },
-}
-
 enum SourceKind {
     Http(Box<HttpSource>),
     File(FileSource),
     Memory(Option<Vec<Value>>),
-}
-
-#[derive(Clone)]
-enum SinkKind {
-    Http(HttpSink),
-    Recorder(RecorderSink),
-    File(Arc<std::sync::Mutex<FileSink>>),
 }
 
 /// An outcome of one record, before commit.
@@ -815,177 +781,6 @@ impl FlowRun {
     }
 }
 
-/// The deliverable units of a ready record: itself, or each of its legs (a leg that failed
-/// mapping comes back as a rejection, the others proceed).
-fn units(ready: Ready) -> Vec<Result<Unit, Rejected>> {
-    match ready.body {
-        Output::One(body) => vec![Ok(Unit {
-            record_key: ready.record_key,
-            idempotency_key: ready.idempotency_key,
-            body,
-            deadline: ready.deadline,
-        })],
-        Output::Legs(legs) => legs
-            .into_iter()
-            .map(|leg| {
-                let record_key = format!("{}:{}", ready.record_key, leg.key);
-                let idempotency_key = format!("{}:{}", ready.idempotency_key, leg.key);
-                match leg.result {
-                    Ok(body) => Ok(Unit {
-                        record_key,
-                        idempotency_key,
-                        body,
-                        deadline: ready.deadline,
-                    }),
-                    Err(rejection) => Err(Rejected {
-                        record_key: Some(record_key),
-                        idempotency_key: Some(idempotency_key),
-                        rejection,
-                    }),
-                }
-            })
-            .collect(),
-    }
-}
-
-/// What one delivery task needs.
-struct Delivering {
-    sink: SinkKind,
-    ack: Option<AckTarget>,
-    store: Store,
-    plan: Arc<FlowPlan>,
-    clock: Clock,
-}
-
-impl Delivering {
-    /// Writes a unit (with retries), remembers the sink's ID for it, then acknowledges it at
-    /// the source — all before its deadline, if it has one.
-    async fn deliver(&self, unit: &Unit) -> Result<Outcome, StoreError> {
-        let plan = &self.plan;
-        let due = unit.deadline.map(|d| d.due_ms);
-        let passed = |clock: &Clock| due.is_some_and(|due| clock.now_ms() >= due);
-        let outgoing = Outgoing {
-            idempotency_key: unit.idempotency_key.clone(),
-            body: unit.body.clone(),
-        };
-        let response = std::sync::Mutex::new(Value::Null);
-        let delivery = retry::deliver(
-            &plan.retry,
-            &self.clock,
-            &self.store,
-            &plan.name,
-            &unit.idempotency_key,
-            || async {
-                if passed(&self.clock) {
-                    return Err(deadline_failure());
-                }
-                let answer = send(&self.sink, &outgoing, &outgoing.body, &self.clock).await?;
-                *lock(&response) = answer;
-                Ok(())
-            },
-        )
-        .await?;
-        let response = lock(&response).clone();
-        if let Some(outcome) = failed(delivery, passed(&self.clock)) {
-            return Ok(outcome);
-        }
-        if let Some(pointer) = &plan.capture
-            && let Some(id) = response.pointer(pointer).filter(|v| !v.is_null())
-        {
-            let xref = crate::store::CrossReference {
-                object: plan.object.clone(),
-                system: plan.sink_system.clone(),
-                external_id: crate::mapping::helpers::render(id),
-                record_key: unit.record_key.clone(),
-            };
-            self.store.put_xref(&xref, &plan.name)?;
-        }
-        let Some(ack) = &self.ack else {
-            return Ok(Outcome::Delivered);
-        };
-        let key = format!("ack:{}", unit.idempotency_key);
-        let ack_out = Outgoing {
-            idempotency_key: key.clone(),
-            body: unit.body.clone(),
-        };
-        let acknowledged = retry::deliver(
-            &plan.retry,
-            &self.clock,
-            &self.store,
-            &plan.name,
-            &key,
-            || async {
-                if passed(&self.clock) {
-                    return Err(deadline_failure());
-                }
-                send(&ack.sink, &ack_out, &ack.body, &self.clock)
-                    .await
-                    .map(drop)
-            },
-        )
-        .await?;
-        Ok(failed(acknowledged, passed(&self.clock)).unwrap_or(Outcome::Delivered))
-    }
-}
-
-/// The outcome of a failed delivery, or `None` when it succeeded.
-fn failed(delivery: Delivery, deadline_passed: bool) -> Option<Outcome> {
-    let (mode, attempts, error) = match delivery {
-        Delivery::Delivered { .. } => return None,
-        Delivery::Rejected { attempts, error } if deadline_passed => {
-            (FailureMode::DeadlineMissed, attempts, error)
-        }
-        Delivery::Rejected { attempts, error } => (FailureMode::SinkRejected, attempts, error),
-        Delivery::Unavailable { attempts, error } => {
-            (FailureMode::SinkUnavailable, attempts, error)
-        }
-    };
-    Some(Outcome::Failed {
-        mode,
-        attempts,
-        error,
-    })
-}
-
-fn deadline_failure() -> crate::connectors::SendFailure {
-    crate::connectors::SendFailure {
-        transient: false,
-        status: None,
-        retry_after: None,
-        message: "the deadline passed before the record was delivered and acknowledged".into(),
-    }
-}
-
-/// Queues the warning that a record is still open with its deadline approaching.
-fn warn_deadline(plan: &FlowPlan, store: &Store, record_key: &str, due_ms: i64, now_ms: i64) {
-    let route = plan.route(FailureMode::DeadlineMissed);
-    let left = (due_ms - now_ms).max(0) / 1000;
-    tracing::warn!(
-        flow = %plan.name, record_key, owner = %route.owner, seconds_left = left,
-        "Deadline approaching; record still open."
-    );
-    let Some(url) = plan.alert_urls.get(&route.owner) else {
-        return;
-    };
-    let deadline = jiff::Timestamp::from_millisecond(due_ms)
-        .map(|t| t.to_string())
-        .ok();
-    let alert = OutboxAlert {
-        owner: route.owner.clone(),
-        url: url.clone(),
-        payload: json!({
-            "flow": plan.name, "object": plan.object, "record_key": record_key,
-            "failure": FailureMode::DeadlineMissed.as_str(), "stage": "warning",
-            "deadline": deadline, "seconds_left": left, "owner": route.owner,
-            "action": route.action, "runbook": route.runbook, "escalation": route.escalate,
-            "at": crate::store::now_rfc3339(),
-        }),
-    };
-    if let Err(err) = store.enqueue_alert(&alert) {
-        tracing::error!(error = %err, "Could not queue the deadline warning.");
-    }
-}
-
 /// Builds a dead letter for a rejected record, routed by its failure mode.
 pub(crate) fn build_dead_letter(
     plan: &FlowPlan,
@@ -1033,30 +828,6 @@ pub(crate) fn build_alert(plan: &FlowPlan, letter: &NewDeadLetter) -> Option<Out
             "at": crate::store::now_rfc3339(),
         }),
     })
-}
-
-/// Sends one request through a per-record sink: the path is rendered over `outgoing.body`,
-/// the JSON body is `body`. Returns the sink's response body (`null` when it has none).
-async fn send(
-    sink: &SinkKind,
-    outgoing: &Outgoing,
-    body: &Value,
-    clock: &Clock,
-) -> Result<Value, crate::connectors::SendFailure> {
-    match sink {
-        SinkKind::Http(http) => {
-            http.send_json(&outgoing.body, body, &outgoing.idempotency_key)
-                .await
-        }
-        SinkKind::Recorder(recorder) => {
-            let write = Outgoing {
-                idempotency_key: outgoing.idempotency_key.clone(),
-                body: body.clone(),
-            };
-            recorder.send(&write, clock.now_ms()).map(|()| Value::Null)
-        }
-        SinkKind::File(_) => Ok(Value::Null),
-    }
 }
 
 /// Runs the pure stage over a batch, on two threads when the batch is large.
@@ -1119,10 +890,6 @@ fn http_system(config: &crate::spec::raw::HttpSystemConfig) -> Result<HttpSystem
 fn file_path(workspace: &Workspace, dir: &str, path: Option<&str>) -> Result<PathBuf, String> {
     let path = path.ok_or("a file endpoint needs `path`")?;
     Ok(workspace.root.join(dir).join(path))
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn commit_io(err: std::io::Error) -> RunError {

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod clock;
 mod commit;
 pub mod deadlines;
+mod delivery;
 pub mod engine;
 pub mod plan;
 pub mod record;

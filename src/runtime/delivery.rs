@@ -1,0 +1,220 @@
+//! Delivering one unit (a record, or one leg of a split record) to a per-record sink: the
+//! write with retries, the cross-reference captured from the sink's answer, and the
+//! acknowledgement at the source — all before the unit's deadline when it has one.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::clock::Clock;
+use super::plan::FlowPlan;
+use super::record::{Deadline, Output, Ready, Rejected};
+use super::retry::{self, Delivery};
+use crate::connectors::Outgoing;
+use crate::connectors::file::FileSink;
+use crate::connectors::http::HttpSink;
+use crate::connectors::recorder::RecorderSink;
+use crate::spec::model::FailureMode;
+use crate::store::{Store, StoreError};
+
+/// Where acknowledgements go, with the body they carry.
+#[derive(Clone)]
+pub(super) struct AckTarget {
+    pub(super) sink: SinkKind,
+    pub(super) body: Value,
+}
+
+/// One deliverable record (or leg of a split record).
+#[derive(Debug, Clone)]
+pub(super) struct Unit {
+    pub(super) record_key: String,
+    pub(super) idempotency_key: String,
+    pub(super) body: Value,
+    pub(super) deadline: Option<Deadline>,
+}
+
+/// How one unit's delivery ended.
+pub(super) enum Outcome {
+    Delivered,
+    Failed {
+        mode: FailureMode,
+        attempts: u32,
+        error: String,
+    },
+}
+
+#[derive(Clone)]
+pub(super) enum SinkKind {
+    Http(HttpSink),
+    Recorder(RecorderSink),
+    File(Arc<std::sync::Mutex<FileSink>>),
+}
+
+/// The deliverable units of a ready record: itself, or each of its legs (a leg that failed
+/// mapping comes back as a rejection, the others proceed).
+pub(super) fn units(ready: Ready) -> Vec<Result<Unit, Rejected>> {
+    match ready.body {
+        Output::One(body) => vec![Ok(Unit {
+            record_key: ready.record_key,
+            idempotency_key: ready.idempotency_key,
+            body,
+            deadline: ready.deadline,
+        })],
+        Output::Legs(legs) => legs
+            .into_iter()
+            .map(|leg| {
+                let record_key = format!("{}:{}", ready.record_key, leg.key);
+                let idempotency_key = format!("{}:{}", ready.idempotency_key, leg.key);
+                match leg.result {
+                    Ok(body) => Ok(Unit {
+                        record_key,
+                        idempotency_key,
+                        body,
+                        deadline: ready.deadline,
+                    }),
+                    Err(rejection) => Err(Rejected {
+                        record_key: Some(record_key),
+                        idempotency_key: Some(idempotency_key),
+                        rejection,
+                    }),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// What one delivery task needs.
+pub(super) struct Delivering {
+    pub(super) sink: SinkKind,
+    pub(super) ack: Option<AckTarget>,
+    pub(super) store: Store,
+    pub(super) plan: Arc<FlowPlan>,
+    pub(super) clock: Clock,
+}
+
+impl Delivering {
+    /// Writes a unit (with retries), remembers the sink's ID for it, then acknowledges it at
+    /// the source — all before its deadline, if it has one.
+    pub(super) async fn deliver(&self, unit: &Unit) -> Result<Outcome, StoreError> {
+        let plan = &self.plan;
+        let due = unit.deadline.map(|d| d.due_ms);
+        let passed = |clock: &Clock| due.is_some_and(|due| clock.now_ms() >= due);
+        let outgoing = Outgoing {
+            idempotency_key: unit.idempotency_key.clone(),
+            body: unit.body.clone(),
+        };
+        let response = std::sync::Mutex::new(Value::Null);
+        let delivery = retry::deliver(
+            &plan.retry,
+            &self.clock,
+            &self.store,
+            &plan.name,
+            &unit.idempotency_key,
+            || async {
+                if passed(&self.clock) {
+                    return Err(deadline_failure());
+                }
+                let answer = send(&self.sink, &outgoing, &outgoing.body, &self.clock).await?;
+                *lock(&response) = answer;
+                Ok(())
+            },
+        )
+        .await?;
+        let response = lock(&response).clone();
+        if let Some(outcome) = failed(delivery, passed(&self.clock)) {
+            return Ok(outcome);
+        }
+        if let Some(pointer) = &plan.capture
+            && let Some(id) = response.pointer(pointer).filter(|v| !v.is_null())
+        {
+            let xref = crate::store::CrossReference {
+                object: plan.object.clone(),
+                system: plan.sink_system.clone(),
+                external_id: crate::mapping::helpers::render(id),
+                record_key: unit.record_key.clone(),
+            };
+            self.store.put_xref(&xref, &plan.name)?;
+        }
+        let Some(ack) = &self.ack else {
+            return Ok(Outcome::Delivered);
+        };
+        let key = format!("ack:{}", unit.idempotency_key);
+        let ack_out = Outgoing {
+            idempotency_key: key.clone(),
+            body: unit.body.clone(),
+        };
+        let acknowledged = retry::deliver(
+            &plan.retry,
+            &self.clock,
+            &self.store,
+            &plan.name,
+            &key,
+            || async {
+                if passed(&self.clock) {
+                    return Err(deadline_failure());
+                }
+                send(&ack.sink, &ack_out, &ack.body, &self.clock)
+                    .await
+                    .map(drop)
+            },
+        )
+        .await?;
+        Ok(failed(acknowledged, passed(&self.clock)).unwrap_or(Outcome::Delivered))
+    }
+}
+
+/// The outcome of a failed delivery, or `None` when it succeeded.
+pub(super) fn failed(delivery: Delivery, deadline_passed: bool) -> Option<Outcome> {
+    let (mode, attempts, error) = match delivery {
+        Delivery::Delivered { .. } => return None,
+        Delivery::Rejected { attempts, error } if deadline_passed => {
+            (FailureMode::DeadlineMissed, attempts, error)
+        }
+        Delivery::Rejected { attempts, error } => (FailureMode::SinkRejected, attempts, error),
+        Delivery::Unavailable { attempts, error } => {
+            (FailureMode::SinkUnavailable, attempts, error)
+        }
+    };
+    Some(Outcome::Failed {
+        mode,
+        attempts,
+        error,
+    })
+}
+
+pub(super) fn deadline_failure() -> crate::connectors::SendFailure {
+    crate::connectors::SendFailure {
+        transient: false,
+        status: None,
+        retry_after: None,
+        message: "the deadline passed before the record was delivered and acknowledged".into(),
+    }
+}
+
+/// Sends one request through a per-record sink: the path is rendered over `outgoing.body`,
+/// the JSON body is `body`. Returns the sink's response body (`null` when it has none).
+pub(super) async fn send(
+    sink: &SinkKind,
+    outgoing: &Outgoing,
+    body: &Value,
+    clock: &Clock,
+) -> Result<Value, crate::connectors::SendFailure> {
+    match sink {
+        SinkKind::Http(http) => {
+            http.send_json(&outgoing.body, body, &outgoing.idempotency_key)
+                .await
+        }
+        SinkKind::Recorder(recorder) => {
+            let write = Outgoing {
+                idempotency_key: outgoing.idempotency_key.clone(),
+                body: body.clone(),
+            };
+            recorder.send(&write, clock.now_ms()).map(|()| Value::Null)
+        }
+        SinkKind::File(_) => Ok(Value::Null),
+    }
+}
+
+pub(super) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
