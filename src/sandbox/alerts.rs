@@ -71,19 +71,3 @@ pub(crate) async fn list(State(state): State<Arc<SandboxState>>) -> Json<Value> 
     let alerts = state.alerts();
     Json(json!({ "alerts": alerts.received, "requests": alerts.requests }))
 }
-
-/// `POST /_sandbox/alerts/faults`.
-pub(crate) async fn post_fault(
-    State(state): State<Arc<SandboxState>>,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let fault = super::parse_fault(&body)?;
-    state.alerts().faults.push(fault, Instant::now());
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `DELETE /_sandbox/alerts/faults`.
-pub(crate) async fn clear_faults(State(state): State<Arc<SandboxState>>) -> StatusCode {
-    state.alerts().faults.clear();
-    StatusCode::NO_CONTENT
-}

@@ -210,3 +210,51 @@ impl FaultQueue {
         decision
     }
 }
+
+/// The simulated systems that take injected faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Faulty {
+    /// The marketplace's offer listings.
+    Marketplace,
+    /// The marketplace's order routes.
+    Orders,
+    /// The storefront's writes.
+    Storefront,
+    /// The OMS's order receipts.
+    Oms,
+    /// The alert receiver.
+    Alerts,
+}
+
+/// `POST` (queue a fault) and `DELETE` (clear them) for one system's fault queue.
+pub(crate) fn endpoints(
+    target: Faulty,
+) -> axum::routing::MethodRouter<std::sync::Arc<super::SandboxState>> {
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    axum::routing::post(
+        move |State(state): State<std::sync::Arc<super::SandboxState>>, body: axum::body::Bytes| async move {
+            let fault = super::parse_fault(&body)?;
+            super::with_faults(&state, target, |queue| queue.push(fault, Instant::now()));
+            Ok::<_, super::ApiError>(StatusCode::NO_CONTENT)
+        },
+    )
+    .delete(move |State(state): State<std::sync::Arc<super::SandboxState>>| async move {
+        super::with_faults(&state, target, FaultQueue::clear);
+        StatusCode::NO_CONTENT
+    })
+}
+
+/// Applies a system's next fault: sleeps its latency (outside the lock) and returns the
+/// failure response, if any.
+pub(crate) async fn apply(
+    state: &super::SandboxState,
+    target: Faulty,
+) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let decision = super::with_faults(state, target, |queue| queue.decide(Instant::now()));
+    if !decision.delay.is_zero() {
+        tokio::time::sleep(decision.delay).await;
+    }
+    decision.failure.map(IntoResponse::into_response)
+}

@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -198,7 +197,7 @@ pub(crate) async fn list_offers(
     let since = updated_since(&query)?;
     let offset = number(&query, "offset")?.unwrap_or(0);
     let max = number(&query, "max")?.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
-    if let Some(failure) = apply_faults(&state).await {
+    if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Marketplace).await {
         return Ok(failure);
     }
     let (offers, total_count) = state.marketplace().page(since, offset, max);
@@ -222,7 +221,7 @@ pub(crate) async fn list_offers_v2(
     let limit = number(&query, "limit")?
         .unwrap_or(DEFAULT_PAGE)
         .min(MAX_PAGE);
-    if let Some(failure) = apply_faults(&state).await {
+    if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Marketplace).await {
         return Ok(failure);
     }
     let (data, total) = state.marketplace().page(since, offset, limit);
@@ -249,31 +248,6 @@ pub(crate) async fn post_offers(
 /// `GET /_sandbox/marketplace/summary`.
 pub(crate) async fn summary(State(state): State<Arc<SandboxState>>) -> Json<OfferSummary> {
     Json(state.marketplace().summary())
-}
-
-/// `POST /_sandbox/marketplace/faults`.
-pub(crate) async fn post_fault(
-    State(state): State<Arc<SandboxState>>,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let fault = super::parse_fault(&body)?;
-    state.marketplace().faults.push(fault, Instant::now());
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `DELETE /_sandbox/marketplace/faults`.
-pub(crate) async fn clear_faults(State(state): State<Arc<SandboxState>>) -> StatusCode {
-    state.marketplace().faults.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn apply_faults(state: &SandboxState) -> Option<Response> {
-    // Decide under the lock, then sleep without it.
-    let decision = state.marketplace().faults.decide(Instant::now());
-    if !decision.delay.is_zero() {
-        tokio::time::sleep(decision.delay).await;
-    }
-    decision.failure.map(IntoResponse::into_response)
 }
 
 fn parse_offer(body: Value, now: Timestamp) -> Result<(i64, Timestamp, Value), String> {

@@ -219,7 +219,7 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         .route("/_sandbox/marketplace/summary", get(marketplace::summary))
         .route(
             "/_sandbox/marketplace/faults",
-            post(marketplace::post_fault).delete(marketplace::clear_faults),
+            faults::endpoints(faults::Faulty::Marketplace),
         )
         .route(
             "/storefront/catalog/offers/{sku}",
@@ -230,7 +230,7 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         .route("/_sandbox/storefront/received", get(storefront::received))
         .route(
             "/_sandbox/storefront/faults",
-            post(storefront::post_fault).delete(storefront::clear_faults),
+            faults::endpoints(faults::Faulty::Storefront),
         )
         .route("/marketplace/api/orders", get(orders::list_orders))
         .route("/marketplace/api/orders/{order_id}", get(orders::get_order))
@@ -250,20 +250,20 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         .route("/_sandbox/marketplace/orders/emit", post(emit_orders))
         .route(
             "/_sandbox/marketplace/orders/faults",
-            post(orders::post_fault).delete(orders::clear_faults),
+            faults::endpoints(faults::Faulty::Orders),
         )
         .route("/oms/orders", post(oms::post_order))
         .route("/oms/shipments", get(oms::list_shipments))
         .route("/_sandbox/oms/received", get(oms::received))
         .route(
             "/_sandbox/oms/faults",
-            post(oms::post_fault).delete(oms::clear_faults),
+            faults::endpoints(faults::Faulty::Oms),
         )
         .route("/alerts/{owner}", post(alerts::post_alert))
         .route("/_sandbox/alerts", get(alerts::list))
         .route(
             "/_sandbox/alerts/faults",
-            post(alerts::post_fault).delete(alerts::clear_faults),
+            faults::endpoints(faults::Faulty::Alerts),
         )
         .fallback(not_found)
         .with_state(state)
@@ -592,6 +592,21 @@ impl IntoResponse for ApiError {
 }
 
 /// Parses and validates a fault from a control request body.
+/// The fault queue of one simulated system, for the shared fault endpoints.
+fn with_faults<R>(
+    state: &SandboxState,
+    target: faults::Faulty,
+    f: impl FnOnce(&mut faults::FaultQueue) -> R,
+) -> R {
+    match target {
+        faults::Faulty::Marketplace => f(&mut state.marketplace().faults),
+        faults::Faulty::Orders => f(&mut state.orders().faults),
+        faults::Faulty::Storefront => f(&mut state.storefront().faults),
+        faults::Faulty::Oms => f(&mut state.oms().faults),
+        faults::Faulty::Alerts => f(&mut state.alerts().faults),
+    }
+}
+
 fn parse_fault(body: &[u8]) -> Result<Fault, ApiError> {
     let fault: Fault = serde_json::from_slice(body)
         .map_err(|err| ApiError::bad_request(format!("invalid fault: {err}")))?;

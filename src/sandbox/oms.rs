@@ -326,22 +326,6 @@ pub(crate) async fn received(State(state): State<Arc<SandboxState>>) -> Json<Val
     Json(json!({ "orders": oms.received, "stats": oms.stats }))
 }
 
-/// `POST /_sandbox/oms/faults`.
-pub(crate) async fn post_fault(
-    State(state): State<Arc<SandboxState>>,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let fault = super::parse_fault(&body)?;
-    state.oms().faults.push(fault, Instant::now());
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `DELETE /_sandbox/oms/faults`.
-pub(crate) async fn clear_faults(State(state): State<Arc<SandboxState>>) -> StatusCode {
-    state.oms().faults.clear();
-    StatusCode::NO_CONTENT
-}
-
 fn created(status: StatusCode, oms_order_id: &str) -> Response {
     (status, Json(json!({ "oms_order_id": oms_order_id }))).into_response()
 }

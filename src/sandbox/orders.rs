@@ -6,7 +6,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -552,7 +551,7 @@ pub(crate) async fn list_orders(
     let max = super::marketplace::number(&query, "max")?
         .unwrap_or(DEFAULT_PAGE)
         .min(MAX_PAGE);
-    if let Some(failure) = apply_faults(&state).await {
+    if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Orders).await {
         return Ok(failure);
     }
     let mut orders = state.orders();
@@ -567,7 +566,7 @@ pub(crate) async fn get_order(
     State(state): State<Arc<SandboxState>>,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if let Some(failure) = apply_faults(&state).await {
+    if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Orders).await {
         return Ok(failure);
     }
     let mut orders = state.orders();
@@ -585,7 +584,7 @@ pub(crate) async fn accept_order(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if let Some(failure) = apply_faults(&state).await {
+    if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Orders).await {
         return Ok(failure);
     }
     let body: AcceptBody = serde_json::from_slice(&body)
@@ -600,7 +599,7 @@ pub(crate) async fn post_shipment(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if let Some(failure) = apply_faults(&state).await {
+    if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Orders).await {
         return Ok(failure);
     }
     let body: ShipmentBody = serde_json::from_slice(&body)
@@ -620,31 +619,6 @@ pub(crate) async fn summary(State(state): State<Arc<SandboxState>>) -> Json<Orde
 /// `GET /_sandbox/marketplace/orders/shipments`.
 pub(crate) async fn shipments(State(state): State<Arc<SandboxState>>) -> Json<Value> {
     Json(json!({ "shipments": state.orders().shipments() }))
-}
-
-/// `POST /_sandbox/marketplace/orders/faults`.
-pub(crate) async fn post_fault(
-    State(state): State<Arc<SandboxState>>,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let fault = super::parse_fault(&body)?;
-    state.orders().faults.push(fault, Instant::now());
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `DELETE /_sandbox/marketplace/orders/faults`.
-pub(crate) async fn clear_faults(State(state): State<Arc<SandboxState>>) -> StatusCode {
-    state.orders().faults.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn apply_faults(state: &SandboxState) -> Option<Response> {
-    // Decide under the lock, then sleep without it.
-    let decision = state.orders().faults.decide(Instant::now());
-    if !decision.delay.is_zero() {
-        tokio::time::sleep(decision.delay).await;
-    }
-    decision.failure.map(IntoResponse::into_response)
 }
 
 /// Turns an accept body into one decision per line, in line order. Every line must be

@@ -157,22 +157,6 @@ pub(crate) async fn received(State(state): State<Arc<SandboxState>>) -> Json<Val
     }))
 }
 
-/// `POST /_sandbox/storefront/faults`.
-pub(crate) async fn post_fault(
-    State(state): State<Arc<SandboxState>>,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let fault = super::parse_fault(&body)?;
-    state.storefront().faults.push(fault, Instant::now());
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `DELETE /_sandbox/storefront/faults`.
-pub(crate) async fn clear_faults(State(state): State<Arc<SandboxState>>) -> StatusCode {
-    state.storefront().faults.clear();
-    StatusCode::NO_CONTENT
-}
-
 fn accepted(status: StatusCode, sku: &str) -> Response {
     (status, Json(json!({ "sku": sku, "status": "accepted" }))).into_response()
 }
