@@ -97,7 +97,7 @@ async fn a_slow_oms_warns_the_owner_before_the_deadline_and_dead_letters_the_mis
     let root = workspace("slow-oms");
     let daemon = Daemon::start_with(&root, &sandbox, &[("ORDERS_WEBHOOK_SECRET", SECRET)]);
     sandbox.emit_orders(&format!("{}/hooks/orders", daemon.base));
-    let text = daemon
+    daemon
         .wait_for_metric("switchyard_records_dead_lettered_total{flow=\"orders-to-oms\",failure=\"deadline-missed\"")
         .await;
     let warnings = sandbox
@@ -115,15 +115,25 @@ async fn a_slow_oms_warns_the_owner_before_the_deadline_and_dead_letters_the_mis
             .is_some_and(|r| r.contains("acceptance deadline"))
     );
     assert!(warning.body["seconds_left"].as_i64().is_some_and(|s| s > 0));
-    let warned_total = text
-        .lines()
-        .find(|l| l.starts_with("switchyard_deadline_warnings_total{flow=\"orders-to-oms\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok());
-    assert!(
-        warned_total.is_some_and(|n| n > 0.0) || !warnings.is_empty(),
-        "{text}"
-    );
+    // The metrics show the warnings as well as the misses.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = daemon.get("/metrics").await;
+        let warned = metrics
+            .lines()
+            .find(|l| l.starts_with("switchyard_deadline_warnings_total{flow=\"orders-to-oms\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if warned > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no deadline warnings in /metrics:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (code, _) = daemon.terminate();
     assert_eq!(code, 0);
     sandbox.shutdown().await;
