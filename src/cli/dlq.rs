@@ -35,17 +35,16 @@ enum DlqCommand {
     },
     /// Show one dead letter with its original record.
     Show {
-        #[command(flatten)]
-        workspace: WorkspaceArg,
-        /// The dead letter's ID.
-        id: i64,
+        /// `[WORKSPACE] ID`: the workspace folder (default `.`) and the dead letter's ID.
+        #[arg(required = true, num_args = 1..=2, value_names = ["WORKSPACE", "ID"])]
+        target: Vec<String>,
     },
     /// Run dead letters through the current spec and deliver them.
     Replay {
-        #[command(flatten)]
-        workspace: WorkspaceArg,
-        /// IDs to replay; or select with the filters and `--all`.
-        ids: Vec<i64>,
+        /// `[WORKSPACE] [ID...]`: the workspace folder (default `.`) and the IDs to replay; or
+        /// select with the filters and `--all`.
+        #[arg(value_names = ["WORKSPACE", "ID"])]
+        target: Vec<String>,
         #[command(flatten)]
         filter: FilterArgs,
         /// Replay every open letter matching the filters.
@@ -57,11 +56,9 @@ enum DlqCommand {
     },
     /// Accept that dead letters will not be delivered, saying why.
     Suppress {
-        #[command(flatten)]
-        workspace: WorkspaceArg,
-        /// IDs to suppress.
-        #[arg(required = true)]
-        ids: Vec<i64>,
+        /// `[WORKSPACE] ID...`: the workspace folder (default `.`) and the IDs to suppress.
+        #[arg(required = true, value_names = ["WORKSPACE", "ID"])]
+        target: Vec<String>,
         /// Why (recorded in the audit trail).
         #[arg(long)]
         reason: String,
@@ -120,7 +117,11 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Show { workspace, id } => {
+        DlqCommand::Show { target } => {
+            let (workspace, ids) = split_target(&target)?;
+            let [id] = ids[..] else {
+                anyhow::bail!("give one dead letter ID to show");
+            };
             let store = open_store(&workspace, None)?;
             let letter = store.dead_letter(id)?;
             let mut value = serde_json::to_value(&letter)?;
@@ -131,12 +132,12 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Replay {
-            workspace,
-            ids,
+            target,
             filter,
             all,
             actor,
         } => {
+            let (workspace, ids) = split_target(&target)?;
             let store = open_store(&workspace, filter.state.as_ref())?;
             let ids = select(&store, ids, &filter, all)?;
             let ws = super::load_for_run(&workspace.workspace, EnvLookup::process())?;
@@ -155,8 +156,7 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
-                let left = crate::runtime::alerts::drain(&store, std::time::Duration::from_secs(5));
-                left.await;
+                crate::runtime::alerts::drain(&store, std::time::Duration::from_secs(5)).await;
                 println!("{} replayed, {failed} still failing", ids.len() - failed);
                 Ok(if failed == 0 {
                     ExitCode::SUCCESS
@@ -166,11 +166,14 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             })
         }
         DlqCommand::Suppress {
-            workspace,
-            ids,
+            target,
             reason,
             actor,
         } => {
+            let (workspace, ids) = split_target(&target)?;
+            if ids.is_empty() {
+                anyhow::bail!("give the IDs of the dead letters to suppress");
+            }
             let store = open_store(&workspace, None)?;
             let actor = super::actor(actor);
             if reason.trim().is_empty() {
@@ -250,6 +253,22 @@ fn select(
         (false, true) => anyhow::bail!("give IDs or --all, not both"),
         (true, false) => anyhow::bail!("give the IDs to replay, or --all with filters"),
     }
+}
+
+/// Splits `[WORKSPACE] ID...`: a first argument that is not a number is the workspace.
+fn split_target(target: &[String]) -> anyhow::Result<(WorkspaceArg, Vec<i64>)> {
+    let (workspace, ids) = match target.split_first() {
+        Some((first, rest)) if first.parse::<i64>().is_err() => (PathBuf::from(first), rest),
+        _ => (PathBuf::from("."), target),
+    };
+    let ids = ids
+        .iter()
+        .map(|id| {
+            id.parse::<i64>()
+                .map_err(|_| anyhow::anyhow!("`{id}` is not a dead letter ID (a number)"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((WorkspaceArg { workspace }, ids))
 }
 
 fn open_store(workspace: &WorkspaceArg, state: Option<&PathBuf>) -> anyhow::Result<Store> {

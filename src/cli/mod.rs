@@ -172,3 +172,31 @@ fn report_sandbox(sandbox: &crate::sandbox::Sandbox) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    /// Clap checks argument definitions only when a subcommand is parsed; this checks them
+    /// all (an optional positional before a required one panics at run time otherwise).
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn dlq_takes_an_optional_workspace_before_ids() {
+        for args in [
+            &["switchyard", "dlq", "show", "flows", "1"][..],
+            &["switchyard", "dlq", "show", "1"],
+            &["switchyard", "dlq", "replay", "flows", "1", "2"],
+            &["switchyard", "dlq", "suppress", "3", "--reason", "closed"],
+            &["switchyard", "run", "flows", "offers-to-storefront"],
+            &["switchyard", "run", "offers-to-storefront"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+    }
+}

@@ -202,7 +202,7 @@ impl FlowRun {
                     SystemConfig {
                         http: Some(http), ..
                     } => {
-                        let client = http_system(http)?;
+                        let client = http_system(name, http)?;
                         SourceKind::Http(Box::new(
                             HttpSource::new(client, from, &checkpoint.position).map_err(setup)?,
                         ))
@@ -230,7 +230,9 @@ impl FlowRun {
                 match system(&to.system)? {
                     SystemConfig {
                         http: Some(http), ..
-                    } => SinkKind::Http(HttpSink::new(http_system(http)?, to).map_err(setup)?),
+                    } => {
+                        SinkKind::Http(HttpSink::new(http_system(name, http)?, to).map_err(setup)?)
+                    }
                     SystemConfig {
                         file: Some(file), ..
                     } => {
@@ -263,7 +265,7 @@ impl FlowRun {
                                 capture: None,
                             };
                             SinkKind::Http(
-                                HttpSink::new(http_system(http)?, &config).map_err(setup)?,
+                                HttpSink::new(http_system(name, http)?, &config).map_err(setup)?,
                             )
                         }
                         _ => {
@@ -877,13 +879,21 @@ fn in_two<T: Send>(len: usize, work: impl Fn(std::ops::Range<usize>) -> T + Sync
     })
 }
 
-fn http_system(config: &crate::spec::raw::HttpSystemConfig) -> Result<HttpSystem, RunError> {
-    HttpSystem::new(config, Duration::from_secs(30), |name| {
-        std::env::var(name).ok()
-    })
-    .map_err(|err| RunError::Setup {
-        flow: String::new(),
-        message: err.to_string(),
+fn http_system(
+    flow: &str,
+    config: &crate::spec::raw::HttpSystemConfig,
+) -> Result<HttpSystem, RunError> {
+    // Validation has checked the duration; a workspace built without it gets the default.
+    let timeout = config
+        .timeout
+        .as_deref()
+        .and_then(|t| crate::spec::parse_duration(t).ok())
+        .unwrap_or(Duration::from_secs(30));
+    HttpSystem::new(config, timeout, |name| std::env::var(name).ok()).map_err(|err| {
+        RunError::Setup {
+            flow: flow.to_owned(),
+            message: err.to_string(),
+        }
     })
 }
 

@@ -77,6 +77,9 @@ pub async fn replay(
             )),
             Admission::Duplicate => Err("taken for a duplicate".into()),
         }
+    } else if let Some(error) = still_invalid(workspace, flow, &letter.letter.record)? {
+        // The record fails the current spec again: no need to reach any system to say so.
+        Err(error)
     } else {
         let options = RunOptions {
             progress: false,
@@ -125,4 +128,31 @@ fn append_to_file(
         ..CommitBatch::default()
     })?;
     Ok(())
+}
+
+/// Why the stored record still fails the current spec before delivery, if it does.
+fn still_invalid(
+    workspace: &Workspace,
+    flow: &crate::spec::model::Flow,
+    record: &str,
+) -> Result<Option<String>, RunError> {
+    let plan = FlowPlan::compile(workspace, flow)?;
+    let prepared = record::prepare(&plan, &RawRecord::Line(record.as_bytes()));
+    Ok(
+        match record::admit(prepared, &mut record::KeySet::default()) {
+            Admission::Reject(rejected) => Some(format!(
+                "{}: {}",
+                rejected.rejection.mode, rejected.rejection.error
+            )),
+            Admission::Deliver(ready) => match ready.body {
+                Output::Legs(legs) => legs.into_iter().find_map(|leg| {
+                    leg.result
+                        .err()
+                        .map(|r| format!("{} (leg {}): {}", r.mode, leg.key, r.error))
+                }),
+                Output::One(_) => None,
+            },
+            Admission::Duplicate => None,
+        },
+    )
 }
