@@ -47,13 +47,40 @@ pub fn is_known_helper(name: &str) -> bool {
 }
 
 pub(crate) fn parse(source: &str) -> Result<Template, TemplateSyntaxError> {
-    Template::compile(source).map_err(|err| {
+    let template = Template::compile(source).map_err(|err| {
         let (line, column) = err.pos().unwrap_or((1, 1));
         TemplateSyntaxError {
             message: err.reason().to_string(),
             line,
             column,
         }
+    })?;
+    if uses_partials(&template) {
+        // A mapping has no use for partials or decorators, and an inline partial that calls
+        // itself recurses until the stack overflows (found by the `template_compile` fuzz
+        // target): refuse them at compile time.
+        return Err(TemplateSyntaxError {
+            message: "partials and decorators (`{{> ...}}`, `{{#> ...}}`, `{{* ...}}`) are not \
+                      supported in mappings"
+                .into(),
+            line: 1,
+            column: 1,
+        });
+    }
+    Ok(template)
+}
+
+fn uses_partials(template: &Template) -> bool {
+    template.elements.iter().any(|element| match element {
+        TemplateElement::PartialExpression(_)
+        | TemplateElement::PartialBlock(_)
+        | TemplateElement::DecoratorExpression(_)
+        | TemplateElement::DecoratorBlock(_) => true,
+        TemplateElement::HelperBlock(helper) => {
+            helper.template.as_ref().is_some_and(uses_partials)
+                || helper.inverse.as_ref().is_some_and(uses_partials)
+        }
+        _ => false,
     })
 }
 
@@ -172,6 +199,19 @@ mod tests {
         let info = inspect("{{shout title}}").unwrap();
         assert_eq!(info.helpers, ["shout"]);
         assert!(!is_known_helper("shout"));
+    }
+
+    #[test]
+    fn partials_and_decorators_are_refused() {
+        for source in [
+            "{{> header}}",
+            "{{#*inline \"a\"}}{{> a}}{{/inline}}{{> a}}",
+            "{{#if x}}{{> a}}{{/if}}",
+            "{{#> layout}}x{{/layout}}",
+        ] {
+            let err = inspect(source).unwrap_err();
+            assert!(err.message.contains("partials"), "{source}: {err:?}");
+        }
     }
 
     #[test]
