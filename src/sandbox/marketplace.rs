@@ -194,9 +194,7 @@ pub(crate) async fn list_offers(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
-    let since = updated_since(&query)?;
-    let offset = number(&query, "offset")?.unwrap_or(0);
-    let max = number(&query, "max")?.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
+    let (since, offset, max) = offset_page(&query)?;
     if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Marketplace).await {
         return Ok(failure);
     }
@@ -243,6 +241,17 @@ pub(crate) async fn post_offers(
         .map_err(ApiError::bad_request)?;
     tracing::info!(offers = stored, "Sandbox marketplace offers upserted.");
     Ok((StatusCode::OK, Json(json!({ "stored": stored }))).into_response())
+}
+
+/// The `updated_since`, `offset` and `max` (page size, capped) of an offset-paged listing;
+/// the offers, orders and OMS shipment lists all read them this way.
+pub(crate) fn offset_page(
+    query: &HashMap<String, String>,
+) -> Result<(Option<Timestamp>, usize, usize), ApiError> {
+    let since = updated_since(query)?;
+    let offset = number(query, "offset")?.unwrap_or(0);
+    let max = number(query, "max")?.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
+    Ok((since, offset, max))
 }
 
 /// `GET /_sandbox/marketplace/summary`.

@@ -27,10 +27,6 @@ use super::{ApiError, SandboxState};
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The header the OMS adds when it answers a replay without recording it.
 const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
-/// Default page size of the shipment list.
-const DEFAULT_PAGE: usize = 100;
-/// Largest page size a client may ask for; larger requests are capped, not refused.
-const MAX_PAGE: usize = 1000;
 /// The share of orders shipped in two parts.
 const SPLIT_SHIPMENT_SHARE: f64 = 0.2;
 /// Where the received lines may be, in order of preference: flows name them differently.
@@ -311,11 +307,7 @@ pub(crate) async fn list_shipments(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
-    let since = super::marketplace::updated_since(&query)?;
-    let offset = super::marketplace::number(&query, "offset")?.unwrap_or(0);
-    let max = super::marketplace::number(&query, "max")?
-        .unwrap_or(DEFAULT_PAGE)
-        .min(MAX_PAGE);
+    let (since, offset, max) = super::marketplace::offset_page(&query)?;
     let (shipments, total_count) = state.oms().page(Timestamp::now(), since, offset, max);
     Ok(Json(json!({ "shipments": shipments, "total_count": total_count })).into_response())
 }

@@ -20,10 +20,6 @@ use serde_json::{Value, json};
 use super::faults::FaultQueue;
 use super::{ApiError, SandboxState, seed};
 
-/// Default page size of the order list.
-const DEFAULT_PAGE: usize = 100;
-/// Largest page size a client may ask for; larger requests are capped, not refused.
-const MAX_PAGE: usize = 1000;
 /// The 409 message of a late acceptance, as clients will match on it.
 const DEADLINE_PASSED: &str = "deadline passed; order auto-cancelled";
 
@@ -546,11 +542,7 @@ pub(crate) async fn list_orders(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
-    let since = super::marketplace::updated_since(&query)?;
-    let offset = super::marketplace::number(&query, "offset")?.unwrap_or(0);
-    let max = super::marketplace::number(&query, "max")?
-        .unwrap_or(DEFAULT_PAGE)
-        .min(MAX_PAGE);
+    let (since, offset, max) = super::marketplace::offset_page(&query)?;
     if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Orders).await {
         return Ok(failure);
     }

@@ -216,6 +216,12 @@ fn human(duration: Duration) -> String {
 
 /// A plain-text table with aligned columns and a separator under the header.
 fn table(rows: &[Vec<String>]) -> String {
+    aligned_table(rows, true)
+}
+
+/// A plain-text table with aligned columns (widths in characters), optionally with a
+/// separator under the header row; trailing spaces are trimmed.
+pub fn aligned_table(rows: &[Vec<String>], rule_under_header: bool) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -235,7 +241,7 @@ fn table(rows: &[Vec<String>]) -> String {
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
-        if index == 0 {
+        if index == 0 && rule_under_header {
             let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
             out.push_str(&rule.join("  "));
             out.push('\n');
