@@ -3,6 +3,7 @@
 
 mod daemon;
 mod explain;
+mod hardening;
 mod orders;
 mod runtime;
 mod schema;

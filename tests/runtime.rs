@@ -16,10 +16,10 @@ use switchyard::store::{DeadLetterFilter, DeadLetterStatus, Store};
 
 use crate::util::copy_dir;
 
-const FLOW: &str = "offers-to-storefront";
+pub(crate) const FLOW: &str = "offers-to-storefront";
 
 /// A private copy of the reference workspace, with its retry policy optionally shortened.
-fn workspace_copy(name: &str, short_retry: bool) -> PathBuf {
+pub(crate) fn workspace_copy(name: &str, short_retry: bool) -> PathBuf {
     let dir =
         std::env::temp_dir().join(format!("switchyard-runtime-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -40,7 +40,7 @@ fn workspace_copy(name: &str, short_retry: bool) -> PathBuf {
     dir
 }
 
-fn load(root: &Path, sandbox: &Sandbox) -> Workspace {
+pub(crate) fn load(root: &Path, sandbox: &Sandbox) -> Workspace {
     let mut env = EnvLookup::empty().with("ORDERS_WEBHOOK_SECRET", "runtime-tests");
     for (name, value) in sandbox.env() {
         env = env.with(name, value);
@@ -51,7 +51,10 @@ fn load(root: &Path, sandbox: &Sandbox) -> Workspace {
         .unwrap_or_else(|| panic!("workspace does not load: {:?}", loaded.diagnostics))
 }
 
-async fn run_flow(workspace: &Workspace, store: &Store) -> switchyard::runtime::RunReport {
+pub(crate) async fn run_flow(
+    workspace: &Workspace,
+    store: &Store,
+) -> switchyard::runtime::RunReport {
     let options = RunOptions {
         progress: false,
         concurrency: 16,
@@ -64,7 +67,7 @@ async fn run_flow(workspace: &Workspace, store: &Store) -> switchyard::runtime::
         .expect("run")
 }
 
-fn delivered_offer_ids(sandbox: &Sandbox) -> Vec<i64> {
+pub(crate) fn delivered_offer_ids(sandbox: &Sandbox) -> Vec<i64> {
     sandbox
         .received()
         .iter()

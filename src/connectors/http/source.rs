@@ -2,7 +2,21 @@
 //! records; each run asks for records at or after it (`updated_since` is inclusive in most
 //! marketplace APIs), and records seen again at the boundary are dropped as duplicates by
 //! their idempotency key. Records must come sorted by the cursor field.
+//!
+//! **Paging while the source changes.** With offset or page-number paging, a record updated
+//! during a run moves to the end of the listing and every later offset shifts down by one: a
+//! reader that keeps one query and walks the offsets skips the record that slid across each
+//! page boundary, and the cursor then moves past it for good. So when the query carries the
+//! cursor (a parameter rendered from `{{cursor}}`), every page is asked *from the cursor of
+//! the last record read* (keyset paging on the cursor field), with offsets used only to step
+//! through records that share one cursor value. A record that moves can then only move
+//! forward, into what is still to be read. Records that share the boundary value are read
+//! again (they are recognised and dropped here), and a run of ties longer than a page is
+//! stepped through with half a page of overlap.
 
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,9 +34,18 @@ pub struct HttpSource {
     records: String,
     pagination: Option<Paging>,
     cursor_field: Option<String>,
-    /// The cursor the listing was asked from; fixed for the whole run so that offsets stay
-    /// meaningful.
-    start_cursor: Option<Value>,
+    /// Whether pages are asked from the last cursor read (see the module docs); otherwise the
+    /// cursor the run started from is kept for the whole listing and offsets walk it.
+    keyset: bool,
+    /// The cursor the next page is asked from: the committed cursor at first, then (with
+    /// keyset paging) the cursor of the last record read.
+    query_cursor: Option<Value>,
+    /// Records at `query_cursor` already read, in listing order (keyset paging).
+    ties: u64,
+    /// Fingerprints of the records at `query_cursor` returned so far, with how many times
+    /// each was, so that the overlap read again is not handed out twice while a record the
+    /// source itself lists twice still is.
+    tie_prints: HashMap<u64, u32>,
     /// The largest cursor value read so far; checkpointed with each page.
     cursor: Option<Value>,
     next: PageState,
@@ -36,6 +59,7 @@ struct Paging {
     token_path: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum PageState {
     Offset(u64),
     Page(u64),
@@ -58,7 +82,7 @@ impl HttpSource {
             .as_ref()
             .ok_or("an HTTP source needs `request`")?;
         let compile = |s: &str| CompiledTemplate::compile(s).map_err(|e| e.to_string());
-        let query = request
+        let query: Vec<(String, CompiledTemplate)> = request
             .query
             .iter()
             .map(|(k, v)| Ok((k.clone(), compile(v)?)))
@@ -85,6 +109,12 @@ impl HttpSource {
             Some(PaginationStyle::Page) => PageState::Page(1),
             Some(PaginationStyle::NextToken) => PageState::Token(None),
         };
+        let positional = matches!(
+            pagination.as_ref().map(|p| p.style),
+            Some(PaginationStyle::Offset | PaginationStyle::Page)
+        );
+        let keyset = positional && config.cursor.is_some() && query_uses_cursor(&query);
+        let committed = position.get("cursor").filter(|c| !c.is_null()).cloned();
         Ok(Self {
             system,
             path: compile(&request.path)?,
@@ -92,46 +122,171 @@ impl HttpSource {
             records: config.records.clone().unwrap_or_default(),
             pagination,
             cursor_field: config.cursor.clone(),
-            start_cursor: position.get("cursor").filter(|c| !c.is_null()).cloned(),
-            cursor: position.get("cursor").filter(|c| !c.is_null()).cloned(),
+            keyset,
+            query_cursor: committed.clone(),
+            ties: 0,
+            tie_prints: HashMap::new(),
+            cursor: committed,
             next,
         })
     }
 
     /// Fetches the next page; `None` when the listing is exhausted.
     pub async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
-        if matches!(self.next, PageState::Done) {
-            return Ok(None);
-        }
-        let body = self.fetch_page().await?;
-        let records = match body.pointer(&self.records) {
-            Some(Value::Array(items)) => items.clone(),
-            Some(Value::Null) | None if !self.records.is_empty() => Vec::new(),
-            _ => {
-                return Err(SourceError::BadData(format!(
-                    "no array of records at `{}` in the response",
-                    self.records
-                )));
+        loop {
+            if self.next == PageState::Done {
+                return Ok(None);
             }
-        };
-        self.advance(&body, records.len());
-        if records.is_empty() {
-            self.next = PageState::Done;
-            return Ok(None);
+            let asked = self.next.clone();
+            let body = self.fetch_page().await?;
+            let records = match body.pointer(&self.records) {
+                Some(Value::Array(items)) => items.clone(),
+                Some(Value::Null) | None if !self.records.is_empty() => Vec::new(),
+                _ => {
+                    return Err(SourceError::BadData(format!(
+                        "no array of records at `{}` in the response",
+                        self.records
+                    )));
+                }
+            };
+            if records.is_empty() {
+                self.next = PageState::Done;
+                return Ok(None);
+            }
+            let records = if self.keyset {
+                self.advance_keyset(asked, records)?
+            } else {
+                self.advance(&body, records.len());
+                records
+            };
+            if let Some(field) = &self.cursor_field {
+                for record in &records {
+                    if let Some(value) = record.get(field).filter(|v| !v.is_null())
+                        && self
+                            .cursor
+                            .as_ref()
+                            .is_none_or(|c| cursor_cmp(c, value) == Ordering::Less)
+                    {
+                        self.cursor = Some(value.clone());
+                    }
+                }
+            }
+            // A page made only of the overlap read again carries nothing new: read on.
+            if records.is_empty() {
+                continue;
+            }
+            return Ok(Some(Batch {
+                records: BatchRecords::Values(records),
+                position: json!({"cursor": self.cursor}),
+            }));
         }
-        if let Some(field) = &self.cursor_field {
-            for record in &records {
-                if let Some(value) = record.get(field).filter(|v| !v.is_null())
-                    && self.cursor.as_ref().is_none_or(|c| cursor_less(c, value))
-                {
-                    self.cursor = Some(value.clone());
+    }
+
+    /// Keyset paging: drops the records of the overlap already handed out, and asks the next
+    /// page from the cursor of the last record read.
+    fn advance_keyset(
+        &mut self,
+        asked: PageState,
+        page: Vec<Value>,
+    ) -> Result<Vec<Value>, SourceError> {
+        let (Some(paging), Some(field)) = (&self.pagination, &self.cursor_field) else {
+            return Ok(page);
+        };
+        let size = u64::from(paging.size);
+        let read = page.len() as u64;
+        let offset = match asked {
+            PageState::Offset(offset) => offset,
+            PageState::Page(page) => page.saturating_sub(1) * size,
+            PageState::Token(_) | PageState::Done => 0,
+        };
+        let cursor_of = |record: &Value| record.get(field).filter(|v| !v.is_null()).cloned();
+        if let Some(asked_from) = &self.query_cursor
+            && let Some(older) = page
+                .iter()
+                .filter_map(cursor_of)
+                .find(|c| cursor_cmp(c, asked_from) == Ordering::Less)
+        {
+            return Err(SourceError::BadData(format!(
+                "asked for records from cursor {asked_from} and got one at {older}: the API \
+                 ignores the cursor parameter or does not sort by `{field}`; fix the `query` of \
+                 `from.request` (records must come sorted by the cursor, at or after it)"
+            )));
+        }
+        let last = page
+            .iter()
+            .filter_map(cursor_of)
+            .max_by(cursor_cmp);
+        let boundary = self.query_cursor.clone();
+        let mut overlap = self.tie_prints.clone();
+        let fresh: Vec<Value> = page
+            .into_iter()
+            .filter(|record| {
+                let at_boundary = match (&boundary, cursor_of(record)) {
+                    (Some(b), Some(c)) => cursor_cmp(b, &c) == Ordering::Equal,
+                    _ => false,
+                };
+                if !at_boundary {
+                    return true;
+                }
+                match overlap.get_mut(&fingerprint(record)) {
+                    Some(seen) if *seen > 0 => {
+                        *seen -= 1;
+                        false
+                    }
+                    _ => true,
+                }
+            })
+            .collect();
+        match last {
+            Some(last)
+                if self
+                    .query_cursor
+                    .as_ref()
+                    .is_none_or(|c| cursor_cmp(c, &last) == Ordering::Less) =>
+            {
+                // The cursor moved: the ties to step over are the page's records at it.
+                self.ties = 0;
+                self.tie_prints.clear();
+                for record in &fresh {
+                    if cursor_of(record).is_some_and(|c| cursor_cmp(&c, &last) == Ordering::Equal) {
+                        self.ties += 1;
+                        *self.tie_prints.entry(fingerprint(record)).or_default() += 1;
+                    }
+                }
+                self.query_cursor = Some(last);
+            }
+            // Every record of the page sits at the cursor it was asked from.
+            _ => {
+                self.ties = offset + read;
+                for record in &fresh {
+                    *self.tie_prints.entry(fingerprint(record)).or_default() += 1;
                 }
             }
         }
-        Ok(Some(Batch {
-            records: BatchRecords::Values(records),
-            position: json!({"cursor": self.cursor}),
-        }))
+        let next = if read < size {
+            PageState::Done
+        } else {
+            match paging.style {
+                // Ties shorter than a page are read again from their first; longer runs are
+                // stepped through with half a page of overlap, so a tie that moves away
+                // between two pages cannot pull an unread one behind the offset.
+                PaginationStyle::Offset if self.ties < size => PageState::Offset(0),
+                PaginationStyle::Offset => PageState::Offset(self.ties - size / 2),
+                PaginationStyle::Page => PageState::Page(self.ties / size + 1),
+                PaginationStyle::NextToken => PageState::Done,
+            }
+        };
+        // Asking the same page again could only return the same records: the listing ends.
+        self.next = if next == asked && self.query_cursor == boundary {
+            tracing::warn!(
+                cursor = ?self.query_cursor,
+                "The listing did not move past its last page; stopping it here."
+            );
+            PageState::Done
+        } else {
+            next
+        };
+        Ok(fresh)
     }
 
     fn advance(&mut self, body: &Value, count: usize) {
@@ -155,7 +310,7 @@ impl HttpSource {
     }
 
     async fn fetch_page(&self) -> Result<Value, SourceError> {
-        let context = json!({"cursor": self.start_cursor});
+        let context = json!({"cursor": self.query_cursor});
         let path = self
             .path
             .render(&context, Escape::None)
@@ -238,10 +393,63 @@ impl HttpSource {
     }
 }
 
-/// Cursor order: numbers numerically, anything else as text (RFC 3339 UTC sorts as text).
-fn cursor_less(current: &Value, candidate: &Value) -> bool {
-    match (current.as_f64(), candidate.as_f64()) {
-        (Some(a), Some(b)) => a < b,
-        _ => crate::mapping::helpers::render(current) < crate::mapping::helpers::render(candidate),
+/// Whether any query parameter is rendered from the cursor: rendering with two different
+/// cursors gives two different queries.
+fn query_uses_cursor(query: &[(String, CompiledTemplate)]) -> bool {
+    let render = |cursor: &str| {
+        query
+            .iter()
+            .map(|(_, t)| t.render(&json!({ "cursor": cursor }), Escape::None).ok())
+            .collect::<Vec<_>>()
+    };
+    render("2000-01-01T00:00:00Z") != render("2001-01-01T00:00:00Z")
+}
+
+/// Cursor order: numbers numerically, RFC 3339 timestamps as instants (so `…00.5Z` comes
+/// after `…00Z` whatever the precision or offset), anything else as text.
+fn cursor_cmp(a: &Value, b: &Value) -> Ordering {
+    if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) {
+        return x.total_cmp(&y);
+    }
+    let (x, y) = (
+        crate::mapping::helpers::render(a),
+        crate::mapping::helpers::render(b),
+    );
+    match (x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => x.cmp(&y),
+    }
+}
+
+/// A fingerprint of a record as read, to recognise it when a page overlap returns it again.
+fn fingerprint(record: &Value) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    record.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_compare_as_numbers_instants_or_text() {
+        assert_eq!(cursor_cmp(&json!(9), &json!(10)), Ordering::Less);
+        // As text `.` sorts before `Z`; as instants half a second is later.
+        assert_eq!(
+            cursor_cmp(
+                &json!("2025-03-04T10:00:00.5Z"),
+                &json!("2025-03-04T10:00:00Z")
+            ),
+            Ordering::Greater
+        );
+        assert_eq!(
+            cursor_cmp(
+                &json!("2025-03-04T11:00:00+01:00"),
+                &json!("2025-03-04T10:00:00Z")
+            ),
+            Ordering::Equal
+        );
+        assert_eq!(cursor_cmp(&json!("b"), &json!("a")), Ordering::Greater);
     }
 }
