@@ -2,15 +2,17 @@
 //! double a record. Each test is named after the item it proves.
 
 use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
+use serde_json::{Value, json};
 use switchyard::sandbox::{Fault, Sandbox, SandboxConfig};
-use switchyard::store::Store;
+use switchyard::store::{LockHolder, STALE_AFTER, Store, StoreError};
 
-use crate::runtime::{delivered_offer_ids, load, run_flow, workspace_copy};
+use crate::runtime::{FLOW, delivered_offer_ids, load, run_flow, workspace_copy};
 
 /// Every offer of the marketplace's listing, in its order, through its own paged API.
 async fn listing(sandbox: &Sandbox) -> Vec<Value> {
@@ -94,4 +96,270 @@ async fn item_01_no_record_skipped_when_the_source_changes_while_paging() {
         skipped_total, 0,
         "valid offers skipped over {TRIALS} trials"
     );
+}
+
+/// `switchyard run WORKSPACE offers-to-storefront --state STATE` against `sandbox`, started
+/// (not waited for).
+fn spawn_run(root: &Path, state: &Path, sandbox: &Sandbox) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
+        .args(["--log", "warn", "run"])
+        .arg(root)
+        .arg(FLOW)
+        .arg("--state")
+        .arg(state)
+        .env("ORDERS_WEBHOOK_SECRET", "hardening")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in sandbox.env() {
+        command.env(name, value);
+    }
+    command.spawn().expect("switchyard run starts")
+}
+
+/// Item 4: two `run`s of one flow started together on a new state file. One runs; the other
+/// is refused with a message naming the holder, and neither dies on the migration race.
+/// Every valid offer reaches the storefront once, every dead letter and alert exists once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_04_two_runs_of_one_flow_deliver_each_record_once() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let root = workspace_copy("two-runs", false);
+    let state = root.join("fresh-state.db");
+    // Long enough pages that the two runs overlap for certain.
+    sandbox.inject_marketplace_fault(Fault::latency(40));
+    let children = [
+        spawn_run(&root, &state, &sandbox),
+        spawn_run(&root, &state, &sandbox),
+    ];
+    let outputs: Vec<std::process::Output> = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    })
+    .await
+    .unwrap();
+    let stderr: Vec<String> = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .collect();
+    let succeeded = outputs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(succeeded, 1, "exactly one run goes ahead: {stderr:#?}");
+    let refused = &stderr[outputs.iter().position(|o| !o.status.success()).unwrap()];
+    assert!(
+        refused.contains("is already running (pid ") && refused.contains(" since "),
+        "the refusal names the holder: {refused}"
+    );
+    assert!(!refused.contains("already exists"), "{refused}");
+
+    let mut ids = delivered_offer_ids(&sandbox);
+    ids.sort_unstable();
+    let mut expected = sandbox.summary().valid_offer_ids;
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "each valid offer exactly once");
+    let store = Store::open(&state).unwrap();
+    let letters = store
+        .dead_letters(&switchyard::store::DeadLetterFilter::default())
+        .unwrap();
+    assert_eq!(
+        sandbox.alerts().len(),
+        letters.len(),
+        "one alert per dead letter"
+    );
+    assert_eq!(store.flow_lock_holder(FLOW).unwrap(), None, "lock released");
+    sandbox.shutdown().await;
+}
+
+/// Item 4: processes opening one new state file at once each get a working store; the
+/// schema is created once.
+#[test]
+fn item_04_concurrent_opens_of_a_new_state_file_all_succeed() {
+    let dir = std::env::temp_dir().join(format!("switchyard-opens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for trial in 0..20 {
+        let path = dir.join(format!("state-{trial}.db"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let opened: Vec<Result<(), String>> = (0..6)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&path)
+                        .and_then(|s| s.checkpoint("x"))
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert!(
+            opened.iter().all(Result::is_ok),
+            "trial {trial}: {opened:?}"
+        );
+    }
+}
+
+fn holder(id: &str, pid: u32, host: &str) -> LockHolder {
+    LockHolder {
+        id: id.into(),
+        pid,
+        host: host.into(),
+        since: "2026-11-30T10:00:00Z".into(),
+    }
+}
+
+/// Makes a lock's heartbeat look `age` old, as a holder that stopped would leave it.
+fn age_heartbeat(state: &Path, flow: &str, age: Duration) {
+    let conn = rusqlite::Connection::open(state).unwrap();
+    let at = jiff::Timestamp::now().as_millisecond() - age.as_millis() as i64;
+    conn.execute(
+        "UPDATE flow_locks SET heartbeat_ms = ?1 WHERE flow = ?2",
+        rusqlite::params![at, flow],
+    )
+    .unwrap();
+}
+
+/// Item 4: a crashed holder's lock is taken over (its process gone on this host, or its
+/// heartbeat stale from anywhere); a live holder's is not.
+#[test]
+fn item_04_lock_of_a_crashed_holder_is_taken_over_and_a_live_one_kept() {
+    let dir = std::env::temp_dir().join(format!("switchyard-locks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state.db");
+    let store = Store::open(&state).unwrap();
+    let here = LockHolder::this_process().host;
+
+    // A holder on this host whose process has exited.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    store
+        .acquire_flow_lock("f", &holder("crashed", dead_pid, &here))
+        .unwrap();
+    store
+        .acquire_flow_lock("f", &holder("next", std::process::id(), &here))
+        .expect("a dead process's lock is taken over");
+
+    // A live holder (this very process, another run) keeps it.
+    let refused = store
+        .acquire_flow_lock("f", &holder("third", std::process::id(), &here))
+        .unwrap_err();
+    assert!(matches!(&refused, StoreError::FlowLocked { holder, .. } if holder.id == "next"));
+
+    // A holder on another host is judged by its heartbeat only.
+    store.release_flow_lock("f", "next").unwrap();
+    store
+        .acquire_flow_lock("f", &holder("remote", 1, "other-host"))
+        .unwrap();
+    let refused = store
+        .acquire_flow_lock("f", &holder("local", std::process::id(), &here))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("flow `f` is already running (pid 1 on other-host since "),
+        "{refused}"
+    );
+    age_heartbeat(&state, "f", STALE_AFTER + Duration::from_secs(1));
+    store
+        .acquire_flow_lock("f", &holder("local", std::process::id(), &here))
+        .expect("a stale heartbeat's lock is taken over");
+    let trail = store.audit_trail(10).unwrap();
+    assert!(trail.iter().any(|e| e.action == "flow-lock-taken-over"));
+}
+
+/// Item 4: a run that stalled past the stale limit and lost its lock cannot commit over the
+/// run that took it over.
+#[test]
+fn item_04_a_run_that_lost_its_lock_cannot_commit() {
+    let dir = std::env::temp_dir().join(format!("switchyard-fence-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state.db");
+    let store = Store::open(&state).unwrap();
+    store
+        .acquire_flow_lock("f", &holder("stalled", 1, "host-a"))
+        .unwrap();
+    age_heartbeat(&state, "f", STALE_AFTER * 2);
+    store
+        .acquire_flow_lock("f", &holder("successor", 2, "host-b"))
+        .unwrap();
+    let batch = switchyard::store::CommitBatch {
+        flow: "f".into(),
+        checkpoint: switchyard::store::Checkpoint {
+            position: json!({"cursor": "late"}),
+            sink_state: Value::Null,
+        },
+        lock: Some("stalled".into()),
+        ..Default::default()
+    };
+    let err = store.commit(&batch).unwrap_err();
+    assert!(matches!(err, StoreError::LockLost { .. }), "{err}");
+    assert_eq!(store.checkpoint("f").unwrap(), None, "nothing committed");
+}
+
+/// Item 5: an empty state file is refused, not silently re-initialised: nothing is sent and
+/// the file is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_05_empty_state_file_is_refused_and_nothing_sent() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let root = workspace_copy("empty-state", false);
+    let state = root.join("empty.db");
+    std::fs::write(&state, b"").unwrap();
+    let output = tokio::task::spawn_blocking({
+        let (root, state) = (root.clone(), state.clone());
+        let child = spawn_run(&root, &state, &sandbox);
+        move || child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("empty.db is empty (0 bytes); nothing was sent.")
+            && stderr.contains("restore the state file from a backup"),
+        "{stderr}"
+    );
+    assert!(sandbox.received().is_empty(), "nothing may be sent");
+    assert!(sandbox.alerts().is_empty());
+    assert_eq!(std::fs::metadata(&state).unwrap().len(), 0);
+    sandbox.shutdown().await;
+}
+
+/// Item 5: a state file damaged in the middle, or not a database at all, is refused with what
+/// is wrong and how to recover.
+#[test]
+fn item_05_corrupted_state_file_is_refused() {
+    let dir = std::env::temp_dir().join(format!("switchyard-corrupt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state.db");
+    {
+        let store = Store::open(&state).unwrap();
+        for i in 0..200 {
+            store
+                .audit(
+                    Some("f"),
+                    "note",
+                    "test",
+                    &json!({"i": i, "pad": "x".repeat(300)}),
+                )
+                .unwrap();
+        }
+    }
+    let mut bytes = std::fs::read(&state).unwrap();
+    assert!(bytes.len() > 8 * 4096, "several pages: {}", bytes.len());
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    bytes[middle..middle + 4096].fill(0xA5);
+    std::fs::write(&state, &bytes).unwrap();
+    let err = Store::open(&state).unwrap_err().to_string();
+    assert!(
+        err.contains("is damaged (")
+            && err.contains("nothing was sent")
+            && err.contains(".recover"),
+        "{err}"
+    );
+
+    std::fs::write(&state, b"this is not a database, just some text").unwrap();
+    let err = Store::open(&state).unwrap_err().to_string();
+    assert!(err.contains("is not a SQLite database"), "{err}");
 }

@@ -11,7 +11,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Delivers due alerts once; returns how many were delivered.
 pub async fn deliver_due(store: &Store, client: &reqwest::Client) -> usize {
     let now = jiff::Timestamp::now().as_millisecond();
-    let due = match store.due_alerts(now, 100) {
+    let due = match store.claim_due_alerts(now, 100) {
         Ok(due) => due,
         Err(err) => {
             tracing::error!(error = %err, "Could not read the alert outbox.");

@@ -15,6 +15,7 @@ use super::clock::Clock;
 use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, SinkKind, Unit, lock, units};
+use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
 use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
 use crate::connectors::file::{FileSink, FileSource};
@@ -149,6 +150,8 @@ pub struct FlowRun {
     sink: SinkKind,
     ack: Option<AckTarget>,
     options: RunOptions,
+    /// Held from before the checkpoint is read until the run ends.
+    lease: FlowLease,
 }
 
 enum SourceKind {
@@ -182,6 +185,9 @@ impl FlowRun {
                 hint: suggest(name, workspace.flows.keys()),
             })?;
         let plan = FlowPlan::compile(workspace, flow)?;
+        // Before the checkpoint is read: another process's run could otherwise commit after
+        // the read, and this run would resume from (or cut a file sink back to) a stale one.
+        let lease = FlowLease::acquire(&store, name)?;
         let checkpoint = store.checkpoint(name)?.unwrap_or_default();
         let setup = |message: String| RunError::Setup {
             flow: name.to_owned(),
@@ -286,6 +292,7 @@ impl FlowRun {
             sink,
             ack,
             options,
+            lease,
         })
     }
 
@@ -302,8 +309,15 @@ impl FlowRun {
         let progress = self.progress_bar();
         let mut committer = Committer::spawn(self.store.clone());
         let mut report = RunReport::default();
+        if matches!(self.options.clock, super::clock::Clock::System) {
+            self.lease.keep_alive();
+        }
         tracing::info!(flow = %flow, "Flow run started.");
         loop {
+            if self.lease.lost() {
+                committer.finish()?;
+                return Err(RunError::Store(StoreError::LockLost { flow: flow.clone() }));
+            }
             let batch = match self.next_batch().await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
@@ -326,6 +340,7 @@ impl FlowRun {
                     position: batch.position.clone(),
                     sink_state: Value::Null,
                 },
+                lock: Some(self.lease.holder_id().to_owned()),
                 ..CommitBatch::default()
             };
             for item in settled {

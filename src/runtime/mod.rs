@@ -13,6 +13,7 @@ mod commit;
 pub mod deadlines;
 mod delivery;
 pub mod engine;
+mod lease;
 pub mod plan;
 pub mod record;
 pub mod replay;

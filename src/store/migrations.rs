@@ -1,7 +1,7 @@
 //! Embedded schema migrations, applied in order on open; `PRAGMA user_version` records how
 //! many have run. Append new migrations; never edit one that has shipped.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 const MIGRATIONS: &[&str] = &[
     // 1: the offer flow's state.
@@ -94,16 +94,56 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (object, system, external_id)
      );
      CREATE INDEX xrefs_by_key ON xrefs (object, record_key);",
+    // 4: flow locks: a flow runs in one process at a time (see `locks.rs`).
+    "CREATE TABLE flow_locks (
+        flow TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        since TEXT NOT NULL,
+        heartbeat_ms INTEGER NOT NULL
+     );",
 ];
 
-/// Applies the migrations this file has not seen yet.
-pub(super) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {
-    let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
-        let tx = conn.transaction()?;
+/// Why migrations could not be applied.
+#[derive(Debug)]
+pub(super) enum MigrationError {
+    /// SQLite failed.
+    Sqlite(rusqlite::Error),
+    /// The file carries a schema version this program does not know (0 for a database that
+    /// is not a Switchyard state, higher for a newer Switchyard).
+    Foreign(i64),
+}
+
+impl From<rusqlite::Error> for MigrationError {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Sqlite(err)
+    }
+}
+
+/// Applies the migrations this file has not seen yet. Each runs in an immediate (write-locked)
+/// transaction that reads the version again, so processes opening one file at once apply
+/// each migration exactly once.
+pub(super) fn apply(conn: &mut Connection) -> Result<(), MigrationError> {
+    let fresh = {
+        let tables: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |row| row.get(0),
+        )?;
+        tables == 0
+    };
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if applied < 0 || applied > MIGRATIONS.len() as i64 || (applied == 0 && !fresh) {
+            return Err(MigrationError::Foreign(applied));
+        }
+        let Some(sql) = MIGRATIONS.get(applied as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.pragma_update(None, "user_version", applied + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }

@@ -13,6 +13,7 @@
 
 mod dead_letters;
 mod inbox;
+mod locks;
 mod migrations;
 mod outbox;
 mod xrefs;
@@ -25,7 +26,8 @@ use serde_json::Value;
 
 pub use self::dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter};
 pub use self::inbox::{InboxEvent, InboxInsert};
-pub use self::outbox::{OutboxAlert, PendingAlert};
+pub use self::locks::{HEARTBEAT_EVERY, LockHolder, STALE_AFTER};
+pub use self::outbox::{ALERT_CLAIM, OutboxAlert, PendingAlert};
 pub use self::xrefs::CrossReference;
 
 /// A handle on the state store; cheap to clone, shared between tasks.
@@ -71,6 +73,39 @@ pub enum StoreError {
     /// No dead letter has this ID.
     #[error("no dead letter #{0}")]
     NoSuchDeadLetter(i64),
+    /// The state file exists but cannot be trusted; nothing was read or sent.
+    #[error("state store {path} {problem}; nothing was sent. {fix}")]
+    Unusable {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What the operator can do.
+        fix: String,
+    },
+    /// Another live process runs the flow.
+    #[error(
+        "flow `{flow}` is already running ({holder}); a flow runs in one process at a time. \
+         Wait for that run to end or stop it; a crashed holder's lock is taken over \
+         automatically once its process is gone or {stale}s after its last heartbeat",
+        stale = STALE_AFTER.as_secs()
+    )]
+    FlowLocked {
+        /// The flow.
+        flow: String,
+        /// Who has it.
+        holder: LockHolder,
+    },
+    /// The run lost its flow lock (it stalled past the stale limit and another run took
+    /// over); its batch was not committed.
+    #[error(
+        "flow `{flow}`: this run lost its lock to another process; its last batch was not \
+         committed and that process resumes from the checkpoint"
+    )]
+    LockLost {
+        /// The flow.
+        flow: String,
+    },
 }
 
 /// Where a flow stands: the source position after the last committed batch and the sink's
@@ -99,6 +134,8 @@ pub struct CommitBatch {
     pub delivered: u64,
     /// Records dropped as duplicates.
     pub duplicates: u64,
+    /// The holder ID of the run's flow lock: the commit is refused unless it still holds it.
+    pub lock: Option<String>,
 }
 
 /// The retry clock of one record: when it first failed and how often.
@@ -128,26 +165,51 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    /// Opens (creating if needed) the state file and applies migrations.
+    /// Opens the state file, creating it only where no file exists, and applies migrations.
+    ///
+    /// A file that exists is trusted only if it is a SQLite database that passes a quick
+    /// integrity check and carries this program's schema: an empty or damaged state file
+    /// silently replaced by a new one would send every record again and re-create every dead
+    /// letter and alert. A new file is built aside and linked into place complete, so no
+    /// crash or concurrent start can leave a half-initialised one behind.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        match std::fs::metadata(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => create(path)?,
+            Err(err) => return Err(io(err)),
+            Ok(meta) if meta.len() == 0 => {
+                return Err(unusable(
+                    path,
+                    "is empty (0 bytes)",
+                    "If this is a new installation, delete the empty file and start again; \
+                     otherwise restore the state file from a backup: starting from an empty \
+                     state would send every record again and re-create every dead letter and \
+                     alert.",
+                ));
+            }
+            Ok(_) => check_header(path)?,
         }
         let sqlite = |source| StoreError::Sqlite {
             path: path.to_owned(),
             source,
         };
-        let mut conn = Connection::open(path).map_err(sqlite)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sqlite)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite)?;
-        migrations::apply(&mut conn).map_err(sqlite)?;
+        let mut conn = connect(path).map_err(sqlite)?;
+        check_integrity(&conn, path)?;
+        migrations::apply(&mut conn).map_err(|err| match err {
+            migrations::MigrationError::Sqlite(source) => sqlite(source),
+            migrations::MigrationError::Foreign(version) => unusable(
+                path,
+                &format!("has schema version {version}, which this program does not know"),
+                "It was written by a newer Switchyard or is not a Switchyard state file: run \
+                 the version that wrote it, or point --state at the right file.",
+            ),
+        })?;
         Ok(Self {
             inner: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
@@ -162,7 +224,13 @@ impl Store {
             source,
         };
         let mut conn = Connection::open_in_memory().map_err(sqlite)?;
-        migrations::apply(&mut conn).map_err(sqlite)?;
+        migrations::apply(&mut conn).map_err(|err| match err {
+            migrations::MigrationError::Sqlite(source) => sqlite(source),
+            migrations::MigrationError::Foreign(version) => StoreError::Corrupt {
+                path: path.clone(),
+                message: format!("a new database has schema version {version}"),
+            },
+        })?;
         Ok(Self {
             inner: Arc::new(Mutex::new(conn)),
             path,
@@ -230,6 +298,13 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
         let now = now_rfc3339();
+        if let Some(holder) = &batch.lock
+            && !locks::refresh(&tx, &batch.flow, holder).map_err(|e| self.sqlite(e))?
+        {
+            return Err(StoreError::LockLost {
+                flow: batch.flow.clone(),
+            });
+        }
         let ids = (|| -> rusqlite::Result<Vec<i64>> {
             tx.execute(
                 "INSERT INTO checkpoints (flow, position, sink_state, updated_at)
@@ -408,6 +483,121 @@ impl Store {
             message: format!("stored JSON does not parse: {err}"),
         })
     }
+}
+
+/// The first bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+fn unusable(path: &Path, problem: &str, fix: &str) -> StoreError {
+    StoreError::Unusable {
+        path: path.to_owned(),
+        problem: problem.to_owned(),
+        fix: fix.to_owned(),
+    }
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    // No `SQLITE_OPEN_CREATE`: a file that vanished since it was checked is an error here,
+    // never a new empty state.
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+/// Creates a new state file: built and migrated under a private name, then linked into place
+/// in one step. When another process created the file meanwhile, its file is kept.
+fn create(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(
+        ".{name}.new-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let build = || -> rusqlite::Result<()> {
+        let mut conn = Connection::open(&temp)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrations::apply(&mut conn).map_err(|err| match err {
+            migrations::MigrationError::Sqlite(e) => e,
+            migrations::MigrationError::Foreign(_) => rusqlite::Error::InvalidQuery,
+        })?;
+        // Closing the only connection checkpoints the WAL into the file.
+        conn.close().map_err(|(_, e)| e)
+    };
+    let built = build().map_err(|source| StoreError::Sqlite {
+        path: temp.clone(),
+        source,
+    });
+    let linked = built.and_then(|()| match std::fs::hard_link(&temp, path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(io(err)),
+    });
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", temp.display()));
+    }
+    linked?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        // The new name must survive a power loss like the data behind it.
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    let read = std::fs::File::open(path)
+        .and_then(|mut file| file.read(&mut header))
+        .map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    if read < header.len() || &header != SQLITE_HEADER {
+        return Err(unusable(
+            path,
+            "is not a SQLite database (its first bytes are wrong)",
+            "Point --state at the right file, or restore the state file from a backup.",
+        ));
+    }
+    Ok(())
+}
+
+fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let damaged = |detail: String| {
+        unusable(
+            path,
+            &format!("is damaged ({detail})"),
+            "Restore the state file from a backup, or salvage it with \
+             `sqlite3 BROKEN.db .recover | sqlite3 RECOVERED.db` and point --state at the \
+             result after checking it.",
+        )
+    };
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(|err| damaged(err.to_string()))?;
+    if problems != ["ok"] {
+        return Err(damaged(problems.join("; ")));
+    }
+    Ok(())
 }
 
 /// A stable 64-bit hash of an idempotency key (FNV-1a); stable across builds and platforms,

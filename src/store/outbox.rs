@@ -63,37 +63,48 @@ impl Store {
     /// Alerts due for an attempt at `now_ms`, oldest first.
     pub fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<PendingAlert>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, owner, url, payload, attempts FROM alert_outbox
-                 WHERE delivered_at IS NULL AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
-            )
-            .map_err(|e| self.sqlite(e))?;
-        let rows = stmt
-            .query_map(params![now_ms, limit as i64], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, u32>(4)?,
-                ))
+        let rows = select_due(&conn, now_ms, limit).map_err(|e| self.sqlite(e))?;
+        self.pending(rows)
+    }
+
+    /// Claims the alerts due at `now_ms` for one sender: they are not due again for anyone
+    /// until [`ALERT_CLAIM`] has passed, so two processes sharing a state file (a `run`
+    /// beside the daemon) do not both post the same alert. A sender that dies with a claim
+    /// only delays its alerts by the claim.
+    pub fn claim_due_alerts(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingAlert>, StoreError> {
+        let mut conn = self.conn();
+        let claimed = (|| -> rusqlite::Result<Vec<Row>> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let rows = select_due(&tx, now_ms, limit)?;
+            for row in &rows {
+                tx.prepare_cached("UPDATE alert_outbox SET next_attempt_ms = ?2 WHERE id = ?1")?
+                    .execute(params![row.0, now_ms + ALERT_CLAIM.as_millis() as i64])?;
+            }
+            tx.commit()?;
+            Ok(rows)
+        })()
+        .map_err(|e| self.sqlite(e))?;
+        self.pending(claimed)
+    }
+
+    fn pending(&self, rows: Vec<Row>) -> Result<Vec<PendingAlert>, StoreError> {
+        rows.into_iter()
+            .map(|(id, owner, url, payload, attempts)| {
+                Ok(PendingAlert {
+                    id,
+                    alert: OutboxAlert {
+                        owner,
+                        url,
+                        payload: self.json(&payload)?,
+                    },
+                    attempts,
+                })
             })
-            .map_err(|e| self.sqlite(e))?;
-        let mut alerts = Vec::new();
-        for row in rows {
-            let (id, owner, url, payload, attempts) = row.map_err(|e| self.sqlite(e))?;
-            alerts.push(PendingAlert {
-                id,
-                alert: OutboxAlert {
-                    owner,
-                    url,
-                    payload: self.json(&payload)?,
-                },
-                attempts,
-            });
-        }
-        Ok(alerts)
+            .collect()
     }
 
     /// Number of alerts not delivered yet.
@@ -135,4 +146,27 @@ impl Store {
             .map(drop)
             .map_err(|e| self.sqlite(e))
     }
+}
+
+/// How long a claimed alert is left to its sender before it is due again for anyone.
+pub const ALERT_CLAIM: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An outbox row: id, owner, url, payload, attempts.
+type Row = (i64, String, String, String, u32);
+
+fn select_due(conn: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, owner, url, payload, attempts FROM alert_outbox
+         WHERE delivered_at IS NULL AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
+    )?;
+    stmt.query_map(params![now_ms, limit as i64], |row| {
+        Ok((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+        ))
+    })?
+    .collect()
 }

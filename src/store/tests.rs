@@ -43,6 +43,7 @@ fn a_batch_commits_everything_or_nothing_and_survives_reopening() {
         )],
         delivered: 2,
         duplicates: 0,
+        lock: None,
     };
     let ids = store.commit(&batch).unwrap();
     assert_eq!(ids.len(), 1);

@@ -212,10 +212,7 @@ impl HttpSource {
                  `from.request` (records must come sorted by the cursor, at or after it)"
             )));
         }
-        let last = page
-            .iter()
-            .filter_map(cursor_of)
-            .max_by(cursor_cmp);
+        let last = page.iter().filter_map(cursor_of).max_by(cursor_cmp);
         let boundary = self.query_cursor.clone();
         let mut overlap = self.tie_prints.clone();
         let fresh: Vec<Value> = page
