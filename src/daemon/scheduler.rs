@@ -337,7 +337,15 @@ async fn execute(
                 owner_of: &owner_of,
             }
             .emit(&state.metrics);
+            let unsettled = report.unsettled;
             state.record_run(name, Ok(report));
+            if unsettled > 0 {
+                // Inbox events behind those records must stay pending, not be marked done.
+                return Err(format!(
+                    "{unsettled} record(s) left unsettled while the sink is down; they are \
+                     read again on the next run"
+                ));
+            }
             Ok(())
         }
         Err(err) => {

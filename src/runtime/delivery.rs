@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::clock::Clock;
 use super::plan::FlowPlan;
 use super::record::{Deadline, Output, Ready, Rejected};
-use super::retry::{self, Delivery};
+use super::retry::{self, Delivery, Outage};
 use crate::connectors::Outgoing;
 use crate::connectors::file::FileSink;
 use crate::connectors::http::HttpSink;
@@ -36,6 +36,9 @@ pub(super) struct Unit {
 /// How one unit's delivery ended.
 pub(super) enum Outcome {
     Delivered,
+    /// Not settled: the sink was declared down before this unit's window closed. The unit's
+    /// record goes back to the source (the checkpoint stays before it).
+    Abandoned,
     Failed {
         mode: FailureMode,
         attempts: u32,
@@ -90,6 +93,8 @@ pub(super) struct Delivering {
     pub(super) store: Store,
     pub(super) plan: Arc<FlowPlan>,
     pub(super) clock: Clock,
+    /// Shared by the batch's deliveries; `None` delivers each unit on its own (replay).
+    pub(super) outage: Option<Outage>,
 }
 
 impl Delivering {
@@ -110,6 +115,7 @@ impl Delivering {
             &self.store,
             &plan.name,
             &unit.idempotency_key,
+            self.outage.as_ref(),
             || async {
                 if passed(&self.clock) {
                     return Err(deadline_failure());
@@ -149,6 +155,7 @@ impl Delivering {
             &self.store,
             &plan.name,
             &key,
+            self.outage.as_ref(),
             || async {
                 if passed(&self.clock) {
                     return Err(deadline_failure());
@@ -167,6 +174,7 @@ impl Delivering {
 pub(super) fn failed(delivery: Delivery, deadline_passed: bool) -> Option<Outcome> {
     let (mode, attempts, error) = match delivery {
         Delivery::Delivered { .. } => return None,
+        Delivery::Abandoned { .. } => return Some(Outcome::Abandoned),
         Delivery::Rejected { attempts, error } if deadline_passed => {
             (FailureMode::DeadlineMissed, attempts, error)
         }

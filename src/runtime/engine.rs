@@ -18,6 +18,7 @@ use super::delivery::{AckTarget, Delivering, Outcome, SinkKind, Unit, lock, unit
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
 use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
+use super::retry::Outage;
 use crate::connectors::file::{FileSink, FileSource};
 use crate::connectors::http::{HttpSink, HttpSource, HttpSystem};
 use crate::connectors::recorder::RecorderSink;
@@ -102,6 +103,10 @@ pub struct RunReport {
     /// Owners warned of an approaching deadline.
     #[serde(default)]
     pub deadline_warnings: u64,
+    /// Records left unsettled because the sink was declared down before their retry window
+    /// closed; the checkpoint stays before them and the next run reads them again.
+    #[serde(default)]
+    pub unsettled: u64,
 }
 
 /// A run that could not start or had to stop.
@@ -152,6 +157,8 @@ pub struct FlowRun {
     options: RunOptions,
     /// Held from before the checkpoint is read until the run ends.
     lease: FlowLease,
+    /// The source position of the last batch settled in full (the checkpoint to commit).
+    position: Value,
 }
 
 enum SourceKind {
@@ -293,6 +300,7 @@ impl FlowRun {
             ack,
             options,
             lease,
+            position: checkpoint.position,
         })
     }
 
@@ -333,11 +341,17 @@ impl FlowRun {
             report.read += batch.len() as u64;
             let mut batch = batch;
             self.look_up(&mut batch)?;
+            let unsettled_before = report.unsettled;
             let (settled, stop) = self.settle(&batch, &mut processed, &mut report).await?;
+            // The cursor never passes a record that is not settled: with any left, the
+            // checkpoint stays where the batch started and the next run reads it again.
+            if report.unsettled == unsettled_before {
+                self.position = batch.position.clone();
+            }
             let mut commit = CommitBatch {
                 flow: flow.clone(),
                 checkpoint: Checkpoint {
-                    position: batch.position.clone(),
+                    position: self.position.clone(),
                     sink_state: Value::Null,
                 },
                 lock: Some(self.lease.holder_id().to_owned()),
@@ -432,6 +446,7 @@ impl FlowRun {
             store: self.store.clone(),
             plan: Arc::new(plan),
             clock: self.options.clock,
+            outage: None,
         };
         for unit in units(ready) {
             let unit = match unit {
@@ -477,7 +492,9 @@ impl FlowRun {
         Ok(())
     }
 
-    /// Settles every record of a batch; returns what to commit and whether to stop.
+    /// Settles every record of a batch; returns what to commit and whether to stop. A record
+    /// with a unit abandoned in an outage is left out entirely (no processed key, no dead
+    /// letter for its other legs): it is read again, and decided whole, on the next run.
     async fn settle(
         &self,
         batch: &Batch,
@@ -499,6 +516,11 @@ impl FlowRun {
                 .unwrap_or_default()
         };
         let mut settled = Vec::with_capacity(prepared.len());
+        // Records admitted for delivery: their processed key, committed once every unit is
+        // settled, whatever became of each leg.
+        let mut admitted: Vec<(usize, u64)> = Vec::new();
+        // Failures decided after delivery (or for legs that failed mapping), by record.
+        let mut failed: Vec<(usize, Rejected, u32)> = Vec::new();
         let mut pending: Vec<(usize, Unit)> = Vec::new();
         for (index, item) in prepared.into_iter().enumerate() {
             let ready = match record::admit(item, processed) {
@@ -512,18 +534,10 @@ impl FlowRun {
                 }
                 Admission::Deliver(ready) => ready,
             };
-            // The record's key is processed once, whatever becomes of its legs.
-            settled.push(Settled {
-                key_hash: Some(ready.key_hash),
-                dead_letter: None,
-            });
+            admitted.push((index, ready.key_hash));
             for unit in units(ready) {
                 match unit {
-                    Err(rejected) => {
-                        let mut item = self.dead_letter(rejected, 0, original(index), report);
-                        item.key_hash = None;
-                        settled.push(item);
-                    }
+                    Err(rejected) => failed.push((index, rejected, 0)),
                     Ok(unit) => match &self.sink {
                         SinkKind::File(file) => {
                             lock(file).write(&unit.body).map_err(commit_io)?;
@@ -535,10 +549,15 @@ impl FlowRun {
             }
         }
         let mut stop = None;
+        let mut abandoned = std::collections::HashSet::new();
         for (index, unit, outcome) in self.deliver_all(pending, report).await? {
             let (mode, attempts, error) = match outcome {
                 Outcome::Delivered => {
                     report.delivered += 1;
+                    continue;
+                }
+                Outcome::Abandoned => {
+                    abandoned.insert(index);
                     continue;
                 }
                 Outcome::Failed {
@@ -550,7 +569,7 @@ impl FlowRun {
             if mode == FailureMode::SinkUnavailable {
                 stop = Some(format!(
                     "the sink stayed unavailable past the retry window ({error}); the \
-                     checkpoint stays before the records not yet read"
+                     checkpoint stays before the records not yet settled"
                 ));
             }
             let reason = match mode {
@@ -567,10 +586,27 @@ impl FlowRun {
                     error,
                 },
             };
+            failed.push((index, rejected, attempts));
+        }
+        failed.sort_by_key(|(index, _, _)| *index);
+        for (index, rejected, attempts) in failed {
+            if abandoned.contains(&index) {
+                continue;
+            }
             let mut item = self.dead_letter(rejected, attempts, original(index), report);
+            // A leg's failure does not make its record processed; the record's key does.
             item.key_hash = None;
             settled.push(item);
         }
+        for (index, key_hash) in admitted {
+            if !abandoned.contains(&index) {
+                settled.push(Settled {
+                    key_hash: Some(key_hash),
+                    dead_letter: None,
+                });
+            }
+        }
+        report.unsettled += abandoned.len() as u64;
         Ok((settled, stop))
     }
 
@@ -641,6 +677,7 @@ impl FlowRun {
                 .push((index, unit));
         }
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let outage = Outage::default();
         let mut tasks = tokio::task::JoinSet::new();
         let read_at = tokio::time::Instant::now();
         for (_, group) in groups {
@@ -652,13 +689,28 @@ impl FlowRun {
                 store: self.store.clone(),
                 plan: self.plan.clone(),
                 clock: self.options.clock,
+                outage: Some(outage.clone()),
             };
+            let outage = outage.clone();
             let open = open.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let mut results = Vec::with_capacity(group.len());
                 for (index, unit) in group {
-                    let outcome = delivery.deliver(&unit).await?;
+                    // Once the sink is declared down, later units of the object are not sent
+                    // either: a later change must never overtake an earlier one.
+                    let outcome = if outage.declared() {
+                        Outcome::Abandoned
+                    } else {
+                        delivery.deliver(&unit).await?
+                    };
+                    if let Outcome::Failed {
+                        mode: FailureMode::SinkUnavailable,
+                        ..
+                    } = &outcome
+                    {
+                        outage.declare();
+                    }
                     lock(&open).remove(&unit.record_key);
                     if let (Outcome::Delivered, Some(observer)) = (&outcome, &observer) {
                         (observer.0)(read_at.elapsed());

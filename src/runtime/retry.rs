@@ -34,15 +34,55 @@ pub enum Delivery {
         /// The last failure.
         error: String,
     },
+    /// Given up early, the window still open, because the sink was declared down (another
+    /// record of the batch outlived its window): the record goes back to its source and its
+    /// retry clock keeps running in the store.
+    Abandoned {
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
-/// Sends one record until it is acknowledged, refused, or its retry window closes.
+/// Declared when the sink stayed unavailable past a record's retry window: the other
+/// deliveries of the batch stop waiting on it, so the dead letter and its alert are committed
+/// within moments of the window's end instead of after every queued record has had a window
+/// of its own.
+#[derive(Debug, Clone)]
+pub struct Outage(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Outage {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Outage {
+    /// Declares the sink down.
+    pub fn declare(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether the sink was declared down.
+    pub fn declared(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    async fn wait(&self) {
+        let mut declared = self.0.subscribe();
+        // The sender lives in `self`, so the channel cannot close under us.
+        let _ = declared.wait_for(|down| *down).await;
+    }
+}
+
+/// Sends one record until it is acknowledged, refused, or its retry window closes — or, with
+/// an `outage` given, until that is declared while the record waits for its next attempt.
 pub async fn deliver<F, Fut>(
     policy: &RetryPolicy,
     clock: &Clock,
     store: &Store,
     flow: &str,
     key: &str,
+    outage: Option<&Outage>,
     mut send: F,
 ) -> Result<Delivery, StoreError>
 where
@@ -52,6 +92,9 @@ where
     let mut failed_before = store.retry_state(flow, key)?.is_some();
     let mut attempts = 0;
     loop {
+        if outage.is_some_and(Outage::declared) {
+            return Ok(Delivery::Abandoned { attempts });
+        }
         attempts += 1;
         let failure = match send().await {
             Ok(()) => {
@@ -93,7 +136,15 @@ where
             flow, key, attempt = state.attempts, delay_ms = delay.as_millis() as u64,
             error = %failure.message, "Delivery failed; will retry."
         );
-        clock.sleep(delay).await;
+        match outage {
+            Some(outage) => {
+                tokio::select! {
+                    () = clock.sleep(delay) => {}
+                    () = outage.wait() => return Ok(Delivery::Abandoned { attempts }),
+                }
+            }
+            None => clock.sleep(delay).await,
+        }
     }
 }
 
@@ -153,7 +204,7 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let clock = Clock::virtual_now();
         let calls = AtomicU32::new(0);
-        let result = deliver(&policy(), &clock, &store, "f", "k", || async {
+        let result = deliver(&policy(), &clock, &store, "f", "k", None, || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 3 {
                 Err(transient(None))
             } else {
@@ -175,7 +226,7 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let clock = Clock::virtual_now();
         let start = clock.now_ms();
-        let result = deliver(&policy(), &clock, &store, "f", "k", || async {
+        let result = deliver(&policy(), &clock, &store, "f", "k", None, || async {
             Err(transient(None))
         })
         .await
@@ -191,7 +242,7 @@ mod tests {
         let clock = Clock::virtual_now();
         let start = clock.now_ms();
         let calls = AtomicU32::new(0);
-        deliver(&policy(), &clock, &store, "f", "a", || async {
+        deliver(&policy(), &clock, &store, "f", "a", None, || async {
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 Err(transient(Some(30)))
             } else {
@@ -201,7 +252,7 @@ mod tests {
         .await
         .unwrap();
         assert!(clock.now_ms() - start >= 30_000);
-        let result = deliver(&policy(), &clock, &store, "f", "b", || async {
+        let result = deliver(&policy(), &clock, &store, "f", "b", None, || async {
             Err(SendFailure::from_status(422, None, "bad sku"))
         })
         .await
@@ -221,7 +272,7 @@ mod tests {
             .record_failure("f", "k", clock.now_ms() - 590_000, "503")
             .unwrap();
         let start = clock.now_ms();
-        let result = deliver(&policy(), &clock, &store, "f", "k", || async {
+        let result = deliver(&policy(), &clock, &store, "f", "k", None, || async {
             Err(transient(None))
         })
         .await
