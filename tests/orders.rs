@@ -215,12 +215,16 @@ async fn sigterm_under_load_exits_in_time_and_loses_or_duplicates_nothing() {
         sandbox.oms_stats().received == legs
     })
     .await;
+    // The acceptance follows the OMS write: wait for it rather than race it.
+    wait_until("every leg accepted", Duration::from_secs(30), || {
+        sandbox.orders_summary().accepted_before_deadline == legs
+    })
+    .await;
     let oms = sandbox.oms_stats();
     assert_eq!(
         oms.duplicate_orders, 0,
         "no leg delivered twice under two keys"
     );
-    assert_eq!(sandbox.orders_summary().accepted_before_deadline, legs);
     let (code, _) = daemon.terminate();
     assert_eq!(code, 0);
     sandbox.shutdown().await;
