@@ -113,6 +113,9 @@ fn append_to_file(
     path: &std::path::Path,
     outgoing: &Outgoing,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // Held while the file and its checkpoint change: a run appending at the same time would
+    // otherwise cut this line off, or this replay cut off the run's lines.
+    let lease = super::lease::FlowLease::acquire(store, flow)?;
     let checkpoint = store.checkpoint(flow)?.unwrap_or_default();
     let mut sink = FileSink::open(path, &checkpoint.sink_state)?;
     sink.write(&outgoing.body)?;
@@ -125,6 +128,7 @@ fn append_to_file(
             sink_state,
         },
         delivered: 1,
+        lock: Some(lease.holder_id().to_owned()),
         ..CommitBatch::default()
     })?;
     Ok(())
