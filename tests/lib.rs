@@ -6,5 +6,6 @@ mod explain;
 mod orders;
 mod runtime;
 mod schema;
+mod security;
 mod util;
 mod validate;

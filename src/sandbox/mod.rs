@@ -73,7 +73,7 @@ pub use marketplace::OfferSummary;
 pub use oms::{OmsStats, ReceivedOmsOrder};
 pub use orders::{OrderState, OrderSummary};
 pub use storefront::{ReceivedWrite, StorefrontStats};
-pub use webhooks::{sign, verify};
+pub use webhooks::{sign, sign_event, verify};
 
 /// How long `shutdown` waits for open connections to finish before it stops the server.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
