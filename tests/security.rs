@@ -314,3 +314,193 @@ async fn item_14_replayed_signature_with_a_new_event_id_is_refused() {
     }
     assert_eq!(intake.stored(), vec!["evt-1".to_owned()]);
 }
+
+// --- Item 15 --------------------------------------------------------------------------------
+
+mod redirects {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::any;
+
+    /// Path and headers of every request a server received.
+    pub(super) type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
+
+    /// A loopback server that redirects `/away-port` to `other`, `/away-host` to the same port
+    /// under the name `localhost`, `/same` to its own `/landing`, and records every request.
+    pub(super) async fn server(seen: Seen, other: Option<SocketAddr>) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = Router::new().fallback(any(move |uri: axum::http::Uri, headers: HeaderMap| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let path = uri.path().to_owned();
+                seen.lock().expect("lock").push((path.clone(), headers));
+                let location = match path.as_str() {
+                    "/away-port" => other.map(|o| format!("http://{o}/landing")),
+                    "/away-host" => Some(format!("http://localhost:{}/landing", addr.port())),
+                    "/same" => Some("/landing".to_owned()),
+                    _ => None,
+                };
+                match location {
+                    Some(location) => (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(axum::http::header::LOCATION, location)],
+                    )
+                        .into_response(),
+                    None => (StatusCode::OK, axum::Json(serde_json::json!({"ok": true})))
+                        .into_response(),
+                }
+            }
+        }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+}
+
+#[tokio::test]
+async fn item_15_credential_headers_are_not_forwarded_on_cross_origin_redirects() {
+    use axum::http::HeaderMap;
+    use redirects::Seen;
+    use switchyard::connectors::Outgoing;
+    use switchyard::connectors::http::{HttpSink, HttpSystem};
+
+    let elsewhere: Seen = Seen::default();
+    let other = redirects::server(std::sync::Arc::clone(&elsewhere), None).await;
+    let origin: Seen = Seen::default();
+    let addr = redirects::server(std::sync::Arc::clone(&origin), Some(other)).await;
+    let config: switchyard::spec::raw::HttpSystemConfig =
+        serde_json::from_value(serde_json::json!({
+            "base_url": format!("http://{addr}"),
+            "headers": {"X-Api-Key": "k-secret-123", "X-Tenant": "acme"},
+            "auth": {"bearer_env": "SHOP_TOKEN"},
+        }))
+        .expect("system config");
+    let system = HttpSystem::new(&config, Duration::from_secs(5), |name| {
+        (name == "SHOP_TOKEN").then(|| "b-secret-456".to_owned())
+    })
+    .expect("system");
+    let record = Outgoing {
+        idempotency_key: "key-1".into(),
+        body: serde_json::json!({"offer_id": "o-1"}),
+    };
+    for path in ["/away-port", "/away-host", "/same"] {
+        let sink_config: switchyard::spec::raw::SinkConfig = serde_json::from_value(
+            serde_json::json!({"system": "shop", "request": {"method": "POST", "path": path}}),
+        )
+        .expect("sink config");
+        let sink = HttpSink::new(system.clone(), &sink_config).expect("sink");
+        sink.send(&record)
+            .await
+            .unwrap_or_else(|f| panic!("{path}: {}", f.message));
+    }
+
+    let landed = |seen: &Seen| -> Vec<HeaderMap> {
+        let seen = seen.lock().expect("lock");
+        seen.iter()
+            .filter(|(path, _)| path == "/landing")
+            .map(|(_, headers)| headers.clone())
+            .collect()
+    };
+    let leaked = |headers: &HeaderMap| {
+        ["x-api-key", "x-tenant", "authorization"]
+            .into_iter()
+            .filter(|name| headers.contains_key(*name))
+            .collect::<Vec<_>>()
+    };
+    // Another port, and the same port under another name, are other origins.
+    let other_origin = landed(&elsewhere);
+    assert_eq!(other_origin.len(), 1);
+    assert_eq!(leaked(&other_origin[0]), Vec::<&str>::new(), "to {other}");
+    let at_origin = landed(&origin);
+    assert_eq!(at_origin.len(), 2, "one via localhost, one same-origin");
+    let by_host: Vec<_> = at_origin
+        .iter()
+        .map(|h| {
+            let host = h
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (host.starts_with("localhost"), leaked(h))
+        })
+        .collect();
+    for (via_localhost, leaked) in by_host {
+        if via_localhost {
+            assert_eq!(leaked, Vec::<&str>::new(), "to localhost");
+        } else {
+            // Same origin: the credentials are still sent, as before.
+            assert_eq!(leaked, vec!["x-api-key", "x-tenant", "authorization"]);
+        }
+    }
+    // The idempotency key is not a credential: it follows the record.
+    assert!(other_origin[0].contains_key("idempotency-key"));
+}
+
+// --- Item 16 --------------------------------------------------------------------------------
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[test]
+fn item_16_url_credentials_never_reach_logs_alerts_or_the_outbox() {
+    let root = workspace("url-credentials");
+    let state = root.join("state.db");
+    let source_port = closed_port();
+    let alerts_port = closed_port();
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["--log-format", "json", "run"])
+        .arg(&root)
+        .arg("offers-to-storefront")
+        .arg("--state")
+        .arg(&state)
+        .env(
+            "MARKETPLACE_URL",
+            format!("http://sy-user:s3cr3t-pass@127.0.0.1:{source_port}/api"),
+        )
+        .env("STOREFRONT_URL", "http://127.0.0.1:9")
+        .env("OMS_URL", "http://127.0.0.1:9")
+        .env("ORDERS_WEBHOOK_SECRET", "secret")
+        .env(
+            "ALERTS_URL",
+            format!("http://127.0.0.1:{alerts_port}/services/T000/B000/XSECRETX"),
+        )
+        .env_remove("STOREFRONT_TOKEN")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The run did reach both leaky paths: the source failed and the alert was not delivered.
+    assert!(stderr.contains("Source page failed"), "{stderr}");
+    assert!(stderr.contains("Alert delivery failed"), "{stderr}");
+    for secret in ["s3cr3t-pass", "sy-user", "XSECRETX"] {
+        assert!(
+            !stderr.contains(secret),
+            "`{secret}` in the logs:\n{stderr}"
+        );
+    }
+    let conn = rusqlite::Connection::open(&state).expect("state");
+    let rows: Vec<(String, Option<String>)> = conn
+        .prepare("SELECT payload, last_error FROM alert_outbox")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .expect("outbox");
+    assert!(!rows.is_empty(), "an alert was queued");
+    for (payload, last_error) in &rows {
+        assert!(last_error.is_some(), "the delivery failure was recorded");
+        let text = format!("{payload} {}", last_error.as_deref().unwrap_or(""));
+        for secret in ["s3cr3t-pass", "sy-user", "XSECRETX"] {
+            assert!(!text.contains(secret), "`{secret}` in the outbox: {text}");
+        }
+        assert!(text.contains(&format!("127.0.0.1:{source_port}")), "{text}");
+    }
+}
