@@ -504,3 +504,71 @@ fn item_16_url_credentials_never_reach_logs_alerts_or_the_outbox() {
         assert!(text.contains(&format!("127.0.0.1:{source_port}")), "{text}");
     }
 }
+
+// --- Item 18 --------------------------------------------------------------------------------
+
+/// Runs `switchyard args` with its stdout a pipe whose reading end is already closed.
+fn with_closed_stdout(dir: &Path, args: &[&str]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .current_dir(dir)
+        .args(args)
+        .envs(crate::util::FIXTURE_ENV.iter().copied())
+        .env("OMS_URL", "http://oms.test")
+        .env("ORDERS_WEBHOOK_SECRET", "secret")
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn item_18_no_command_panics_when_stdout_is_closed() {
+    let root = workspace("epipe");
+    // Dead letters to show: the sandbox seeds invalid offers.
+    let seeded = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("run")
+        .arg(&root)
+        .args([
+            "offers-to-storefront",
+            "--sandbox",
+            "--sandbox-offers",
+            "400",
+        ])
+        .stdout(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let ws = root.to_str().expect("utf-8 path");
+    for args in [
+        &["dlq", "show", ws, "1"][..],
+        &["dlq", "list", ws],
+        &["dlq", "list", ws, "--json"],
+        &["dlq", "export", ws],
+        &["explain", ws],
+        &["validate", ws],
+        &[
+            "run",
+            ws,
+            "offers-to-storefront",
+            "--sandbox",
+            "--sandbox-offers",
+            "5",
+            "--json",
+        ],
+    ] {
+        let (code, stderr) = with_closed_stdout(&root, args);
+        assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}:\n{stderr}");
+        assert_eq!(code, 0, "{args:?}:\n{stderr}");
+    }
+}
