@@ -7,5 +7,6 @@ mod hardening;
 mod orders;
 mod runtime;
 mod schema;
+mod security;
 mod util;
 mod validate;

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::WorkspaceArg;
+use super::output::outln;
 use crate::runtime::replay::{ReplayOutcome, replay};
 use crate::spec::EnvLookup;
 use crate::store::{DeadLetter, DeadLetterFilter, DeadLetterStatus, Store};
@@ -128,7 +129,7 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             if let Ok(record) = serde_json::from_str::<Value>(&letter.letter.record) {
                 value["record"] = record;
             }
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            outln!("{}", serde_json::to_string_pretty(&value)?)?;
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Replay {
@@ -146,18 +147,18 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 let mut failed = 0;
                 for id in &ids {
                     match replay(&ws, &store, *id, &actor).await? {
-                        ReplayOutcome::Delivered => println!("#{id}: delivered"),
+                        ReplayOutcome::Delivered => outln!("#{id}: delivered")?,
                         ReplayOutcome::AlreadyResolved(status) => {
-                            println!("#{id}: already {}", status_name(status))
+                            outln!("#{id}: already {}", status_name(status))?
                         }
                         ReplayOutcome::Failed(error) => {
                             failed += 1;
-                            println!("#{id}: still failing: {error}");
+                            outln!("#{id}: still failing: {error}")?;
                         }
                     }
                 }
                 crate::runtime::alerts::drain(&store, std::time::Duration::from_secs(5)).await;
-                println!("{} replayed, {failed} still failing", ids.len() - failed);
+                outln!("{} replayed, {failed} still failing", ids.len() - failed)?;
                 Ok(if failed == 0 {
                     ExitCode::SUCCESS
                 } else {
@@ -181,7 +182,7 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             }
             for id in ids {
                 store.resolve_dead_letter(id, DeadLetterStatus::Suppressed, &actor, &reason)?;
-                println!("#{id}: suppressed by {actor}");
+                outln!("#{id}: suppressed by {actor}")?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,11 +1,11 @@
 //! `switchyard explain`: prints the ownership matrix and a summary of each flow.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::WorkspaceArg;
+use super::output::{err, errln, out};
 use crate::spec::diagnostic;
 use crate::spec::{LoadOptions, load_workspace};
 
@@ -24,10 +24,10 @@ pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_workspace(root, &LoadOptions::default());
     let Some(workspace) = loaded.workspace else {
         // Explaining a broken workspace would explain something that cannot run.
-        eprint!("{}", diagnostic::render_human(&loaded.diagnostics));
-        eprintln!("{}", diagnostic::summary(&loaded.diagnostics));
+        err!("{}", diagnostic::render_human(&loaded.diagnostics));
+        errln!("{}", diagnostic::summary(&loaded.diagnostics));
         return Ok(ExitCode::from(1));
     };
-    std::io::stdout().write_all(crate::spec::explain::explain(&workspace).as_bytes())?;
+    out!("{}", crate::spec::explain::explain(&workspace))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,8 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use self::output::{err, errln};
+
 mod dlq;
 mod explain;
+pub(crate) mod output;
 mod run;
 mod sandbox;
 mod schema;
@@ -95,8 +98,10 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of stdout has gone (`| head`): it has what it wanted.
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            errln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -130,7 +135,7 @@ fn load_for_run(
         crate::spec::load_workspace(root, &crate::spec::LoadOptions { strict: false, env });
     let text = crate::spec::diagnostic::render_human(&loaded.diagnostics);
     if !text.is_empty() {
-        eprint!("{text}");
+        err!("{text}");
     }
     loaded.workspace.ok_or_else(|| {
         anyhow::anyhow!(
@@ -153,7 +158,7 @@ fn actor(explicit: Option<String>) -> String {
 /// Prints what the in-process sandbox received (`run --sandbox`, `serve --sandbox`).
 fn report_sandbox(sandbox: &crate::sandbox::Sandbox) {
     let stats = sandbox.storefront_stats();
-    eprintln!(
+    errln!(
         "Sandbox storefront: {} records received, {} replays suppressed; {} alerts received",
         stats.records,
         stats.duplicates_suppressed,
@@ -161,7 +166,7 @@ fn report_sandbox(sandbox: &crate::sandbox::Sandbox) {
     );
     let orders = sandbox.orders_summary();
     if orders.legs > 0 {
-        eprintln!(
+        errln!(
             "Sandbox orders: {} legs, {} accepted before their deadline, {} auto-cancelled, \
              {} at the OMS, {} shipments confirmed",
             orders.legs,

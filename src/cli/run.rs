@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::output::{errln, outln};
 use crate::runtime::{FlowRun, RunOptions, alerts};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::spec::EnvLookup;
@@ -57,7 +58,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         let sandbox = Sandbox::start(config)
             .await
             .context("starting the sandbox")?;
-        eprintln!("Sandbox listening on {}", sandbox.base_url());
+        errln!("Sandbox listening on {}", sandbox.base_url());
         Some(sandbox)
     } else {
         None
@@ -85,10 +86,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     let undelivered = alerts::drain(&store, Duration::from_secs(10)).await;
     let report = result?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         let rate = report.read as f64 / elapsed.as_secs_f64().max(1e-9);
-        eprintln!(
+        errln!(
             "{}: read {}, delivered {}, duplicates {}, dead letters {} in {:.2}s ({:.0} records/s)",
             flow_name,
             report.read,
@@ -99,10 +100,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             rate
         );
         for (failure, count) in &report.by_failure {
-            eprintln!("  {failure}: {count}");
+            errln!("  {failure}: {count}");
         }
         if undelivered > 0 {
-            eprintln!("  {undelivered} alert(s) not delivered yet; they stay queued");
+            errln!("  {undelivered} alert(s) not delivered yet; they stay queued");
         }
     }
     if let Some(sandbox) = sandbox {
@@ -110,7 +111,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         sandbox.shutdown().await;
     }
     if let Some(reason) = &report.stopped_early {
-        eprintln!("Stopped early: {reason}");
+        errln!("Stopped early: {reason}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::output::errln;
 use crate::daemon::{self, DaemonError, ServeConfig};
 
 /// Arguments of `switchyard serve`.
@@ -60,7 +61,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..crate::sandbox::SandboxConfig::default()
         };
         let sandbox = runtime.block_on(crate::sandbox::Sandbox::start(config))?;
-        eprintln!("Sandbox listening on {}", sandbox.base_url());
+        errln!("Sandbox listening on {}", sandbox.base_url());
         env = env.with("ORDERS_WEBHOOK_SECRET", secret);
         for (name, value) in sandbox.env() {
             env = env.with(name, value);
@@ -92,7 +93,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(err @ DaemonError::Invalid { .. }) => {
-            eprintln!("error: {err}");
+            errln!("error: {err}");
             Ok(ExitCode::FAILURE)
         }
         Err(err) => Err(err.into()),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use super::output::{out, outln};
 use crate::daemon::admin::FlowView;
 
 /// Arguments of `switchyard status`.
@@ -44,11 +45,11 @@ async fn run_async(args: StatusArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{url} answered {status}: {body}");
     }
     if args.json {
-        println!("{body}");
+        outln!("{body}")?;
         return Ok(ExitCode::SUCCESS);
     }
     let flows: Vec<FlowView> = serde_json::from_str(&body).context("unexpected answer")?;
-    print!("{}", table(&flows));
+    out!("{}", table(&flows))?;
     Ok(ExitCode::SUCCESS)
 }
 

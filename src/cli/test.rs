@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::WorkspaceArg;
+use super::output::outln;
 use crate::flowtest;
 use crate::spec::EnvLookup;
 
@@ -24,30 +25,32 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for result in &results {
         if result.passed() {
-            println!("ok     {} :: {}", result.flow, result.name);
+            outln!("ok     {} :: {}", result.flow, result.name)?;
         } else {
             failed += 1;
-            println!(
+            outln!(
                 "FAILED {} :: {} ({})",
-                result.flow, result.name, result.file
-            );
+                result.flow,
+                result.name,
+                result.file
+            )?;
             for failure in &result.failures {
                 for line in failure.lines() {
-                    println!("    {line}");
+                    outln!("    {line}")?;
                 }
             }
         }
     }
-    println!(
+    outln!(
         "{} case(s): {} passed, {failed} failed",
         results.len(),
         results.len() - failed
-    );
+    )?;
     if results.is_empty() {
-        println!(
+        outln!(
             "no test cases found under {}/tests",
             args.workspace.workspace.display()
-        );
+        )?;
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS

@@ -1,12 +1,12 @@
 //! `switchyard validate`: loads a workspace and prints every diagnostic.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
 use super::WorkspaceArg;
+use super::output::{errln, out};
 use crate::spec::diagnostic::{self, Diagnostic};
 use crate::spec::{EnvLookup, LoadOptions, load_workspace};
 
@@ -55,7 +55,7 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         Format::Json => diagnostic::render_json(&diagnostics),
         Format::Github => diagnostic::render_github(&diagnostics),
     };
-    std::io::stdout().write_all(output.as_bytes())?;
+    out!("{output}")?;
     Ok(if diagnostics.iter().any(Diagnostic::is_error) {
         ExitCode::from(1)
     } else {
@@ -68,7 +68,7 @@ pub(crate) fn check_workspace_folder(root: &Path) -> Option<ExitCode> {
     if root.is_dir() {
         return None;
     }
-    eprintln!(
+    errln!(
         "error: workspace folder {} does not exist or is not a folder",
         root.display()
     );

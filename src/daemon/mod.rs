@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -75,6 +75,18 @@ pub enum DaemonError {
          to the network; set the token or listen on 127.0.0.1"
     )]
     TokenRequired(SocketAddr),
+    /// An admin token too weak to face the network.
+    #[error(
+        "refusing to listen on {listen} with this SWITCHYARD_ADMIN_TOKEN: {weakness}; beyond \
+         loopback the token must be {rule}; generate one with `openssl rand -hex 32`",
+        rule = admin::TOKEN_RULE
+    )]
+    WeakToken {
+        /// The address asked for.
+        listen: SocketAddr,
+        /// What is wrong with the token.
+        weakness: admin::TokenWeakness,
+    },
     /// The state store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,6 +113,9 @@ pub struct DaemonState {
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
     shutting_down: AtomicBool,
     admin_token: Option<String>,
+    /// The address the listener is bound to; the admin API checks `Host` against it.
+    listen: OnceLock<SocketAddr>,
+    webhook_replays: webhook::ReplayCache,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -125,6 +140,8 @@ impl DaemonState {
             wakes: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             admin_token,
+            listen: OnceLock::new(),
+            webhook_replays: webhook::ReplayCache::default(),
         });
         state.sync_flows();
         state
@@ -133,6 +150,20 @@ impl DaemonState {
     /// The current workspace.
     pub fn workspace(&self) -> Arc<Workspace> {
         Arc::clone(&self.workspace.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records the address the listener is bound to (with the port it was given). Until it
+    /// is set, the admin API refuses every request: it cannot tell a request for this daemon
+    /// from one a rebound DNS name sends its way.
+    pub fn set_listen_addr(&self, addr: SocketAddr) {
+        if self.listen.set(addr).is_err() {
+            tracing::warn!(listen = %addr, "Listen address already set; keeping the first.");
+        }
+    }
+
+    /// The address the listener is bound to, once known.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.get().copied()
     }
 
     /// Whether shutdown has begun (intake answers 503, `/readyz` fails).
@@ -376,14 +407,28 @@ pub fn load(root: &Path, env: &EnvLookup) -> Result<Workspace, DaemonError> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
-    if config.admin_token.is_none() {
-        if !config.listen.ip().is_loopback() {
+    match &config.admin_token {
+        None if !config.listen.ip().is_loopback() => {
             return Err(DaemonError::TokenRequired(config.listen));
         }
-        tracing::warn!(
+        None => tracing::warn!(
             listen = %config.listen,
             "SWITCHYARD_ADMIN_TOKEN is not set; the admin API is unauthenticated, so the daemon only listens on loopback."
-        );
+        ),
+        Some(token) => {
+            if let Err(weakness) = admin::check_token_strength(token) {
+                if !config.listen.ip().is_loopback() {
+                    return Err(DaemonError::WeakToken {
+                        listen: config.listen,
+                        weakness,
+                    });
+                }
+                tracing::warn!(
+                    listen = %config.listen, weakness = %weakness,
+                    "SWITCHYARD_ADMIN_TOKEN is weak; accepted on loopback only."
+                );
+            }
+        }
     }
     let workspace = load(&config.root, &config.env)?;
     let state_path = config
@@ -400,6 +445,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
         .await
         .map_err(io(&format!("cannot listen on {}", config.listen)))?;
     let local = listener.local_addr().map_err(io("listener address"))?;
+    state.set_listen_addr(local);
     let mut term = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
     let mut hup = signal(SignalKind::hangup()).map_err(io("SIGHUP handler"))?;

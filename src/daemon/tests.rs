@@ -50,7 +50,9 @@ async fn start(token: Option<&str>) -> Server {
         token.map(Into::into),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap();
+    state.set_listen_addr(addr);
+    let base = format!("http://{addr}");
     let app = router(Arc::clone(&state));
     tokio::spawn(async move { axum::serve(listener, app).await });
     Server {
@@ -267,4 +269,85 @@ async fn admin_api_needs_the_token_and_pauses_flows() {
         .await
         .unwrap();
     assert_eq!(deadlines, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn an_event_signed_with_its_id_is_accepted_and_its_signature_fits_no_other_id() {
+    let server = start(None).await;
+    let body = r#"{"offer_id": "1"}"#;
+    let ts = now();
+    let signature = super::webhook::sign_event(SECRET.as_bytes(), ts, "evt-1", body.as_bytes());
+    let first = server
+        .post_event(Some("evt-1"), ts, Some(signature.clone()), body)
+        .await;
+    assert_eq!(first, reqwest::StatusCode::ACCEPTED);
+    let moved = server
+        .post_event(Some("evt-2"), ts, Some(signature), body)
+        .await;
+    assert_eq!(moved, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(server.stored(), 1);
+}
+
+#[test]
+fn the_replay_cache_forgets_a_signature_once_it_is_stale() {
+    use super::webhook::{ReplayCache, ReplayRefusal, Verified};
+    let cache = ReplayCache::default();
+    let event = |id: &str| Verified {
+        event_id: id.into(),
+        event_id_signed: false,
+        signed_at: 1_000,
+        mac: [7; 32],
+    };
+    assert_eq!(cache.admit("flow", &event("a"), 1_301, 1_000), Ok(()));
+    assert_eq!(cache.admit("flow", &event("a"), 1_301, 1_200), Ok(()));
+    assert_eq!(
+        cache.admit("flow", &event("b"), 1_301, 1_301),
+        Err(ReplayRefusal::Replayed)
+    );
+    assert_eq!(
+        cache.admit("other-flow", &event("a"), 1_301, 1_301),
+        Err(ReplayRefusal::Replayed),
+        "the same signature sent to another flow sharing the secret"
+    );
+    // Past the expiry the timestamp check refuses it anyway; the entry is gone.
+    assert_eq!(cache.admit("flow", &event("b"), 1_600, 1_302), Ok(()));
+}
+
+#[test]
+fn admin_token_strength_rule() {
+    use super::admin::{TokenWeakness, check_token_strength};
+    assert_eq!(check_token_strength("x"), Err(TokenWeakness::TooShort(1)));
+    assert_eq!(
+        check_token_strength(&"ab".repeat(20)),
+        Err(TokenWeakness::Repetitive(2))
+    );
+    assert_eq!(
+        check_token_strength(&format!("{} ", "0123456789abcdef".repeat(2))),
+        Err(TokenWeakness::NotVisibleAscii)
+    );
+    // `openssl rand -hex 16` and `openssl rand -base64 32` shapes.
+    assert_eq!(
+        check_token_strength("9f86d081884c7d659a2feaa0c55ad015"),
+        Ok(())
+    );
+    assert_eq!(
+        check_token_strength("n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="),
+        Ok(())
+    );
+}
+
+#[tokio::test]
+async fn admin_api_refuses_everything_until_it_knows_its_listen_address() {
+    let state = DaemonState::new(workspace(), Store::in_memory().unwrap(), None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(Arc::clone(&state));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = crate::connectors::http::client_builder().build().unwrap();
+    let flows = client
+        .get(format!("{base}/admin/flows"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flows.status(), reqwest::StatusCode::FORBIDDEN);
 }

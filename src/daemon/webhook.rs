@@ -1,9 +1,13 @@
 //! Webhook intake: the route of every webhook flow. It authenticates an event (HMAC-SHA256
-//! over `"<timestamp>.<raw body>"`, timestamp within tolerance), stores it in the durable
-//! inbox and only then answers 2xx; it never runs a flow itself (the flow's runner is woken
-//! and claims the inbox). Refused events (401, 413, 400) leave nothing in the store.
+//! over `"<timestamp>.<event id>.<raw body>"`, or over `"<timestamp>.<raw body>"` for
+//! senders that do not sign the event ID; timestamp within tolerance), refuses a signature
+//! already accepted for another event, stores the event in the durable inbox and only then
+//! answers 2xx; it never runs a flow itself (the flow's runner is woken and claims the
+//! inbox). Refused events (401, 413, 400, 503) leave nothing in the store.
 
-use std::sync::Arc;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Json;
@@ -13,7 +17,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use super::DaemonState;
 use super::events::{WebhookEventHandled, WebhookOutcome};
@@ -35,15 +39,43 @@ pub enum SignatureError {
     /// The signature is not `sha256=<hex>` or does not match.
     #[error("signature does not match")]
     BadSignature,
+    /// The signature was already accepted for another event (a captured request replayed
+    /// under a new event ID, or to another flow).
+    #[error("signature already accepted for another event (replay)")]
+    Replayed,
 }
 
-/// Checks an event's signature and timestamp; returns its event ID.
+/// An authenticated event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The sender's event ID.
+    pub event_id: String,
+    /// Whether the signature covers the event ID (`"<timestamp>.<event id>.<body>"`).
+    pub event_id_signed: bool,
+    /// The signing time, Unix seconds.
+    pub signed_at: i64,
+    /// The HMAC the sender sent, the replay cache's key.
+    pub mac: [u8; 32],
+}
+
+/// Checks an event's signature and timestamp; returns its event ID. Replays are caught by
+/// the daemon's [`ReplayCache`], not here.
 pub fn verify(
     auth: &WebhookAuth,
     headers: &HeaderMap,
     body: &[u8],
     now_unix: i64,
 ) -> Result<String, SignatureError> {
+    verify_event(auth, headers, body, now_unix).map(|verified| verified.event_id)
+}
+
+/// Checks an event's signature (with or without the event ID signed) and timestamp.
+pub fn verify_event(
+    auth: &WebhookAuth,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_unix: i64,
+) -> Result<Verified, SignatureError> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -66,28 +98,148 @@ pub fn verify(
         .strip_prefix("sha256=")
         .and_then(|hex_text| hex::decode(hex_text).ok())
         .ok_or(SignatureError::BadSignature)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(auth.secret.expose())
-        .map_err(|_| SignatureError::BadSignature)?;
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    // `verify_slice` compares in constant time.
-    mac.verify_slice(&expected)
-        .map_err(|_| SignatureError::BadSignature)?;
-    Ok(event_id.to_owned())
+    // The timestamp is hashed as the sender sent it, so `+17...` or `017...` must be signed
+    // that way too. A body is JSON, which never starts with `<id>.`, so the two forms cannot
+    // be mistaken for each other.
+    let matches = |event_id: Option<&str>| {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(auth.secret.expose()) else {
+            return false;
+        };
+        mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        if let Some(id) = event_id {
+            mac.update(id.as_bytes());
+            mac.update(b".");
+        }
+        mac.update(body);
+        // `verify_slice` compares in constant time.
+        mac.verify_slice(&expected).is_ok()
+    };
+    let event_id_signed = if matches(Some(event_id)) {
+        true
+    } else if matches(None) {
+        false
+    } else {
+        return Err(SignatureError::BadSignature);
+    };
+    // A matching HMAC-SHA256 tag is 32 bytes.
+    let mac =
+        <[u8; 32]>::try_from(expected.as_slice()).map_err(|_| SignatureError::BadSignature)?;
+    Ok(Verified {
+        event_id: event_id.to_owned(),
+        event_id_signed,
+        signed_at,
+        mac,
+    })
 }
 
-/// Signs a body the way senders must: `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+/// Signs a body the way senders that do not sign the event ID do:
+/// `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`. Prefer [`sign_event`].
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    hmac_hex(secret, &[timestamp.to_string().as_bytes(), b".", body])
+}
+
+/// Signs an event the recommended way, binding its ID:
+/// `sha256=<hex HMAC-SHA256 of "<timestamp>.<event id>.<body>">`.
+pub fn sign_event(secret: &[u8], timestamp: i64, event_id: &str, body: &[u8]) -> String {
+    let timestamp = timestamp.to_string();
+    hmac_hex(
+        secret,
+        &[timestamp.as_bytes(), b".", event_id.as_bytes(), b".", body],
+    )
+}
+
+fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(mac) => mac,
         Err(_) => return String::new(),
     };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
+    for part in parts {
+        mac.update(part);
+    }
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Most signatures remembered at once. At the 5-minute default tolerance this is over 1,600
+/// events a second, sustained; past it, intake answers 503 and senders retry once older
+/// signatures expire, rather than forgetting one that could still be replayed.
+const REPLAY_CACHE_CAPACITY: usize = 500_000;
+
+/// Signatures accepted while their timestamp is still within tolerance, each with the
+/// (flow, event ID) it was accepted for. A signature that covers only `"<timestamp>.<body>"`
+/// could otherwise be replayed under a new event ID, or to another flow sharing the
+/// secret, until it goes stale. The same event again (a sender's redelivery) is let through
+/// to the inbox, which answers it as a duplicate.
+///
+/// It lives in memory: after a restart, a request captured before it can be replayed until
+/// its timestamp goes stale, unless the sender signs the event ID ([`sign_event`]).
+#[derive(Default)]
+pub(crate) struct ReplayCache {
+    inner: Mutex<ReplayEntries>,
+}
+
+#[derive(Default)]
+struct ReplayEntries {
+    /// MAC -> (SHA-256 of flow and event ID, expiry in Unix seconds).
+    seen: HashMap<[u8; 32], ([u8; 32], i64)>,
+    /// Expiries, soonest first, to forget signatures once they are stale.
+    expiries: BinaryHeap<Reverse<(i64, [u8; 32])>>,
+}
+
+/// Why the replay cache refused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplayRefusal {
+    /// The signature was accepted for another event.
+    Replayed,
+    /// The cache is full; the sender should retry.
+    Full,
+}
+
+impl ReplayCache {
+    /// Admits `verified` for `flow` unless its signature was accepted for another event;
+    /// remembers it until `expires_unix`.
+    pub(crate) fn admit(
+        &self,
+        flow: &str,
+        verified: &Verified,
+        expires_unix: i64,
+        now_unix: i64,
+    ) -> Result<(), ReplayRefusal> {
+        // A cryptographic hash: with a weak one an attacker could pick a new event ID that
+        // collides with the captured one.
+        let event: [u8; 32] = Sha256::new()
+            .chain_update(flow.as_bytes())
+            .chain_update([0])
+            .chain_update(verified.event_id.as_bytes())
+            .finalize()
+            .into();
+        let mut entries = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        entries.forget_until(now_unix);
+        match entries.seen.get(&verified.mac) {
+            Some((seen, _)) if *seen == event => Ok(()),
+            Some(_) => Err(ReplayRefusal::Replayed),
+            None if entries.seen.len() >= REPLAY_CACHE_CAPACITY => Err(ReplayRefusal::Full),
+            None => {
+                entries.seen.insert(verified.mac, (event, expires_unix));
+                entries.expiries.push(Reverse((expires_unix, verified.mac)));
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ReplayEntries {
+    fn forget_until(&mut self, now_unix: i64) {
+        while let Some(Reverse((expires, _))) = self.expiries.peek() {
+            if *expires >= now_unix {
+                break;
+            }
+            if let Some(Reverse((_, mac))) = self.expiries.pop() {
+                self.seen.remove(&mac);
+            }
+        }
+    }
 }
 
 /// The fallback handler that serves every webhook path of the current workspace (paths
@@ -159,8 +311,9 @@ pub(crate) async fn intake(
             );
         }
     };
-    let event_id = match verify(&auth, &headers, &bytes, jiff::Timestamp::now().as_second()) {
-        Ok(id) => id,
+    let now = jiff::Timestamp::now().as_second();
+    let verified = match verify_event(&auth, &headers, &bytes, now) {
+        Ok(verified) => verified,
         Err(err) => {
             refuse(WebhookOutcome::Unauthorized, &err.to_string());
             return reply(
@@ -170,6 +323,34 @@ pub(crate) async fn intake(
             );
         }
     };
+    // Stale once `now - signed_at` exceeds the tolerance; a second of slack for rounding.
+    let expires = verified
+        .signed_at
+        .saturating_add(auth.tolerance.as_secs().min(i64::MAX as u64) as i64)
+        .saturating_add(1);
+    match state.webhook_replays.admit(&flow, &verified, expires, now) {
+        Ok(()) => {}
+        Err(ReplayRefusal::Replayed) => {
+            refuse(
+                WebhookOutcome::Unauthorized,
+                &SignatureError::Replayed.to_string(),
+            );
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "signature verification failed",
+            );
+        }
+        Err(ReplayRefusal::Full) => {
+            tracing::warn!(flow = %flow, "Webhook replay cache full; asking the sender to retry.");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many recent events; retry later",
+            );
+        }
+    }
+    let event_id = verified.event_id;
     let text = match std::str::from_utf8(&bytes) {
         Ok(text) if records_of(text).is_some() => text.to_owned(),
         _ => {

@@ -1,5 +1,7 @@
 //! Alert delivery: a background task drains the outbox, POSTing each alert as JSON to its
 //! owner's webhook, retrying with backoff. It runs beside the flows and never blocks them.
+//! A webhook URL's path is often its secret (Slack and the like), so logs and the outbox's
+//! error column name the webhook by its origin only ([`crate::redact::secret_url`]).
 
 use std::time::Duration;
 
@@ -31,7 +33,8 @@ pub async fn deliver_due(store: &Store, client: &reqwest::Client) -> usize {
                 let wait = Duration::from_secs(1 << alert.attempts.min(9)).min(MAX_BACKOFF);
                 let next = now + wait.as_millis() as i64;
                 tracing::warn!(
-                    owner = %alert.alert.owner, attempts = alert.attempts + 1, error = %error,
+                    owner = %alert.alert.owner, webhook = %crate::redact::secret_url(&alert.alert.url),
+                    attempts = alert.attempts + 1, error = %error,
                     "Alert delivery failed; will retry."
                 );
                 if let Err(err) = store.alert_failed(alert.id, next, &error) {
@@ -80,16 +83,26 @@ pub fn alert_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// Posts one alert; the error says what failed without quoting the webhook's path.
 async fn post(client: &reqwest::Client, alert: &PendingAlert) -> Result<(), String> {
+    let webhook = || crate::redact::secret_url(&alert.alert.url);
     let response = client
         .post(&alert.alert.url)
         .json(&alert.alert.payload)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|err| {
+            // The error's own URL is the secret one: describe it without.
+            let cause = crate::connectors::http::describe_error(err.without_url());
+            format!("POST {}: {cause}", webhook())
+        })?;
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(format!("HTTP {}", response.status().as_u16()))
+        Err(format!(
+            "POST {}: HTTP {}",
+            webhook(),
+            response.status().as_u16()
+        ))
     }
 }

@@ -54,6 +54,8 @@ use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::MissedTickBehavior;
 
+use crate::cli::output::outln;
+
 mod alerts;
 mod faults;
 mod marketplace;
@@ -73,7 +75,7 @@ pub use marketplace::OfferSummary;
 pub use oms::{OmsStats, ReceivedOmsOrder};
 pub use orders::{OrderState, OrderSummary};
 pub use storefront::{ReceivedWrite, StorefrontStats};
-pub use webhooks::{sign, verify};
+pub use webhooks::{sign, sign_event, verify};
 
 /// How long `shutdown` waits for open connections to finish before it stops the server.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -518,12 +520,12 @@ impl Drop for Sandbox {
 pub async fn serve_until_ctrl_c(config: SandboxConfig) -> anyhow::Result<()> {
     let sandbox = Sandbox::start(config.clone()).await?;
     let summary = sandbox.summary();
-    println!("Switchyard sandbox listening on {}", sandbox.base_url());
-    println!("  marketplace: {}", sandbox.marketplace_url());
-    println!("  storefront:  {}", sandbox.storefront_url());
-    println!("  oms:         {}", sandbox.oms_url());
-    println!("  alerts:      {}", sandbox.alerts_url());
-    println!(
+    outln!("Switchyard sandbox listening on {}", sandbox.base_url())?;
+    outln!("  marketplace: {}", sandbox.marketplace_url())?;
+    outln!("  storefront:  {}", sandbox.storefront_url())?;
+    outln!("  oms:         {}", sandbox.oms_url())?;
+    outln!("  alerts:      {}", sandbox.alerts_url())?;
+    outln!(
         "Seeded {} offers (seed {}): {} valid, {} missing price, {} negative quantity, \
          {} unknown currency, {} duplicates, {} ownership violations.",
         summary.offers,
@@ -534,9 +536,9 @@ pub async fn serve_until_ctrl_c(config: SandboxConfig) -> anyhow::Result<()> {
         summary.unknown_currency,
         summary.duplicates,
         summary.ownership_violations,
-    );
+    )?;
     let orders = sandbox.orders_summary();
-    println!(
+    outln!(
         "Seeded {} baskets as {} orders ({} split across sellers), {} s to accept each{}.",
         orders.baskets,
         orders.legs,
@@ -546,12 +548,12 @@ pub async fn serve_until_ctrl_c(config: SandboxConfig) -> anyhow::Result<()> {
             Some(url) => format!("; sending signed webhooks to {url}"),
             None => String::new(),
         },
-    );
-    println!("Run a workspace against it with:");
+    )?;
+    outln!("Run a workspace against it with:")?;
     for (name, value) in sandbox.env() {
-        println!("export {name}={value}");
+        outln!("export {name}={value}")?;
     }
-    println!("Press Ctrl-C to stop.");
+    outln!("Press Ctrl-C to stop.")?;
     tokio::signal::ctrl_c().await?;
     sandbox.shutdown().await;
     Ok(())

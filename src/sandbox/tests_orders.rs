@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{Fault, OrderState, Sandbox, SandboxConfig, SandboxState, sign, verify};
+use super::{Fault, OrderState, Sandbox, SandboxConfig, SandboxState, sign_event, verify};
 
 async fn start(config: SandboxConfig) -> (Sandbox, reqwest::Client) {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -621,12 +621,20 @@ async fn webhooks_are_signed_retried_redelivered_and_duplicated() {
         let event_id = header("x-event-id");
         let timestamp: i64 = header("x-timestamp").parse().expect("unix seconds");
         let signature = header("x-signature");
-        assert_eq!(signature, sign("s3cret", timestamp, body));
-        assert!(verify("s3cret", timestamp, body, &signature));
-        assert!(!verify("wrong", timestamp, body, &signature), "forged");
+        // The event ID is signed: the signature is worthless under another one.
+        assert_eq!(signature, sign_event("s3cret", timestamp, &event_id, body));
+        assert_ne!(signature, sign_event("wrong", timestamp, &event_id, body));
+        assert_ne!(
+            signature,
+            sign_event("s3cret", timestamp, "evt-other", body)
+        );
+        assert_ne!(
+            signature,
+            sign_event("s3cret", timestamp + 1, &event_id, body)
+        );
         assert!(
-            !verify("s3cret", timestamp + 1, body, &signature),
-            "replayed"
+            !verify("s3cret", timestamp, body, &signature),
+            "not the legacy form"
         );
         let event: Value = serde_json::from_slice(body).expect("JSON event");
         assert_eq!(event["event_id"], event_id.as_str());

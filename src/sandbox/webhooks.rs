@@ -1,5 +1,5 @@
 //! Signed order webhooks: the marketplace POSTs each order as an `ORDER_CREATED` event to a
-//! receiver, signed with HMAC-SHA256, retried with exponential backoff until a 2xx, with the
+//! receiver, signed with HMAC-SHA256 over the timestamp, the event ID and the body, retried with exponential backoff until a 2xx, with the
 //! seeded share of redelivered events (same event ID) and duplicate orders (new event ID,
 //! same `order_id`). It owns the emission task only; orders and counters live in `orders`.
 
@@ -32,6 +32,19 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let mut mac = mac(secret);
     mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The signature header value a sender that binds the event ID sends (what the sandbox's
+/// marketplace does): `sha256=<hex HMAC-SHA256>` over `"<timestamp>.<event id>.<raw body>"`.
+/// A captured request cannot be replayed under another event ID.
+pub fn sign_event(secret: &str, timestamp: i64, event_id: &str, body: &[u8]) -> String {
+    let mut mac = mac(secret);
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(event_id.as_bytes());
     mac.update(b".");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
@@ -151,7 +164,10 @@ impl Target {
                 .header("content-type", "application/json")
                 .header("x-event-id", event_id)
                 .header("x-timestamp", timestamp.to_string())
-                .header("x-signature", sign(&self.secret, timestamp, &raw))
+                .header(
+                    "x-signature",
+                    sign_event(&self.secret, timestamp, event_id, &raw),
+                )
                 .body(raw.clone())
                 .send()
                 .await;

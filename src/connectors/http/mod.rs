@@ -1,31 +1,69 @@
 //! The HTTP connector: a client per system (base URL, bearer token, headers, timeout),
 //! paged sources with an incremental cursor, and per-record sinks with an idempotency key.
+//!
+//! A system's credentials (its `headers:`, the bearer token, userinfo in `base_url`) go to
+//! the origin of its base URL only. Redirects are therefore followed here, not by reqwest,
+//! which drops `Authorization` on a cross-origin hop but forwards every other header: a hop
+//! to another scheme, host or port is sent without any of the system's configured headers.
+//! Messages never quote the userinfo of a URL (see [`crate::redact`]).
 
 mod sink;
 mod source;
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
 
 pub use self::sink::HttpSink;
 pub use self::source::HttpSource;
 use crate::spec::raw::HttpSystemConfig;
 
+/// Redirects followed per request before giving up.
+const MAX_REDIRECTS: usize = 10;
+
 /// A configured client for one system.
 #[derive(Debug, Clone)]
 pub struct HttpSystem {
-    /// Base URL without a trailing slash.
+    /// Base URL without a trailing slash, and without userinfo (that became a credential).
     pub base_url: String,
-    /// The client, with default headers and timeout.
-    pub client: reqwest::Client,
+    /// The client, with the timeout; it follows no redirect by itself.
+    client: reqwest::Client,
+    /// What only the base URL's origin may receive.
+    credentials: Arc<Credentials>,
+}
+
+/// A system's credentials and where they may go.
+#[derive(Debug)]
+struct Credentials {
+    /// The configured headers, the bearer token, the base URL's userinfo as basic auth.
+    headers: HeaderMap,
+    /// The base URL, for its origin (scheme, host and port).
+    base: Option<Url>,
 }
 
 /// An HTTP system that cannot be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("HTTP system: {0}")]
 pub struct HttpSetupError(String);
+
+/// A request that got no final response.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSendError {
+    /// The request could not be built or sent, or the response not read (URL redacted).
+    #[error("{0}")]
+    Request(String),
+    /// Redirected more than [`MAX_REDIRECTS`] times.
+    #[error("more than {MAX_REDIRECTS} redirects, the last to {0}")]
+    TooManyRedirects(String),
+}
+
+impl From<reqwest::Error> for HttpSendError {
+    fn from(err: reqwest::Error) -> Self {
+        HttpSendError::Request(describe_error(err))
+    }
+}
 
 impl HttpSystem {
     /// Builds the client of a system. `timeout` comes from the validated spec.
@@ -38,8 +76,10 @@ impl HttpSystem {
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HttpSetupError(format!("`{name}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(value)
+            let mut value = HeaderValue::from_str(value)
                 .map_err(|_| HttpSetupError(format!("header `{name}` has an invalid value")))?;
+            // Any of them may carry a `${SECRET}`; keep them all out of debug output.
+            value.set_sensitive(true);
             headers.insert(name, value);
         }
         if let Some(var) = config.auth.as_ref().and_then(|a| a.bearer_env.as_deref()) {
@@ -53,21 +93,145 @@ impl HttpSystem {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let base_url = config.base_url.trim_end_matches('/').to_owned();
+        let mut base_url = config.base_url.trim_end_matches('/').to_owned();
         if !base_url.starts_with("http://") && !base_url.starts_with("https://") {
             return Err(HttpSetupError(format!(
-                "base_url {base_url:?} must start with http:// or https:// (is its variable set?)"
+                "base_url {:?} must start with http:// or https:// (is its variable set?)",
+                crate::redact::redact(&base_url)
             )));
+        }
+        let client = client_builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|err| HttpSetupError(format!("cannot build the HTTP client: {err}")))?;
+        let parsed = Url::parse(&base_url).ok();
+        if parsed
+            .as_ref()
+            .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
+        {
+            // reqwest turns userinfo into `Authorization: Basic` (decoding it as it does for
+            // any request) and leaves the URL without it: keep both apart from then on.
+            let request = client
+                .get(&base_url)
+                .build()
+                .map_err(|err| HttpSetupError(format!("base_url: {}", describe_error(err))))?;
+            if let Some(value) = request.headers().get(reqwest::header::AUTHORIZATION) {
+                if headers.contains_key(reqwest::header::AUTHORIZATION) {
+                    return Err(HttpSetupError(
+                        "base_url has userinfo and `auth` sets a bearer token; keep one".into(),
+                    ));
+                }
+                let mut value = value.clone();
+                value.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+            base_url = request.url().as_str().trim_end_matches('/').to_owned();
         }
         Ok(Self {
             base_url,
-            client: client_builder()
-                .default_headers(headers)
-                .timeout(timeout)
-                .build()
-                .map_err(|err| HttpSetupError(format!("cannot build the HTTP client: {err}")))?,
+            client,
+            credentials: Arc::new(Credentials {
+                headers,
+                base: parsed,
+            }),
         })
     }
+
+    /// A request to `url`; send it with [`Self::send`], which adds the credentials.
+    pub fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Sends a request built with [`Self::request`], following redirects: the system's
+    /// credentials go with each hop to the base URL's origin and with no other. Returns the
+    /// first response that is not a redirect (or a redirect that cannot be followed).
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, HttpSendError> {
+        let mut request = request.build()?;
+        for _ in 0..=MAX_REDIRECTS {
+            // Bodies here are buffered JSON, so a request can always be sent again.
+            let mut attempt = request.try_clone().ok_or_else(|| {
+                HttpSendError::Request("the request body cannot be sent twice".into())
+            })?;
+            let credentials = &self.credentials;
+            if credentials.base.as_ref().map(Url::origin) == Some(attempt.url().origin()) {
+                for (name, value) in credentials.headers.iter() {
+                    if !attempt.headers().contains_key(name) {
+                        attempt.headers_mut().insert(name, value.clone());
+                    }
+                }
+            }
+            let response = self.client.execute(attempt).await?;
+            let Some(next) = redirect_target(&response, request.url()) else {
+                return Ok(response);
+            };
+            let status = response.status();
+            *request.url_mut() = next;
+            let to_get = match status {
+                StatusCode::SEE_OTHER => *request.method() != Method::HEAD,
+                StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => {
+                    *request.method() == Method::POST
+                }
+                _ => false,
+            };
+            if to_get {
+                *request.method_mut() = Method::GET;
+                *request.body_mut() = None;
+                let headers = request.headers_mut();
+                headers.remove(reqwest::header::CONTENT_TYPE);
+                headers.remove(reqwest::header::CONTENT_LENGTH);
+            }
+        }
+        let last = crate::redact::redact(request.url().as_str()).into_owned();
+        Err(HttpSendError::TooManyRedirects(last))
+    }
+}
+
+/// Where a redirect response points, resolved against the request URL; `None` when the
+/// response is not a redirect or points somewhere this client must not go.
+fn redirect_target(response: &reqwest::Response, from: &Url) -> Option<Url> {
+    if !matches!(
+        response.status(),
+        StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::SEE_OTHER
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::PERMANENT_REDIRECT
+    ) {
+        return None;
+    }
+    let location = response.headers().get(reqwest::header::LOCATION)?;
+    let mut next = from.join(location.to_str().ok()?).ok()?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return None;
+    }
+    // Userinfo in a `Location` would be turned into credentials the sender chose.
+    let _ = next.set_username("");
+    let _ = next.set_password(None);
+    Some(next)
+}
+
+/// A reqwest error as one line: what failed and why (its causes), with any URL's userinfo
+/// redacted.
+pub(crate) fn describe_error(err: reqwest::Error) -> String {
+    let url = err
+        .url()
+        .map(|u| crate::redact::redact(u.as_str()).into_owned());
+    let err = err.without_url();
+    let mut text = err.to_string();
+    if let Some(url) = url {
+        text.push_str(&format!(" for url ({url})"));
+    }
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    crate::redact::redact(&text).into_owned()
 }
 
 /// A client builder with the TLS provider installed (rustls with ring; no OpenSSL).

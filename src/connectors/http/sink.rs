@@ -74,13 +74,12 @@ impl HttpSink {
         let url = format!("{}{}", self.system.base_url, path);
         let mut request = self
             .system
-            .client
             .request(self.method.clone(), &url)
             .header(&self.idempotency_header, idempotency_key);
         if !body.is_null() {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|err| SendFailure {
+        let response = self.system.send(request).await.map_err(|err| SendFailure {
             transient: true,
             status: None,
             retry_after: None,

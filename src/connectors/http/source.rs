@@ -357,26 +357,20 @@ impl HttpSource {
     }
 
     async fn get(&self, url: &str, query: &[(String, String)]) -> Result<Value, SendFailure> {
-        let response = self
-            .system
-            .client
-            .get(url)
-            .query(query)
-            .send()
-            .await
-            .map_err(|err| SendFailure {
-                transient: true,
-                status: None,
-                retry_after: None,
-                message: err.to_string(),
-            })?;
+        let request = self.system.request(reqwest::Method::GET, url).query(query);
+        let response = self.system.send(request).await.map_err(|err| SendFailure {
+            transient: true,
+            status: None,
+            retry_after: None,
+            message: err.to_string(),
+        })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         let text = response.text().await.map_err(|err| SendFailure {
             transient: true,
             status: Some(status),
             retry_after: None,
-            message: err.to_string(),
+            message: super::describe_error(err),
         })?;
         if !(200..300).contains(&status) {
             return Err(SendFailure::from_status(status, wait, &text));
