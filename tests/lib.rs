@@ -3,6 +3,7 @@
 
 mod daemon;
 mod explain;
+mod files;
 mod orders;
 mod runtime;
 mod schema;

@@ -23,7 +23,9 @@ use crate::connectors::recorder::RecorderSink;
 use crate::connectors::{Batch, RawRecord, SourceError};
 use crate::spec::model::{FailureMode, Workspace};
 use crate::spec::raw::{FileFormat, SystemConfig};
-use crate::store::{Checkpoint, CommitBatch, NewDeadLetter, OutboxAlert, Store, StoreError};
+use crate::store::{
+    Checkpoint, CommitBatch, NewDeadLetter, Original, OutboxAlert, Store, StoreError,
+};
 
 /// How to run a flow.
 #[derive(Debug, Clone)]
@@ -398,8 +400,8 @@ impl FlowRun {
     /// Runs one stored record (a dead letter's original) through the current spec and
     /// delivers it with one attempt per request, skipping duplicate detection. Returns
     /// `Ok(())` when every unit was delivered, or the first error.
-    pub async fn deliver_stored(&self, text: &str) -> Result<Result<(), String>, RunError> {
-        let prepared = record::prepare(&self.plan, &RawRecord::Line(text.as_bytes()));
+    pub async fn deliver_stored(&self, original: &[u8]) -> Result<Result<(), String>, RunError> {
+        let prepared = record::prepare(&self.plan, &RawRecord::Line(original));
         let ready = match record::admit(prepared, &mut KeySet::default()) {
             Admission::Deliver(ready) => ready,
             Admission::Reject(rejected) => {
@@ -442,11 +444,11 @@ impl FlowRun {
         if self.plan.lookups.is_empty() {
             return Ok(());
         }
-        let crate::connectors::BatchRecords::Values(values) = &mut batch.records else {
+        let Some(values) = batch.values_mut() else {
             tracing::warn!(flow = %self.plan.name, "Lookups apply to decoded records only; JSONL file sources skip them.");
             return Ok(());
         };
-        for value in values.iter_mut() {
+        for value in values {
             for lookup in &self.plan.lookups {
                 let Ok(id) = lookup.id.evaluate(value) else {
                     continue;
@@ -477,12 +479,7 @@ impl FlowRun {
             return self.settle_lines(batch, file, processed, report);
         }
         let prepared = prepare_all(&self.plan, batch);
-        let original = |index: usize| {
-            batch
-                .get(index)
-                .map(|r| r.original_text())
-                .unwrap_or_default()
-        };
+        let original = |index: usize| original_of(batch, index);
         let mut settled = Vec::with_capacity(prepared.len());
         let mut pending: Vec<(usize, Unit)> = Vec::new();
         for (index, item) in prepared.into_iter().enumerate() {
@@ -577,10 +574,7 @@ impl FlowRun {
                 match record::admit(item, processed) {
                     Admission::Duplicate => report.duplicates += 1,
                     Admission::Reject(rejected) => {
-                        let original = batch
-                            .get(index)
-                            .map(|r| r.original_text())
-                            .unwrap_or_default();
+                        let original = original_of(batch, index);
                         settled.push(self.dead_letter(rejected, 0, original, report));
                     }
                     Admission::Deliver(ready) => {
@@ -724,16 +718,16 @@ impl FlowRun {
         &self,
         rejected: Rejected,
         attempts: u32,
-        original: String,
+        (original, line): (Original, Option<u64>),
         report: &mut RunReport,
     ) -> Settled {
-        let letter = build_dead_letter(&self.plan, &rejected, attempts, original);
+        let letter = build_dead_letter(&self.plan, &rejected, attempts, original, line);
         report.dead_lettered += 1;
         *report.by_failure.entry(letter.failure.clone()).or_default() += 1;
         tracing::warn!(
             flow = %self.plan.name, failure = %letter.failure, owner = %letter.owner,
-            record_key = letter.record_key.as_deref().unwrap_or("-"), error = %letter.error,
-            "Record dead-lettered."
+            record_key = letter.record_key.as_deref().unwrap_or("-"), line = letter.line,
+            error = %letter.error, "Record dead-lettered."
         );
         let alert = build_alert(&self.plan, &letter);
         Settled {
@@ -788,7 +782,8 @@ pub(crate) fn build_dead_letter(
     plan: &FlowPlan,
     rejected: &Rejected,
     attempts: u32,
-    original: String,
+    original: Original,
+    line: Option<u64>,
 ) -> NewDeadLetter {
     let route = plan.route(rejected.rejection.mode);
     NewDeadLetter {
@@ -806,6 +801,7 @@ pub(crate) fn build_dead_letter(
             .and_then(|a| serde_json::to_value(a).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
         record: original,
+        line,
     }
 }
 
@@ -820,6 +816,7 @@ pub(crate) fn build_alert(plan: &FlowPlan, letter: &NewDeadLetter) -> Option<Out
             "flow": letter.flow,
             "object": letter.object,
             "record_key": letter.record_key,
+            "line": letter.line,
             "failure": letter.failure,
             "reason": letter.reason,
             "error": letter.error,
@@ -900,6 +897,13 @@ fn http_system(
 fn file_path(workspace: &Workspace, dir: &str, path: Option<&str>) -> Result<PathBuf, String> {
     let path = path.ok_or("a file endpoint needs `path`")?;
     Ok(workspace.root.join(dir).join(path))
+}
+
+/// What a dead letter keeps of record `index` of a batch: its original bytes and, for files,
+/// the line it starts on.
+fn original_of(batch: &Batch, index: usize) -> (Original, Option<u64>) {
+    let bytes = batch.get(index).map(|r| r.original()).unwrap_or_default();
+    (Original::new(bytes), batch.line(index))
 }
 
 fn commit_io(err: std::io::Error) -> RunError {

@@ -94,6 +94,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (object, system, external_id)
      );
      CREATE INDEX xrefs_by_key ON xrefs (object, record_key);",
+    // 4: dead letters keep an original that is not UTF-8 byte for byte (`record` keeps a
+    // readable copy), and the line of the source file a record came from.
+    "ALTER TABLE dead_letters ADD COLUMN record_raw BLOB;
+     ALTER TABLE dead_letters ADD COLUMN line INTEGER;",
 ];
 
 /// Applies the migrations this file has not seen yet.

@@ -1,9 +1,10 @@
-//! The file connector: JSONL and CSV input read in batches with a resumable byte offset, and
-//! JSONL output that is truncated back to the last committed length after a crash, so a file
-//! sink is written exactly once.
+//! The file connector: JSONL and CSV input read in batches with a resumable byte offset (a row
+//! that cannot be read is handed on as malformed, for a dead letter, and the rest of the file
+//! flows), and JSONL output that is truncated back to the last committed length after a crash,
+//! so a file sink is written exactly once.
 
 mod sink;
 mod source;
 
 pub use self::sink::FileSink;
-pub use self::source::FileSource;
+pub use self::source::{FileSource, MAX_CSV_ROW_BYTES};
