@@ -13,6 +13,7 @@ mod commit;
 pub mod deadlines;
 mod delivery;
 pub mod engine;
+pub mod inbox;
 pub mod plan;
 pub mod record;
 pub mod replay;
