@@ -1,6 +1,7 @@
 //! File flows end to end on real files and the real store: CSV and JSONL rows that cannot be
-//! read are dead letters with their bytes and line while the rest of the file flows; dead
-//! letters give back the bytes that arrived (replay, export, show).
+//! read are dead letters with their bytes and line while the rest of the file flows; an output
+//! file the committed state does not cover is refused, never cut; dead letters give back the
+//! bytes that arrived (replay, export, show).
 
 use std::path::{Path, PathBuf};
 
@@ -231,6 +232,67 @@ async fn item_03_jsonl_bad_lines_are_dead_lettered_with_line_numbers() {
         3,
         b"{\"id\":\"2\",\"name\":\"caf\xe9\"}",
     );
+}
+
+#[tokio::test]
+async fn item_06_file_sink_refuses_to_truncate_unproven_output() {
+    let jsonl = b"{\"id\":\"1\",\"name\":\"one\"}\n";
+    let root = file_workspace("unproven", "items.jsonl", "jsonl", jsonl);
+    // Another run's output, and no state file that says this flow wrote it.
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    let theirs = b"{\"id\":\"0\",\"name\":\"written by a run whose state was lost\"}\n";
+    std::fs::write(root.join("out/items.jsonl"), theirs).unwrap();
+    let workspace = load(&root);
+    let err = run(&workspace, 10_000)
+        .await
+        .expect_err("an output no checkpoint covers is refused");
+    let message = err.to_string();
+    assert!(message.contains("out/items.jsonl"), "{message}");
+    assert!(message.contains("move the file away"), "{message}");
+    assert_eq!(output(&root), theirs, "not a byte cut");
+    assert!(dead_letters(&workspace).is_empty());
+    let store = Store::open(&workspace.state_path).unwrap();
+    assert_eq!(store.checkpoint(FLOW).unwrap(), None, "nothing committed");
+
+    // Moved away, the flow starts a new output.
+    std::fs::rename(root.join("out/items.jsonl"), root.join("out/kept.jsonl")).unwrap();
+    run(&workspace, 10_000).await.unwrap();
+    assert_eq!(delivered_ids(&root), ["1"]);
+}
+
+#[tokio::test]
+async fn item_06_file_sink_refuses_a_replaced_or_truncated_output() {
+    let jsonl = b"{\"id\":\"1\",\"name\":\"one\"}\n{\"id\":\"2\",\"name\":\"two\"}\n";
+    let root = file_workspace("replaced", "items.jsonl", "jsonl", jsonl);
+    let workspace = load(&root);
+    run(&workspace, 10_000).await.unwrap();
+    let ours = output(&root);
+    assert_eq!(delivered_ids(&root), ["1", "2"]);
+    let mut input = jsonl.to_vec();
+    input.extend_from_slice(b"{\"id\":\"3\",\"name\":\"three\"}\n");
+    std::fs::write(root.join("data/items.jsonl"), &input).unwrap();
+
+    // Replaced by a longer file: cutting it to the committed length would destroy it.
+    let replacement =
+        b"{\"id\":\"9\",\"name\":\"a different export, longer than ours\"}\n".repeat(3);
+    std::fs::write(root.join("out/items.jsonl"), &replacement).unwrap();
+    let err = run(&workspace, 10_000).await.expect_err("replaced output");
+    assert!(
+        err.to_string().contains("not the ones this flow wrote"),
+        "{err}"
+    );
+    assert_eq!(output(&root), replacement);
+
+    // Truncated: shorter than committed.
+    std::fs::write(root.join("out/items.jsonl"), &ours[..10]).unwrap();
+    let err = run(&workspace, 10_000).await.expect_err("truncated output");
+    assert!(err.to_string().contains("were committed"), "{err}");
+    assert_eq!(output(&root), &ours[..10]);
+
+    // Restored: the run goes on where it stopped, each record once.
+    std::fs::write(root.join("out/items.jsonl"), &ours).unwrap();
+    run(&workspace, 10_000).await.unwrap();
+    assert_eq!(delivered_ids(&root), ["1", "2", "3"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -240,8 +240,9 @@ impl FlowRun {
                     } => {
                         let path =
                             file_path(workspace, &file.dir, to.path.as_deref()).map_err(setup)?;
-                        let sink = FileSink::open(&path, &checkpoint.sink_state)
+                        let mut sink = FileSink::open(&path, &checkpoint.sink_state)
                             .map_err(|e| setup(e.to_string()))?;
+                        claim_output(&store, name, &checkpoint, &mut sink)?;
                         SinkKind::File(Arc::new(std::sync::Mutex::new(sink)))
                     }
                     _ => return Err(setup(format!("system `{}` has no connector", to.system))),
@@ -897,6 +898,29 @@ fn http_system(
 fn file_path(workspace: &Workspace, dir: &str, path: Option<&str>) -> Result<PathBuf, String> {
     let path = path.ok_or("a file endpoint needs `path`")?;
     Ok(workspace.root.join(dir).join(path))
+}
+
+/// Commits a new output file as this flow's before anything is written to it, so that after
+/// a crash in the first batch the file's tail is one the checkpoint proves is ours to cut.
+pub(crate) fn claim_output(
+    store: &Store,
+    flow: &str,
+    checkpoint: &Checkpoint,
+    sink: &mut FileSink,
+) -> Result<(), RunError> {
+    if !sink.needs_claim() {
+        return Ok(());
+    }
+    let sink_state = sink.flush().map_err(commit_io)?;
+    store.commit(&CommitBatch {
+        flow: flow.to_owned(),
+        checkpoint: Checkpoint {
+            position: checkpoint.position.clone(),
+            sink_state,
+        },
+        ..CommitBatch::default()
+    })?;
+    Ok(())
 }
 
 /// What a dead letter keeps of record `index` of a batch: its original bytes and, for files,

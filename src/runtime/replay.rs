@@ -115,6 +115,7 @@ fn append_to_file(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let checkpoint = store.checkpoint(flow)?.unwrap_or_default();
     let mut sink = FileSink::open(path, &checkpoint.sink_state)?;
+    super::engine::claim_output(store, flow, &checkpoint, &mut sink)?;
     sink.write(&outgoing.body)?;
     let sink_state = sink.flush()?;
     sink.sync_handle()?.sync_data()?;
