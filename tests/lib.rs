@@ -3,6 +3,7 @@
 
 mod daemon;
 mod explain;
+mod files;
 mod hardening;
 mod orders;
 mod runtime;

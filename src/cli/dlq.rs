@@ -67,7 +67,8 @@ enum DlqCommand {
         #[arg(long)]
         actor: Option<String>,
     },
-    /// Write dead letters as JSON lines `{"reason", "<key>", "raw"}`.
+    /// Write dead letters as JSON lines `{"reason", "<key>", "raw"}`; an original that is not
+    /// UTF-8 has `"raw": null` and its exact bytes in `raw_base64`.
     Export {
         #[command(flatten)]
         workspace: WorkspaceArg,
@@ -126,8 +127,29 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             let store = open_store(&workspace, None)?;
             let letter = store.dead_letter(id)?;
             let mut value = serde_json::to_value(&letter)?;
-            if let Ok(record) = serde_json::from_str::<Value>(&letter.letter.record) {
-                value["record"] = record;
+            let original = &letter.letter.record;
+            match original.as_str() {
+                Some(text) => {
+                    if let Ok(record) = serde_json::from_str::<Value>(text) {
+                        value["record"] = record;
+                    }
+                }
+                // For people: the readable copy and a pointer to the exact bytes, rather than
+                // a base64 blob.
+                None => {
+                    if let Value::Object(fields) = &mut value {
+                        fields.shift_remove("record_base64");
+                        fields.insert(
+                            "record_note".into(),
+                            Value::from(format!(
+                                "original is not UTF-8; {} bytes, shown with U+FFFD in place of \
+                                 the bytes that are not; use `switchyard dlq export` for the \
+                                 exact bytes",
+                                original.len()
+                            )),
+                        );
+                    }
+                }
             }
             outln!("{}", serde_json::to_string_pretty(&value)?)?;
             Ok(ExitCode::SUCCESS)
@@ -206,11 +228,17 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                         .map(Value::from)
                         .unwrap_or_else(|_| Value::from(k))
                 });
-                let line = json!({
+                let original = &letter.letter.record;
+                let mut line = json!({
                     "reason": letter.letter.reason,
                     key_field.as_str(): key,
-                    "raw": letter.letter.record,
+                    "raw": original.as_str(),
                 });
+                // JSON text cannot hold bytes that are not UTF-8, and a U+FFFD copy would
+                // pass for the original: such an original goes out exactly, in base64.
+                if original.as_str().is_none() {
+                    line["raw_base64"] = Value::from(original.to_base64());
+                }
                 serde_json::to_writer(&mut writer, &line)?;
                 writer.write_all(b"\n")?;
             }

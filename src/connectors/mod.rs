@@ -19,14 +19,24 @@ pub enum RawRecord<'a> {
     Line(&'a [u8]),
     /// A value already decoded (HTTP pages, CSV rows, test inputs).
     Value(&'a Value),
+    /// A record the source could delimit but not decode (a ragged or non-UTF-8 CSV row, an
+    /// unterminated quote): the bytes as they are in the source, and why.
+    Malformed {
+        /// The record's bytes, line terminator excluded.
+        bytes: &'a [u8],
+        /// What is wrong with it, for people.
+        error: &'a str,
+    },
 }
 
 impl RawRecord<'_> {
-    /// The record as stored in a dead letter: the original text.
-    pub fn original_text(&self) -> String {
+    /// The record as stored in a dead letter: the original bytes, exactly as read. A decoded
+    /// value has no other original than its JSON text.
+    pub fn original(&self) -> Vec<u8> {
         match self {
-            RawRecord::Line(line) => String::from_utf8_lossy(line).into_owned(),
-            RawRecord::Value(value) => value.to_string(),
+            RawRecord::Line(line) => line.to_vec(),
+            RawRecord::Value(value) => value.to_string().into_bytes(),
+            RawRecord::Malformed { bytes, .. } => bytes.to_vec(),
         }
     }
 }
@@ -43,15 +53,37 @@ pub struct Batch {
 /// The records of a batch.
 #[derive(Debug)]
 pub enum BatchRecords {
-    /// Lines in one buffer: `ends[i]` is the end of line `i` (exclusive, newline excluded).
+    /// Lines in one buffer, one record per line.
     Lines {
         /// The bytes.
         buf: Vec<u8>,
-        /// Line boundaries: (start, end).
+        /// Line boundaries: (start, end), newline excluded.
         spans: Vec<(usize, usize)>,
+        /// The 1-based line number of the first span in the file.
+        first_line: u64,
     },
     /// Decoded values.
     Values(Vec<Value>),
+    /// Rows of a CSV file, each decoded or kept as the bytes it could not be decoded from.
+    Rows(Vec<Row>),
+}
+
+/// One row of a delimited file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The 1-based line the row starts on.
+    pub line: u64,
+    /// The row's fields by header name, or why it could not be read.
+    pub record: Result<Value, Malformed>,
+}
+
+/// A record a source could delimit but not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// Its bytes as they are in the source, line terminator excluded.
+    pub bytes: Vec<u8>,
+    /// What is wrong with it, for people.
+    pub error: String,
 }
 
 impl Default for BatchRecords {
@@ -66,6 +98,7 @@ impl Batch {
         match &self.records {
             BatchRecords::Lines { spans, .. } => spans.len(),
             BatchRecords::Values(values) => values.len(),
+            BatchRecords::Rows(rows) => rows.len(),
         }
     }
 
@@ -77,10 +110,42 @@ impl Batch {
     /// Record `index`.
     pub fn get(&self, index: usize) -> Option<RawRecord<'_>> {
         match &self.records {
-            BatchRecords::Lines { buf, spans } => spans
+            BatchRecords::Lines { buf, spans, .. } => spans
                 .get(index)
                 .map(|(start, end)| RawRecord::Line(&buf[*start..*end])),
             BatchRecords::Values(values) => values.get(index).map(RawRecord::Value),
+            BatchRecords::Rows(rows) => rows.get(index).map(|row| match &row.record {
+                Ok(value) => RawRecord::Value(value),
+                Err(malformed) => RawRecord::Malformed {
+                    bytes: &malformed.bytes,
+                    error: &malformed.error,
+                },
+            }),
+        }
+    }
+
+    /// The line of the source file record `index` starts on, when the source is a file.
+    pub fn line(&self, index: usize) -> Option<u64> {
+        match &self.records {
+            BatchRecords::Lines {
+                spans, first_line, ..
+            } => (index < spans.len()).then(|| first_line + index as u64),
+            BatchRecords::Values(_) => None,
+            BatchRecords::Rows(rows) => rows.get(index).map(|row| row.line),
+        }
+    }
+
+    /// The decoded records, to enrich them in place; `None` when the records are still
+    /// undecoded lines.
+    pub fn values_mut(&mut self) -> Option<Vec<&mut Value>> {
+        match &mut self.records {
+            BatchRecords::Lines { .. } => None,
+            BatchRecords::Values(values) => Some(values.iter_mut().collect()),
+            BatchRecords::Rows(rows) => Some(
+                rows.iter_mut()
+                    .filter_map(|row| row.record.as_mut().ok())
+                    .collect(),
+            ),
         }
     }
 }

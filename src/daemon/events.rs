@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::metrics::Metrics;
 use crate::runtime::RunReport;
+use crate::spec::model::FailureMode;
 
 /// Records read by a flow.
 pub const RECORDS_RECEIVED: &str = "switchyard_records_received_total";
@@ -133,6 +134,48 @@ impl FlowRunFailed<'_> {
             "Duration of flow runs.",
             flow(),
             self.elapsed.as_secs_f64(),
+        );
+    }
+}
+
+/// An inbox event the flow cannot read was dead-lettered with its body.
+#[derive(Debug)]
+pub struct InboxEventDeadLettered<'a> {
+    /// The flow.
+    pub flow: &'a str,
+    /// The owner the dead letter is routed to.
+    pub owner: &'a str,
+    /// Why the event cannot be read.
+    pub error: &'a str,
+}
+
+impl InboxEventDeadLettered<'_> {
+    /// Logs the dead letter and counts the event as received and dead-lettered.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::warn!(
+            flow = %self.flow, failure = FailureMode::ContractViolation.as_str(),
+            owner = %self.owner, error = %self.error,
+            "Inbox event cannot be read; dead-lettered."
+        );
+        metrics.count(
+            RECORDS_RECEIVED,
+            "Records read by a flow.",
+            vec![("flow", self.flow.to_owned())],
+            1,
+        );
+        let labels = vec![
+            ("flow", self.flow.to_owned()),
+            (
+                "failure",
+                FailureMode::ContractViolation.as_str().to_owned(),
+            ),
+            ("owner", self.owner.to_owned()),
+        ];
+        metrics.count(
+            RECORDS_DEAD_LETTERED,
+            "Records dead-lettered, by failure mode and owner.",
+            labels,
+            1,
         );
     }
 }

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::DaemonState;
-use super::events::{FlowRunCompleted, FlowRunFailed};
-use super::webhook::records_of;
+use super::events::{FlowRunCompleted, FlowRunFailed, InboxEventDeadLettered};
+use crate::runtime::inbox::{dead_letter_unreadable, event_records};
 use crate::runtime::{FlowRun, RunOptions, SourceOverride};
 use crate::spec::model::{FailureMode, Trigger, Workspace};
 
@@ -234,8 +234,13 @@ async fn run_once(state: &Arc<DaemonState>, name: &str, stop: &watch::Receiver<b
     let _ = execute(state, name, None, stop).await;
 }
 
-/// Runs pending inbox events through the flow, oldest first, until the inbox is empty.
-async fn drain_inbox(state: &Arc<DaemonState>, name: &str, stop: &watch::Receiver<bool>) {
+/// Runs pending inbox events through the flow, oldest first, until the inbox is empty. An
+/// event that cannot be read is dead-lettered (and so processed) on its own first.
+pub(super) async fn drain_inbox(
+    state: &Arc<DaemonState>,
+    name: &str,
+    stop: &watch::Receiver<bool>,
+) {
     loop {
         if *stop.borrow() || state.is_paused(name) {
             return;
@@ -250,26 +255,55 @@ async fn drain_inbox(state: &Arc<DaemonState>, name: &str, stop: &watch::Receive
         if events.is_empty() {
             return;
         }
-        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-        // Bodies were checked at intake; an unreadable one would only come from a manual
-        // edit of the store and is skipped rather than blocking the inbox.
         // An event may wrap its record (`{"event_id": .., "order": {..}}`): the flow's
         // `from.records` pointer picks it out, as it does in an HTTP listing.
-        let pointer = state
-            .workspace()
+        let workspace = state.workspace();
+        let pointer = workspace
             .flows
             .get(name)
             .and_then(|f| f.spec.from.records.clone())
             .unwrap_or_default();
-        let records: Vec<serde_json::Value> = events
-            .iter()
-            .flat_map(|e| records_of(&e.body).unwrap_or_default())
-            .flat_map(|event| match event.pointer(&pointer) {
-                Some(serde_json::Value::Array(items)) => items.clone(),
-                Some(record) => vec![record.clone()],
-                None => vec![event],
-            })
-            .collect();
+        let mut ids = Vec::with_capacity(events.len());
+        let mut records = Vec::new();
+        let mut unreadable = Vec::new();
+        for event in &events {
+            match event_records(&event.body) {
+                Ok(items) => {
+                    ids.push(event.id);
+                    records.extend(items.into_iter().flat_map(
+                        |item| match item.pointer(&pointer) {
+                            Some(serde_json::Value::Array(items)) => items.clone(),
+                            Some(record) => vec![record.clone()],
+                            None => vec![item],
+                        },
+                    ));
+                }
+                Err(why) => unreadable.push((event, why)),
+            }
+        }
+        if !unreadable.is_empty() {
+            // Intake checks bodies, so this is an event stored some other way; it must end
+            // as a dead letter, neither skipped nor blocking the events behind it.
+            match dead_letter_unreadable(&workspace, name, &state.store, &unreadable) {
+                Ok(letters) => {
+                    for letter in &letters {
+                        InboxEventDeadLettered {
+                            flow: name,
+                            owner: &letter.owner,
+                            error: &letter.error,
+                        }
+                        .emit(&state.metrics);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(flow = %name, error = %err, "Could not dead-letter unreadable inbox events; they stay pending.");
+                    return;
+                }
+            }
+        }
+        if ids.is_empty() {
+            continue;
+        }
         match execute(state, name, Some(SourceOverride(records)), stop).await {
             Ok(()) => {
                 if let Err(err) = state.store.inbox_processed(&ids) {

@@ -351,3 +351,108 @@ async fn admin_api_refuses_everything_until_it_knows_its_listen_address() {
         .unwrap();
     assert_eq!(flows.status(), reqwest::StatusCode::FORBIDDEN);
 }
+
+/// A file-backed store in a fresh folder, so a second connection can write what intake never
+/// would.
+fn file_store(name: &str) -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-daemon-{name}-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.db");
+    (Store::open(&path).unwrap(), path)
+}
+
+const FLOW: &str = "offers-to-storefront";
+
+#[tokio::test]
+async fn item_02_undecodable_inbox_event_is_dead_lettered() {
+    let (store, _) = file_store("undecodable");
+    // Intake refuses such bodies; an older version or a repair by hand can still store them.
+    for (event, body) in [("evt-truncated", "{\"offer_id\": 1"), ("evt-scalar", "42")] {
+        store.inbox_insert(FLOW, event, body).unwrap();
+    }
+    let state = DaemonState::new(workspace(), store.clone(), None);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    super::scheduler::drain_inbox(&state, FLOW, &stop).await;
+
+    assert_eq!(store.inbox_count(FLOW, "pending").unwrap(), 0);
+    assert_eq!(store.inbox_count(FLOW, "processed").unwrap(), 2);
+    let letters = store
+        .dead_letters(&crate::store::DeadLetterFilter::default())
+        .unwrap();
+    let got: Vec<_> = letters
+        .iter()
+        .map(|l| {
+            (
+                l.letter.failure.as_str(),
+                l.letter.reason.as_str(),
+                l.letter.owner.as_str(),
+                l.letter.record.as_bytes(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "contract-violation",
+                "malformed_json",
+                "seller-support",
+                &b"{\"offer_id\": 1"[..]
+            ),
+            (
+                "contract-violation",
+                "malformed_json",
+                "seller-support",
+                b"42"
+            ),
+        ]
+    );
+    assert!(letters[0].letter.error.contains("evt-truncated"));
+    // Each owner is told, as for any dead letter.
+    let alerts = store.due_alerts(i64::MAX, 10).unwrap();
+    assert_eq!(alerts.len(), 2);
+    assert!(alerts.iter().all(|a| a.alert.owner == "seller-support"));
+    let metrics = state.render_metrics();
+    assert!(
+        metrics.contains(
+            "switchyard_records_dead_lettered_total{flow=\"offers-to-storefront\",\
+             failure=\"contract-violation\",owner=\"seller-support\"} 2"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn item_02_non_utf8_inbox_event_does_not_block_the_inbox() {
+    let (store, path) = file_store("non-utf8");
+    store
+        .inbox_insert(FLOW, "evt-latin1", "placeholder")
+        .unwrap();
+    store.inbox_insert(FLOW, "evt-empty-array", "[]").unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "UPDATE inbox SET body = CAST(X'7B226F66666572223A2263616FE9227D' AS TEXT)
+         WHERE event_id = 'evt-latin1'",
+        [],
+    )
+    .unwrap();
+    let state = DaemonState::new(workspace(), store.clone(), None);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    super::scheduler::drain_inbox(&state, FLOW, &stop).await;
+
+    assert_eq!(store.inbox_count(FLOW, "pending").unwrap(), 0);
+    let letters = store
+        .dead_letters(&crate::store::DeadLetterFilter::default())
+        .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(
+        letters[0].letter.record.as_bytes(),
+        b"{\"offer\":\"cao\xe9\"}",
+        "the body byte for byte"
+    );
+    assert!(letters[0].letter.error.contains("not UTF-8"));
+}

@@ -25,7 +25,9 @@ use crate::connectors::recorder::RecorderSink;
 use crate::connectors::{Batch, RawRecord, SourceError};
 use crate::spec::model::{FailureMode, Workspace};
 use crate::spec::raw::{FileFormat, SystemConfig};
-use crate::store::{Checkpoint, CommitBatch, NewDeadLetter, OutboxAlert, Store, StoreError};
+use crate::store::{
+    Checkpoint, CommitBatch, NewDeadLetter, Original, OutboxAlert, Store, StoreError,
+};
 
 /// How to run a flow.
 #[derive(Debug, Clone)]
@@ -251,8 +253,9 @@ impl FlowRun {
                     } => {
                         let path =
                             file_path(workspace, &file.dir, to.path.as_deref()).map_err(setup)?;
-                        let sink = FileSink::open(&path, &checkpoint.sink_state)
+                        let mut sink = FileSink::open(&path, &checkpoint.sink_state)
                             .map_err(|e| setup(e.to_string()))?;
+                        claim_output(&store, name, &checkpoint, &mut sink, lease.holder_id())?;
                         SinkKind::File(Arc::new(std::sync::Mutex::new(sink)))
                     }
                     _ => return Err(setup(format!("system `{}` has no connector", to.system))),
@@ -427,8 +430,8 @@ impl FlowRun {
     /// Runs one stored record (a dead letter's original) through the current spec and
     /// delivers it with one attempt per request, skipping duplicate detection. Returns
     /// `Ok(())` when every unit was delivered, or the first error.
-    pub async fn deliver_stored(&self, text: &str) -> Result<Result<(), String>, RunError> {
-        let prepared = record::prepare(&self.plan, &RawRecord::Line(text.as_bytes()));
+    pub async fn deliver_stored(&self, original: &[u8]) -> Result<Result<(), String>, RunError> {
+        let prepared = record::prepare(&self.plan, &RawRecord::Line(original));
         let ready = match record::admit(prepared, &mut KeySet::default()) {
             Admission::Deliver(ready) => ready,
             Admission::Reject(rejected) => {
@@ -472,11 +475,11 @@ impl FlowRun {
         if self.plan.lookups.is_empty() {
             return Ok(());
         }
-        let crate::connectors::BatchRecords::Values(values) = &mut batch.records else {
+        let Some(values) = batch.values_mut() else {
             tracing::warn!(flow = %self.plan.name, "Lookups apply to decoded records only; JSONL file sources skip them.");
             return Ok(());
         };
-        for value in values.iter_mut() {
+        for value in values {
             for lookup in &self.plan.lookups {
                 let Ok(id) = lookup.id.evaluate(value) else {
                     continue;
@@ -509,12 +512,7 @@ impl FlowRun {
             return self.settle_lines(batch, file, processed, report);
         }
         let prepared = prepare_all(&self.plan, batch);
-        let original = |index: usize| {
-            batch
-                .get(index)
-                .map(|r| r.original_text())
-                .unwrap_or_default()
-        };
+        let original = |index: usize| original_of(batch, index);
         let mut settled = Vec::with_capacity(prepared.len());
         // Records admitted for delivery: their processed key, committed once every unit is
         // settled, whatever became of each leg.
@@ -628,10 +626,7 @@ impl FlowRun {
                 match record::admit(item, processed) {
                     Admission::Duplicate => report.duplicates += 1,
                     Admission::Reject(rejected) => {
-                        let original = batch
-                            .get(index)
-                            .map(|r| r.original_text())
-                            .unwrap_or_default();
+                        let original = original_of(batch, index);
                         settled.push(self.dead_letter(rejected, 0, original, report));
                     }
                     Admission::Deliver(ready) => {
@@ -791,16 +786,16 @@ impl FlowRun {
         &self,
         rejected: Rejected,
         attempts: u32,
-        original: String,
+        (original, line): (Original, Option<u64>),
         report: &mut RunReport,
     ) -> Settled {
-        let letter = build_dead_letter(&self.plan, &rejected, attempts, original);
+        let letter = build_dead_letter(&self.plan, &rejected, attempts, original, line);
         report.dead_lettered += 1;
         *report.by_failure.entry(letter.failure.clone()).or_default() += 1;
         tracing::warn!(
             flow = %self.plan.name, failure = %letter.failure, owner = %letter.owner,
-            record_key = letter.record_key.as_deref().unwrap_or("-"), error = %letter.error,
-            "Record dead-lettered."
+            record_key = letter.record_key.as_deref().unwrap_or("-"), line = letter.line,
+            error = %letter.error, "Record dead-lettered."
         );
         let alert = build_alert(&self.plan, &letter);
         Settled {
@@ -855,7 +850,8 @@ pub(crate) fn build_dead_letter(
     plan: &FlowPlan,
     rejected: &Rejected,
     attempts: u32,
-    original: String,
+    original: Original,
+    line: Option<u64>,
 ) -> NewDeadLetter {
     let route = plan.route(rejected.rejection.mode);
     NewDeadLetter {
@@ -873,6 +869,7 @@ pub(crate) fn build_dead_letter(
             .and_then(|a| serde_json::to_value(a).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
         record: original,
+        line,
     }
 }
 
@@ -887,6 +884,7 @@ pub(crate) fn build_alert(plan: &FlowPlan, letter: &NewDeadLetter) -> Option<Out
             "flow": letter.flow,
             "object": letter.object,
             "record_key": letter.record_key,
+            "line": letter.line,
             "failure": letter.failure,
             "reason": letter.reason,
             "error": letter.error,
@@ -967,6 +965,38 @@ fn http_system(
 fn file_path(workspace: &Workspace, dir: &str, path: Option<&str>) -> Result<PathBuf, String> {
     let path = path.ok_or("a file endpoint needs `path`")?;
     Ok(workspace.root.join(dir).join(path))
+}
+
+/// Commits a new output file as this flow's before anything is written to it, so that after
+/// a crash in the first batch the file's tail is one the checkpoint proves is ours to cut.
+pub(crate) fn claim_output(
+    store: &Store,
+    flow: &str,
+    checkpoint: &Checkpoint,
+    sink: &mut FileSink,
+    lock: &str,
+) -> Result<(), RunError> {
+    if !sink.needs_claim() {
+        return Ok(());
+    }
+    let sink_state = sink.flush().map_err(commit_io)?;
+    store.commit(&CommitBatch {
+        flow: flow.to_owned(),
+        checkpoint: Checkpoint {
+            position: checkpoint.position.clone(),
+            sink_state,
+        },
+        lock: Some(lock.to_owned()),
+        ..CommitBatch::default()
+    })?;
+    Ok(())
+}
+
+/// What a dead letter keeps of record `index` of a batch: its original bytes and, for files,
+/// the line it starts on.
+fn original_of(batch: &Batch, index: usize) -> (Original, Option<u64>) {
+    let bytes = batch.get(index).map(|r| r.original()).unwrap_or_default();
+    (Original::new(bytes), batch.line(index))
 }
 
 fn commit_io(err: std::io::Error) -> RunError {

@@ -13,6 +13,7 @@ mod commit;
 pub mod deadlines;
 mod delivery;
 pub mod engine;
+pub mod inbox;
 mod lease;
 pub mod plan;
 pub mod record;

@@ -236,6 +236,17 @@ fn prepare_with<B>(
                 );
             }
         },
+        RawRecord::Malformed { error, .. } => {
+            return rejected_early(
+                None,
+                None,
+                Rejection {
+                    mode: FailureMode::ContractViolation,
+                    reason: "malformed".into(),
+                    error: (*error).to_owned(),
+                },
+            );
+        }
     };
     let record_key = identity_key(plan, record);
     let idempotency = idempotency_key(plan, record, record_key.as_deref());

@@ -1,6 +1,6 @@
-//! Replaying a dead letter through the current spec: the stored original record goes through
-//! contract, ownership and mapping again (the spec may have been fixed since), then one
-//! delivery attempt. Duplicate detection is skipped: the letter's key was recorded as
+//! Replaying a dead letter through the current spec: the stored original record, byte for
+//! byte as it arrived, goes through decoding, contract, ownership and mapping again (the spec
+//! may have been fixed since), then one delivery attempt. Duplicate detection is skipped: the letter's key was recorded as
 //! processed when it was dead-lettered.
 
 use super::engine::{FlowRun, RunError, RunOptions};
@@ -77,7 +77,7 @@ pub async fn replay(
             )),
             Admission::Duplicate => Err("taken for a duplicate".into()),
         }
-    } else if let Some(error) = still_invalid(workspace, flow, &letter.letter.record)? {
+    } else if let Some(error) = still_invalid(workspace, flow, letter.letter.record.as_bytes())? {
         // The record fails the current spec again: no need to reach any system to say so.
         Err(error)
     } else {
@@ -88,7 +88,7 @@ pub async fn replay(
         // The source is not read on replay (and a webhook flow has none to open).
         let source = Some(super::engine::SourceOverride(Vec::new()));
         let run = FlowRun::new(workspace, &flow_name, store.clone(), options, source, None)?;
-        run.deliver_stored(&letter.letter.record).await?
+        run.deliver_stored(letter.letter.record.as_bytes()).await?
     };
     match result {
         Ok(()) => {
@@ -118,6 +118,7 @@ fn append_to_file(
     let lease = super::lease::FlowLease::acquire(store, flow)?;
     let checkpoint = store.checkpoint(flow)?.unwrap_or_default();
     let mut sink = FileSink::open(path, &checkpoint.sink_state)?;
+    super::engine::claim_output(store, flow, &checkpoint, &mut sink, lease.holder_id())?;
     sink.write(&outgoing.body)?;
     let sink_state = sink.flush()?;
     sink.sync_handle()?.sync_data()?;
@@ -138,10 +139,10 @@ fn append_to_file(
 fn still_invalid(
     workspace: &Workspace,
     flow: &crate::spec::model::Flow,
-    record: &str,
+    record: &[u8],
 ) -> Result<Option<String>, RunError> {
     let plan = FlowPlan::compile(workspace, flow)?;
-    let prepared = record::prepare(&plan, &RawRecord::Line(record.as_bytes()));
+    let prepared = record::prepare(&plan, &RawRecord::Line(record));
     Ok(
         match record::admit(prepared, &mut record::KeySet::default()) {
             Admission::Reject(rejected) => Some(format!(

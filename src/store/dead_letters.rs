@@ -1,8 +1,17 @@
 //! Dead letters: records that could not be delivered, with their failure mode, owner and the
 //! original record, and what operators did about them.
+//!
+//! The original is kept byte for byte: `record` holds it as text, which is exact whenever it
+//! is UTF-8; an original that is not UTF-8 is also kept whole in `record_raw`, and `record`
+//! then holds a readable copy with U+FFFD in place of the bad bytes. Replay and export read
+//! the exact bytes.
 
+use std::borrow::Cow;
+
+use base64::Engine as _;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
+use serde::ser::SerializeMap;
 
 use super::{Store, StoreError, audit, now_rfc3339};
 
@@ -29,8 +38,89 @@ pub struct NewDeadLetter {
     pub owner: String,
     /// The owner's action.
     pub action: Option<String>,
-    /// The original record as received (JSON text, or the raw line when it was not JSON).
-    pub record: String,
+    /// The original record as received (JSON text, or the raw line or row when it could not
+    /// be decoded), byte for byte.
+    #[serde(flatten)]
+    pub record: Original,
+    /// The line of the source file the record starts on, when it came from a file.
+    pub line: Option<u64>,
+}
+
+/// A dead letter's original record, exactly as it arrived.
+///
+/// Serialised as `record` (the text; with U+FFFD for bytes that are not UTF-8) and, only when
+/// the original is not UTF-8, `record_base64` (the exact bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Original(Vec<u8>);
+
+impl Original {
+    /// The original from its bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The exact bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The original as text, when it is UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// The original as text for display: exact when it is UTF-8, else with U+FFFD in place
+    /// of the bytes that are not.
+    pub fn to_text_lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+
+    /// The exact bytes in base64, the form JSON output carries an original that is not UTF-8.
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.0)
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Original {
+    fn from(text: String) -> Self {
+        Self(text.into_bytes())
+    }
+}
+
+impl From<&str> for Original {
+    fn from(text: &str) -> Self {
+        Self(text.as_bytes().to_vec())
+    }
+}
+
+impl From<Vec<u8>> for Original {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl Serialize for Original {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        match self.as_str() {
+            Some(text) => map.serialize_entry("record", text)?,
+            None => {
+                map.serialize_entry("record", &self.to_text_lossy())?;
+                map.serialize_entry("record_base64", &self.to_base64())?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// What has become of a dead letter.
@@ -80,7 +170,7 @@ pub struct DeadLetterFilter {
 
 const COLUMNS: &str = "id, flow, object, record_key, idempotency_key, failure, reason, error, \
                        attempts, owner, action, record, status, created_at, updated_at, \
-                       resolved_by, note";
+                       resolved_by, note, record_raw, line";
 
 pub(super) fn insert(
     conn: &Connection,
@@ -89,8 +179,8 @@ pub(super) fn insert(
 ) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO dead_letters (flow, object, record_key, idempotency_key, failure, reason,
-           error, attempts, owner, action, record, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+           error, attempts, owner, action, record, created_at, updated_at, record_raw, line)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
     )?
     .execute(params![
         letter.flow,
@@ -103,8 +193,15 @@ pub(super) fn insert(
         letter.attempts,
         letter.owner,
         letter.action,
-        letter.record,
-        now
+        letter.record.to_text_lossy(),
+        now,
+        // The text column is exact for UTF-8; only other originals need their bytes apart.
+        letter
+            .record
+            .as_str()
+            .is_none()
+            .then(|| letter.record.as_bytes()),
+        letter.line.map(|line| line as i64),
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -241,7 +338,13 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
             attempts: row.get(8)?,
             owner: row.get(9)?,
             action: row.get(10)?,
-            record: row.get(11)?,
+            record: match row.get::<_, Option<Vec<u8>>>(17)? {
+                Some(bytes) => Original::new(bytes),
+                None => Original::from(row.get::<_, String>(11)?),
+            },
+            line: row
+                .get::<_, Option<i64>>(18)?
+                .map(|line| line.max(0) as u64),
         },
         status: DeadLetterStatus::parse(&row.get::<_, String>(12)?),
         created_at: row.get(13)?,

@@ -1,11 +1,13 @@
 //! The webhook inbox: each authenticated event is stored here, keyed by flow and the sender's
 //! event ID, before the sender gets its 2xx; the flow's runner claims pending events in
 //! arrival order and marks them processed only after the run that consumed them committed.
-//! A redelivered event ID is recognised here and never stored twice.
+//! A redelivered event ID is recognised here and never stored twice. An event the flow cannot
+//! read is dead-lettered in the transaction that marks it processed.
 
 use rusqlite::params;
+use rusqlite::types::ValueRef;
 
-use super::{Store, StoreError, now_rfc3339};
+use super::{NewDeadLetter, OutboxAlert, Store, StoreError, audit, dead_letters, now_rfc3339};
 
 /// What storing an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +25,9 @@ pub struct InboxEvent {
     pub id: i64,
     /// The sender's event ID.
     pub event_id: String,
-    /// The raw body.
-    pub body: String,
+    /// The raw body, byte for byte: intake stores UTF-8 JSON, but a body stored otherwise
+    /// (an older version, a repair by hand) must still be read, to be dead-lettered.
+    pub body: Vec<u8>,
     /// Processing attempts so far.
     pub attempts: u32,
 }
@@ -64,10 +67,14 @@ impl Store {
             .map_err(|e| self.sqlite(e))?;
         let rows = stmt
             .query_map(params![flow, limit as i64], |row| {
+                let body = match row.get_ref(2)? {
+                    ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes.to_vec(),
+                    _ => Vec::new(),
+                };
                 Ok(InboxEvent {
                     id: row.get(0)?,
                     event_id: row.get(1)?,
-                    body: row.get(2)?,
+                    body,
                     attempts: row.get(3)?,
                 })
             })
@@ -90,6 +97,53 @@ impl Store {
             .map_err(|e| self.sqlite(e))?;
         }
         tx.commit().map_err(|e| self.sqlite(e))
+    }
+
+    /// Dead-letters events the flow cannot read, each `(inbox ID, dead letter, alert)`, and
+    /// marks them processed, all in one transaction: an event is never marked processed
+    /// without its dead letter. An event no longer pending is left alone, so it is never
+    /// dead-lettered twice. Returns the ID of each new dead letter, in the order given
+    /// (`None` for an event that was no longer pending).
+    pub fn inbox_dead_letter(
+        &self,
+        flow: &str,
+        letters: &[(i64, NewDeadLetter, Option<OutboxAlert>)],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
+        let now = now_rfc3339();
+        let mut ids = Vec::with_capacity(letters.len());
+        for (event, letter, alert) in letters {
+            let claimed = tx
+                .execute(
+                    "UPDATE inbox SET status = 'processed', processed_at = ?2,
+                       attempts = attempts + 1, last_error = ?3
+                     WHERE id = ?1 AND status = 'pending'",
+                    params![event, now, letter.error],
+                )
+                .map_err(|e| self.sqlite(e))?;
+            if claimed == 0 {
+                ids.push(None);
+                continue;
+            }
+            let id = dead_letters::insert(&tx, letter, &now).map_err(|e| self.sqlite(e))?;
+            if let Some(alert) = alert {
+                super::outbox::insert(&tx, alert, Some(id), &now).map_err(|e| self.sqlite(e))?;
+            }
+            let detail = serde_json::json!({"inbox_id": event, "dead_letter": id});
+            audit(
+                &tx,
+                Some(flow),
+                "inbox-event-dead-lettered",
+                "runtime",
+                &detail,
+                &now,
+            )
+            .map_err(|e| self.sqlite(e))?;
+            ids.push(Some(id));
+        }
+        tx.commit().map_err(|e| self.sqlite(e))?;
+        Ok(ids)
     }
 
     /// Records a failed attempt at processing events; they stay pending for the next attempt.
@@ -163,7 +217,7 @@ mod tests {
         ));
         let pending = store.inbox_pending("orders", 10).unwrap();
         assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].body, "{}");
+        assert_eq!(pending[0].body, b"{}");
     }
 
     #[test]

@@ -103,6 +103,10 @@ const MIGRATIONS: &[&str] = &[
         since TEXT NOT NULL,
         heartbeat_ms INTEGER NOT NULL
      );",
+    // 5: dead letters keep an original that is not UTF-8 byte for byte (`record` keeps a
+    // readable copy), and the line of the source file a record came from.
+    "ALTER TABLE dead_letters ADD COLUMN record_raw BLOB;
+     ALTER TABLE dead_letters ADD COLUMN line INTEGER;",
 ];
 
 /// Why migrations could not be applied.

@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-pub use self::dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter};
+pub use self::dead_letters::{
+    DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, Original,
+};
 pub use self::inbox::{InboxEvent, InboxInsert};
 pub use self::locks::{HEARTBEAT_EVERY, LockHolder, STALE_AFTER};
 pub use self::outbox::{ALERT_CLAIM, OutboxAlert, PendingAlert};
