@@ -3,6 +3,7 @@
 
 mod daemon;
 mod explain;
+mod limits;
 mod orders;
 mod runtime;
 mod schema;
