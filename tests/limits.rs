@@ -58,3 +58,96 @@ fn item_08_validate_refuses_deep_nesting() {
         let _ = std::fs::remove_dir_all(&root);
     }
 }
+
+#[test]
+fn item_17_contract_outside_workspace_refused() {
+    let root = scratch("outside");
+    // A valid contract outside the workspace, so only confinement can refuse it.
+    let outside = root.with_extension("outside.json");
+    std::fs::copy(root.join("contracts/offer.json"), &outside).unwrap();
+    let outside_name = outside
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap()
+        .to_owned();
+    std::os::unix::fs::symlink(&outside, root.join("contracts/link.json")).unwrap();
+    let expected = |path: &str| {
+        format!(
+            "switchyard.yaml:16:15: error[E0604]: contract file {path} is outside the workspace \
+             folder\n  = hint: keep contracts inside the workspace (for example under contracts/); \
+             paths are relative to the workspace folder, and symbolic links that lead out of it \
+             are refused\n1 error, 0 warnings\n"
+        )
+    };
+    let mut current = "contracts/offer.json".to_owned();
+    for path in [
+        format!("../{outside_name}"),
+        format!("contracts/../../{outside_name}"),
+        outside.display().to_string(),
+        "/proc/self/environ".to_owned(),
+        "contracts/link.json".to_owned(),
+    ] {
+        patch(
+            &root,
+            "switchyard.yaml",
+            &format!("contract: {current}"),
+            &format!("contract: {path}"),
+        );
+        current = path.clone();
+        assert_output(&switchyard(&root, &["validate"]), &expected(&path), 1);
+    }
+    // Inside the workspace, `..` that stays inside is fine.
+    patch(
+        &root,
+        "switchyard.yaml",
+        &format!("contract: {current}"),
+        "contract: flows/../contracts/offer.json",
+    );
+    assert_output(
+        &switchyard(&root, &["validate"]),
+        "0 errors, 0 warnings\n",
+        0,
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(&outside);
+}
+
+#[test]
+fn item_10_contract_files_are_read_up_to_the_limit() {
+    let root = scratch("contract-size");
+    // A valid JSON Schema, 5 MiB long.
+    let text = std::fs::read_to_string(root.join("contracts/offer.json")).unwrap();
+    let padded = text.replacen(
+        '{',
+        &format!("{{\"description\": \"{}\",", "x".repeat(5 << 20)),
+        1,
+    );
+    std::fs::write(root.join("contracts/offer.json"), padded).unwrap();
+    assert_output(
+        &switchyard(&root, &["validate"]),
+        "switchyard.yaml:16:15: error[E0001]: contract file contracts/offer.json is larger than \
+         4 MiB (the limit for spec and contract files)\n1 error, 0 warnings\n",
+        1,
+    );
+    // An endless file is refused without being read: `/dev/zero` is outside the workspace,
+    // and a link to it inside the workspace leads outside.
+    std::os::unix::fs::symlink("/dev/zero", root.join("contracts/zero.json")).unwrap();
+    patch(
+        &root,
+        "switchyard.yaml",
+        "contract: contracts/offer.json",
+        "contract: contracts/zero.json",
+    );
+    let output = switchyard(&root, &["validate"]);
+    assert!(output.stdout.contains("error[E0604]"), "{output:?}");
+    // A spec file is capped the same way.
+    std::fs::write(root.join("flows/huge.yaml"), "#".repeat(5 << 20)).unwrap();
+    let output = switchyard(&root, &["validate"]);
+    assert!(
+        output.stdout.contains(
+            "flows/huge.yaml:1:1: error[E0001]: cannot read file: file is larger than 4 MiB"
+        ),
+        "{output:?}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

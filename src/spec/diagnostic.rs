@@ -114,6 +114,8 @@ codes! {
     ContractNotJson = "E0602",
     /// An object's contract is not a valid JSON Schema.
     ContractInvalidSchema = "E0603",
+    /// An object's contract path leads outside the workspace folder.
+    ContractOutsideWorkspace = "E0604",
     /// An `${ENV}` reference names an unset variable (`--strict`).
     UnsetEnvStrict = "E0701",
     /// An `${ENV}` reference names an unset variable.
