@@ -205,11 +205,15 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                         .map(Value::from)
                         .unwrap_or_else(|_| Value::from(k))
                 });
-                let line = json!({
+                let mut line = json!({
                     "reason": letter.letter.reason,
                     key_field.as_str(): key,
                     "raw": letter.letter.record,
                 });
+                // `raw` is only the start of the original then: never pass it off as whole.
+                if let Some(truncation) = &letter.letter.record_truncated {
+                    line["raw_truncated"] = serde_json::to_value(truncation)?;
+                }
                 serde_json::to_writer(&mut writer, &line)?;
                 writer.write_all(b"\n")?;
             }

@@ -791,6 +791,8 @@ pub(crate) fn build_dead_letter(
     original: String,
 ) -> NewDeadLetter {
     let route = plan.route(rejected.rejection.mode);
+    let (record, record_truncated) =
+        super::original::keep_original(original, plan.max_dead_letter_record);
     NewDeadLetter {
         flow: plan.name.clone(),
         object: plan.object.clone(),
@@ -805,7 +807,8 @@ pub(crate) fn build_dead_letter(
             .action
             .and_then(|a| serde_json::to_value(a).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
-        record: original,
+        record,
+        record_truncated,
     }
 }
 

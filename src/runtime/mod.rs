@@ -13,6 +13,7 @@ mod commit;
 pub mod deadlines;
 mod delivery;
 pub mod engine;
+mod original;
 pub mod plan;
 pub mod record;
 pub mod replay;
@@ -23,4 +24,5 @@ pub use self::deadlines::DeadlineBoard;
 pub use self::engine::{
     FlowRun, LatencyObserver, RunError, RunOptions, RunReport, SinkOverride, SourceOverride,
 };
+pub use self::original::DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES;
 pub use self::plan::FlowPlan;

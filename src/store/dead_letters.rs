@@ -29,8 +29,21 @@ pub struct NewDeadLetter {
     pub owner: String,
     /// The owner's action.
     pub action: Option<String>,
-    /// The original record as received (JSON text, or the raw line when it was not JSON).
+    /// The original record as received (JSON text, or the raw line when it was not JSON);
+    /// only its start when `record_truncated` says so.
     pub record: String,
+    /// Set when `record` keeps only the start of an original longer than the workspace's
+    /// `max_dead_letter_record_size`.
+    pub record_truncated: Option<RecordTruncation>,
+}
+
+/// What a dead letter knows of an original record it kept only the start of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordTruncation {
+    /// The original's full length in bytes.
+    pub original_bytes: u64,
+    /// SHA-256 of the full original, hex: identifies it for whoever still has it.
+    pub sha256: String,
 }
 
 /// What has become of a dead letter.
@@ -80,7 +93,7 @@ pub struct DeadLetterFilter {
 
 const COLUMNS: &str = "id, flow, object, record_key, idempotency_key, failure, reason, error, \
                        attempts, owner, action, record, status, created_at, updated_at, \
-                       resolved_by, note";
+                       resolved_by, note, record_original_bytes, record_sha256";
 
 pub(super) fn insert(
     conn: &Connection,
@@ -89,8 +102,9 @@ pub(super) fn insert(
 ) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO dead_letters (flow, object, record_key, idempotency_key, failure, reason,
-           error, attempts, owner, action, record, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+           error, attempts, owner, action, record, created_at, updated_at,
+           record_original_bytes, record_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
     )?
     .execute(params![
         letter.flow,
@@ -104,7 +118,12 @@ pub(super) fn insert(
         letter.owner,
         letter.action,
         letter.record,
-        now
+        now,
+        letter
+            .record_truncated
+            .as_ref()
+            .map(|t| i64::try_from(t.original_bytes).unwrap_or(i64::MAX)),
+        letter.record_truncated.as_ref().map(|t| &t.sha256),
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -242,6 +261,13 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
             owner: row.get(9)?,
             action: row.get(10)?,
             record: row.get(11)?,
+            record_truncated: match (row.get::<_, Option<i64>>(17)?, row.get(18)?) {
+                (Some(bytes), Some(sha256)) => Some(RecordTruncation {
+                    original_bytes: u64::try_from(bytes).unwrap_or_default(),
+                    sha256,
+                }),
+                _ => None,
+            },
         },
         status: DeadLetterStatus::parse(&row.get::<_, String>(12)?),
         created_at: row.get(13)?,

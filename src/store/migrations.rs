@@ -94,6 +94,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (object, system, external_id)
      );
      CREATE INDEX xrefs_by_key ON xrefs (object, record_key);",
+    // 4: a dead letter whose original was cut at `max_dead_letter_record_size` records the
+    // original's length and SHA-256 (both NULL when the whole original is kept).
+    "ALTER TABLE dead_letters ADD COLUMN record_original_bytes INTEGER;
+     ALTER TABLE dead_letters ADD COLUMN record_sha256 TEXT;",
 ];
 
 /// Applies the migrations this file has not seen yet.

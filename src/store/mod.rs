@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-pub use self::dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter};
+pub use self::dead_letters::{
+    DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, RecordTruncation,
+};
 pub use self::inbox::{InboxEvent, InboxInsert};
 pub use self::outbox::{OutboxAlert, PendingAlert};
 pub use self::xrefs::CrossReference;

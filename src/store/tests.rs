@@ -17,6 +17,7 @@ fn letter(flow: &str, failure: &str) -> NewDeadLetter {
         owner: "seller-support".into(),
         action: Some("request-correction".into()),
         record: "{\"offer_id\":7}".into(),
+        record_truncated: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP connector: a client per system (base URL, bearer token, headers, timeout),
 //! paged sources with an incremental cursor, and per-record sinks with an idempotency key.
 
+mod body;
 mod sink;
 mod source;
 
@@ -20,7 +21,13 @@ pub struct HttpSystem {
     pub base_url: String,
     /// The client, with default headers and timeout.
     pub client: reqwest::Client,
+    /// The largest response body read from this system (`max_response_size`).
+    pub max_response_bytes: u64,
 }
+
+/// `max_response_size` when a system does not set it: far above any page or acknowledgement
+/// a marketplace API sends, far below what would hurt the process.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// An HTTP system that cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +66,15 @@ impl HttpSystem {
                 "base_url {base_url:?} must start with http:// or https:// (is its variable set?)"
             )));
         }
+        // Validation has checked the size; a workspace built without it gets the default.
+        let max_response_bytes = config
+            .max_response_size
+            .as_deref()
+            .and_then(|size| crate::spec::parse_size(size).ok())
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
         Ok(Self {
             base_url,
+            max_response_bytes,
             client: client_builder()
                 .default_headers(headers)
                 .timeout(timeout)

@@ -89,6 +89,25 @@ pub(crate) fn check(
                 report,
             );
         }
+        if let Some(size) = system
+            .http
+            .as_ref()
+            .and_then(|http| http.max_response_size.as_ref())
+        {
+            check_size(
+                &format!("/systems/{}/http/max_response_size", seg(name)),
+                size,
+                at,
+                report,
+            );
+        }
+    }
+    if let Some(size) = spec
+        .state
+        .as_ref()
+        .and_then(|state| state.max_dead_letter_record_size.as_ref())
+    {
+        check_size("/state/max_dead_letter_record_size", size, at, report);
     }
 
     if let Some(defaults) = &spec.defaults {
@@ -157,6 +176,16 @@ pub(crate) fn check(
         spec: spec.clone(),
         expanded,
         contracts,
+    }
+}
+
+/// Reports a size that does not parse.
+fn check_size(pointer: &str, text: &str, at: &At<'_>, report: &mut Report<'_>) {
+    if let Err(err) = crate::spec::size::parse_size(text) {
+        report.push(
+            at.error(pointer, Code::InvalidValue, err.to_string())
+                .with_hint(Some("sizes look like 64MiB, 512KiB, 1GiB or 10MB".into())),
+        );
     }
 }
 
