@@ -5,6 +5,7 @@ mod daemon;
 mod explain;
 mod files;
 mod hardening;
+mod limits;
 mod orders;
 mod runtime;
 mod schema;

@@ -239,6 +239,10 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 if original.as_str().is_none() {
                     line["raw_base64"] = Value::from(original.to_base64());
                 }
+                // `raw` is only the start of the original then: never pass it off as whole.
+                if let Some(truncation) = &letter.letter.record_truncated {
+                    line["raw_truncated"] = serde_json::to_value(truncation)?;
+                }
                 serde_json::to_writer(&mut writer, &line)?;
                 writer.write_all(b"\n")?;
             }

@@ -3,6 +3,8 @@
 //! data can never break the output; nothing is HTML-escaped; a missing field is an error.
 
 pub mod helpers;
+mod plain;
+mod scan;
 pub mod syntax;
 pub mod template;
 
@@ -11,7 +13,10 @@ use std::borrow::Cow;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-pub use self::syntax::{TemplateInfo, TemplateSyntaxError, inspect};
+pub use self::syntax::{
+    MAX_HANDLEBARS_TEMPLATE_BYTES, MAX_NESTING, TemplateErrorKind, TemplateInfo,
+    TemplateSyntaxError, inspect,
+};
 pub use self::template::{CompiledTemplate, Escape, FieldPath, RenderError};
 use crate::spec::raw::{MapField, ValueType};
 

@@ -105,9 +105,10 @@ impl CompiledTemplate {
     /// Compiles a template; fails on syntax errors and unknown helpers.
     pub fn compile(source: &str) -> Result<Self, TemplateSyntaxError> {
         let template = syntax::parse(source)?;
-        let info = syntax::inspect(source)?;
+        let info = syntax::references(&template);
         if let Some(unknown) = info.helpers.iter().find(|h| !syntax::is_known_helper(h)) {
             return Err(TemplateSyntaxError {
+                kind: syntax::TemplateErrorKind::Syntax,
                 message: format!("unknown helper `{unknown}`"),
                 line: 1,
                 column: 1,
@@ -483,6 +484,45 @@ mod tests {
     fn unknown_helpers_are_refused_at_compile_time() {
         let err = CompiledTemplate::compile("{{shout title}}").unwrap_err();
         assert!(err.message.contains("shout"), "{err:?}");
+    }
+
+    #[test]
+    fn item_08_templates_at_the_nesting_limit_run_on_half_a_worker_stack() {
+        let levels = crate::mapping::MAX_NESTING;
+        let helpers = format!(
+            "{{{{lower {}x{}}}}}",
+            "(lower ".repeat(levels),
+            ")".repeat(levels)
+        );
+        let blocks = format!(
+            "{}{{{{lower (lower x)}}}}{}",
+            "{{#if x}}".repeat(levels - 1),
+            "{{/if}}".repeat(levels - 1)
+        );
+        let chain = format!(
+            "{{{{#if n}}}}{}{{{{else}}}}y{{{{/if}}}}",
+            "{{else if n}}".repeat(levels - 1)
+        );
+        // Worker threads (tokio's and ours) have 2 MiB stacks; half of that must do, in debug
+        // builds too.
+        let run = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || {
+                let record = json!({"x": "A", "n": false});
+                for source in [&helpers, &blocks, &chain] {
+                    let template = CompiledTemplate::compile(source).unwrap();
+                    let value = template.evaluate(&record).unwrap();
+                    assert!(value == json!("a") || value == json!("y"), "{value}");
+                    drop(template);
+                }
+                for source in [&helpers, &blocks, &chain] {
+                    let deeper = format!("{{{{#if x}}}}{source}{{{{/if}}}}");
+                    let err = CompiledTemplate::compile(&deeper).unwrap_err();
+                    assert_eq!(err.kind, crate::mapping::TemplateErrorKind::TooDeep);
+                }
+            })
+            .unwrap();
+        run.join().unwrap();
     }
 
     #[test]

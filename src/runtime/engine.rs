@@ -854,6 +854,8 @@ pub(crate) fn build_dead_letter(
     line: Option<u64>,
 ) -> NewDeadLetter {
     let route = plan.route(rejected.rejection.mode);
+    let (record, record_truncated) =
+        super::original::keep_original(original, plan.max_dead_letter_record);
     NewDeadLetter {
         flow: plan.name.clone(),
         object: plan.object.clone(),
@@ -868,8 +870,9 @@ pub(crate) fn build_dead_letter(
             .action
             .and_then(|a| serde_json::to_value(a).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
-        record: original,
+        record,
         line,
+        record_truncated,
     }
 }
 

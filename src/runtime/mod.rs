@@ -15,6 +15,7 @@ mod delivery;
 pub mod engine;
 pub mod inbox;
 mod lease;
+mod original;
 pub mod plan;
 pub mod record;
 pub mod replay;
@@ -25,4 +26,5 @@ pub use self::deadlines::DeadlineBoard;
 pub use self::engine::{
     FlowRun, LatencyObserver, RunError, RunOptions, RunReport, SinkOverride, SourceOverride,
 };
+pub use self::original::DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES;
 pub use self::plan::FlowPlan;

@@ -55,6 +55,8 @@ pub struct FlowPlan {
     pub capture: Option<String>,
     /// The sink system's name (cross-references are stored under it).
     pub sink_system: String,
+    /// The most of a rejected record's original a dead letter keeps, in bytes.
+    pub max_dead_letter_record: u64,
 }
 
 /// A compiled deadline.
@@ -181,7 +183,16 @@ impl FlowPlan {
                 })
             })
             .collect::<Result<Vec<_>, PlanError>>()?;
+        // Validation has checked the size; a workspace built without it gets the default.
+        let max_dead_letter_record = workspace
+            .spec
+            .state
+            .as_ref()
+            .and_then(|state| state.max_dead_letter_record_size.as_deref())
+            .and_then(|size| crate::spec::parse_size(size).ok())
+            .unwrap_or(super::DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES);
         Ok(Self {
+            max_dead_letter_record,
             deadline,
             split: spec.split.clone(),
             lookups,

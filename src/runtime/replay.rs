@@ -33,6 +33,19 @@ pub async fn replay(
     if letter.status != DeadLetterStatus::Open {
         return Ok(ReplayOutcome::AlreadyResolved(letter.status));
     }
+    if let Some(truncation) = &letter.letter.record_truncated {
+        // Replaying the start of a record would deliver a different record.
+        let error = format!(
+            "the dead letter keeps only the first {} of the original's {} bytes \
+             (max_dead_letter_record_size); send the record again from its source \
+             (SHA-256 {})",
+            crate::spec::describe_size(letter.letter.record.len() as u64),
+            truncation.original_bytes,
+            truncation.sha256
+        );
+        store.note_failed_replay(id, actor, &error)?;
+        return Ok(ReplayOutcome::Failed(error));
+    }
     let flow_name = letter.letter.flow.clone();
     let flow = workspace
         .flows

@@ -86,6 +86,10 @@ codes! {
     UnknownHelper = "E0302",
     /// A template or `from` pointer names a field its input does not have.
     UnknownTemplateField = "E0303",
+    /// A template nests deeper than the limit.
+    TemplateTooDeep = "E0304",
+    /// A template that needs Handlebars' own compiler is larger than the limit.
+    TemplateTooLarge = "E0305",
     /// A cron expression does not parse.
     InvalidCron = "E0401",
     /// A time zone is not a known IANA name.
@@ -110,6 +114,8 @@ codes! {
     ContractNotJson = "E0602",
     /// An object's contract is not a valid JSON Schema.
     ContractInvalidSchema = "E0603",
+    /// An object's contract path leads outside the workspace folder.
+    ContractOutsideWorkspace = "E0604",
     /// An `${ENV}` reference names an unset variable (`--strict`).
     UnsetEnvStrict = "E0701",
     /// An `${ENV}` reference names an unset variable.

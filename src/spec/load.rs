@@ -5,7 +5,8 @@
 //! in-memory files, which is what the fuzz target and the unit tests drive. Nothing here may
 //! panic on any input.
 
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde_saphyr::{Budget, DuplicateKeyPolicy};
@@ -47,9 +48,25 @@ pub struct Loaded {
 /// The workspace file name.
 pub const WORKSPACE_FILE: &str = "switchyard.yaml";
 
-/// Files larger than this are refused before parsing: no spec file is anywhere near it, and
-/// string input is not covered by the parser's byte budget.
-const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+/// Spec and contract files larger than this are refused, and never read past it: no real
+/// file is anywhere near it, string input is not covered by the YAML parser's byte budget, and
+/// a path such as `/dev/zero` never ends.
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a file the workspace names could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FileError {
+    /// It does not exist, is not a file, or reading failed.
+    #[error("{0}")]
+    Unreadable(std::io::Error),
+    /// It is larger than [`MAX_FILE_BYTES`].
+    #[error("file is larger than {} MiB (the limit for spec and contract files)", MAX_FILE_BYTES / (1024 * 1024))]
+    TooLarge,
+    /// Its path leaves the workspace folder (`..`, an absolute path, or a symbolic link that
+    /// points outside).
+    #[error("path is outside the workspace folder")]
+    Outside,
+}
 
 /// Reads and validates the workspace in `root`: `switchyard.yaml`, `flows/*.yaml` and
 /// `tests/*.yaml` (each sorted by name) and the contracts the objects name.
@@ -57,7 +74,7 @@ pub fn load_workspace(root: &Path, options: &LoadOptions) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut files = Vec::new();
     let workspace_path = PathBuf::from(WORKSPACE_FILE);
-    match std::fs::read_to_string(root.join(WORKSPACE_FILE)) {
+    match read_capped(&root.join(WORKSPACE_FILE)) {
         Ok(text) => files.push((workspace_path, text)),
         Err(err) => diagnostics.push(Diagnostic::error(
             workspace_path,
@@ -68,7 +85,7 @@ pub fn load_workspace(root: &Path, options: &LoadOptions) -> Loaded {
     }
     for folder in ["flows", "tests"] {
         for relative in yaml_files(root, folder) {
-            match std::fs::read_to_string(root.join(&relative)) {
+            match read_capped(&root.join(&relative)) {
                 Ok(text) => files.push((relative, text)),
                 Err(err) => diagnostics.push(Diagnostic::error(
                     relative,
@@ -79,7 +96,7 @@ pub fn load_workspace(root: &Path, options: &LoadOptions) -> Loaded {
             }
         }
     }
-    let read = |relative: &Path| std::fs::read_to_string(root.join(relative)).ok();
+    let read = |relative: &Path| read_capped(&confine(root, relative)?);
     let mut loaded = analyze(root, &files, &read, options);
     diagnostics.append(&mut loaded.diagnostics);
     finish(loaded.workspace, diagnostics)
@@ -117,11 +134,15 @@ pub fn load_sources(root: &Path, files: &[(PathBuf, String)], options: &LoadOpti
         ));
     }
     let read = |relative: &Path| {
-        let wanted = normalize(relative);
-        files
+        let wanted = inside(relative).ok_or(FileError::Outside)?;
+        let (_, text) = files
             .iter()
             .find(|(path, _)| normalize(path) == wanted)
-            .map(|(_, text)| text.clone())
+            .ok_or_else(|| FileError::Unreadable(std::io::ErrorKind::NotFound.into()))?;
+        if text.len() > MAX_FILE_BYTES {
+            return Err(FileError::TooLarge);
+        }
+        Ok(text.clone())
     };
     let mut loaded = analyze(root, &yaml, &read, options);
     diagnostics.append(&mut loaded.diagnostics);
@@ -188,7 +209,7 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(
 fn analyze(
     root: &Path,
     files: &[(PathBuf, String)],
-    read_contract: &dyn Fn(&Path) -> Option<String>,
+    read_contract: &dyn Fn(&Path) -> Result<String, FileError>,
     options: &LoadOptions,
 ) -> Loaded {
     let mut diagnostics = Vec::new();
@@ -357,6 +378,60 @@ fn is_spec_file(path: &Path) -> bool {
         || (is_yaml(path)
             && path.components().count() == 2
             && (path.starts_with("flows") || path.starts_with("tests")))
+}
+
+/// Reads a whole file as UTF-8, but never more than [`MAX_FILE_BYTES`] of it.
+pub(crate) fn read_capped(path: &Path) -> Result<String, FileError> {
+    let file = std::fs::File::open(path).map_err(FileError::Unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(FileError::Unreadable)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        FileError::Unreadable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
+}
+
+/// Where a path the workspace names really is, if it stays inside the workspace folder:
+/// checked on the path as written (no absolute path, no `..` above the root), then on the
+/// file it resolves to, symbolic links followed. A contract is part of the workspace that is
+/// reviewed and deployed together; reading `/proc/self/environ` or another service's files
+/// through it is never intended, so there is no opt-out.
+pub(crate) fn confine(root: &Path, relative: &Path) -> Result<PathBuf, FileError> {
+    let relative = inside(relative).ok_or(FileError::Outside)?;
+    let path = root.join(&relative);
+    let real_root = root.canonicalize().map_err(FileError::Unreadable)?;
+    let real = path.canonicalize().map_err(FileError::Unreadable)?;
+    if real.starts_with(&real_root) {
+        Ok(real)
+    } else {
+        Err(FileError::Outside)
+    }
+}
+
+/// `path` without `.` and resolved `..` components, if it stays below the folder it is
+/// relative to.
+fn inside(path: &Path) -> Option<PathBuf> {
+    let mut kept = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => kept.push(name),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !kept.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(kept)
 }
 
 /// Drops `.` components so `./contracts/a.json` and `contracts/a.json` compare equal.

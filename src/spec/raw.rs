@@ -60,6 +60,12 @@ pub struct StateConfig {
     /// Defaults to `.switchyard/state.db`.
     #[serde(default)]
     pub sqlite: Option<String>,
+    /// The most of a dead letter's original record kept in the state file, as a size such as
+    /// `1MiB` or `256KiB`. Defaults to `1MiB`. A longer original is cut at the limit, and the
+    /// dead letter says so: it records the original's full size and SHA-256, and is not
+    /// replayed (the record must be sent again from its source).
+    #[serde(default)]
+    pub max_dead_letter_record_size: Option<String>,
 }
 
 /// Defaults shared by all flows.
@@ -111,6 +117,13 @@ pub struct HttpSystemConfig {
     /// Requests in flight at once towards this system. Defaults to 8.
     #[serde(default)]
     pub concurrency: Option<u32>,
+    /// The largest response body read from this system, as a size such as `64MiB`, `512KiB`
+    /// or `1GiB`. Defaults to `64MiB`. A source page over it fails the run as
+    /// `source-unavailable` (a listing that large needs a smaller page size); a sink's
+    /// acknowledgement over it is not read. Bodies are read in chunks and reading stops at the
+    /// limit, so a huge or endless response never fills memory.
+    #[serde(default)]
+    pub max_response_size: Option<String>,
 }
 
 /// Authentication of an HTTP system.

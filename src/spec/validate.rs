@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 
 use super::diagnostic::{Code, Diagnostic, did_you_mean};
-use super::load::{LoadOptions, Parsed};
+use super::load::{FileError, LoadOptions, Parsed};
 use super::model::{TestSuite, Workspace};
 use super::raw::{FlowFile, TestFile, WorkspaceFile};
 use super::source_map::SourceMap;
@@ -24,7 +24,7 @@ pub(crate) struct Input<'a> {
     pub(crate) workspace: Option<Parsed<WorkspaceFile>>,
     pub(crate) flows: Vec<Parsed<FlowFile>>,
     pub(crate) tests: Vec<Parsed<TestFile>>,
-    pub(crate) read_contract: &'a dyn Fn(&Path) -> Option<String>,
+    pub(crate) read_contract: &'a dyn Fn(&Path) -> Result<String, FileError>,
     pub(crate) options: &'a LoadOptions,
 }
 

@@ -39,11 +39,14 @@ pub struct NewDeadLetter {
     /// The owner's action.
     pub action: Option<String>,
     /// The original record as received (JSON text, or the raw line or row when it could not
-    /// be decoded), byte for byte.
+    /// be decoded), byte for byte; only its start when `record_truncated` says so.
     #[serde(flatten)]
     pub record: Original,
     /// The line of the source file the record starts on, when it came from a file.
     pub line: Option<u64>,
+    /// Set when `record` keeps only the start of an original longer than the workspace's
+    /// `max_dead_letter_record_size`.
+    pub record_truncated: Option<RecordTruncation>,
 }
 
 /// A dead letter's original record, exactly as it arrived.
@@ -123,6 +126,15 @@ impl Serialize for Original {
     }
 }
 
+/// What a dead letter knows of an original record it kept only the start of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordTruncation {
+    /// The original's full length in bytes.
+    pub original_bytes: u64,
+    /// SHA-256 of the full original, hex: identifies it for whoever still has it.
+    pub sha256: String,
+}
+
 /// What has become of a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -170,7 +182,8 @@ pub struct DeadLetterFilter {
 
 const COLUMNS: &str = "id, flow, object, record_key, idempotency_key, failure, reason, error, \
                        attempts, owner, action, record, status, created_at, updated_at, \
-                       resolved_by, note, record_raw, line";
+                       resolved_by, note, record_raw, line, record_original_bytes,
+                       record_sha256";
 
 pub(super) fn insert(
     conn: &Connection,
@@ -179,8 +192,9 @@ pub(super) fn insert(
 ) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO dead_letters (flow, object, record_key, idempotency_key, failure, reason,
-           error, attempts, owner, action, record, created_at, updated_at, record_raw, line)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
+           error, attempts, owner, action, record, created_at, updated_at, record_raw, line,
+           record_original_bytes, record_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         letter.flow,
@@ -202,6 +216,11 @@ pub(super) fn insert(
             .is_none()
             .then(|| letter.record.as_bytes()),
         letter.line.map(|line| line as i64),
+        letter
+            .record_truncated
+            .as_ref()
+            .map(|t| i64::try_from(t.original_bytes).unwrap_or(i64::MAX)),
+        letter.record_truncated.as_ref().map(|t| &t.sha256),
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -345,6 +364,13 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
             line: row
                 .get::<_, Option<i64>>(18)?
                 .map(|line| line.max(0) as u64),
+            record_truncated: match (row.get::<_, Option<i64>>(19)?, row.get(20)?) {
+                (Some(bytes), Some(sha256)) => Some(RecordTruncation {
+                    original_bytes: u64::try_from(bytes).unwrap_or_default(),
+                    sha256,
+                }),
+                _ => None,
+            },
         },
         status: DeadLetterStatus::parse(&row.get::<_, String>(12)?),
         created_at: row.get(13)?,

@@ -107,6 +107,10 @@ const MIGRATIONS: &[&str] = &[
     // readable copy), and the line of the source file a record came from.
     "ALTER TABLE dead_letters ADD COLUMN record_raw BLOB;
      ALTER TABLE dead_letters ADD COLUMN line INTEGER;",
+    // 6: a dead letter whose original was cut at `max_dead_letter_record_size` records the
+    // original's length and SHA-256 (both NULL when the whole original is kept).
+    "ALTER TABLE dead_letters ADD COLUMN record_original_bytes INTEGER;
+     ALTER TABLE dead_letters ADD COLUMN record_sha256 TEXT;",
 ];
 
 /// Why migrations could not be applied.

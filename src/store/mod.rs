@@ -25,7 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 pub use self::dead_letters::{
-    DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, Original,
+    DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, Original, RecordTruncation,
 };
 pub use self::inbox::{InboxEvent, InboxInsert};
 pub use self::locks::{HEARTBEAT_EVERY, LockHolder, STALE_AFTER};

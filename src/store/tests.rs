@@ -18,6 +18,7 @@ fn letter(flow: &str, failure: &str) -> NewDeadLetter {
         action: Some("request-correction".into()),
         record: "{\"offer_id\":7}".into(),
         line: None,
+        record_truncated: None,
     }
 }
 

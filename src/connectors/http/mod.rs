@@ -7,6 +7,7 @@
 //! to another scheme, host or port is sent without any of the system's configured headers.
 //! Messages never quote the userinfo of a URL (see [`crate::redact`]).
 
+mod body;
 mod sink;
 mod source;
 
@@ -30,6 +31,8 @@ pub struct HttpSystem {
     pub base_url: String,
     /// The client, with the timeout; it follows no redirect by itself.
     client: reqwest::Client,
+    /// The largest response body read from this system (`max_response_size`).
+    pub max_response_bytes: u64,
     /// What only the base URL's origin may receive.
     credentials: Arc<Credentials>,
 }
@@ -42,6 +45,10 @@ struct Credentials {
     /// The base URL, for its origin (scheme, host and port).
     base: Option<Url>,
 }
+
+/// `max_response_size` when a system does not set it: far above any page or acknowledgement
+/// a marketplace API sends, far below what would hurt the process.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// An HTTP system that cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +135,15 @@ impl HttpSystem {
             }
             base_url = request.url().as_str().trim_end_matches('/').to_owned();
         }
+        // Validation has checked the size; a workspace built without it gets the default.
+        let max_response_bytes = config
+            .max_response_size
+            .as_deref()
+            .and_then(|size| crate::spec::parse_size(size).ok())
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
         Ok(Self {
             base_url,
+            max_response_bytes,
             client,
             credentials: Arc::new(Credentials {
                 headers,

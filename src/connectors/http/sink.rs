@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::body::{ERROR_BODY_PREFIX, read_limited, read_prefix};
 use super::{HttpSystem, retry_after};
 use crate::connectors::{Outgoing, SendFailure};
 use crate::mapping::{CompiledTemplate, Escape};
@@ -79,7 +80,7 @@ impl HttpSink {
         if !body.is_null() {
             request = request.json(body);
         }
-        let response = self.system.send(request).await.map_err(|err| SendFailure {
+        let mut response = self.system.send(request).await.map_err(|err| SendFailure {
             transient: true,
             status: None,
             retry_after: None,
@@ -87,10 +88,25 @@ impl HttpSink {
         })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
         if (200..300).contains(&status) {
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+            // The write is acknowledged whatever the body holds; a body that cannot be read
+            // (or is over the limit) only means nothing can be captured from it.
+            return Ok(
+                match read_limited(&mut response, self.system.max_response_bytes).await {
+                    Ok(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
+                    Err(err) => {
+                        tracing::warn!(url = %url, status, error = %err, "Sink response not read; the write is acknowledged.");
+                        Value::Null
+                    }
+                },
+            );
         }
-        Err(SendFailure::from_status(status, wait, &text))
+        // Only the start of an error body is quoted, so only the start is read.
+        let prefix = read_prefix(&mut response, ERROR_BODY_PREFIX).await;
+        Err(SendFailure::from_status(
+            status,
+            wait,
+            &String::from_utf8_lossy(&prefix),
+        ))
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::body::{BodyError, ERROR_BODY_PREFIX, read_limited, read_prefix};
 use super::{HttpSystem, retry_after};
 use crate::connectors::{Batch, BatchRecords, SendFailure, SourceError};
 use crate::mapping::{CompiledTemplate, Escape};
@@ -358,7 +359,7 @@ impl HttpSource {
 
     async fn get(&self, url: &str, query: &[(String, String)]) -> Result<Value, SendFailure> {
         let request = self.system.request(reqwest::Method::GET, url).query(query);
-        let response = self.system.send(request).await.map_err(|err| SendFailure {
+        let mut response = self.system.send(request).await.map_err(|err| SendFailure {
             transient: true,
             status: None,
             retry_after: None,
@@ -366,16 +367,24 @@ impl HttpSource {
         })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let text = response.text().await.map_err(|err| SendFailure {
-            transient: true,
-            status: Some(status),
-            retry_after: None,
-            message: super::describe_error(err),
-        })?;
         if !(200..300).contains(&status) {
-            return Err(SendFailure::from_status(status, wait, &text));
+            let prefix = read_prefix(&mut response, ERROR_BODY_PREFIX).await;
+            return Err(SendFailure::from_status(
+                status,
+                wait,
+                &String::from_utf8_lossy(&prefix),
+            ));
         }
-        serde_json::from_str(&text).map_err(|err| SendFailure {
+        let body = read_limited(&mut response, self.system.max_response_bytes)
+            .await
+            .map_err(|err| SendFailure {
+                // A page over the limit is over it on every attempt: retrying cannot help.
+                transient: matches!(err, BodyError::Read(_)),
+                status: Some(status),
+                retry_after: None,
+                message: err.to_string(),
+            })?;
+        serde_json::from_slice(&body).map_err(|err| SendFailure {
             transient: false,
             status: Some(status),
             retry_after: None,

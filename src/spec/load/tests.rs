@@ -139,3 +139,35 @@ fn billion_laughs_is_refused() {
     let found = diagnose(&text);
     assert!(!found.is_empty());
 }
+
+#[test]
+fn sizes_are_checked_where_they_are_written() {
+    let base = valid_files()[0].1.clone();
+    let text = base
+        .replace(
+            "base_url: \"${MARKETPLACE_URL}\" }",
+            "base_url: \"${MARKETPLACE_URL}\", max_response_size: lots }",
+        )
+        .replace(
+            "model: operator\n",
+            "model: operator\nstate: { max_dead_letter_record_size: 0KiB }\n",
+        );
+    let found = diagnose(&text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("switchyard.yaml:4:39: E0005 size \"0KiB\" is zero"));
+    assert!(
+        found[1].starts_with("switchyard.yaml:6:97: E0005 invalid size \"lots\""),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn contract_paths_stay_inside_the_workspace_in_memory_too() {
+    for path in ["../offer.json", "/etc/passwd", "contracts/../../x.json"] {
+        let found = diagnose(&valid_files()[0].1.replace("contracts/offer.json", path));
+        assert!(
+            found.iter().any(|d| d.contains("E0604")),
+            "{path}: {found:#?}"
+        );
+    }
+}

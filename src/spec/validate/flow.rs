@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 
 use super::workspace::{Checked, check_owner, check_retry, check_system, resolve_retry};
 use super::{At, Report, seg};
+use crate::mapping::TemplateErrorKind;
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::spec::model::{
     Escalation, FailureMode, FailureRoute, Flow, Secret, Trigger, WebhookAuth,
@@ -511,15 +512,29 @@ fn check_template(
     let info = match templates::inspect(source) {
         Ok(info) => info,
         Err(err) => {
-            report.push(Diagnostic::error(
-                at.file,
-                at.map.inside(pointer, (err.line, err.column)),
-                Code::TemplateSyntax,
-                format!(
-                    "template does not compile: {} (at {}:{} of the template)",
-                    err.message, err.line, err.column
+            let (code, hint) = match err.kind {
+                TemplateErrorKind::Syntax => (Code::TemplateSyntax, None),
+                TemplateErrorKind::TooDeep => (
+                    Code::TemplateTooDeep,
+                    Some("split the logic over several `map` fields, or flatten the nesting"),
                 ),
-            ));
+                TemplateErrorKind::TooLarge => (
+                    Code::TemplateTooLarge,
+                    Some("split the template over several `map` fields"),
+                ),
+            };
+            report.push(
+                Diagnostic::error(
+                    at.file,
+                    at.map.inside(pointer, (err.line, err.column)),
+                    code,
+                    format!(
+                        "template does not compile: {} (at {}:{} of the template)",
+                        err.message, err.line, err.column
+                    ),
+                )
+                .with_hint(hint.map(str::to_owned)),
+            );
             return;
         }
     };

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::{At, Input, Report, seg};
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::spec::env;
+use crate::spec::load::{FileError, MAX_FILE_BYTES};
 use crate::spec::model::RetryPolicy;
 use crate::spec::raw::{RetryConfig, WorkspaceFile};
 
@@ -88,6 +89,25 @@ pub(crate) fn check(
                 report,
             );
         }
+        if let Some(size) = system
+            .http
+            .as_ref()
+            .and_then(|http| http.max_response_size.as_ref())
+        {
+            check_size(
+                &format!("/systems/{}/http/max_response_size", seg(name)),
+                size,
+                at,
+                report,
+            );
+        }
+    }
+    if let Some(size) = spec
+        .state
+        .as_ref()
+        .and_then(|state| state.max_dead_letter_record_size.as_ref())
+    {
+        check_size("/state/max_dead_letter_record_size", size, at, report);
     }
 
     if let Some(defaults) = &spec.defaults {
@@ -156,6 +176,16 @@ pub(crate) fn check(
         spec: spec.clone(),
         expanded,
         contracts,
+    }
+}
+
+/// Reports a size that does not parse.
+fn check_size(pointer: &str, text: &str, at: &At<'_>, report: &mut Report<'_>) {
+    if let Err(err) = crate::spec::size::parse_size(text) {
+        report.push(
+            at.error(pointer, Code::InvalidValue, err.to_string())
+                .with_hint(Some("sizes look like 64MiB, 512KiB, 1GiB or 10MB".into())),
+        );
     }
 }
 
@@ -268,13 +298,43 @@ fn read_contract(
     input: &Input<'_>,
     report: &mut Report<'_>,
 ) -> Option<Value> {
-    let Some(text) = (input.read_contract)(Path::new(path)) else {
-        report.push(at.error(
-            pointer,
-            Code::ContractMissing,
-            format!("contract file {path} does not exist or cannot be read"),
-        ));
-        return None;
+    let text = match (input.read_contract)(Path::new(path)) {
+        Ok(text) => text,
+        Err(FileError::Unreadable(_)) => {
+            report.push(at.error(
+                pointer,
+                Code::ContractMissing,
+                format!("contract file {path} does not exist or cannot be read"),
+            ));
+            return None;
+        }
+        Err(FileError::TooLarge) => {
+            report.push(at.error(
+                pointer,
+                Code::FileUnreadable,
+                format!(
+                    "contract file {path} is larger than {} MiB (the limit for spec and contract files)",
+                    MAX_FILE_BYTES / (1024 * 1024)
+                ),
+            ));
+            return None;
+        }
+        Err(FileError::Outside) => {
+            report.push(
+                at.error(
+                    pointer,
+                    Code::ContractOutsideWorkspace,
+                    format!("contract file {path} is outside the workspace folder"),
+                )
+                .with_hint(Some(
+                    "keep contracts inside the workspace (for example under contracts/); paths \
+                     are relative to the workspace folder, and symbolic links that lead out of \
+                     it are refused"
+                        .into(),
+                )),
+            );
+            return None;
+        }
     };
     let value: Value = match serde_json::from_str(&text) {
         Ok(value) => value,
