@@ -9,6 +9,8 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+use switchyard::connectors::recorder::{PlannedFault, RecorderSink};
+use switchyard::runtime::{Clock, FlowRun, RunOptions, SinkOverride, SourceOverride};
 use switchyard::sandbox::{Fault, Sandbox, SandboxConfig};
 use switchyard::store::{LockHolder, STALE_AFTER, Store, StoreError};
 
@@ -384,9 +386,6 @@ fn offers(count: i64) -> Vec<Value> {
 /// next run, none lost and none twice.
 #[tokio::test(start_paused = true)]
 async fn item_11_outage_dead_letter_and_alert_come_at_the_end_of_the_window() {
-    use switchyard::connectors::recorder::{PlannedFault, RecorderSink};
-    use switchyard::runtime::{Clock, FlowRun, RunOptions, SinkOverride, SourceOverride};
-
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("flows");
     let mut env = switchyard::spec::EnvLookup::empty().with("ORDERS_WEBHOOK_SECRET", "x");
     for name in ["MARKETPLACE_URL", "STOREFRONT_URL", "ALERTS_URL", "OMS_URL"] {
@@ -461,4 +460,201 @@ async fn item_11_outage_dead_letter_and_alert_come_at_the_end_of_the_window() {
         .map(|r| r.idempotency_key)
         .collect();
     assert_eq!(keys.len() as u64, report.unsettled, "none twice");
+}
+
+fn orders(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            json!({
+                "order_id": format!("MKP-{i:06}-A"), "commercial_id": format!("MKP-{i:06}"),
+                "shop_id": 2001, "created_at": "2025-03-04T10:00:00Z",
+                "acceptance_deadline": "2099-03-04T10:01:00Z", "order_state": "WAITING_ACCEPTANCE",
+                "currency_iso_code": "EUR", "total_price": "10.00",
+                "order_lines": [{ "order_line_id": format!("MKP-{i:06}-A-1"), "offer_sku": "SKU-1", "quantity": 1, "price": "10.00" }]
+            })
+        })
+        .collect()
+}
+
+/// Item 11: the acknowledgement target (not the sink) is down. An order already written to
+/// the OMS finishes its acknowledgement instead of being abandoned, so no run writes it to
+/// the OMS a second time.
+#[tokio::test(start_paused = true)]
+async fn item_11_an_acknowledgement_outage_never_writes_a_record_to_the_sink_twice() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("flows");
+    let mut env = switchyard::spec::EnvLookup::empty().with("ORDERS_WEBHOOK_SECRET", "x");
+    for name in ["MARKETPLACE_URL", "STOREFRONT_URL", "ALERTS_URL", "OMS_URL"] {
+        env = env.with(name, "http://127.0.0.1:1");
+    }
+    let loaded = switchyard::spec::load_workspace(
+        &root,
+        &switchyard::spec::LoadOptions { strict: false, env },
+    );
+    let workspace = loaded.workspace.expect("reference workspace loads");
+    let store = Store::in_memory().unwrap();
+    let oms = RecorderSink::new(Vec::new());
+    let run = |acks: RecorderSink| {
+        FlowRun::new(
+            &workspace,
+            "orders-to-oms",
+            store.clone(),
+            RunOptions {
+                clock: Clock::virtual_now(),
+                progress: false,
+                concurrency: 8,
+                ..RunOptions::default()
+            },
+            Some(SourceOverride(orders(40))),
+            Some(SinkOverride {
+                sink: oms.clone(),
+                acks,
+            }),
+        )
+        .unwrap()
+        .run()
+    };
+    let acks_down = RecorderSink::new(vec![PlannedFault {
+        status: 503,
+        times: 0,
+        retry_after: None,
+        lasts_ms: Some(24 * 3_600_000),
+    }]);
+    let first = run(acks_down).await.unwrap();
+    assert!(first.stopped_early.is_some(), "{first:?}");
+    let second = run(RecorderSink::new(Vec::new())).await.unwrap();
+    assert_eq!(
+        first.delivered + second.delivered + second.duplicates,
+        40,
+        "{second:?}"
+    );
+    assert_eq!(oms.replays(), 0, "orders written to the OMS twice");
+}
+
+/// Item 11, split records: the leg past its window declares the outage; its sibling legs
+/// share its fate, so the run ends with dead letters and their alerts, not with nothing.
+#[tokio::test(start_paused = true)]
+async fn item_11_a_split_record_in_an_outage_is_dead_lettered_and_alerted() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/basket-split");
+    let mut env = switchyard::spec::EnvLookup::empty();
+    for name in ["CHECKOUT_URL", "OMS_URL", "ALERTS_URL"] {
+        env = env.with(name, "http://127.0.0.1:1");
+    }
+    let loaded = switchyard::spec::load_workspace(
+        &root,
+        &switchyard::spec::LoadOptions { strict: false, env },
+    );
+    let workspace = loaded
+        .workspace
+        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+    let store = Store::in_memory().unwrap();
+    let baskets: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"basket_id": format!("B-{i}"), "paid_at": "2025-03-04T10:00:00Z", "lines": [
+            { "seller_id": "S-ACME", "sku": "A-1", "quantity": 1, "price": "10.00" },
+            { "seller_id": "S-GLOBEX", "sku": "G-1", "quantity": 1, "price": "4.50" }]})
+        })
+        .collect();
+    let down = RecorderSink::new(vec![PlannedFault {
+        status: 503,
+        times: 0,
+        retry_after: None,
+        lasts_ms: Some(24 * 3_600_000),
+    }]);
+    let report = FlowRun::new(
+        &workspace,
+        "baskets-to-oms",
+        store.clone(),
+        RunOptions {
+            clock: Clock::virtual_now(),
+            progress: false,
+            concurrency: 8,
+            ..RunOptions::default()
+        },
+        Some(SourceOverride(baskets)),
+        Some(SinkOverride {
+            sink: down,
+            acks: RecorderSink::new(Vec::new()),
+        }),
+    )
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    let letters = store
+        .dead_letters(&switchyard::store::DeadLetterFilter::default())
+        .unwrap();
+    assert!(report.stopped_early.is_some());
+    assert!(
+        !letters.is_empty(),
+        "outage with no dead letter: {report:?}"
+    );
+}
+
+/// Item 11, split records one leg at a time (or a basket with more legs than the
+/// concurrency): the first run already ends with a dead letter and an alert.
+#[tokio::test(start_paused = true)]
+async fn item_11_a_split_outage_alerts_on_the_first_run_even_one_leg_at_a_time() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/basket-split");
+    let mut env = switchyard::spec::EnvLookup::empty();
+    for name in ["CHECKOUT_URL", "OMS_URL", "ALERTS_URL"] {
+        env = env.with(name, "http://127.0.0.1:1");
+    }
+    let loaded = switchyard::spec::load_workspace(
+        &root,
+        &switchyard::spec::LoadOptions { strict: false, env },
+    );
+    let workspace = loaded.workspace.unwrap();
+    let store = Store::in_memory().unwrap();
+    let baskets: Vec<Value> = (0..5)
+        .map(|i| {
+            json!({"basket_id": format!("B-{i}"), "paid_at": "2025-03-04T10:00:00Z", "lines": [
+            { "seller_id": "S-ACME", "sku": "A-1", "quantity": 1, "price": "10.00" },
+            { "seller_id": "S-GLOBEX", "sku": "G-1", "quantity": 1, "price": "4.50" }]})
+        })
+        .collect();
+    let down = RecorderSink::new(vec![PlannedFault {
+        status: 503,
+        times: 0,
+        retry_after: None,
+        lasts_ms: Some(240 * 3_600_000),
+    }]);
+    let clock = Clock::virtual_now();
+    for run in 1..=5 {
+        let report = FlowRun::new(
+            &workspace,
+            "baskets-to-oms",
+            store.clone(),
+            RunOptions {
+                clock,
+                progress: false,
+                concurrency: 1,
+                ..RunOptions::default()
+            },
+            Some(SourceOverride(baskets.clone())),
+            Some(SinkOverride {
+                sink: down.clone(),
+                acks: RecorderSink::new(Vec::new()),
+            }),
+        )
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+        // The next poll, a minute later.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let letters = store
+            .dead_letters(&switchyard::store::DeadLetterFilter::default())
+            .unwrap();
+        assert!(
+            !letters.is_empty(),
+            "run {run}: no dead letter ({report:?})"
+        );
+    }
+    let letters = store
+        .dead_letters(&switchyard::store::DeadLetterFilter::default())
+        .unwrap();
+    assert!(
+        !letters.is_empty(),
+        "five runs through an outage and no dead letter, no alert"
+    );
 }

@@ -12,14 +12,38 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Delivers due alerts once; returns how many were delivered.
 pub async fn deliver_due(store: &Store, client: &reqwest::Client) -> usize {
-    let now = jiff::Timestamp::now().as_millisecond();
-    let due = match store.claim_due_alerts(now, 100) {
-        Ok(due) => due,
-        Err(err) => {
-            tracing::error!(error = %err, "Could not read the alert outbox.");
-            return 0;
+    let mut delivered = 0;
+    // A few at a time: each post may take its whole timeout, and a claim must not expire
+    // (and let another process post the same alert) while its alerts are still being posted.
+    for _ in 0..MAX_CLAIMS_PER_ROUND {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let due = match store.claim_due_alerts(now, CLAIM_CHUNK) {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::error!(error = %err, "Could not read the alert outbox.");
+                return delivered;
+            }
+        };
+        let claimed = due.len();
+        delivered += post_claimed(store, client, due).await;
+        if claimed < CLAIM_CHUNK {
+            break;
         }
-    };
+    }
+    delivered
+}
+
+/// Alerts claimed at once: their posts (each within its timeout) end well inside the claim.
+const CLAIM_CHUNK: usize = 8;
+
+/// Claims per round of the outbox loop (so one round stays bounded).
+const MAX_CLAIMS_PER_ROUND: usize = 25;
+
+async fn post_claimed(
+    store: &Store,
+    client: &reqwest::Client,
+    due: Vec<crate::store::PendingAlert>,
+) -> usize {
     let mut delivered = 0;
     for alert in due {
         match post(client, &alert).await {
@@ -31,7 +55,7 @@ pub async fn deliver_due(store: &Store, client: &reqwest::Client) -> usize {
             }
             Err(error) => {
                 let wait = Duration::from_secs(1 << alert.attempts.min(9)).min(MAX_BACKOFF);
-                let next = now + wait.as_millis() as i64;
+                let next = jiff::Timestamp::now().as_millisecond() + wait.as_millis() as i64;
                 tracing::warn!(
                     owner = %alert.alert.owner, webhook = %crate::redact::secret_url(&alert.alert.url),
                     attempts = alert.attempts + 1, error = %error,

@@ -72,6 +72,16 @@ impl Committer {
     }
 }
 
+impl Drop for Committer {
+    // A run that ends early (an error) still waits for its queued batch: the flow lock is
+    // released after this, and a commit landing after the release would be refused.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
+    }
+}
+
 fn work(store: &Store, receiver: &Receiver<Job>) -> Result<(), CommitError> {
     while let Ok(job) = receiver.recv() {
         if let Some(file) = job.sync {

@@ -155,7 +155,9 @@ impl Delivering {
             &self.store,
             &plan.name,
             &key,
-            self.outage.as_ref(),
+            // Once the write succeeded the acknowledgement is finished whatever else happens:
+            // abandoning it would make the next run write the record to the sink again.
+            None,
             || async {
                 if passed(&self.clock) {
                     return Err(deadline_failure());

@@ -547,7 +547,8 @@ impl FlowRun {
             }
         }
         let mut stop = None;
-        let mut abandoned = std::collections::HashSet::new();
+        let mut abandoned_units: Vec<(usize, Unit)> = Vec::new();
+        let mut unavailable = std::collections::HashSet::new();
         for (index, unit, outcome) in self.deliver_all(pending, report).await? {
             let (mode, attempts, error) = match outcome {
                 Outcome::Delivered => {
@@ -555,7 +556,7 @@ impl FlowRun {
                     continue;
                 }
                 Outcome::Abandoned => {
-                    abandoned.insert(index);
+                    abandoned_units.push((index, unit));
                     continue;
                 }
                 Outcome::Failed {
@@ -565,6 +566,7 @@ impl FlowRun {
                 } => (mode, attempts, error),
             };
             if mode == FailureMode::SinkUnavailable {
+                unavailable.insert(index);
                 stop = Some(format!(
                     "the sink stayed unavailable past the retry window ({error}); the \
                      checkpoint stays before the records not yet settled"
@@ -585,6 +587,28 @@ impl FlowRun {
                 },
             };
             failed.push((index, rejected, attempts));
+        }
+        // A leg abandoned beside a leg that outlived its window shares its fate: the record
+        // is settled now, its dead letters and alert go out, instead of being read again
+        // (and abandoned again) run after run while the sink stays down.
+        let mut abandoned = std::collections::HashSet::new();
+        for (index, unit) in abandoned_units {
+            if !unavailable.contains(&index) {
+                abandoned.insert(index);
+                continue;
+            }
+            let rejected = Rejected {
+                record_key: Some(unit.record_key),
+                idempotency_key: Some(unit.idempotency_key),
+                rejection: Rejection {
+                    mode: FailureMode::SinkUnavailable,
+                    reason: "sink_unavailable".into(),
+                    error: "not sent: the sink was declared down when another leg of this \
+                            record outlived its retry window"
+                        .into(),
+                },
+            };
+            failed.push((index, rejected, 0));
         }
         failed.sort_by_key(|(index, _, _)| *index);
         for (index, rejected, attempts) in failed {

@@ -527,9 +527,22 @@ fn create(path: &Path) -> Result<(), StoreError> {
         std::process::id(),
         rand::random::<u32>()
     ));
+    for leftover in ["-wal", "-journal"] {
+        let companion = PathBuf::from(format!("{}{leftover}", path.display()));
+        if companion.exists() {
+            return Err(unusable(
+                path,
+                &format!("is missing but {} is still there", companion.display()),
+                "The state file was deleted or moved while its journal stayed: restore the \
+                 state file beside it, or remove the journal if the state is really to start \
+                 afresh (every record would be sent again).",
+            ));
+        }
+    }
     let build = || -> rusqlite::Result<()> {
+        // A rollback journal while it is private: closing leaves one complete file to link
+        // into place, with nothing in a WAL to lose. `connect` turns WAL on afterwards.
         let mut conn = Connection::open(&temp)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         migrations::apply(&mut conn).map_err(|err| match err {
             migrations::MigrationError::Sqlite(e) => e,
