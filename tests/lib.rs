@@ -7,6 +7,7 @@ mod files;
 mod hardening;
 mod limits;
 mod orders;
+mod paging;
 mod runtime;
 mod schema;
 mod security;

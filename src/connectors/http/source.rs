@@ -47,6 +47,15 @@ pub struct HttpSource {
     /// each was, so that the overlap read again is not handed out twice while a record the
     /// source itself lists twice still is.
     tie_prints: HashMap<u64, u32>,
+    /// More records at `query_cursor` than a page: stepped through with offsets.
+    long_run: bool,
+    /// A pass reading the run at `query_cursor` again is under way; `true` once it found a
+    /// record not read before.
+    verifying: Option<bool>,
+    /// Passes over the current run of ties.
+    passes: u32,
+    /// Pages in a row that brought nothing new.
+    stale_pages: u32,
     /// The largest cursor value read so far; checkpointed with each page.
     cursor: Option<Value>,
     next: PageState,
@@ -70,6 +79,32 @@ enum PageState {
 
 /// Attempts per page before the source counts as unavailable.
 const PAGE_ATTEMPTS: u32 = 3;
+
+/// Pages in a row that bring nothing new before a listing is taken to be stuck.
+const MAX_STALE_PAGES: u32 = 3;
+
+/// Passes over one run of ties, each finding something new, before the listing stops there.
+const MAX_TIE_PASSES: u32 = 8;
+
+/// The first page of a listing.
+fn first_page(style: PaginationStyle) -> PageState {
+    match style {
+        PaginationStyle::Page => PageState::Page(1),
+        _ => PageState::Offset(0),
+    }
+}
+
+/// The page after `ties` records sharing the cursor value: ties shorter than a page are read
+/// again from their first; longer runs are stepped through with half a page of overlap
+/// (offsets), or page by page (page numbers), and then read again whole before the cursor
+/// leaves the value.
+fn step(style: PaginationStyle, ties: u64, size: u64) -> PageState {
+    match style {
+        PaginationStyle::Page => PageState::Page(ties / size + 1),
+        _ if ties < size => PageState::Offset(0),
+        _ => PageState::Offset(ties - size / 2),
+    }
+}
 
 impl HttpSource {
     /// Prepares the listing from the flow's `from` section and the checkpointed position.
@@ -127,6 +162,10 @@ impl HttpSource {
             query_cursor: committed.clone(),
             ties: 0,
             tie_prints: HashMap::new(),
+            long_run: false,
+            verifying: None,
+            passes: 0,
+            stale_pages: 0,
             cursor: committed,
             next,
         })
@@ -183,8 +222,8 @@ impl HttpSource {
         }
     }
 
-    /// Keyset paging: drops the records of the overlap already handed out, and asks the next
-    /// page from the cursor of the last record read.
+    /// Keyset paging: drops what was read before (records before the cursor the page was
+    /// asked from, and the overlap at it), and decides where the next page starts.
     fn advance_keyset(
         &mut self,
         asked: PageState,
@@ -194,6 +233,7 @@ impl HttpSource {
             return Ok(page);
         };
         let size = u64::from(paging.size);
+        let style = paging.style;
         let read = page.len() as u64;
         let offset = match asked {
             PageState::Offset(offset) => offset,
@@ -201,90 +241,109 @@ impl HttpSource {
             PageState::Token(_) | PageState::Done => 0,
         };
         let cursor_of = |record: &Value| record.get(field).filter(|v| !v.is_null()).cloned();
-        if let Some(asked_from) = &self.query_cursor
-            && let Some(older) = page
-                .iter()
-                .filter_map(cursor_of)
-                .find(|c| cursor_cmp(c, asked_from) == Ordering::Less)
-        {
-            return Err(SourceError::BadData(format!(
-                "asked for records from cursor {asked_from} and got one at {older}: the API \
-                 ignores the cursor parameter or does not sort by `{field}`; fix the `query` of \
-                 `from.request` (records must come sorted by the cursor, at or after it)"
-            )));
-        }
-        let last = page.iter().filter_map(cursor_of).max_by(cursor_cmp);
         let boundary = self.query_cursor.clone();
+        let position = |record: &Value| match (&boundary, cursor_of(record)) {
+            (_, None) => Ordering::Greater,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(b), Some(c)) => cursor_cmp(&c, b),
+        };
+        // Before the boundary: read already (a filter coarser than the cursor values, such as
+        // whole seconds, returns some again). At it: the overlap, recognised by fingerprint.
         let mut overlap = self.tie_prints.clone();
-        let fresh: Vec<Value> = page
-            .into_iter()
-            .filter(|record| {
-                let at_boundary = match (&boundary, cursor_of(record)) {
-                    (Some(b), Some(c)) => cursor_cmp(b, &c) == Ordering::Equal,
-                    _ => false,
-                };
-                if !at_boundary {
-                    return true;
-                }
-                match overlap.get_mut(&fingerprint(record)) {
-                    Some(seen) if *seen > 0 => {
-                        *seen -= 1;
-                        false
-                    }
-                    _ => true,
-                }
-            })
-            .collect();
-        match last {
-            Some(last)
-                if self
-                    .query_cursor
-                    .as_ref()
-                    .is_none_or(|c| cursor_cmp(c, &last) == Ordering::Less) =>
-            {
-                // The cursor moved: the ties to step over are the page's records at it.
-                self.ties = 0;
-                self.tie_prints.clear();
-                for record in &fresh {
-                    if cursor_of(record).is_some_and(|c| cursor_cmp(&c, &last) == Ordering::Equal) {
-                        self.ties += 1;
-                        *self.tie_prints.entry(fingerprint(record)).or_default() += 1;
-                    }
-                }
-                self.query_cursor = Some(last);
+        let mut fresh_ties = Vec::new();
+        let mut beyond = Vec::new();
+        for record in page {
+            match position(&record) {
+                Ordering::Less => {}
+                Ordering::Equal => match overlap.get_mut(&fingerprint(&record)) {
+                    Some(seen) if *seen > 0 => *seen -= 1,
+                    _ => fresh_ties.push(record),
+                },
+                Ordering::Greater => beyond.push(record),
             }
-            // Every record of the page sits at the cursor it was asked from.
-            _ => {
-                self.ties = offset + read;
-                for record in &fresh {
+        }
+        for record in &fresh_ties {
+            *self.tie_prints.entry(fingerprint(record)).or_default() += 1;
+        }
+        if self.verifying.is_some() && !fresh_ties.is_empty() {
+            self.verifying = Some(true);
+        }
+        let at_end = read < size;
+        let moving = !beyond.is_empty() || at_end;
+        let mut out = fresh_ties;
+        if moving && self.long_run {
+            match self.verifying {
+                // A run of ties longer than a page was stepped through with offsets: a tie
+                // updated meanwhile may have pulled an unread one behind the offset. Before
+                // the cursor leaves the value, the run is read again from its first record,
+                // until a whole pass finds nothing new (records can only leave the value).
+                None | Some(true) => {
+                    self.passes += 1;
+                    if self.passes > MAX_TIE_PASSES {
+                        tracing::warn!(
+                            cursor = ?self.query_cursor, passes = MAX_TIE_PASSES,
+                            "Records sharing one cursor value kept changing while read; \
+                             stopping the listing at that value (the next run resumes there)."
+                        );
+                        self.next = PageState::Done;
+                        return Ok(out);
+                    }
+                    self.verifying = Some(false);
+                    self.next = first_page(style);
+                    return Ok(out);
+                }
+                Some(false) => {
+                    self.long_run = false;
+                    self.verifying = None;
+                    self.passes = 0;
+                }
+            }
+        }
+        if self.verifying.is_some() {
+            // Within a pass: step on with the same overlap as the first reading.
+            self.ties = offset + read;
+            self.next = step(style, self.ties, size);
+            return Ok(out);
+        }
+        if let Some(last) = beyond.iter().filter_map(cursor_of).max_by(cursor_cmp) {
+            // The cursor moves: the ties to step over are the page's records at its new value.
+            self.ties = 0;
+            self.tie_prints.clear();
+            for record in &beyond {
+                if cursor_of(record).is_some_and(|c| cursor_cmp(&c, &last) == Ordering::Equal) {
+                    self.ties += 1;
                     *self.tie_prints.entry(fingerprint(record)).or_default() += 1;
                 }
             }
-        }
-        let next = if read < size {
-            PageState::Done
+            self.query_cursor = Some(last);
+            self.stale_pages = 0;
+        } else if out.is_empty() && beyond.is_empty() {
+            // Nothing new and the cursor did not move: an API that ignores the offset, or
+            // one that keeps answering the same page.
+            self.stale_pages += 1;
+            self.ties = offset + read;
         } else {
-            match paging.style {
-                // Ties shorter than a page are read again from their first; longer runs are
-                // stepped through with half a page of overlap, so a tie that moves away
-                // between two pages cannot pull an unread one behind the offset.
-                PaginationStyle::Offset if self.ties < size => PageState::Offset(0),
-                PaginationStyle::Offset => PageState::Offset(self.ties - size / 2),
-                PaginationStyle::Page => PageState::Page(self.ties / size + 1),
-                PaginationStyle::NextToken => PageState::Done,
-            }
-        };
-        // Asking the same page again could only return the same records: the listing ends.
-        self.next = if next == asked && self.query_cursor == boundary {
+            self.ties = offset + read;
+            self.stale_pages = 0;
+        }
+        out.extend(beyond);
+        self.next = if at_end {
+            PageState::Done
+        } else if self.stale_pages >= MAX_STALE_PAGES {
             tracing::warn!(
-                cursor = ?self.query_cursor,
-                "The listing did not move past its last page; stopping it here."
+                cursor = ?self.query_cursor, pages = MAX_STALE_PAGES,
+                "The listing returned nothing new for several pages (does the API ignore \
+                 the offset or page parameter?); stopping it here, the next run resumes at \
+                 this cursor."
             );
             PageState::Done
         } else {
-            next
+            if self.ties >= size {
+                self.long_run = true;
+            }
+            step(style, self.ties, size)
         };
-        Ok(fresh)
+        Ok(out)
     }
 
     fn advance(&mut self, body: &Value, count: usize) {
@@ -405,9 +464,16 @@ fn query_uses_cursor(query: &[(String, CompiledTemplate)]) -> bool {
     render("2000-01-01T00:00:00Z") != render("2001-01-01T00:00:00Z")
 }
 
-/// Cursor order: numbers numerically, RFC 3339 timestamps as instants (so `…00.5Z` comes
-/// after `…00Z` whatever the precision or offset), anything else as text.
+/// Cursor order: numbers numerically (exactly for integers), numeric strings as numbers,
+/// RFC 3339 timestamps as instants (so `…00.5Z` comes after `…00Z` whatever the precision or
+/// offset), anything else as text.
 fn cursor_cmp(a: &Value, b: &Value) -> Ordering {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x.cmp(&y);
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        return x.cmp(&y);
+    }
     if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) {
         return x.total_cmp(&y);
     }
@@ -415,8 +481,17 @@ fn cursor_cmp(a: &Value, b: &Value) -> Ordering {
         crate::mapping::helpers::render(a),
         crate::mapping::helpers::render(b),
     );
+    if let (Ok(p), Ok(q)) = (x.parse::<i128>(), y.parse::<i128>()) {
+        return p.cmp(&q);
+    }
+    if let (Ok(p), Ok(q)) = (
+        x.parse::<rust_decimal::Decimal>(),
+        y.parse::<rust_decimal::Decimal>(),
+    ) {
+        return p.cmp(&q);
+    }
     match (x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(p), Ok(q)) => p.cmp(&q),
         _ => x.cmp(&y),
     }
 }
