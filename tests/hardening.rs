@@ -203,11 +203,19 @@ fn item_04_concurrent_opens_of_a_new_state_file_all_succeed() {
     }
 }
 
+/// A holder on `host`: this very machine (boot and PID namespace) when it is this host's
+/// name, another one otherwise.
 fn holder(id: &str, pid: u32, host: &str) -> LockHolder {
+    let here = LockHolder::this_process();
     LockHolder {
         id: id.into(),
         pid,
         host: host.into(),
+        machine: if host == here.host {
+            here.machine
+        } else {
+            "another-boot/another-namespace".into()
+        },
         since: "2026-11-30T10:00:00Z".into(),
     }
 }
@@ -249,6 +257,25 @@ fn item_04_lock_of_a_crashed_holder_is_taken_over_and_a_live_one_kept() {
         .acquire_flow_lock("f", &holder("third", std::process::id(), &here))
         .unwrap_err();
     assert!(matches!(&refused, StoreError::FlowLocked { holder, .. } if holder.id == "next"));
+
+    // Same host name, another PID namespace (a container): its pid means nothing here, so a
+    // live holder is not taken for a dead one.
+    store.release_flow_lock("f", "next").unwrap();
+    let container = LockHolder {
+        machine: "same-boot/other-namespace".into(),
+        ..holder("container", dead_pid, &here)
+    };
+    store.acquire_flow_lock("f", &container).unwrap();
+    assert!(
+        store
+            .acquire_flow_lock("f", &holder("local", std::process::id(), &here))
+            .is_err(),
+        "a pid from another namespace proves nothing"
+    );
+    store.release_flow_lock("f", "container").unwrap();
+    store
+        .acquire_flow_lock("f", &holder("next", std::process::id(), &here))
+        .unwrap();
 
     // A holder on another host is judged by its heartbeat only.
     store.release_flow_lock("f", "next").unwrap();

@@ -3,7 +3,8 @@
 //!
 //! A lock is a row naming its holder (a random ID per run, with the pid, host and start time
 //! an operator needs to find it) and a heartbeat the holder refreshes while it runs. A holder
-//! that crashed is recognised in two ways: on the same host its process is gone, and from
+//! that crashed is recognised in two ways: in the same boot of the same host and the same PID
+//! namespace its process is gone (a container sharing the host name is not fooled), and from
 //! anywhere its heartbeat is older than [`STALE_AFTER`]; its lock is then taken over, with an
 //! audit entry. Every batch commit checks, in its own transaction, that the committing run
 //! still holds the lock ([`Store::commit`]): a run that stalled past the stale limit and lost
@@ -30,6 +31,10 @@ pub struct LockHolder {
     pub pid: u32,
     /// The holder's host name.
     pub host: String,
+    /// Where its process ID means something: the host's boot and the PID namespace. Two
+    /// containers can share a host name but not this, and a pid is only checked against
+    /// `/proc` when this matches.
+    pub machine: String,
     /// When the holder took the lock (RFC 3339).
     pub since: String,
 }
@@ -41,6 +46,7 @@ impl LockHolder {
             id: format!("{:016x}", rand::random::<u64>()),
             pid: std::process::id(),
             host: host_name(),
+            machine: machine_id(),
             since: now_rfc3339(),
         }
     }
@@ -64,7 +70,8 @@ impl Store {
             .map_err(sqlite)?;
         let current = tx
             .query_row(
-                "SELECT holder, pid, host, since, heartbeat_ms FROM flow_locks WHERE flow = ?1",
+                "SELECT holder, pid, host, since, heartbeat_ms, machine FROM flow_locks
+                 WHERE flow = ?1",
                 params![flow],
                 |row| {
                     Ok((
@@ -73,6 +80,7 @@ impl Store {
                             pid: row.get(1)?,
                             host: row.get(2)?,
                             since: row.get(3)?,
+                            machine: row.get(5)?,
                         },
                         row.get::<_, i64>(4)?,
                     ))
@@ -84,7 +92,9 @@ impl Store {
             && other.id != holder.id
         {
             let stale = now_ms - heartbeat_ms > STALE_AFTER.as_millis() as i64;
-            let gone = other.host == holder.host && !process_alive(other.pid);
+            let gone = !other.machine.is_empty()
+                && other.machine == holder.machine
+                && !process_alive(other.pid);
             if !stale && !gone {
                 return Err(StoreError::FlowLocked {
                     flow: flow.to_owned(),
@@ -111,17 +121,19 @@ impl Store {
             .map_err(sqlite)?;
         }
         tx.execute(
-            "INSERT INTO flow_locks (flow, holder, pid, host, since, heartbeat_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO flow_locks (flow, holder, pid, host, since, heartbeat_ms, machine)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (flow) DO UPDATE SET holder = excluded.holder, pid = excluded.pid,
-               host = excluded.host, since = excluded.since, heartbeat_ms = excluded.heartbeat_ms",
+               host = excluded.host, since = excluded.since,
+               heartbeat_ms = excluded.heartbeat_ms, machine = excluded.machine",
             params![
                 flow,
                 holder.id,
                 holder.pid,
                 holder.host,
                 holder.since,
-                now_ms
+                now_ms,
+                holder.machine
             ],
         )
         .map_err(sqlite)?;
@@ -149,7 +161,7 @@ impl Store {
     pub fn flow_lock_holder(&self, flow: &str) -> Result<Option<LockHolder>, StoreError> {
         self.conn()
             .query_row(
-                "SELECT holder, pid, host, since FROM flow_locks WHERE flow = ?1",
+                "SELECT holder, pid, host, since, machine FROM flow_locks WHERE flow = ?1",
                 params![flow],
                 |row| {
                     Ok(LockHolder {
@@ -157,6 +169,7 @@ impl Store {
                         pid: row.get(1)?,
                         host: row.get(2)?,
                         since: row.get(3)?,
+                        machine: row.get(4)?,
                     })
                 },
             )
@@ -192,6 +205,17 @@ fn host_name() -> String {
         .filter(|name| !name.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+/// This boot of this host and this PID namespace, where they can be read (Linux); empty
+/// elsewhere, and then only heartbeats tell a holder is gone.
+fn machine_id() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id");
+    let namespace = std::fs::read_link("/proc/self/ns/pid");
+    match (boot, namespace) {
+        (Ok(boot), Ok(namespace)) => format!("{}/{}", boot.trim(), namespace.display()),
+        _ => String::new(),
+    }
 }
 
 /// Whether a process with this ID runs on this host. Where `/proc` does not exist the answer

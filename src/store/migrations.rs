@@ -101,7 +101,8 @@ const MIGRATIONS: &[&str] = &[
         pid INTEGER NOT NULL,
         host TEXT NOT NULL,
         since TEXT NOT NULL,
-        heartbeat_ms INTEGER NOT NULL
+        heartbeat_ms INTEGER NOT NULL,
+        machine TEXT NOT NULL DEFAULT ''
      );",
     // 5: dead letters keep an original that is not UTF-8 byte for byte (`record` keeps a
     // readable copy), and the line of the source file a record came from.
