@@ -98,7 +98,7 @@ impl Store {
             if !stale && !gone {
                 return Err(StoreError::FlowLocked {
                     flow: flow.to_owned(),
-                    holder: other.clone(),
+                    holder: Box::new(other.clone()),
                 });
             }
             let why = if gone {

@@ -95,8 +95,8 @@ pub enum StoreError {
     FlowLocked {
         /// The flow.
         flow: String,
-        /// Who has it.
-        holder: LockHolder,
+        /// Who has it (boxed: the error travels in every store result).
+        holder: Box<LockHolder>,
     },
     /// The run lost its flow lock (it stalled past the stale limit and another run took
     /// over); its batch was not committed.
