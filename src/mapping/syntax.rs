@@ -390,6 +390,7 @@ mod tests {
             format!("{{{{lower {}}}}}", nested("(lower ", "x", ")", 3_000)),
             nested("{{#if a}}", "x", "{{/if}}", 5_000),
             format!("{{{{#if a}}}}{}{{{{/if}}}}", "{{else if b}}".repeat(100)),
+            format!("{{{{#if a}}}}{}{{{{/if}}}}", "{{elseif b}}".repeat(100)),
             format!("{{{{lower {}}}}}", nested("[", "1", "]", 200)),
             nested(
                 "{{#each a}}",
@@ -523,7 +524,8 @@ mod tests {
             "\"\\u00e9\"",
             "\"\\q\"",
         ];
-        const HELPERS_USED: &[&str] = &["lower", "concat", "eq", "if", "json", "x"];
+        const HELPERS_USED: &[&str] =
+            &["lower", "concat", "eq", "if", "json", "x", "elseif", "else"];
         let mut checked = 0;
         for _ in 0..20_000 {
             let mut source = String::new();
