@@ -6,7 +6,9 @@
 #
 # Environment: N (lines, default 1000000), RUNS (default 5), SHARED (the shared bench
 # folder, default /work/shared/bench), CARGO_TARGET_DIR (where switchyard is built),
-# SWITCHYARD_BIN (measure this switchyard binary instead of building one, e.g. an older build).
+# SWITCHYARD_BIN (measure this switchyard binary instead of building one, e.g. an older build),
+# BEFORE_BIN (also measure this older switchyard binary, in turn with the others in every run,
+# so a change is measured before and after in one invocation).
 # See bench/README.md for what it measures and how to read the table.
 set -euo pipefail
 
@@ -75,7 +77,16 @@ median() {
 
 : >"$OUT/baseline.times"
 : >"$OUT/switchyard.times"
+: >"$OUT/before.times"
+BEFORE=${BEFORE_BIN:-}
+[[ -z "$BEFORE" || -x "$BEFORE" ]] || die "BEFORE_BIN $BEFORE is not an executable"
 for run in $(seq 1 "$RUNS"); do
+    if [[ -n "$BEFORE" ]]; then
+        say "Run $run/$RUNS: switchyard before (fresh state)"
+        rm -rf "$WS/.switchyard" "$WS/out"
+        measure "$OUT/before.times" "$BEFORE" run "$WS" offers-to-feed \
+            2>"$OUT/before-run.log"
+    fi
     say "Run $run/$RUNS: baseline"
     measure "$OUT/baseline.times" "$BASELINE" "$INPUT" \
         "$OUT/baseline-valid.jsonl" "$OUT/baseline-rejects.jsonl"
@@ -119,3 +130,11 @@ awk -v n="$N" -v bw="$base_wall" -v br="$base_rss" -v ow="$ours_wall" -v orss="$
     printf "ratio ours/baseline: %.2f (records/s)\n", (b_rate > 0) ? o_rate / b_rate : 0
     printf "dlq export (not in the run figures): %.2f s\n", ew
 }'
+if [[ -n "$BEFORE" ]]; then
+    before_wall=$(median "$OUT/before.times" 1)
+    before_rss=$(median "$OUT/before.times" 2)
+    awk -v n="$N" -v bw="$before_wall" -v br="$before_rss" -v ow="$ours_wall" 'BEGIN {
+        printf "%-12s %12.0f %10.2f %14.1f\n", "before", n / bw, bw, br / 1024
+        printf "ratio after/before: %.2f (records/s)\n", bw / ow
+    }'
+fi

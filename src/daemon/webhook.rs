@@ -422,7 +422,7 @@ pub(crate) async fn intake(
 }
 
 /// The records an event body carries: an object is one record, an array of objects several.
-pub(crate) fn records_of(body: &str) -> Option<Vec<serde_json::Value>> {
+pub fn records_of(body: &str) -> Option<Vec<serde_json::Value>> {
     match serde_json::from_str::<serde_json::Value>(body).ok()? {
         object @ serde_json::Value::Object(_) => Some(vec![object]),
         serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => Some(items),

@@ -73,7 +73,9 @@ impl Parser<'_> {
             b'{' | b'&' | b'#' | b'/' | b'^' | b'!' | b'>' | b'*' | b'~' | b'(' => return None,
             _ => {}
         }
-        if self.starts_word(b"else") {
+        // `{{else}}`, and `{{elseif x}}` too (the grammar needs no space after `else`), are
+        // chain tags; the same body as an expression is not worth telling apart.
+        if self.bytes[self.at..].starts_with(b"else") {
             return None;
         }
         let (name, params) = self.call_or_reference()?;

@@ -161,9 +161,8 @@ impl Scanner<'_> {
                 at += 1;
                 self.chain_or_else(at)
             }
-            _ if self.bytes[at..].starts_with(b"else")
-                && !self.bytes.get(at + 4).is_some_and(|b| is_symbol_byte(*b)) =>
-            {
+            // `else` needs no space after it: `{{elseif x}}` is the link `else` + `if x`.
+            _ if self.bytes[at..].starts_with(b"else") => {
                 at += 4;
                 self.chain_or_else(at)
             }
