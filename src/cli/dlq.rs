@@ -103,14 +103,18 @@ struct FilterArgs {
 }
 
 pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
+    super::tokio_runtime()?.block_on(run_async(args))
+}
+
+async fn run_async(args: DlqArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         DlqCommand::List {
             workspace,
             filter,
             json,
         } => {
-            let store = open_store(&workspace, filter.state.as_ref())?;
-            let letters = store.dead_letters(&filter.to_filter()?)?;
+            let store = open_store(&workspace, filter.state.as_ref()).await?;
+            let letters = store.dead_letters(&filter.to_filter()?).await?;
             let mut out = std::io::stdout().lock();
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&letters)?)?;
@@ -124,8 +128,8 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             let [id] = ids[..] else {
                 anyhow::bail!("give one dead letter ID to show");
             };
-            let store = open_store(&workspace, None)?;
-            let letter = store.dead_letter(id)?;
+            let store = open_store(&workspace, None).await?;
+            let letter = store.dead_letter(id).await?;
             let mut value = serde_json::to_value(&letter)?;
             let original = &letter.letter.record;
             match original.as_str() {
@@ -161,11 +165,11 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             actor,
         } => {
             let (workspace, ids) = split_target(&target)?;
-            let store = open_store(&workspace, filter.state.as_ref())?;
-            let ids = select(&store, ids, &filter, all)?;
+            let store = open_store(&workspace, filter.state.as_ref()).await?;
+            let ids = select(&store, ids, &filter, all).await?;
             let ws = super::load_for_run(&workspace.workspace, EnvLookup::process())?;
             let actor = super::actor(actor);
-            super::tokio_runtime()?.block_on(async {
+            {
                 let mut failed = 0;
                 for id in &ids {
                     match replay(&ws, &store, *id, &actor).await? {
@@ -186,7 +190,7 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     ExitCode::FAILURE
                 })
-            })
+            }
         }
         DlqCommand::Suppress {
             target,
@@ -197,13 +201,15 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             if ids.is_empty() {
                 anyhow::bail!("give the IDs of the dead letters to suppress");
             }
-            let store = open_store(&workspace, None)?;
+            let store = open_store(&workspace, None).await?;
             let actor = super::actor(actor);
             if reason.trim().is_empty() {
                 anyhow::bail!("--reason must say why the records will not be delivered");
             }
             for id in ids {
-                store.resolve_dead_letter(id, DeadLetterStatus::Suppressed, &actor, &reason)?;
+                store
+                    .resolve_dead_letter(id, DeadLetterStatus::Suppressed, &actor, &reason)
+                    .await?;
                 outln!("#{id}: suppressed by {actor}")?;
             }
             Ok(ExitCode::SUCCESS)
@@ -214,8 +220,8 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             key_field,
             out,
         } => {
-            let store = open_store(&workspace, filter.state.as_ref())?;
-            let letters = store.dead_letters(&filter.to_filter()?)?;
+            let store = open_store(&workspace, filter.state.as_ref()).await?;
+            let letters = store.dead_letters(&filter.to_filter()?).await?;
             let mut writer: Box<dyn Write> = match &out {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path).with_context(|| path.display().to_string())?,
@@ -266,7 +272,7 @@ impl FilterArgs {
     }
 }
 
-fn select(
+async fn select(
     store: &Store,
     ids: Vec<i64>,
     filter: &FilterArgs,
@@ -275,7 +281,8 @@ fn select(
     match (ids.is_empty(), all) {
         (false, false) => Ok(ids),
         (true, true) => Ok(store
-            .dead_letters(&filter.to_filter()?)?
+            .dead_letters(&filter.to_filter()?)
+            .await?
             .iter()
             .map(|l| l.id)
             .collect()),
@@ -300,7 +307,7 @@ fn split_target(target: &[String]) -> anyhow::Result<(WorkspaceArg, Vec<i64>)> {
     Ok((WorkspaceArg { workspace }, ids))
 }
 
-fn open_store(workspace: &WorkspaceArg, state: Option<&PathBuf>) -> anyhow::Result<Store> {
+async fn open_store(workspace: &WorkspaceArg, state: Option<&PathBuf>) -> anyhow::Result<Store> {
     let path = match state {
         Some(path) => path.clone(),
         None => {

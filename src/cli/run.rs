@@ -79,7 +79,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..RunOptions::default()
     };
     let started = std::time::Instant::now();
-    let flow = FlowRun::new(&workspace, &flow_name, store.clone(), options, None, None)?;
+    let flow = FlowRun::new(&workspace, &flow_name, store.clone(), options, None, None).await?;
     let result = flow.run().await;
     let elapsed = started.elapsed();
     // Alerts go out after the run; any still undelivered stay queued for the next run.

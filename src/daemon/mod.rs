@@ -276,12 +276,12 @@ impl DaemonState {
     }
 
     /// Sets the gauges computed from the store and the run history, then renders.
-    pub fn render_metrics(&self) -> String {
+    pub async fn render_metrics(&self) -> String {
         use self::events::{DEAD_LETTERS_OPEN, FLOW_FRESHNESS, OFFER_REJECTION_RATIO};
         let metrics = &self.metrics;
         metrics.clear_gauge(DEAD_LETTERS_OPEN);
         metrics.declare_gauge(DEAD_LETTERS_OPEN, "Open dead letters in the store.");
-        match self.store.open_dead_letter_counts() {
+        match self.store.open_dead_letter_counts().await {
             Ok(rows) => {
                 for (flow, failure, owner, count) in rows {
                     let labels = vec![("flow", flow), ("failure", failure), ("owner", owner)];
@@ -358,16 +358,14 @@ async fn readyz(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
     if state.is_shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
-    match state.store.checkpoint("") {
+    match state.store.checkpoint("").await {
         Ok(_) => (StatusCode::OK, "ready\n"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "state store unavailable\n"),
     }
 }
 
 async fn metrics_handler(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
-    let text = tokio::task::spawn_blocking(move || state.render_metrics())
-        .await
-        .unwrap_or_default();
+    let text = state.render_metrics().await;
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -13,7 +13,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Delivers due alerts once; returns how many were delivered.
 pub async fn deliver_due(store: &Store, client: &reqwest::Client) -> usize {
     let now = jiff::Timestamp::now().as_millisecond();
-    let due = match store.claim_due_alerts(now, 100) {
+    let due = match store.claim_due_alerts(now, 100).await {
         Ok(due) => due,
         Err(err) => {
             tracing::error!(error = %err, "Could not read the alert outbox.");
@@ -25,7 +25,7 @@ pub async fn deliver_due(store: &Store, client: &reqwest::Client) -> usize {
         match post(client, &alert).await {
             Ok(()) => {
                 delivered += 1;
-                if let Err(err) = store.alert_delivered(alert.id) {
+                if let Err(err) = store.alert_delivered(alert.id).await {
                     tracing::error!(error = %err, "Could not mark an alert delivered.");
                 }
             }
@@ -37,7 +37,7 @@ pub async fn deliver_due(store: &Store, client: &reqwest::Client) -> usize {
                     attempts = alert.attempts + 1, error = %error,
                     "Alert delivery failed; will retry."
                 );
-                if let Err(err) = store.alert_failed(alert.id, next, &error) {
+                if let Err(err) = store.alert_failed(alert.id, next, &error).await {
                     tracing::error!(error = %err, "Could not record an alert failure.");
                 }
             }
@@ -67,7 +67,7 @@ pub async fn drain(store: &Store, grace: Duration) -> u64 {
     let deadline = tokio::time::Instant::now() + grace;
     loop {
         deliver_due(store, &client).await;
-        let left = store.undelivered_alerts().unwrap_or(0);
+        let left = store.undelivered_alerts().await.unwrap_or(0);
         if left == 0 || tokio::time::Instant::now() >= deadline {
             return left;
         }

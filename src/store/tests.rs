@@ -2,6 +2,8 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
+use std::path::PathBuf;
+
 use super::*;
 
 fn letter(flow: &str, failure: &str) -> NewDeadLetter {
@@ -21,12 +23,12 @@ fn letter(flow: &str, failure: &str) -> NewDeadLetter {
     }
 }
 
-#[test]
-fn a_batch_commits_everything_or_nothing_and_survives_reopening() {
+#[tokio::test]
+async fn a_batch_commits_everything_or_nothing_and_survives_reopening() {
     let dir = tempdir();
     let path = dir.join("state.db");
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.checkpoint("offers").unwrap(), None);
+    assert_eq!(store.checkpoint("offers").await.unwrap(), None);
     let batch = CommitBatch {
         flow: "offers".into(),
         checkpoint: Checkpoint {
@@ -46,28 +48,34 @@ fn a_batch_commits_everything_or_nothing_and_survives_reopening() {
         duplicates: 0,
         lock: None,
     };
-    let ids = store.commit(&batch).unwrap();
+    let ids = store.commit(batch).await.unwrap();
     assert_eq!(ids.len(), 1);
     drop(store);
 
     let store = Store::open(&path).unwrap();
-    let checkpoint = store.checkpoint("offers").unwrap().unwrap();
+    let checkpoint = store.checkpoint("offers").await.unwrap().unwrap();
     assert_eq!(checkpoint.position, json!({"line": 10}));
     let mut keys = HashSet::new();
-    store.load_processed_keys("offers", &mut keys).unwrap();
+    store
+        .load_processed_keys("offers", &mut keys)
+        .await
+        .unwrap();
     assert_eq!(keys, HashSet::from([key_hash("a"), key_hash("b")]));
     let mut other = HashSet::new();
-    store.load_processed_keys("other", &mut other).unwrap();
+    store
+        .load_processed_keys("other", &mut other)
+        .await
+        .unwrap();
     assert!(other.is_empty());
-    let due = store.due_alerts(i64::MAX, 10).unwrap();
+    let due = store.due_alerts(i64::MAX, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].alert.payload["dead_letter_id"], json!(ids[0]));
-    let trail = store.audit_trail(5).unwrap();
+    let trail = store.audit_trail(5).await.unwrap();
     assert_eq!(trail[0].action, "batch-committed");
 }
 
-#[test]
-fn dead_letters_filter_and_resolve_with_audit() {
+#[tokio::test]
+async fn dead_letters_filter_and_resolve_with_audit() {
     let store = Store::in_memory().unwrap();
     let batch = CommitBatch {
         flow: "offers".into(),
@@ -77,12 +85,12 @@ fn dead_letters_filter_and_resolve_with_audit() {
         ],
         ..CommitBatch::default()
     };
-    let ids = store.commit(&batch).unwrap();
+    let ids = store.commit(batch).await.unwrap();
     let filter = DeadLetterFilter {
         failure: Some("sink-unavailable".into()),
         ..DeadLetterFilter::default()
     };
-    let listed = store.dead_letters(&filter).unwrap();
+    let listed = store.dead_letters(&filter).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, ids[1]);
     store
@@ -92,24 +100,31 @@ fn dead_letters_filter_and_resolve_with_audit() {
             "alice",
             "seller closed shop",
         )
+        .await
         .unwrap();
-    let letter = store.dead_letter(ids[0]).unwrap();
+    let letter = store.dead_letter(ids[0]).await.unwrap();
     assert_eq!(letter.status, DeadLetterStatus::Suppressed);
     assert_eq!(letter.resolved_by.as_deref(), Some("alice"));
-    let trail = store.audit_trail(1).unwrap();
+    let trail = store.audit_trail(1).await.unwrap();
     assert_eq!(trail[0].action, "dead-letter-suppressed");
     assert_eq!(trail[0].actor, "alice");
     assert!(matches!(
-        store.dead_letter(999),
+        store.dead_letter(999).await,
         Err(StoreError::NoSuchDeadLetter(999))
     ));
 }
 
-#[test]
-fn retry_clock_keeps_the_first_failure() {
+#[tokio::test]
+async fn retry_clock_keeps_the_first_failure() {
     let store = Store::in_memory().unwrap();
-    let first = store.record_failure("offers", "k", 1_000, "503").unwrap();
-    let second = store.record_failure("offers", "k", 5_000, "503").unwrap();
+    let first = store
+        .record_failure("offers", "k", 1_000, "503")
+        .await
+        .unwrap();
+    let second = store
+        .record_failure("offers", "k", 5_000, "503")
+        .await
+        .unwrap();
     assert_eq!(first.first_failure_ms, 1_000);
     assert_eq!(
         second,
@@ -118,8 +133,8 @@ fn retry_clock_keeps_the_first_failure() {
             attempts: 2
         }
     );
-    store.clear_retry("offers", "k").unwrap();
-    assert_eq!(store.retry_state("offers", "k").unwrap(), None);
+    store.clear_retry("offers", "k").await.unwrap();
+    assert_eq!(store.retry_state("offers", "k").await.unwrap(), None);
 }
 
 #[test]
@@ -137,4 +152,74 @@ fn tempdir() -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[tokio::test]
+async fn same_event_id_twice_is_stored_once() {
+    let store = Store::in_memory().unwrap();
+    let first = store.inbox_insert("orders", "evt-1", "{}").await.unwrap();
+    assert!(matches!(first, InboxInsert::Stored(_)));
+    let again = store
+        .inbox_insert("orders", "evt-1", "{\"x\":1}")
+        .await
+        .unwrap();
+    assert_eq!(again, InboxInsert::Duplicate);
+    // The same ID for another flow is another event.
+    assert!(matches!(
+        store.inbox_insert("refunds", "evt-1", "{}").await.unwrap(),
+        InboxInsert::Stored(_)
+    ));
+    let pending = store.inbox_pending("orders", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].body, b"{}");
+}
+
+#[tokio::test]
+async fn processed_events_are_no_longer_pending_and_failed_ones_are() {
+    let store = Store::in_memory().unwrap();
+    for id in ["a", "b", "c"] {
+        store.inbox_insert("orders", id, "{}").await.unwrap();
+    }
+    let pending = store.inbox_pending("orders", 2).await.unwrap();
+    let ids: Vec<_> = pending.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    store.inbox_processed(&[pending[0].id]).await.unwrap();
+    store.inbox_failed(&[pending[1].id], "boom").await.unwrap();
+    let pending = store.inbox_pending("orders", 10).await.unwrap();
+    let ids: Vec<_> = pending
+        .iter()
+        .map(|e| (e.event_id.as_str(), e.attempts))
+        .collect();
+    assert_eq!(ids, [("b", 1), ("c", 0)]);
+    assert_eq!(store.inbox_count("orders", "processed").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn xrefs_store_and_look_up_both_ways() {
+    let store = Store::in_memory().unwrap();
+    let xref = CrossReference {
+        object: "order".into(),
+        system: "oms".into(),
+        external_id: "OMS-1".into(),
+        record_key: "MKP-1-A".into(),
+    };
+    store.put_xref(&xref, "orders").await.unwrap();
+    let other = CrossReference {
+        record_key: "other".into(),
+        ..xref.clone()
+    };
+    store.put_xref(&other, "x").await.unwrap();
+    assert_eq!(
+        store
+            .xref_key("order", "oms", "OMS-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("MKP-1-A")
+    );
+    assert_eq!(store.xref_key("order", "erp", "OMS-1").await.unwrap(), None);
+    assert_eq!(
+        store.xrefs_of("order", "MKP-1-A").await.unwrap(),
+        vec![xref]
+    );
 }
