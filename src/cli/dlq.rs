@@ -97,9 +97,10 @@ struct FilterArgs {
     /// At most this many.
     #[arg(long)]
     limit: Option<usize>,
-    /// State file (default: the workspace's).
+    /// State store: a SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL schema
+    /// (`postgres://HOST/DB?schema=NAME`). Default: the workspace's file.
     #[arg(long)]
-    state: Option<PathBuf>,
+    state: Option<String>,
 }
 
 pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
@@ -307,9 +308,12 @@ fn split_target(target: &[String]) -> anyhow::Result<(WorkspaceArg, Vec<i64>)> {
     Ok((WorkspaceArg { workspace }, ids))
 }
 
-async fn open_store(workspace: &WorkspaceArg, state: Option<&PathBuf>) -> anyhow::Result<Store> {
+async fn open_store(workspace: &WorkspaceArg, state: Option<&String>) -> anyhow::Result<Store> {
+    if let Some(url) = state.filter(|s| crate::store::is_postgres(s)) {
+        return Ok(Store::connect(url).await?);
+    }
     let path = match state {
-        Some(path) => path.clone(),
+        Some(path) => PathBuf::from(path.strip_prefix("sqlite:").unwrap_or(path)),
         None => {
             // The state path is in the workspace file; read it without requiring every
             // `${ENV}` of the workspace to be set.
@@ -328,7 +332,7 @@ async fn open_store(workspace: &WorkspaceArg, state: Option<&PathBuf>) -> anyhow
             path.display()
         );
     }
-    Ok(Store::open(&path)?)
+    Ok(Store::connect(&path.display().to_string()).await?)
 }
 
 fn print_table(out: &mut impl Write, letters: &[DeadLetter]) -> std::io::Result<()> {

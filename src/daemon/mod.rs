@@ -45,8 +45,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Reload when a file under the workspace changes.
     pub watch: bool,
-    /// State file; the workspace's by default.
-    pub state: Option<PathBuf>,
+    /// State store (a SQLite path, `sqlite:PATH` or a `postgres://` URL); the workspace's
+    /// file by default.
+    pub state: Option<String>,
     /// How long in-flight runs get to finish their batch at shutdown.
     pub shutdown_timeout: Duration,
     /// The admin API token; `None` restricts the daemon to loopback.
@@ -429,11 +430,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
         }
     }
     let workspace = load(&config.root, &config.env)?;
-    let state_path = config
+    let state_target = config
         .state
         .clone()
-        .unwrap_or_else(|| workspace.state_path.clone());
-    let store = Store::open(&state_path)?;
+        .unwrap_or_else(|| workspace.state_path.display().to_string());
+    let store = Store::connect(&state_target).await?;
+    // Left out of the file watch (a PostgreSQL URL names no file, and excludes nothing).
+    let state_path = PathBuf::from(
+        state_target
+            .strip_prefix("sqlite:")
+            .unwrap_or(&state_target),
+    );
     let state = DaemonState::new(workspace, store.clone(), config.admin_token.clone());
     let io = |what: &str| {
         let what = what.to_owned();

@@ -16,6 +16,7 @@ mod dead_letters;
 mod inbox;
 mod locks;
 mod outbox;
+pub mod postgres;
 pub mod sqlite;
 mod xrefs;
 
@@ -57,6 +58,22 @@ pub enum StoreError {
         path: PathBuf,
         /// The SQLite error.
         source: rusqlite::Error,
+    },
+    /// PostgreSQL refused an operation or could not be reached.
+    #[error("state store {target}: {source}")]
+    Postgres {
+        /// The server, database and schema (credentials redacted).
+        target: String,
+        /// The driver's error.
+        source: tokio_postgres::Error,
+    },
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("state store {target}: {message}")]
+    Pool {
+        /// The server, database and schema (credentials redacted).
+        target: String,
+        /// Why.
+        message: String,
     },
     /// `--state` or the workspace's `state:` names no store this program can open.
     #[error("state store `{target}`: {message}")]
@@ -321,11 +338,8 @@ impl Store {
     /// PostgreSQL database (`?schema=NAME` picks the schema, default `switchyard`);
     /// `sqlite:PATH` or a plain path is a SQLite file.
     pub async fn connect(target: &str) -> Result<Self, StoreError> {
-        if target.starts_with("postgres://") || target.starts_with("postgresql://") {
-            return Err(StoreError::BadTarget {
-                target: "postgres://...".into(),
-                message: "PostgreSQL state is not supported yet".into(),
-            });
+        if is_postgres(target) {
+            return Ok(Self::new(postgres::PostgresBackend::connect(target).await?));
         }
         let path = Path::new(target.strip_prefix("sqlite:").unwrap_or(target)).to_owned();
         let backend =
@@ -610,6 +624,11 @@ impl Store {
     pub async fn flow_lock_holder(&self, flow: &str) -> Result<Option<LockHolder>, StoreError> {
         self.backend.flow_lock_holder(flow).await
     }
+}
+
+/// Whether a `--state` value names a PostgreSQL store rather than a SQLite file.
+pub fn is_postgres(target: &str) -> bool {
+    target.starts_with("postgres://") || target.starts_with("postgresql://")
 }
 
 /// A stable 64-bit hash of an idempotency key (FNV-1a); stable across builds and platforms,
