@@ -648,4 +648,6 @@ pub fn now_rfc3339() -> String {
 }
 
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
 mod tests;
