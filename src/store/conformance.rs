@@ -203,6 +203,44 @@ conformance!(
     flow_locks,
 );
 
+/// PostgreSQL only (SQLite's concurrent first open is `tests/hardening.rs`'s): processes
+/// starting together on a new schema all connect, and each migration is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_starts_migrate_once() {
+    let Some(fixture) = Fixture::postgres("concurrent_starts").await else {
+        return;
+    };
+    let Backend::Postgres { url, schema } = &fixture.backend else {
+        unreachable!("a PostgreSQL fixture");
+    };
+    // Start again from nothing, six at once.
+    drop_schema(url, schema).await.unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let target = format!("{url}{separator}schema={schema}");
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let target = target.clone();
+            tokio::spawn(async move { Store::connect(&target).await.map(drop) })
+        })
+        .collect();
+    for start in starts {
+        start.await.unwrap().expect("every start connects");
+    }
+    let client = raw_postgres(url).await.unwrap();
+    let rows = client
+        .query(
+            &format!("SELECT version FROM \"{schema}\".schema_migrations ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let versions: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+    assert!(!versions.is_empty());
+    assert_eq!(versions, expected, "each migration applied once");
+    fixture.finish().await;
+}
+
 fn letter(flow: &str, failure: &str, key: &str) -> NewDeadLetter {
     NewDeadLetter {
         flow: flow.into(),
