@@ -339,7 +339,7 @@ mod cases {
                     Some(alert("offers")),
                 ),
                 (letter("offers", "sink-unavailable", "2"), None),
-                (odd.clone(), None),
+                (odd.clone(), Some(alert("offers"))),
             ],
             ..CommitBatch::default()
         };
@@ -386,8 +386,15 @@ mod cases {
         assert_eq!(shown.letter, odd, "stored exactly, original bytes included");
         assert_eq!(shown.letter.record.as_bytes(), b"{\"name\":\"caf\xe9\"}\0");
         let alerts = store.due_alerts(i64::MAX, 10).await.unwrap();
-        assert_eq!(alerts.len(), 1);
-        assert_eq!(alerts[0].alert.payload["dead_letter_id"], json!(ids[0]));
+        let announced: Vec<&Value> = alerts
+            .iter()
+            .map(|a| &a.alert.payload["dead_letter_id"])
+            .collect();
+        assert_eq!(
+            announced,
+            [&json!(ids[0]), &json!(ids[2])],
+            "each alert names its letter"
+        );
 
         let counts = store.open_dead_letter_counts().await.unwrap();
         let row = |flow: &str, failure: &str, count: u64| {
