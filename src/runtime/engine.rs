@@ -198,124 +198,104 @@ impl FlowRun {
         let plan = FlowPlan::compile(workspace, flow)?;
         // Before the checkpoint is read: another process's run could otherwise commit after
         // the read, and this run would resume from (or cut a file sink back to) a stale one.
-        let mut lease = FlowLease::acquire(&store, name).await?;
-        // A run that cannot start gives its lock back at once: the next run in this
-        // process must not find it held.
-        let prepared: Result<_, RunError> = async {
-            let checkpoint = store.checkpoint(name).await?.unwrap_or_default();
-            let setup = |message: String| RunError::Setup {
-                flow: name.to_owned(),
-                message,
-            };
-            let system = |system: &str| {
-                workspace
-                    .spec
-                    .systems
-                    .get(system)
-                    .ok_or_else(|| setup(format!("system `{system}` is not declared")))
-            };
-            let source = match source {
-                Some(SourceOverride(records)) => SourceKind::Memory(Some(records)),
-                None => {
-                    let from = &flow.spec.from;
-                    match system(&from.system)? {
+        let lease = FlowLease::acquire(&store, name).await?;
+        let checkpoint = store.checkpoint(name).await?.unwrap_or_default();
+        let setup = |message: String| RunError::Setup {
+            flow: name.to_owned(),
+            message,
+        };
+        let system = |system: &str| {
+            workspace
+                .spec
+                .systems
+                .get(system)
+                .ok_or_else(|| setup(format!("system `{system}` is not declared")))
+        };
+        let source = match source {
+            Some(SourceOverride(records)) => SourceKind::Memory(Some(records)),
+            None => {
+                let from = &flow.spec.from;
+                match system(&from.system)? {
+                    SystemConfig {
+                        http: Some(http), ..
+                    } => {
+                        let client = http_system(name, http)?;
+                        SourceKind::Http(Box::new(
+                            HttpSource::new(client, from, &checkpoint.position).map_err(setup)?,
+                        ))
+                    }
+                    SystemConfig {
+                        file: Some(file), ..
+                    } => {
+                        let path =
+                            file_path(workspace, &file.dir, from.path.as_deref()).map_err(setup)?;
+                        let format = from.format.unwrap_or(FileFormat::Jsonl);
+                        SourceKind::File(
+                            FileSource::open(&path, format, &checkpoint.position)
+                                .map_err(|e| setup(e.to_string()))?,
+                        )
+                    }
+                    _ => return Err(setup(format!("system `{}` has no connector", from.system))),
+                }
+            }
+        };
+        let ack_recorder = sink.as_ref().map(|s| s.acks.clone());
+        let sink = match sink {
+            Some(SinkOverride { sink, .. }) => SinkKind::Recorder(sink),
+            None => {
+                let to = &flow.spec.to;
+                match system(&to.system)? {
+                    SystemConfig {
+                        http: Some(http), ..
+                    } => {
+                        SinkKind::Http(HttpSink::new(http_system(name, http)?, to).map_err(setup)?)
+                    }
+                    SystemConfig {
+                        file: Some(file), ..
+                    } => {
+                        let path =
+                            file_path(workspace, &file.dir, to.path.as_deref()).map_err(setup)?;
+                        let mut sink = FileSink::open(&path, &checkpoint.sink_state)
+                            .map_err(|e| setup(e.to_string()))?;
+                        claim_output(&store, name, &checkpoint, &mut sink, lease.holder_id())
+                            .await?;
+                        SinkKind::File(Arc::new(std::sync::Mutex::new(sink)))
+                    }
+                    _ => return Err(setup(format!("system `{}` has no connector", to.system))),
+                }
+            }
+        };
+        let ack = match &flow.spec.acknowledge {
+            None => None,
+            Some(ack) => {
+                let body = ack.body.clone().unwrap_or(Value::Null);
+                let sink = match ack_recorder {
+                    Some(recorder) => SinkKind::Recorder(recorder),
+                    None => match system(&ack.system)? {
                         SystemConfig {
                             http: Some(http), ..
                         } => {
-                            let client = http_system(name, http)?;
-                            SourceKind::Http(Box::new(
-                                HttpSource::new(client, from, &checkpoint.position)
-                                    .map_err(setup)?,
-                            ))
-                        }
-                        SystemConfig {
-                            file: Some(file), ..
-                        } => {
-                            let path = file_path(workspace, &file.dir, from.path.as_deref())
-                                .map_err(setup)?;
-                            let format = from.format.unwrap_or(FileFormat::Jsonl);
-                            SourceKind::File(
-                                FileSource::open(&path, format, &checkpoint.position)
-                                    .map_err(|e| setup(e.to_string()))?,
+                            let config = crate::spec::raw::SinkConfig {
+                                system: ack.system.clone(),
+                                request: Some(ack.request.clone()),
+                                idempotency_header: None,
+                                path: None,
+                                format: None,
+                                capture: None,
+                            };
+                            SinkKind::Http(
+                                HttpSink::new(http_system(name, http)?, &config).map_err(setup)?,
                             )
                         }
                         _ => {
                             return Err(setup(format!(
-                                "system `{}` has no connector",
-                                from.system
+                                "acknowledge: system `{}` is not an HTTP system",
+                                ack.system
                             )));
                         }
-                    }
-                }
-            };
-            let ack_recorder = sink.as_ref().map(|s| s.acks.clone());
-            let sink = match sink {
-                Some(SinkOverride { sink, .. }) => SinkKind::Recorder(sink),
-                None => {
-                    let to = &flow.spec.to;
-                    match system(&to.system)? {
-                        SystemConfig {
-                            http: Some(http), ..
-                        } => SinkKind::Http(
-                            HttpSink::new(http_system(name, http)?, to).map_err(setup)?,
-                        ),
-                        SystemConfig {
-                            file: Some(file), ..
-                        } => {
-                            let path = file_path(workspace, &file.dir, to.path.as_deref())
-                                .map_err(setup)?;
-                            let mut sink = FileSink::open(&path, &checkpoint.sink_state)
-                                .map_err(|e| setup(e.to_string()))?;
-                            claim_output(&store, name, &checkpoint, &mut sink, lease.holder_id())
-                                .await?;
-                            SinkKind::File(Arc::new(std::sync::Mutex::new(sink)))
-                        }
-                        _ => return Err(setup(format!("system `{}` has no connector", to.system))),
-                    }
-                }
-            };
-            let ack = match &flow.spec.acknowledge {
-                None => None,
-                Some(ack) => {
-                    let body = ack.body.clone().unwrap_or(Value::Null);
-                    let sink = match ack_recorder {
-                        Some(recorder) => SinkKind::Recorder(recorder),
-                        None => match system(&ack.system)? {
-                            SystemConfig {
-                                http: Some(http), ..
-                            } => {
-                                let config = crate::spec::raw::SinkConfig {
-                                    system: ack.system.clone(),
-                                    request: Some(ack.request.clone()),
-                                    idempotency_header: None,
-                                    path: None,
-                                    format: None,
-                                    capture: None,
-                                };
-                                SinkKind::Http(
-                                    HttpSink::new(http_system(name, http)?, &config)
-                                        .map_err(setup)?,
-                                )
-                            }
-                            _ => {
-                                return Err(setup(format!(
-                                    "acknowledge: system `{}` is not an HTTP system",
-                                    ack.system
-                                )));
-                            }
-                        },
-                    };
-                    Some(AckTarget { sink, body })
-                }
-            };
-            Ok((checkpoint, source, sink, ack))
-        }
-        .await;
-        let (checkpoint, source, sink, ack) = match prepared {
-            Ok(prepared) => prepared,
-            Err(err) => {
-                lease.release().await;
-                return Err(err);
+                    },
+                };
+                Some(AckTarget { sink, body })
             }
         };
         Ok(Self {

@@ -2,25 +2,41 @@
 //! while the run lasts, and its release when the run ends (or crashes: the store then sees the
 //! process gone, or the lease expire). The rules of the lock itself live in the store.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use tokio::task::JoinHandle;
 
 use crate::store::{HEARTBEAT_EVERY, LockHolder, Store, StoreError};
 
+/// Releases started by dropped leases, by store and flow: a run that could not start (an error path
+/// drops its lease) must not leave the next run in this process to find the flow locked.
+static RELEASING: LazyLock<Mutex<HashMap<String, Vec<JoinHandle<()>>>>> =
+    LazyLock::new(Mutex::default);
+
 /// The flow lock of one run. Release it with [`FlowLease::release`]; a lease dropped without
-/// that (an error path) is released by a background task.
+/// that (an error path) is released by a background task, which the next acquisition of the
+/// flow in this process waits for.
 pub(super) struct FlowLease {
     store: Store,
     flow: String,
     holder: LockHolder,
     lost: Arc<AtomicBool>,
-    heartbeat: Option<tokio::task::JoinHandle<()>>,
+    heartbeat: Option<JoinHandle<()>>,
     released: bool,
 }
 
 impl FlowLease {
     /// Takes the lock of `flow`, or says who holds it.
     pub(super) async fn acquire(store: &Store, flow: &str) -> Result<Self, StoreError> {
+        let releasing = releasing()
+            .remove(&release_key(store, flow))
+            .unwrap_or_default();
+        for release in releasing {
+            // A release on a runtime that is gone ends as cancelled: nothing to wait for.
+            let _ = release.await;
+        }
         let holder = LockHolder::this_process();
         store.acquire_flow_lock(flow, &holder).await?;
         Ok(Self {
@@ -107,13 +123,27 @@ impl Drop for FlowLease {
         // Drop cannot wait for the store; without a runtime the lock is taken over once this
         // process is gone.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
+            let key = release_key(&store, &flow);
+            let release = runtime.spawn(async move {
                 if let Err(err) = store.release_flow_lock(&flow, &id).await {
                     warn_unreleased(&flow, &err);
                 }
             });
+            releasing().entry(key).or_default().push(release);
         }
     }
+}
+
+/// Releases are awaited per store and flow: another store's flow of the same name is
+/// another lock.
+fn release_key(store: &Store, flow: &str) -> String {
+    format!("{}\n{flow}", store.describe())
+}
+
+fn releasing() -> std::sync::MutexGuard<'static, HashMap<String, Vec<JoinHandle<()>>>> {
+    RELEASING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn warn_unreleased(flow: &str, err: &StoreError) {
