@@ -95,7 +95,7 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 external_id: xref.id.clone(),
                 record_key: xref.key.clone(),
             };
-            store.put_xref(&xref, "test-setup")?;
+            store.put_xref(&xref, "test-setup").await?;
         }
         let options = RunOptions {
             clock: Clock::virtual_now(),
@@ -116,15 +116,17 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 sink: recorder.clone(),
                 acks: acks.clone(),
             }),
-        )?;
+        )
+        .await?;
         let report = run.run().await?;
         let mut failures = Vec::new();
         let delivered: Vec<Value> = recorder.received().into_iter().map(|r| r.body).collect();
         compare_records(&case.expect.delivered, &delivered, &mut failures);
-        let letters = store.dead_letters(&DeadLetterFilter::default())?;
+        let letters = store.dead_letters(&DeadLetterFilter::default()).await?;
         compare_dead_letters(&case.expect.dead_letters, &letters, &mut failures);
         let alerts: Vec<(String, String)> = store
-            .due_alerts(i64::MAX, 10_000)?
+            .due_alerts(i64::MAX, 10_000)
+            .await?
             .into_iter()
             .map(|a| {
                 let failure = a.alert.payload["failure"]

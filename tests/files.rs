@@ -90,7 +90,8 @@ async fn run(workspace: &Workspace, batch_size: usize) -> Result<RunReport, RunE
         batch_size,
         ..RunOptions::default()
     };
-    FlowRun::new(workspace, FLOW, store, options, None, None)?
+    FlowRun::new(workspace, FLOW, store, options, None, None)
+        .await?
         .run()
         .await
 }
@@ -110,9 +111,12 @@ fn delivered_ids(root: &Path) -> Vec<String> {
         .collect()
 }
 
-fn dead_letters(workspace: &Workspace) -> Vec<DeadLetter> {
+async fn dead_letters(workspace: &Workspace) -> Vec<DeadLetter> {
     let store = Store::open(&workspace.state_path).unwrap();
-    store.dead_letters(&DeadLetterFilter::default()).unwrap()
+    store
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .unwrap()
 }
 
 /// A letter as the admin API and `dlq list --json` show it.
@@ -161,7 +165,7 @@ async fn item_03_csv_unterminated_quote_does_not_swallow_rows() {
             (report.read, report.delivered, report.dead_lettered),
             (4, 3, 1)
         );
-        let letters = dead_letters(&workspace);
+        let letters = dead_letters(&workspace).await;
         assert_eq!(letters.len(), 1, "{letters:#?}");
         assert_malformed(&letters[0], "malformed", 3, b"2,\"two");
         assert!(
@@ -171,14 +175,14 @@ async fn item_03_csv_unterminated_quote_does_not_swallow_rows() {
         );
         // Routed like any dead letter: its owner's alert is in the outbox.
         let store = Store::open(&workspace.state_path).unwrap();
-        let alerts = store.due_alerts(i64::MAX, 10).unwrap();
+        let alerts = store.due_alerts(i64::MAX, 10).await.unwrap();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].alert.owner, "data-team");
         assert_eq!(alerts[0].alert.payload["line"], 3);
         // A second run reads nothing again.
         let again = run(&workspace, batch_size).await.unwrap();
         assert_eq!((again.read, again.delivered), (0, 0));
-        assert_eq!(dead_letters(&workspace).len(), 1);
+        assert_eq!(dead_letters(&workspace).await.len(), 1);
     }
 }
 
@@ -190,7 +194,7 @@ async fn item_03_csv_ragged_row_does_not_block_file() {
     let report = run(&workspace, 10_000).await.expect("the file flows");
     assert_eq!(delivered_ids(&root), ["1", "3"]);
     assert_eq!((report.delivered, report.dead_lettered), (2, 1));
-    let letters = dead_letters(&workspace);
+    let letters = dead_letters(&workspace).await;
     assert_eq!(letters.len(), 1, "{letters:#?}");
     assert_malformed(&letters[0], "malformed", 3, b"2,two,extra");
     assert!(
@@ -209,7 +213,7 @@ async fn item_03_csv_non_utf8_row_does_not_block_file() {
     let report = run(&workspace, 10_000).await.expect("the file flows");
     assert_eq!(delivered_ids(&root), ["1", "3"]);
     assert_eq!((report.delivered, report.dead_lettered), (2, 1));
-    let letters = dead_letters(&workspace);
+    let letters = dead_letters(&workspace).await;
     assert_eq!(letters.len(), 1, "{letters:#?}");
     assert_malformed(&letters[0], "malformed", 3, b"2,caf\xe9");
     assert!(output(&root).ends_with(b"\"multi\\r\\nline\"}\n"));
@@ -223,7 +227,7 @@ async fn item_03_jsonl_bad_lines_are_dead_lettered_with_line_numbers() {
     let report = run(&workspace, 10_000).await.expect("the file flows");
     assert_eq!(delivered_ids(&root), ["1", "3"]);
     assert_eq!(report.dead_lettered, 2);
-    let letters = dead_letters(&workspace);
+    let letters = dead_letters(&workspace).await;
     assert_eq!(letters.len(), 2, "{letters:#?}");
     assert_malformed(&letters[0], "malformed_json", 2, b"not json");
     assert_malformed(
@@ -250,9 +254,13 @@ async fn item_06_file_sink_refuses_to_truncate_unproven_output() {
     assert!(message.contains("out/items.jsonl"), "{message}");
     assert!(message.contains("move the file away"), "{message}");
     assert_eq!(output(&root), theirs, "not a byte cut");
-    assert!(dead_letters(&workspace).is_empty());
+    assert!(dead_letters(&workspace).await.is_empty());
     let store = Store::open(&workspace.state_path).unwrap();
-    assert_eq!(store.checkpoint(FLOW).unwrap(), None, "nothing committed");
+    assert_eq!(
+        store.checkpoint(FLOW).await.unwrap(),
+        None,
+        "nothing committed"
+    );
 
     // Moved away, the flow starts a new output.
     std::fs::rename(root.join("out/items.jsonl"), root.join("out/kept.jsonl")).unwrap();
@@ -304,7 +312,7 @@ async fn item_07_dead_letter_keeps_original_bytes() {
     let root = file_workspace("bytes", "items.jsonl", "jsonl", &jsonl);
     let workspace = load(&root);
     run(&workspace, 10_000).await.unwrap();
-    let letters = dead_letters(&workspace);
+    let letters = dead_letters(&workspace).await;
     assert_eq!(letters.len(), 1, "{letters:#?}");
     let letter = &letters[0];
     assert_eq!(
@@ -322,7 +330,7 @@ async fn item_07_dead_letter_keeps_original_bytes() {
         "{outcome:?}"
     );
     assert_eq!(delivered_ids(&root), ["8"]);
-    let again = store.dead_letter(letter.id).unwrap();
+    let again = store.dead_letter(letter.id).await.unwrap();
     assert_eq!(again.letter.record.as_bytes(), original);
 
     // Export gives the exact bytes (base64: JSON text cannot hold them); show says so.

@@ -162,13 +162,18 @@ async fn item_04_two_runs_of_one_flow_deliver_each_record_once() {
     let store = Store::open(&state).unwrap();
     let letters = store
         .dead_letters(&switchyard::store::DeadLetterFilter::default())
+        .await
         .unwrap();
     assert_eq!(
         sandbox.alerts().len(),
         letters.len(),
         "one alert per dead letter"
     );
-    assert_eq!(store.flow_lock_holder(FLOW).unwrap(), None, "lock released");
+    assert_eq!(
+        store.flow_lock_holder(FLOW).await.unwrap(),
+        None,
+        "lock released"
+    );
     sandbox.shutdown().await;
 }
 
@@ -186,10 +191,7 @@ fn item_04_concurrent_opens_of_a_new_state_file_all_succeed() {
                 let (path, barrier) = (path.clone(), barrier.clone());
                 std::thread::spawn(move || {
                     barrier.wait();
-                    Store::open(&path)
-                        .and_then(|s| s.checkpoint("x"))
-                        .map(drop)
-                        .map_err(|e| e.to_string())
+                    Store::open(&path).map(drop).map_err(|e| e.to_string())
                 })
             })
             .collect::<Vec<_>>()
@@ -233,8 +235,8 @@ fn age_heartbeat(state: &Path, flow: &str, age: Duration) {
 
 /// Item 4: a crashed holder's lock is taken over (its process gone on this host, or its
 /// heartbeat stale from anywhere); a live holder's is not.
-#[test]
-fn item_04_lock_of_a_crashed_holder_is_taken_over_and_a_live_one_kept() {
+#[tokio::test]
+async fn item_04_lock_of_a_crashed_holder_is_taken_over_and_a_live_one_kept() {
     let dir = std::env::temp_dir().join(format!("switchyard-locks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let state = dir.join("state.db");
@@ -247,43 +249,50 @@ fn item_04_lock_of_a_crashed_holder_is_taken_over_and_a_live_one_kept() {
     child.wait().unwrap();
     store
         .acquire_flow_lock("f", &holder("crashed", dead_pid, &here))
+        .await
         .unwrap();
     store
         .acquire_flow_lock("f", &holder("next", std::process::id(), &here))
+        .await
         .expect("a dead process's lock is taken over");
 
     // A live holder (this very process, another run) keeps it.
     let refused = store
         .acquire_flow_lock("f", &holder("third", std::process::id(), &here))
+        .await
         .unwrap_err();
     assert!(matches!(&refused, StoreError::FlowLocked { holder, .. } if holder.id == "next"));
 
     // Same host name, another PID namespace (a container): its pid means nothing here, so a
     // live holder is not taken for a dead one.
-    store.release_flow_lock("f", "next").unwrap();
+    store.release_flow_lock("f", "next").await.unwrap();
     let container = LockHolder {
         machine: "same-boot/other-namespace".into(),
         ..holder("container", dead_pid, &here)
     };
-    store.acquire_flow_lock("f", &container).unwrap();
+    store.acquire_flow_lock("f", &container).await.unwrap();
     assert!(
         store
             .acquire_flow_lock("f", &holder("local", std::process::id(), &here))
+            .await
             .is_err(),
         "a pid from another namespace proves nothing"
     );
-    store.release_flow_lock("f", "container").unwrap();
+    store.release_flow_lock("f", "container").await.unwrap();
     store
         .acquire_flow_lock("f", &holder("next", std::process::id(), &here))
+        .await
         .unwrap();
 
     // A holder on another host is judged by its heartbeat only.
-    store.release_flow_lock("f", "next").unwrap();
+    store.release_flow_lock("f", "next").await.unwrap();
     store
         .acquire_flow_lock("f", &holder("remote", 1, "other-host"))
+        .await
         .unwrap();
     let refused = store
         .acquire_flow_lock("f", &holder("local", std::process::id(), &here))
+        .await
         .unwrap_err()
         .to_string();
     assert!(
@@ -293,25 +302,28 @@ fn item_04_lock_of_a_crashed_holder_is_taken_over_and_a_live_one_kept() {
     age_heartbeat(&state, "f", STALE_AFTER + Duration::from_secs(1));
     store
         .acquire_flow_lock("f", &holder("local", std::process::id(), &here))
+        .await
         .expect("a stale heartbeat's lock is taken over");
-    let trail = store.audit_trail(10).unwrap();
+    let trail = store.audit_trail(10).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "flow-lock-taken-over"));
 }
 
 /// Item 4: a run that stalled past the stale limit and lost its lock cannot commit over the
 /// run that took it over.
-#[test]
-fn item_04_a_run_that_lost_its_lock_cannot_commit() {
+#[tokio::test]
+async fn item_04_a_run_that_lost_its_lock_cannot_commit() {
     let dir = std::env::temp_dir().join(format!("switchyard-fence-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let state = dir.join("state.db");
     let store = Store::open(&state).unwrap();
     store
         .acquire_flow_lock("f", &holder("stalled", 1, "host-a"))
+        .await
         .unwrap();
     age_heartbeat(&state, "f", STALE_AFTER * 2);
     store
         .acquire_flow_lock("f", &holder("successor", 2, "host-b"))
+        .await
         .unwrap();
     let batch = switchyard::store::CommitBatch {
         flow: "f".into(),
@@ -322,9 +334,13 @@ fn item_04_a_run_that_lost_its_lock_cannot_commit() {
         lock: Some("stalled".into()),
         ..Default::default()
     };
-    let err = store.commit(&batch).unwrap_err();
+    let err = store.commit(batch).await.unwrap_err();
     assert!(matches!(err, StoreError::LockLost { .. }), "{err}");
-    assert_eq!(store.checkpoint("f").unwrap(), None, "nothing committed");
+    assert_eq!(
+        store.checkpoint("f").await.unwrap(),
+        None,
+        "nothing committed"
+    );
 }
 
 /// Item 5: an empty state file is refused, not silently re-initialised: nothing is sent and
@@ -357,8 +373,8 @@ async fn item_05_empty_state_file_is_refused_and_nothing_sent() {
 
 /// Item 5: a state file damaged in the middle, or not a database at all, is refused with what
 /// is wrong and how to recover.
-#[test]
-fn item_05_corrupted_state_file_is_refused() {
+#[tokio::test]
+async fn item_05_corrupted_state_file_is_refused() {
     let dir = std::env::temp_dir().join(format!("switchyard-corrupt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let state = dir.join("state.db");
@@ -372,6 +388,7 @@ fn item_05_corrupted_state_file_is_refused() {
                     "test",
                     &json!({"i": i, "pad": "x".repeat(300)}),
                 )
+                .await
                 .unwrap();
         }
     }
@@ -425,7 +442,7 @@ async fn item_11_outage_dead_letter_and_alert_come_at_the_end_of_the_window() {
     let workspace = loaded.workspace.expect("reference workspace loads");
     let window = Duration::from_secs(30 * 60);
     let store = Store::in_memory().unwrap();
-    let run = |recorder: RecorderSink| {
+    let run = |recorder: RecorderSink| async {
         FlowRun::new(
             &workspace,
             FLOW,
@@ -442,8 +459,10 @@ async fn item_11_outage_dead_letter_and_alert_come_at_the_end_of_the_window() {
                 acks: RecorderSink::new(Vec::new()),
             }),
         )
+        .await
         .unwrap()
         .run()
+        .await
     };
     let down = RecorderSink::new(vec![PlannedFault {
         status: 503,
@@ -460,6 +479,7 @@ async fn item_11_outage_dead_letter_and_alert_come_at_the_end_of_the_window() {
     );
     let letters = store
         .dead_letters(&switchyard::store::DeadLetterFilter::default())
+        .await
         .unwrap();
     assert!(!letters.is_empty(), "{report:?}");
     assert!(
@@ -467,7 +487,7 @@ async fn item_11_outage_dead_letter_and_alert_come_at_the_end_of_the_window() {
             .iter()
             .all(|l| l.letter.failure == "sink-unavailable")
     );
-    let alerts = store.due_alerts(i64::MAX, 1_000).unwrap();
+    let alerts = store.due_alerts(i64::MAX, 1_000).await.unwrap();
     assert_eq!(
         alerts.len(),
         letters.len(),
@@ -520,7 +540,7 @@ async fn item_11_an_acknowledgement_outage_never_writes_a_record_to_the_sink_twi
     let workspace = loaded.workspace.expect("reference workspace loads");
     let store = Store::in_memory().unwrap();
     let oms = RecorderSink::new(Vec::new());
-    let run = |acks: RecorderSink| {
+    let run = |acks: RecorderSink| async {
         FlowRun::new(
             &workspace,
             "orders-to-oms",
@@ -537,8 +557,10 @@ async fn item_11_an_acknowledgement_outage_never_writes_a_record_to_the_sink_twi
                 acks,
             }),
         )
+        .await
         .unwrap()
         .run()
+        .await
     };
     let acks_down = RecorderSink::new(vec![PlannedFault {
         status: 503,
@@ -603,12 +625,14 @@ async fn item_11_a_split_record_in_an_outage_is_dead_lettered_and_alerted() {
             acks: RecorderSink::new(Vec::new()),
         }),
     )
+    .await
     .unwrap()
     .run()
     .await
     .unwrap();
     let letters = store
         .dead_letters(&switchyard::store::DeadLetterFilter::default())
+        .await
         .unwrap();
     assert!(report.stopped_early.is_some());
     assert!(
@@ -663,6 +687,7 @@ async fn item_11_a_split_outage_alerts_on_the_first_run_even_one_leg_at_a_time()
                 acks: RecorderSink::new(Vec::new()),
             }),
         )
+        .await
         .unwrap()
         .run()
         .await
@@ -671,6 +696,7 @@ async fn item_11_a_split_outage_alerts_on_the_first_run_even_one_leg_at_a_time()
         tokio::time::sleep(Duration::from_secs(60)).await;
         let letters = store
             .dead_letters(&switchyard::store::DeadLetterFilter::default())
+            .await
             .unwrap();
         assert!(
             !letters.is_empty(),
@@ -679,6 +705,7 @@ async fn item_11_a_split_outage_alerts_on_the_first_run_even_one_leg_at_a_time()
     }
     let letters = store
         .dead_letters(&switchyard::store::DeadLetterFilter::default())
+        .await
         .unwrap();
     assert!(
         !letters.is_empty(),

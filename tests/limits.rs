@@ -328,6 +328,7 @@ async fn run(workspace: &Workspace, store: &Store) -> Result<RunReport, RunError
         None,
         None,
     )
+    .await
     .expect("flow")
     .run()
     .await
@@ -423,7 +424,10 @@ async fn item_10_http_sink_reads_bounded_bodies() {
         Some(&1),
         "{report:?}"
     );
-    let letters = store.dead_letters(&DeadLetterFilter::default()).unwrap();
+    let letters = store
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .unwrap();
     assert_eq!(
         letters[0].letter.error,
         format!("HTTP 422: {}...", "e".repeat(200))
@@ -491,7 +495,10 @@ async fn item_10_dead_letters_keep_a_bounded_original_and_say_so() {
         Some(&2),
         "{report:?}"
     );
-    let letters = store.dead_letters(&DeadLetterFilter::default()).unwrap();
+    let letters = store
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .unwrap();
     let original = big.to_string();
     let cut = letters
         .iter()

@@ -61,6 +61,7 @@ pub(crate) async fn run_flow(
         ..RunOptions::default()
     };
     FlowRun::new(workspace, FLOW, store.clone(), options, None, None)
+        .await
         .expect("flow")
         .run()
         .await
@@ -92,7 +93,10 @@ async fn every_valid_offer_once_every_bad_one_dead_lettered_with_owner_and_alert
     assert_eq!(report.delivered as usize, summary.valid);
     assert_eq!(report.duplicates as usize, summary.duplicates);
 
-    let letters = store.dead_letters(&DeadLetterFilter::default()).unwrap();
+    let letters = store
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .unwrap();
     let count = |failure: &str, owner: &str| {
         letters
             .iter()
@@ -170,6 +174,7 @@ async fn a_storefront_failing_three_times_still_gets_every_offer_once() {
             failure: Some("sink-unavailable".into()),
             ..Default::default()
         })
+        .await
         .unwrap();
     assert!(sink_letters.is_empty(), "{sink_letters:?}");
     sandbox.shutdown().await;
@@ -197,6 +202,7 @@ async fn an_outage_past_the_window_dead_letters_and_replay_delivers_after_recove
             failure: Some("sink-unavailable".into()),
             ..Default::default()
         })
+        .await
         .unwrap();
     assert!(!down.is_empty());
     assert!(
@@ -218,6 +224,7 @@ async fn an_outage_past_the_window_dead_letters_and_replay_delivers_after_recove
             status: Some(DeadLetterStatus::Replayed),
             ..Default::default()
         })
+        .await
         .unwrap();
     assert_eq!(replayed.len(), down.len());
     assert!(
@@ -225,7 +232,7 @@ async fn an_outage_past_the_window_dead_letters_and_replay_delivers_after_recove
             .iter()
             .all(|l| l.resolved_by.as_deref() == Some("test-operator"))
     );
-    let trail = store.audit_trail(1).unwrap();
+    let trail = store.audit_trail(1).await.unwrap();
     assert_eq!(trail[0].action, "dead-letter-replayed");
 
     // The rest of the listing follows on the next run, each offer once.

@@ -281,10 +281,11 @@ mod webhook_replay {
                 .as_u16()
         }
 
-        pub(super) fn stored(&self) -> Vec<String> {
+        pub(super) async fn stored(&self) -> Vec<String> {
             self.state
                 .store
                 .inbox_pending("offers-to-storefront", 100)
+                .await
                 .expect("inbox")
                 .into_iter()
                 .map(|e| e.event_id)
@@ -312,7 +313,7 @@ async fn item_14_replayed_signature_with_a_new_event_id_is_refused() {
         let status = intake.post(forged_id, timestamp, &signature, body).await;
         assert_eq!(status, 401, "replay as {forged_id} was not refused");
     }
-    assert_eq!(intake.stored(), vec!["evt-1".to_owned()]);
+    assert_eq!(intake.stored().await, vec!["evt-1".to_owned()]);
 }
 
 // --- Item 15 --------------------------------------------------------------------------------

@@ -97,20 +97,25 @@ struct FilterArgs {
     /// At most this many.
     #[arg(long)]
     limit: Option<usize>,
-    /// State file (default: the workspace's).
+    /// State store: a SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL schema
+    /// (`postgres://HOST/DB?schema=NAME`). Default: the workspace's file.
     #[arg(long)]
-    state: Option<PathBuf>,
+    state: Option<String>,
 }
 
 pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
+    super::tokio_runtime()?.block_on(run_async(args))
+}
+
+async fn run_async(args: DlqArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         DlqCommand::List {
             workspace,
             filter,
             json,
         } => {
-            let store = open_store(&workspace, filter.state.as_ref())?;
-            let letters = store.dead_letters(&filter.to_filter()?)?;
+            let store = open_store(&workspace, filter.state.as_ref()).await?;
+            let letters = store.dead_letters(&filter.to_filter()?).await?;
             let mut out = std::io::stdout().lock();
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&letters)?)?;
@@ -124,8 +129,8 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             let [id] = ids[..] else {
                 anyhow::bail!("give one dead letter ID to show");
             };
-            let store = open_store(&workspace, None)?;
-            let letter = store.dead_letter(id)?;
+            let store = open_store(&workspace, None).await?;
+            let letter = store.dead_letter(id).await?;
             let mut value = serde_json::to_value(&letter)?;
             let original = &letter.letter.record;
             match original.as_str() {
@@ -161,11 +166,11 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             actor,
         } => {
             let (workspace, ids) = split_target(&target)?;
-            let store = open_store(&workspace, filter.state.as_ref())?;
-            let ids = select(&store, ids, &filter, all)?;
+            let store = open_store(&workspace, filter.state.as_ref()).await?;
+            let ids = select(&store, ids, &filter, all).await?;
             let ws = super::load_for_run(&workspace.workspace, EnvLookup::process())?;
             let actor = super::actor(actor);
-            super::tokio_runtime()?.block_on(async {
+            {
                 let mut failed = 0;
                 for id in &ids {
                     match replay(&ws, &store, *id, &actor).await? {
@@ -186,7 +191,7 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     ExitCode::FAILURE
                 })
-            })
+            }
         }
         DlqCommand::Suppress {
             target,
@@ -197,13 +202,15 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             if ids.is_empty() {
                 anyhow::bail!("give the IDs of the dead letters to suppress");
             }
-            let store = open_store(&workspace, None)?;
+            let store = open_store(&workspace, None).await?;
             let actor = super::actor(actor);
             if reason.trim().is_empty() {
                 anyhow::bail!("--reason must say why the records will not be delivered");
             }
             for id in ids {
-                store.resolve_dead_letter(id, DeadLetterStatus::Suppressed, &actor, &reason)?;
+                store
+                    .resolve_dead_letter(id, DeadLetterStatus::Suppressed, &actor, &reason)
+                    .await?;
                 outln!("#{id}: suppressed by {actor}")?;
             }
             Ok(ExitCode::SUCCESS)
@@ -214,8 +221,8 @@ pub(crate) fn run(args: DlqArgs) -> anyhow::Result<ExitCode> {
             key_field,
             out,
         } => {
-            let store = open_store(&workspace, filter.state.as_ref())?;
-            let letters = store.dead_letters(&filter.to_filter()?)?;
+            let store = open_store(&workspace, filter.state.as_ref()).await?;
+            let letters = store.dead_letters(&filter.to_filter()?).await?;
             let mut writer: Box<dyn Write> = match &out {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path).with_context(|| path.display().to_string())?,
@@ -270,7 +277,7 @@ impl FilterArgs {
     }
 }
 
-fn select(
+async fn select(
     store: &Store,
     ids: Vec<i64>,
     filter: &FilterArgs,
@@ -279,7 +286,8 @@ fn select(
     match (ids.is_empty(), all) {
         (false, false) => Ok(ids),
         (true, true) => Ok(store
-            .dead_letters(&filter.to_filter()?)?
+            .dead_letters(&filter.to_filter()?)
+            .await?
             .iter()
             .map(|l| l.id)
             .collect()),
@@ -304,9 +312,12 @@ fn split_target(target: &[String]) -> anyhow::Result<(WorkspaceArg, Vec<i64>)> {
     Ok((WorkspaceArg { workspace }, ids))
 }
 
-fn open_store(workspace: &WorkspaceArg, state: Option<&PathBuf>) -> anyhow::Result<Store> {
+async fn open_store(workspace: &WorkspaceArg, state: Option<&String>) -> anyhow::Result<Store> {
+    if let Some(url) = state.filter(|s| crate::store::is_postgres(s)) {
+        return Ok(Store::connect(url).await?);
+    }
     let path = match state {
-        Some(path) => path.clone(),
+        Some(path) => PathBuf::from(path.strip_prefix("sqlite:").unwrap_or(path)),
         None => {
             // The state path is in the workspace file; read it without requiring every
             // `${ENV}` of the workspace to be set.
@@ -325,7 +336,7 @@ fn open_store(workspace: &WorkspaceArg, state: Option<&PathBuf>) -> anyhow::Resu
             path.display()
         );
     }
-    Ok(Store::open(&path)?)
+    Ok(Store::connect(&path.display().to_string()).await?)
 }
 
 fn print_table(out: &mut impl Write, letters: &[DeadLetter]) -> std::io::Result<()> {

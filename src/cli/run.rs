@@ -26,9 +26,10 @@ pub struct RunArgs {
     /// Offers seeded in the sandbox.
     #[arg(long, default_value_t = 1000)]
     sandbox_offers: usize,
-    /// State file (default: the workspace's, `.switchyard/state.db`).
+    /// State store: a SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL schema
+    /// (`postgres://HOST/DB?schema=NAME`). Default: the workspace's, `.switchyard/state.db`.
     #[arg(long)]
-    state: Option<PathBuf>,
+    state: Option<String>,
     /// Records per batch for file sources.
     #[arg(long, default_value_t = 10_000)]
     batch_size: usize,
@@ -71,15 +72,15 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     let state = args
         .state
         .clone()
-        .unwrap_or_else(|| workspace.state_path.clone());
-    let store = Store::open(&state)?;
+        .unwrap_or_else(|| workspace.state_path.display().to_string());
+    let store = Store::connect(&state).await?;
     let options = RunOptions {
         batch_size: args.batch_size.max(1),
         concurrency: args.concurrency.max(1),
         ..RunOptions::default()
     };
     let started = std::time::Instant::now();
-    let flow = FlowRun::new(&workspace, &flow_name, store.clone(), options, None, None)?;
+    let flow = FlowRun::new(&workspace, &flow_name, store.clone(), options, None, None).await?;
     let result = flow.run().await;
     let elapsed = started.elapsed();
     // Alerts go out after the run; any still undelivered stay queued for the next run.

@@ -1,7 +1,6 @@
 //! `switchyard serve`: the daemon (see [`crate::daemon`]); this file only maps arguments.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,9 +20,10 @@ pub struct ServeArgs {
     /// Reload when a file under the workspace changes (checked every second).
     #[arg(long)]
     watch: bool,
-    /// State file (default: the workspace's, `.switchyard/state.db`).
+    /// State store: a SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL schema
+    /// (`postgres://HOST/DB?schema=NAME`). Default: the workspace's, `.switchyard/state.db`.
     #[arg(long)]
-    state: Option<PathBuf>,
+    state: Option<String>,
     /// How long in-flight runs get to commit their batch at shutdown, as a duration.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,

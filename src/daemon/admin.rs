@@ -364,7 +364,11 @@ async fn list_flows(
 ) -> Result<Json<Vec<FlowView>>, AdminError> {
     let mut views = state.flow_views();
     for view in &mut views {
-        view.checkpoint = state.store.checkpoint(&view.name)?.map(|c| c.position);
+        view.checkpoint = state
+            .store
+            .checkpoint(&view.name)
+            .await?
+            .map(|c| c.position);
     }
     Ok(Json(views))
 }
@@ -373,17 +377,17 @@ async fn pause(
     State(state): State<Arc<DaemonState>>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    set_paused(&state, &name, true)
+    set_paused(&state, &name, true).await
 }
 
 async fn resume(
     State(state): State<Arc<DaemonState>>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
-    set_paused(&state, &name, false)
+    set_paused(&state, &name, false).await
 }
 
-fn set_paused(
+async fn set_paused(
     state: &DaemonState,
     name: &str,
     paused: bool,
@@ -398,7 +402,8 @@ fn set_paused(
     };
     state
         .store
-        .audit(Some(name), action, "admin-api", &json!({}))?;
+        .audit(Some(name), action, "admin-api", &json!({}))
+        .await?;
     if paused {
         tracing::info!(flow = %name, "Flow paused.");
     } else {
@@ -429,7 +434,7 @@ async fn list_dead_letters(
         status,
         limit: Some(query.limit.unwrap_or(500).min(10_000)),
     };
-    Ok(Json(state.store.dead_letters(&filter)?))
+    Ok(Json(state.store.dead_letters(&filter).await?))
 }
 
 async fn replay_letter(
@@ -467,18 +472,21 @@ async fn suppress_letter(
             "`reason` and `actor` must not be empty".into(),
         ));
     }
-    let letter = state.store.dead_letter(id)?;
+    let letter = state.store.dead_letter(id).await?;
     if letter.status != DeadLetterStatus::Open {
         return Ok(Json(
             json!({"id": id, "outcome": "already-resolved", "status": letter.status}),
         ));
     }
-    state.store.resolve_dead_letter(
-        id,
-        DeadLetterStatus::Suppressed,
-        &request.actor,
-        &request.reason,
-    )?;
+    state
+        .store
+        .resolve_dead_letter(
+            id,
+            DeadLetterStatus::Suppressed,
+            &request.actor,
+            &request.reason,
+        )
+        .await?;
     Ok(Json(json!({"id": id, "outcome": "suppressed"})))
 }
 

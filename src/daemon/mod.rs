@@ -45,8 +45,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Reload when a file under the workspace changes.
     pub watch: bool,
-    /// State file; the workspace's by default.
-    pub state: Option<PathBuf>,
+    /// State store (a SQLite path, `sqlite:PATH` or a `postgres://` URL); the workspace's
+    /// file by default.
+    pub state: Option<String>,
     /// How long in-flight runs get to finish their batch at shutdown.
     pub shutdown_timeout: Duration,
     /// The admin API token; `None` restricts the daemon to loopback.
@@ -276,12 +277,12 @@ impl DaemonState {
     }
 
     /// Sets the gauges computed from the store and the run history, then renders.
-    pub fn render_metrics(&self) -> String {
+    pub async fn render_metrics(&self) -> String {
         use self::events::{DEAD_LETTERS_OPEN, FLOW_FRESHNESS, OFFER_REJECTION_RATIO};
         let metrics = &self.metrics;
         metrics.clear_gauge(DEAD_LETTERS_OPEN);
         metrics.declare_gauge(DEAD_LETTERS_OPEN, "Open dead letters in the store.");
-        match self.store.open_dead_letter_counts() {
+        match self.store.open_dead_letter_counts().await {
             Ok(rows) => {
                 for (flow, failure, owner, count) in rows {
                     let labels = vec![("flow", flow), ("failure", failure), ("owner", owner)];
@@ -358,16 +359,14 @@ async fn readyz(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
     if state.is_shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
-    match state.store.checkpoint("") {
+    match state.store.checkpoint("").await {
         Ok(_) => (StatusCode::OK, "ready\n"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "state store unavailable\n"),
     }
 }
 
 async fn metrics_handler(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
-    let text = tokio::task::spawn_blocking(move || state.render_metrics())
-        .await
-        .unwrap_or_default();
+    let text = state.render_metrics().await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -431,11 +430,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
         }
     }
     let workspace = load(&config.root, &config.env)?;
-    let state_path = config
+    let state_target = config
         .state
         .clone()
-        .unwrap_or_else(|| workspace.state_path.clone());
-    let store = Store::open(&state_path)?;
+        .unwrap_or_else(|| workspace.state_path.display().to_string());
+    let store = Store::connect(&state_target).await?;
+    // Left out of the file watch (a PostgreSQL URL names no file, and excludes nothing).
+    let state_path = PathBuf::from(
+        state_target
+            .strip_prefix("sqlite:")
+            .unwrap_or(&state_target),
+    );
     let state = DaemonState::new(workspace, store.clone(), config.admin_token.clone());
     let io = |what: &str| {
         let what = what.to_owned();

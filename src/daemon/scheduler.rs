@@ -245,7 +245,7 @@ pub(super) async fn drain_inbox(
         if *stop.borrow() || state.is_paused(name) {
             return;
         }
-        let events = match state.store.inbox_pending(name, INBOX_BATCH) {
+        let events = match state.store.inbox_pending(name, INBOX_BATCH).await {
             Ok(events) => events,
             Err(err) => {
                 tracing::error!(flow = %name, error = %err, "Could not read the inbox.");
@@ -284,7 +284,7 @@ pub(super) async fn drain_inbox(
         if !unreadable.is_empty() {
             // Intake checks bodies, so this is an event stored some other way; it must end
             // as a dead letter, neither skipped nor blocking the events behind it.
-            match dead_letter_unreadable(&workspace, name, &state.store, &unreadable) {
+            match dead_letter_unreadable(&workspace, name, &state.store, &unreadable).await {
                 Ok(letters) => {
                     for letter in &letters {
                         InboxEventDeadLettered {
@@ -306,13 +306,13 @@ pub(super) async fn drain_inbox(
         }
         match execute(state, name, Some(SourceOverride(records)), stop).await {
             Ok(()) => {
-                if let Err(err) = state.store.inbox_processed(&ids) {
+                if let Err(err) = state.store.inbox_processed(&ids).await {
                     tracing::error!(flow = %name, error = %err, "Could not mark inbox events processed; they will be replayed harmlessly.");
                     return;
                 }
             }
             Err(error) => {
-                if let Err(err) = state.store.inbox_failed(&ids, &error) {
+                if let Err(err) = state.store.inbox_failed(&ids, &error).await {
                     tracing::error!(flow = %name, error = %err, "Could not record an inbox failure.");
                 }
                 return;
@@ -351,10 +351,11 @@ async fn execute(
         ..RunOptions::default()
     };
     let started = Instant::now();
-    let result = match FlowRun::new(&workspace, name, state.store.clone(), options, source, None) {
-        Ok(run) => run.run().await,
-        Err(err) => Err(err),
-    };
+    let result =
+        match FlowRun::new(&workspace, name, state.store.clone(), options, source, None).await {
+            Ok(run) => run.run().await,
+            Err(err) => Err(err),
+        };
     let elapsed = started.elapsed();
     match result {
         Ok(report) => {

@@ -84,10 +84,11 @@ impl Server {
         request.send().await.unwrap().status()
     }
 
-    fn stored(&self) -> usize {
+    async fn stored(&self) -> usize {
         self.state
             .store
             .inbox_pending("offers-to-storefront", 100)
+            .await
             .unwrap()
             .len()
     }
@@ -111,8 +112,8 @@ async fn valid_signature_is_stored_and_a_redelivery_is_not() {
         .post_event(Some("evt-1"), ts, Some(signature), body)
         .await;
     assert_eq!(again, reqwest::StatusCode::OK);
-    assert_eq!(server.stored(), 1);
-    let metrics = server.state.render_metrics();
+    assert_eq!(server.stored().await, 1);
+    let metrics = server.state.render_metrics().await;
     assert!(
         metrics.contains(
             "switchyard_webhook_events_total{flow=\"offers-to-storefront\",outcome=\"accepted\"} 1"
@@ -140,7 +141,7 @@ async fn forged_signature_is_refused_and_not_stored() {
         .post_event(Some("evt-2"), ts, Some(signed), r#"{"x":1}"#)
         .await;
     assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
-    assert_eq!(server.stored(), 0);
+    assert_eq!(server.stored().await, 0);
 }
 
 #[tokio::test]
@@ -152,7 +153,7 @@ async fn stale_timestamp_is_refused() {
         .post_event(Some("evt-1"), ts, Some(signature), "{}")
         .await;
     assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
-    assert_eq!(server.stored(), 0);
+    assert_eq!(server.stored().await, 0);
 }
 
 #[tokio::test]
@@ -164,7 +165,7 @@ async fn missing_headers_are_refused() {
     let signature = sign(SECRET.as_bytes(), ts, b"{}");
     let status = server.post_event(None, ts, Some(signature), "{}").await;
     assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
-    assert_eq!(server.stored(), 0);
+    assert_eq!(server.stored().await, 0);
 }
 
 #[tokio::test]
@@ -177,7 +178,7 @@ async fn oversized_body_is_refused_with_413() {
         .post_event(Some("evt-1"), ts, Some(signature), &body)
         .await;
     assert_eq!(status, reqwest::StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(server.stored(), 0);
+    assert_eq!(server.stored().await, 0);
 }
 
 #[tokio::test]
@@ -285,7 +286,7 @@ async fn an_event_signed_with_its_id_is_accepted_and_its_signature_fits_no_other
         .post_event(Some("evt-2"), ts, Some(signature), body)
         .await;
     assert_eq!(moved, reqwest::StatusCode::UNAUTHORIZED);
-    assert_eq!(server.stored(), 1);
+    assert_eq!(server.stored().await, 1);
 }
 
 #[test]
@@ -372,16 +373,17 @@ async fn item_02_undecodable_inbox_event_is_dead_lettered() {
     let (store, _) = file_store("undecodable");
     // Intake refuses such bodies; an older version or a repair by hand can still store them.
     for (event, body) in [("evt-truncated", "{\"offer_id\": 1"), ("evt-scalar", "42")] {
-        store.inbox_insert(FLOW, event, body).unwrap();
+        store.inbox_insert(FLOW, event, body).await.unwrap();
     }
     let state = DaemonState::new(workspace(), store.clone(), None);
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     super::scheduler::drain_inbox(&state, FLOW, &stop).await;
 
-    assert_eq!(store.inbox_count(FLOW, "pending").unwrap(), 0);
-    assert_eq!(store.inbox_count(FLOW, "processed").unwrap(), 2);
+    assert_eq!(store.inbox_count(FLOW, "pending").await.unwrap(), 0);
+    assert_eq!(store.inbox_count(FLOW, "processed").await.unwrap(), 2);
     let letters = store
         .dead_letters(&crate::store::DeadLetterFilter::default())
+        .await
         .unwrap();
     let got: Vec<_> = letters
         .iter()
@@ -413,10 +415,10 @@ async fn item_02_undecodable_inbox_event_is_dead_lettered() {
     );
     assert!(letters[0].letter.error.contains("evt-truncated"));
     // Each owner is told, as for any dead letter.
-    let alerts = store.due_alerts(i64::MAX, 10).unwrap();
+    let alerts = store.due_alerts(i64::MAX, 10).await.unwrap();
     assert_eq!(alerts.len(), 2);
     assert!(alerts.iter().all(|a| a.alert.owner == "seller-support"));
-    let metrics = state.render_metrics();
+    let metrics = state.render_metrics().await;
     assert!(
         metrics.contains(
             "switchyard_records_dead_lettered_total{flow=\"offers-to-storefront\",\
@@ -431,8 +433,12 @@ async fn item_02_non_utf8_inbox_event_does_not_block_the_inbox() {
     let (store, path) = file_store("non-utf8");
     store
         .inbox_insert(FLOW, "evt-latin1", "placeholder")
+        .await
         .unwrap();
-    store.inbox_insert(FLOW, "evt-empty-array", "[]").unwrap();
+    store
+        .inbox_insert(FLOW, "evt-empty-array", "[]")
+        .await
+        .unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.execute(
         "UPDATE inbox SET body = CAST(X'7B226F66666572223A2263616FE9227D' AS TEXT)
@@ -444,9 +450,10 @@ async fn item_02_non_utf8_inbox_event_does_not_block_the_inbox() {
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     super::scheduler::drain_inbox(&state, FLOW, &stop).await;
 
-    assert_eq!(store.inbox_count(FLOW, "pending").unwrap(), 0);
+    assert_eq!(store.inbox_count(FLOW, "pending").await.unwrap(), 0);
     let letters = store
         .dead_letters(&crate::store::DeadLetterFilter::default())
+        .await
         .unwrap();
     assert_eq!(letters.len(), 1, "{letters:#?}");
     assert_eq!(

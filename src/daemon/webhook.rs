@@ -365,15 +365,11 @@ pub(crate) async fn intake(
             );
         }
     };
-    let store = state.store.clone();
-    let (flow_for_store, id_for_store) = (flow.clone(), event_id.clone());
-    // The insert waits for fsync (`synchronous=FULL`): keep it off the async workers.
-    let stored = tokio::task::spawn_blocking(move || {
-        store.inbox_insert(&flow_for_store, &id_for_store, &text)
-    })
-    .await;
+    // The insert waits for the store's durable write (the backend keeps it off the async
+    // workers).
+    let stored = state.store.inbox_insert(&flow, &event_id, &text).await;
     match stored {
-        Ok(Ok(InboxInsert::Stored(_))) => {
+        Ok(InboxInsert::Stored(_)) => {
             WebhookEventHandled {
                 flow: &flow,
                 outcome: WebhookOutcome::Accepted,
@@ -388,7 +384,7 @@ pub(crate) async fn intake(
             )
                 .into_response()
         }
-        Ok(Ok(InboxInsert::Duplicate)) => {
+        Ok(InboxInsert::Duplicate) => {
             WebhookEventHandled {
                 flow: &flow,
                 outcome: WebhookOutcome::Duplicate,
@@ -402,16 +398,8 @@ pub(crate) async fn intake(
             )
                 .into_response()
         }
-        Ok(Err(err)) => {
-            tracing::error!(flow = %flow, error = %err, "Could not store a webhook event; the sender will retry.");
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "retry later",
-            )
-        }
         Err(err) => {
-            tracing::error!(flow = %flow, error = %err, "Webhook store task failed; the sender will retry.");
+            tracing::error!(flow = %flow, error = %err, "Could not store a webhook event; the sender will retry.");
             reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",

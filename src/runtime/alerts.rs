@@ -17,7 +17,7 @@ pub async fn deliver_due(store: &Store, client: &reqwest::Client) -> usize {
     // (and let another process post the same alert) while its alerts are still being posted.
     for _ in 0..MAX_CLAIMS_PER_ROUND {
         let now = jiff::Timestamp::now().as_millisecond();
-        let due = match store.claim_due_alerts(now, CLAIM_CHUNK) {
+        let due = match store.claim_due_alerts(now, CLAIM_CHUNK).await {
             Ok(due) => due,
             Err(err) => {
                 tracing::error!(error = %err, "Could not read the alert outbox.");
@@ -49,7 +49,7 @@ async fn post_claimed(
         match post(client, &alert).await {
             Ok(()) => {
                 delivered += 1;
-                if let Err(err) = store.alert_delivered(alert.id) {
+                if let Err(err) = store.alert_delivered(alert.id).await {
                     tracing::error!(error = %err, "Could not mark an alert delivered.");
                 }
             }
@@ -61,7 +61,7 @@ async fn post_claimed(
                     attempts = alert.attempts + 1, error = %error,
                     "Alert delivery failed; will retry."
                 );
-                if let Err(err) = store.alert_failed(alert.id, next, &error) {
+                if let Err(err) = store.alert_failed(alert.id, next, &error).await {
                     tracing::error!(error = %err, "Could not record an alert failure.");
                 }
             }
@@ -91,7 +91,7 @@ pub async fn drain(store: &Store, grace: Duration) -> u64 {
     let deadline = tokio::time::Instant::now() + grace;
     loop {
         deliver_due(store, &client).await;
-        let left = store.undelivered_alerts().unwrap_or(0);
+        let left = store.undelivered_alerts().await.unwrap_or(0);
         if left == 0 || tokio::time::Instant::now() >= deadline {
             return left;
         }

@@ -1,11 +1,12 @@
-//! The committer thread: makes a batch's sink output durable, then commits its checkpoint.
+//! The committer task: makes a batch's sink output durable, then commits its checkpoint.
 //! Running it beside the pipeline lets the next batch be read and mapped while this one is
-//! fsynced; the channel holds one batch, so the pipeline is never more than one batch ahead
-//! of what is durable.
+//! fsynced and committed; the channel holds one batch, so the pipeline is never more than one
+//! batch ahead of what is durable.
 
 use std::fs::File;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
+
+use tokio::sync::mpsc::{Receiver, Sender, channel};
+use tokio::task::JoinHandle;
 
 use crate::store::{CommitBatch, Store, StoreError};
 
@@ -15,10 +16,10 @@ pub(super) struct Job {
     pub(super) sync: Option<File>,
 }
 
-/// Handle on the committer thread.
+/// Handle on the committer task.
 pub(super) struct Committer {
-    sender: Option<SyncSender<Job>>,
-    thread: Option<JoinHandle<Result<(), CommitError>>>,
+    sender: Option<Sender<Job>>,
+    task: Option<JoinHandle<Result<(), CommitError>>>,
 }
 
 /// A commit failed; the run stops (nothing after the last good commit is acknowledged).
@@ -30,64 +31,57 @@ pub enum CommitError {
     /// The output file could not be made durable.
     #[error("output file fsync failed: {0}")]
     Sync(std::io::Error),
-    /// The committer thread is gone.
-    #[error("the committer thread stopped unexpectedly")]
+    /// The committer task is gone.
+    #[error("the committer task stopped unexpectedly")]
     Gone,
 }
 
 impl Committer {
     pub(super) fn spawn(store: Store) -> Self {
-        let (sender, receiver) = sync_channel::<Job>(1);
-        let thread = std::thread::Builder::new()
-            .name("switchyard-commit".into())
-            .spawn(move || work(&store, &receiver))
-            .ok();
+        let (sender, receiver) = channel::<Job>(1);
         Self {
             sender: Some(sender),
-            thread,
+            task: Some(tokio::spawn(work(store, receiver))),
         }
     }
 
-    /// Queues a batch; blocks while the previous one is still being committed.
-    pub(super) fn submit(&mut self, job: Job) -> Result<(), CommitError> {
-        let sent = self.sender.as_ref().map(|s| s.send(job).is_ok());
-        match sent {
-            Some(true) => Ok(()),
-            // The thread stopped: its own error says why.
-            _ => Err(self.join().err().unwrap_or(CommitError::Gone)),
+    /// Queues a batch; waits while the previous one is still being committed.
+    pub(super) async fn submit(&mut self, job: Job) -> Result<(), CommitError> {
+        let sent = match &self.sender {
+            Some(sender) => sender.send(job).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
         }
+        // The task stopped: its own error says why.
+        Err(self.join().await.err().unwrap_or(CommitError::Gone))
     }
 
     /// Waits for every queued batch to be committed.
-    pub(super) fn finish(mut self) -> Result<(), CommitError> {
-        self.join()
+    pub(super) async fn finish(mut self) -> Result<(), CommitError> {
+        self.join().await
     }
 
-    fn join(&mut self) -> Result<(), CommitError> {
+    async fn join(&mut self) -> Result<(), CommitError> {
         self.sender = None;
-        match self.thread.take() {
-            Some(thread) => thread.join().map_err(|_| CommitError::Gone)?,
+        match self.task.take() {
+            Some(task) => task.await.map_err(|_| CommitError::Gone)?,
             None => Err(CommitError::Gone),
         }
     }
 }
 
-impl Drop for Committer {
-    // A run that ends early (an error) still waits for its queued batch: the flow lock is
-    // released after this, and a commit landing after the release would be refused.
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            let _ = self.join();
-        }
-    }
-}
-
-fn work(store: &Store, receiver: &Receiver<Job>) -> Result<(), CommitError> {
-    while let Ok(job) = receiver.recv() {
+async fn work(store: Store, mut receiver: Receiver<Job>) -> Result<(), CommitError> {
+    while let Some(job) = receiver.recv().await {
         if let Some(file) = job.sync {
-            file.sync_data().map_err(CommitError::Sync)?;
+            // fsync blocks for milliseconds: never on a tokio worker.
+            tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(|_| CommitError::Gone)?
+                .map_err(CommitError::Sync)?;
         }
-        store.commit(&job.batch)?;
+        store.commit(job.batch).await?;
     }
     Ok(())
 }

@@ -73,7 +73,7 @@ impl DeadlineBoard {
 }
 
 /// Queues the warning that a record is still open with its deadline approaching.
-pub(super) fn warn_deadline(
+pub(super) async fn warn_deadline(
     plan: &FlowPlan,
     store: &Store,
     record_key: &str,
@@ -103,7 +103,7 @@ pub(super) fn warn_deadline(
             "at": crate::store::now_rfc3339(),
         }),
     };
-    if let Err(err) = store.enqueue_alert(&alert) {
+    if let Err(err) = store.enqueue_alert(&alert).await {
         tracing::error!(error = %err, "Could not queue the deadline warning.");
     }
 }

@@ -2,6 +2,7 @@
 //! write with retries, the cross-reference captured from the sink's answer, and the
 //! acknowledgement at the source — all before the unit's deadline when it has one.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -9,7 +10,7 @@ use serde_json::Value;
 use super::clock::Clock;
 use super::plan::FlowPlan;
 use super::record::{Deadline, Output, Ready, Rejected};
-use super::retry::{self, Delivery, Outage};
+use super::retry::{self, Delivery, Outage, RetryClock};
 use crate::connectors::Outgoing;
 use crate::connectors::file::FileSink;
 use crate::connectors::http::HttpSink;
@@ -95,6 +96,33 @@ pub(super) struct Delivering {
     pub(super) clock: Clock,
     /// Shared by the batch's deliveries; `None` delivers each unit on its own (replay).
     pub(super) outage: Option<Outage>,
+    /// The idempotency keys (and acknowledgement keys) of the batch whose retry clock runs in
+    /// the store, loaded in one query before the batch is delivered.
+    pub(super) failed_before: Arc<HashSet<String>>,
+}
+
+/// The retry keys of `units` (each unit's idempotency key, and its acknowledgement's when
+/// the flow acknowledges) whose retry clock runs in the store: one query for a batch.
+pub(super) async fn running_retry_clocks<'a>(
+    store: &Store,
+    flow: &str,
+    units: impl Iterator<Item = &'a Unit>,
+    acknowledged: bool,
+) -> Result<Arc<HashSet<String>>, StoreError> {
+    let mut keys = Vec::new();
+    for unit in units {
+        if acknowledged {
+            keys.push(ack_key(&unit.idempotency_key));
+        }
+        keys.push(unit.idempotency_key.clone());
+    }
+    let running = store.retry_states(flow, &keys).await?;
+    Ok(Arc::new(running.into_keys().collect()))
+}
+
+/// The retry key of a unit's acknowledgement.
+fn ack_key(idempotency_key: &str) -> String {
+    format!("ack:{idempotency_key}")
 }
 
 impl Delivering {
@@ -113,8 +141,11 @@ impl Delivering {
             &plan.retry,
             &self.clock,
             &self.store,
-            &plan.name,
-            &unit.idempotency_key,
+            RetryClock {
+                flow: &plan.name,
+                key: &unit.idempotency_key,
+                failed_before: self.failed_before.contains(&unit.idempotency_key),
+            },
             self.outage.as_ref(),
             || async {
                 if passed(&self.clock) {
@@ -139,12 +170,12 @@ impl Delivering {
                 external_id: crate::mapping::helpers::render(id),
                 record_key: unit.record_key.clone(),
             };
-            self.store.put_xref(&xref, &plan.name)?;
+            self.store.put_xref(&xref, &plan.name).await?;
         }
         let Some(ack) = &self.ack else {
             return Ok(Outcome::Delivered);
         };
-        let key = format!("ack:{}", unit.idempotency_key);
+        let key = ack_key(&unit.idempotency_key);
         let ack_out = Outgoing {
             idempotency_key: key.clone(),
             body: unit.body.clone(),
@@ -153,8 +184,11 @@ impl Delivering {
             &plan.retry,
             &self.clock,
             &self.store,
-            &plan.name,
-            &key,
+            RetryClock {
+                flow: &plan.name,
+                key: &key,
+                failed_before: self.failed_before.contains(&key),
+            },
             // Once the write succeeded the acknowledgement is finished whatever else happens:
             // abandoning it would make the next run write the record to the sink again.
             None,

@@ -14,7 +14,9 @@ use tokio::sync::Semaphore;
 use super::clock::Clock;
 use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
-use super::delivery::{AckTarget, Delivering, Outcome, SinkKind, Unit, lock, units};
+use super::delivery::{
+    AckTarget, Delivering, Outcome, SinkKind, Unit, lock, running_retry_clocks, units,
+};
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
 use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
@@ -178,7 +180,7 @@ struct Settled {
 
 impl FlowRun {
     /// Prepares flow `name` of `workspace`, reading its checkpoint from `store`.
-    pub fn new(
+    pub async fn new(
         workspace: &Workspace,
         name: &str,
         store: Store,
@@ -196,8 +198,8 @@ impl FlowRun {
         let plan = FlowPlan::compile(workspace, flow)?;
         // Before the checkpoint is read: another process's run could otherwise commit after
         // the read, and this run would resume from (or cut a file sink back to) a stale one.
-        let lease = FlowLease::acquire(&store, name)?;
-        let checkpoint = store.checkpoint(name)?.unwrap_or_default();
+        let lease = FlowLease::acquire(&store, name).await?;
+        let checkpoint = store.checkpoint(name).await?.unwrap_or_default();
         let setup = |message: String| RunError::Setup {
             flow: name.to_owned(),
             message,
@@ -255,7 +257,8 @@ impl FlowRun {
                             file_path(workspace, &file.dir, to.path.as_deref()).map_err(setup)?;
                         let mut sink = FileSink::open(&path, &checkpoint.sink_state)
                             .map_err(|e| setup(e.to_string()))?;
-                        claim_output(&store, name, &checkpoint, &mut sink, lease.holder_id())?;
+                        claim_output(&store, name, &checkpoint, &mut sink, lease.holder_id())
+                            .await?;
                         SinkKind::File(Arc::new(std::sync::Mutex::new(sink)))
                     }
                     _ => return Err(setup(format!("system `{}` has no connector", to.system))),
@@ -312,11 +315,25 @@ impl FlowRun {
         &self.plan
     }
 
-    /// Runs the flow until its source is exhausted (or the sink stays unavailable).
+    /// Runs the flow until its source is exhausted (or the sink stays unavailable), then
+    /// releases its flow lock.
     pub async fn run(mut self) -> Result<RunReport, RunError> {
+        let result = self.run_batches().await;
+        self.lease.release().await;
+        result
+    }
+
+    /// Releases the flow lock of a run that is not [`FlowRun::run`] (a replay).
+    pub async fn close(mut self) {
+        self.lease.release().await;
+    }
+
+    async fn run_batches(&mut self) -> Result<RunReport, RunError> {
         let flow = self.plan.name.clone();
         let mut processed = KeySet::default();
-        self.store.load_processed_keys(&flow, &mut processed)?;
+        self.store
+            .load_processed_keys(&flow, &mut processed)
+            .await?;
         let progress = self.progress_bar();
         let mut committer = Committer::spawn(self.store.clone());
         let mut report = RunReport::default();
@@ -326,15 +343,15 @@ impl FlowRun {
         tracing::info!(flow = %flow, "Flow run started.");
         loop {
             if self.lease.lost() {
-                committer.finish()?;
+                committer.finish().await?;
                 return Err(RunError::Store(StoreError::LockLost { flow: flow.clone() }));
             }
             let batch = match self.next_batch().await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(source) => {
-                    self.alert_source_unavailable(&source);
-                    committer.finish()?;
+                    self.alert_source_unavailable(&source).await;
+                    committer.finish().await?;
                     return Err(RunError::Source {
                         flow: flow.clone(),
                         source,
@@ -343,7 +360,7 @@ impl FlowRun {
             };
             report.read += batch.len() as u64;
             let mut batch = batch;
-            self.look_up(&mut batch)?;
+            self.look_up(&mut batch).await?;
             let unsettled_before = report.unsettled;
             let (settled, stop) = self.settle(&batch, &mut processed, &mut report).await?;
             // The cursor never passes a record that is not settled: with any left, the
@@ -376,10 +393,12 @@ impl FlowRun {
                 }
                 _ => None,
             };
-            committer.submit(Job {
-                batch: commit,
-                sync,
-            })?;
+            committer
+                .submit(Job {
+                    batch: commit,
+                    sync,
+                })
+                .await?;
             if let Some(bar) = &progress {
                 bar.set_position(report.read);
                 bar.set_message(format!(
@@ -402,7 +421,7 @@ impl FlowRun {
                 break;
             }
         }
-        committer.finish()?;
+        committer.finish().await?;
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
@@ -443,6 +462,14 @@ impl FlowRun {
         let mut plan = (*self.plan).clone();
         // One attempt: an operator replaying wants an answer now, not a 30-minute wait.
         plan.retry.window = Duration::ZERO;
+        let units = units(ready);
+        let failed_before = running_retry_clocks(
+            &self.store,
+            &self.plan.name,
+            units.iter().filter_map(|unit| unit.as_ref().ok()),
+            self.ack.is_some(),
+        )
+        .await?;
         let delivery = Delivering {
             sink: self.sink.clone(),
             ack: self.ack.clone(),
@@ -450,8 +477,9 @@ impl FlowRun {
             plan: Arc::new(plan),
             clock: self.options.clock,
             outage: None,
+            failed_before,
         };
-        for unit in units(ready) {
+        for unit in units {
             let unit = match unit {
                 Ok(unit) => unit,
                 Err(rejected) => {
@@ -471,7 +499,7 @@ impl FlowRun {
 
     /// Adds the flow's `lookup` fields to each record from the stored cross-references. A
     /// reference not found leaves the field absent, so the mapping reports it by name.
-    fn look_up(&self, batch: &mut Batch) -> Result<(), RunError> {
+    async fn look_up(&self, batch: &mut Batch) -> Result<(), RunError> {
         if self.plan.lookups.is_empty() {
             return Ok(());
         }
@@ -485,7 +513,10 @@ impl FlowRun {
                     continue;
                 };
                 let id = crate::mapping::helpers::render(&id);
-                if let Some(key) = self.store.xref_key(&lookup.object, &lookup.system, &id)?
+                if let Some(key) = self
+                    .store
+                    .xref_key(&lookup.object, &lookup.system, &id)
+                    .await?
                     && let Value::Object(fields) = value
                 {
                     fields.insert(lookup.field.clone(), Value::String(key));
@@ -695,6 +726,13 @@ impl FlowRun {
                 .or_default()
                 .push((index, unit));
         }
+        let failed_before = running_retry_clocks(
+            &self.store,
+            &self.plan.name,
+            groups.values().flatten().map(|(_, unit)| unit),
+            self.ack.is_some(),
+        )
+        .await?;
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let outage = Outage::default();
         let mut tasks = tokio::task::JoinSet::new();
@@ -709,6 +747,7 @@ impl FlowRun {
                 plan: self.plan.clone(),
                 clock: self.options.clock,
                 outage: Some(outage.clone()),
+                failed_before: failed_before.clone(),
             };
             let outage = outage.clone();
             let open = open.clone();
@@ -801,7 +840,7 @@ impl FlowRun {
                 if let Some(board) = &board {
                     board.warned(&plan.name, &key);
                 }
-                warn_deadline(&plan, &store, &key, due_ms, clock.now_ms());
+                warn_deadline(&plan, &store, &key, due_ms, clock.now_ms()).await;
             }
             sent
         }))
@@ -831,7 +870,7 @@ impl FlowRun {
         }
     }
 
-    fn alert_source_unavailable(&self, error: &SourceError) {
+    async fn alert_source_unavailable(&self, error: &SourceError) {
         let route = self.plan.route(FailureMode::SourceUnavailable);
         tracing::error!(flow = %self.plan.name, owner = %route.owner, error = %error, "Source unavailable.");
         let Some(url) = self.plan.alert_urls.get(&route.owner) else {
@@ -848,7 +887,7 @@ impl FlowRun {
             url: url.clone(),
             payload,
         };
-        if let Err(err) = self.store.enqueue_alert(&alert) {
+        if let Err(err) = self.store.enqueue_alert(&alert).await {
             tracing::error!(error = %err, "Could not queue the alert.");
         }
     }
@@ -996,7 +1035,7 @@ fn file_path(workspace: &Workspace, dir: &str, path: Option<&str>) -> Result<Pat
 
 /// Commits a new output file as this flow's before anything is written to it, so that after
 /// a crash in the first batch the file's tail is one the checkpoint proves is ours to cut.
-pub(crate) fn claim_output(
+pub(crate) async fn claim_output(
     store: &Store,
     flow: &str,
     checkpoint: &Checkpoint,
@@ -1007,15 +1046,17 @@ pub(crate) fn claim_output(
         return Ok(());
     }
     let sink_state = sink.flush().map_err(commit_io)?;
-    store.commit(&CommitBatch {
-        flow: flow.to_owned(),
-        checkpoint: Checkpoint {
-            position: checkpoint.position.clone(),
-            sink_state,
-        },
-        lock: Some(lock.to_owned()),
-        ..CommitBatch::default()
-    })?;
+    store
+        .commit(CommitBatch {
+            flow: flow.to_owned(),
+            checkpoint: Checkpoint {
+                position: checkpoint.position.clone(),
+                sink_state,
+            },
+            lock: Some(lock.to_owned()),
+            ..CommitBatch::default()
+        })
+        .await?;
     Ok(())
 }
 

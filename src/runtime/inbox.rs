@@ -43,7 +43,7 @@ pub fn event_records(body: &[u8]) -> Result<Vec<Value>, UnreadableEvent> {
 /// (reason `malformed_json`, the body as its original), routed to that mode's owner with an
 /// alert, stored in the transaction that marks the event processed. Returns the letters
 /// stored (an event another runner settled meanwhile is skipped).
-pub fn dead_letter_unreadable(
+pub async fn dead_letter_unreadable(
     workspace: &Workspace,
     flow: &str,
     store: &Store,
@@ -75,7 +75,7 @@ pub fn dead_letter_unreadable(
             (event.id, letter, alert)
         })
         .collect();
-    let ids = store.inbox_dead_letter(flow, &letters)?;
+    let ids = store.inbox_dead_letter(flow, &letters).await?;
     // The store skips events no longer pending; report only what it stored.
     Ok(letters
         .into_iter()

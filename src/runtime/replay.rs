@@ -29,7 +29,7 @@ pub async fn replay(
     id: i64,
     actor: &str,
 ) -> Result<ReplayOutcome, RunError> {
-    let letter = store.dead_letter(id)?;
+    let letter = store.dead_letter(id).await?;
     if letter.status != DeadLetterStatus::Open {
         return Ok(ReplayOutcome::AlreadyResolved(letter.status));
     }
@@ -43,7 +43,7 @@ pub async fn replay(
             truncation.original_bytes,
             truncation.sha256
         );
-        store.note_failed_replay(id, actor, &error)?;
+        store.note_failed_replay(id, actor, &error).await?;
         return Ok(ReplayOutcome::Failed(error));
     }
     let flow_name = letter.letter.flow.clone();
@@ -81,7 +81,9 @@ pub async fn replay(
                     idempotency_key,
                     body,
                 };
-                append_to_file(store, &flow_name, &path, &outgoing).map_err(|e| e.to_string())
+                append_to_file(store, &flow_name, &path, &outgoing)
+                    .await
+                    .map_err(|e| e.to_string())
             }
             Admission::Deliver(_) => Err("split records are not replayed to files yet".into()),
             Admission::Reject(rejected) => Err(format!(
@@ -100,51 +102,64 @@ pub async fn replay(
         };
         // The source is not read on replay (and a webhook flow has none to open).
         let source = Some(super::engine::SourceOverride(Vec::new()));
-        let run = FlowRun::new(workspace, &flow_name, store.clone(), options, source, None)?;
-        run.deliver_stored(letter.letter.record.as_bytes()).await?
+        let run = FlowRun::new(workspace, &flow_name, store.clone(), options, source, None).await?;
+        let delivered = run.deliver_stored(letter.letter.record.as_bytes()).await;
+        run.close().await;
+        delivered?
     };
     match result {
         Ok(()) => {
-            store.resolve_dead_letter(
-                id,
-                DeadLetterStatus::Replayed,
-                actor,
-                "delivered on replay",
-            )?;
+            store
+                .resolve_dead_letter(id, DeadLetterStatus::Replayed, actor, "delivered on replay")
+                .await?;
             Ok(ReplayOutcome::Delivered)
         }
         Err(error) => {
-            store.note_failed_replay(id, actor, &error)?;
+            store.note_failed_replay(id, actor, &error).await?;
             Ok(ReplayOutcome::Failed(error))
         }
     }
 }
 
-fn append_to_file(
+async fn append_to_file(
     store: &Store,
     flow: &str,
     path: &std::path::Path,
     outgoing: &Outgoing,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Held while the file and its checkpoint change: a run appending at the same time would
     // otherwise cut this line off, or this replay cut off the run's lines.
-    let lease = super::lease::FlowLease::acquire(store, flow)?;
-    let checkpoint = store.checkpoint(flow)?.unwrap_or_default();
+    let mut lease = super::lease::FlowLease::acquire(store, flow).await?;
+    let appended = append_under(store, flow, path, outgoing, &lease).await;
+    lease.release().await;
+    appended
+}
+
+async fn append_under(
+    store: &Store,
+    flow: &str,
+    path: &std::path::Path,
+    outgoing: &Outgoing,
+    lease: &super::lease::FlowLease,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let checkpoint = store.checkpoint(flow).await?.unwrap_or_default();
     let mut sink = FileSink::open(path, &checkpoint.sink_state)?;
-    super::engine::claim_output(store, flow, &checkpoint, &mut sink, lease.holder_id())?;
+    super::engine::claim_output(store, flow, &checkpoint, &mut sink, lease.holder_id()).await?;
     sink.write(&outgoing.body)?;
     let sink_state = sink.flush()?;
     sink.sync_handle()?.sync_data()?;
-    store.commit(&CommitBatch {
-        flow: flow.to_owned(),
-        checkpoint: Checkpoint {
-            position: checkpoint.position,
-            sink_state,
-        },
-        delivered: 1,
-        lock: Some(lease.holder_id().to_owned()),
-        ..CommitBatch::default()
-    })?;
+    store
+        .commit(CommitBatch {
+            flow: flow.to_owned(),
+            checkpoint: Checkpoint {
+                position: checkpoint.position,
+                sink_state,
+            },
+            delivered: 1,
+            lock: Some(lease.holder_id().to_owned()),
+            ..CommitBatch::default()
+        })
+        .await?;
     Ok(())
 }
 

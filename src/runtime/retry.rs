@@ -1,6 +1,10 @@
 //! Delivery with retries: exponential backoff with jitter, `Retry-After` honoured, and a
 //! retry window measured from the record's first failure. The first failure's time lives in
 //! the state store, so the window keeps running across restarts instead of starting over.
+//!
+//! Whether a record has failed before is loaded for the whole batch in one query before its
+//! deliveries ([`Store::retry_states`]) and passed in: the common case, a first attempt that
+//! succeeds, costs no store access. Failures are persisted as they happen (they are rare).
 
 use std::future::Future;
 use std::time::Duration;
@@ -74,14 +78,25 @@ impl Outage {
     }
 }
 
+/// Where a delivery keeps its retry clock: the flow and record, and whether the record has
+/// failed before (its clock is running in the store).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryClock<'a> {
+    /// The flow.
+    pub flow: &'a str,
+    /// The record's idempotency key.
+    pub key: &'a str,
+    /// Whether the store holds a retry clock for it (loaded for the batch beforehand).
+    pub failed_before: bool,
+}
+
 /// Sends one record until it is acknowledged, refused, or its retry window closes — or, with
 /// an `outage` given, until that is declared while the record waits for its next attempt.
 pub async fn deliver<F, Fut>(
     policy: &RetryPolicy,
     clock: &Clock,
     store: &Store,
-    flow: &str,
-    key: &str,
+    retry: RetryClock<'_>,
     outage: Option<&Outage>,
     mut send: F,
 ) -> Result<Delivery, StoreError>
@@ -89,7 +104,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), SendFailure>>,
 {
-    let mut failed_before = store.retry_state(flow, key)?.is_some();
+    let RetryClock {
+        flow,
+        key,
+        mut failed_before,
+    } = retry;
     let mut attempts = 0;
     loop {
         if outage.is_some_and(Outage::declared) {
@@ -99,7 +118,7 @@ where
         let failure = match send().await {
             Ok(()) => {
                 if failed_before {
-                    store.clear_retry(flow, key)?;
+                    store.clear_retry(flow, key).await?;
                 }
                 return Ok(Delivery::Delivered { attempts });
             }
@@ -112,7 +131,9 @@ where
             });
         }
         let now = clock.now_ms();
-        let state = store.record_failure(flow, key, now, &failure.message)?;
+        let state = store
+            .record_failure(flow, key, now, &failure.message)
+            .await?;
         failed_before = true;
         let elapsed = Duration::from_millis((now - state.first_failure_ms).max(0) as u64);
         let Some(remaining) = policy.window.checked_sub(elapsed).filter(|r| !r.is_zero()) else {
@@ -186,6 +207,14 @@ mod tests {
         }
     }
 
+    fn fresh(key: &str) -> RetryClock<'_> {
+        RetryClock {
+            flow: "f",
+            key,
+            failed_before: false,
+        }
+    }
+
     fn transient(retry_after: Option<u64>) -> SendFailure {
         SendFailure::from_status(503, retry_after, "")
     }
@@ -204,7 +233,7 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let clock = Clock::virtual_now();
         let calls = AtomicU32::new(0);
-        let result = deliver(&policy(), &clock, &store, "f", "k", None, || async {
+        let result = deliver(&policy(), &clock, &store, fresh("k"), None, || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 3 {
                 Err(transient(None))
             } else {
@@ -215,7 +244,7 @@ mod tests {
         .unwrap();
         assert_eq!(result, Delivery::Delivered { attempts: 4 });
         assert_eq!(
-            store.retry_state("f", "k").unwrap(),
+            store.retry_state("f", "k").await.unwrap(),
             None,
             "clock cleared on success"
         );
@@ -226,7 +255,7 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let clock = Clock::virtual_now();
         let start = clock.now_ms();
-        let result = deliver(&policy(), &clock, &store, "f", "k", None, || async {
+        let result = deliver(&policy(), &clock, &store, fresh("k"), None, || async {
             Err(transient(None))
         })
         .await
@@ -242,7 +271,7 @@ mod tests {
         let clock = Clock::virtual_now();
         let start = clock.now_ms();
         let calls = AtomicU32::new(0);
-        deliver(&policy(), &clock, &store, "f", "a", None, || async {
+        deliver(&policy(), &clock, &store, fresh("a"), None, || async {
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 Err(transient(Some(30)))
             } else {
@@ -252,7 +281,7 @@ mod tests {
         .await
         .unwrap();
         assert!(clock.now_ms() - start >= 30_000);
-        let result = deliver(&policy(), &clock, &store, "f", "b", None, || async {
+        let result = deliver(&policy(), &clock, &store, fresh("b"), None, || async {
             Err(SendFailure::from_status(422, None, "bad sku"))
         })
         .await
@@ -270,9 +299,19 @@ mod tests {
         // A previous process failed this record 590 s ago.
         store
             .record_failure("f", "k", clock.now_ms() - 590_000, "503")
+            .await
             .unwrap();
         let start = clock.now_ms();
-        let result = deliver(&policy(), &clock, &store, "f", "k", None, || async {
+        let running = store.retry_states("f", &["k".into()]).await.unwrap();
+        let retry = RetryClock {
+            failed_before: running.contains_key("k"),
+            ..fresh("k")
+        };
+        assert!(
+            retry.failed_before,
+            "the batch load finds the running clock"
+        );
+        let result = deliver(&policy(), &clock, &store, retry, None, || async {
             Err(transient(None))
         })
         .await

@@ -7,14 +7,14 @@
 //! namespace its process is gone (a container sharing the host name is not fooled), and from
 //! anywhere its heartbeat is older than [`STALE_AFTER`]; its lock is then taken over, with an
 //! audit entry. Every batch commit checks, in its own transaction, that the committing run
-//! still holds the lock ([`Store::commit`]): a run that stalled past the stale limit and lost
-//! its lock cannot commit over its successor.
+//! still holds the lock ([`super::Store::commit`]): a run that stalled past the stale limit
+//! and lost its lock cannot commit over its successor. This module holds the rules and types
+//! every backend shares; each backend keeps the row its own way (`sqlite/locks.rs`,
+//! `postgres/`).
 
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
-
-use super::{Store, StoreError, audit, now_rfc3339};
+use super::now_rfc3339;
 
 /// A heartbeat older than this marks the lock's holder as gone.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -58,142 +58,9 @@ impl std::fmt::Display for LockHolder {
     }
 }
 
-impl Store {
-    /// Takes the lock of `flow` for `holder`, taking over a lock whose holder is gone.
-    /// Fails with [`StoreError::FlowLocked`] while another live holder has it.
-    pub fn acquire_flow_lock(&self, flow: &str, holder: &LockHolder) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let now_ms = wall_ms();
-        let sqlite = |e| self.sqlite(e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite)?;
-        let current = tx
-            .query_row(
-                "SELECT holder, pid, host, since, heartbeat_ms, machine FROM flow_locks
-                 WHERE flow = ?1",
-                params![flow],
-                |row| {
-                    Ok((
-                        LockHolder {
-                            id: row.get(0)?,
-                            pid: row.get(1)?,
-                            host: row.get(2)?,
-                            since: row.get(3)?,
-                            machine: row.get(5)?,
-                        },
-                        row.get::<_, i64>(4)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(sqlite)?;
-        if let Some((other, heartbeat_ms)) = &current
-            && other.id != holder.id
-        {
-            let stale = now_ms - heartbeat_ms > STALE_AFTER.as_millis() as i64;
-            let gone = !other.machine.is_empty()
-                && other.machine == holder.machine
-                && !process_alive(other.pid);
-            if !stale && !gone {
-                return Err(StoreError::FlowLocked {
-                    flow: flow.to_owned(),
-                    holder: Box::new(other.clone()),
-                });
-            }
-            let why = if gone {
-                "its process is gone"
-            } else {
-                "its heartbeat stopped"
-            };
-            tracing::warn!(flow, previous = %other, why, "Taking over the lock of a crashed run.");
-            let detail = serde_json::json!({
-                "previous": other.to_string(), "why": why, "new": holder.to_string(),
-            });
-            audit(
-                &tx,
-                Some(flow),
-                "flow-lock-taken-over",
-                "runtime",
-                &detail,
-                &now_rfc3339(),
-            )
-            .map_err(sqlite)?;
-        }
-        tx.execute(
-            "INSERT INTO flow_locks (flow, holder, pid, host, since, heartbeat_ms, machine)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (flow) DO UPDATE SET holder = excluded.holder, pid = excluded.pid,
-               host = excluded.host, since = excluded.since,
-               heartbeat_ms = excluded.heartbeat_ms, machine = excluded.machine",
-            params![
-                flow,
-                holder.id,
-                holder.pid,
-                holder.host,
-                holder.since,
-                now_ms,
-                holder.machine
-            ],
-        )
-        .map_err(sqlite)?;
-        tx.commit().map_err(sqlite)
-    }
-
-    /// Refreshes the heartbeat; `false` when `holder` no longer has the lock.
-    pub fn refresh_flow_lock(&self, flow: &str, holder_id: &str) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        refresh(&conn, flow, holder_id).map_err(|e| self.sqlite(e))
-    }
-
-    /// Releases the lock if `holder` still has it.
-    pub fn release_flow_lock(&self, flow: &str, holder_id: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "DELETE FROM flow_locks WHERE flow = ?1 AND holder = ?2",
-                params![flow, holder_id],
-            )
-            .map(drop)
-            .map_err(|e| self.sqlite(e))
-    }
-
-    /// The holder of a flow's lock, if any (live or not).
-    pub fn flow_lock_holder(&self, flow: &str) -> Result<Option<LockHolder>, StoreError> {
-        self.conn()
-            .query_row(
-                "SELECT holder, pid, host, since, machine FROM flow_locks WHERE flow = ?1",
-                params![flow],
-                |row| {
-                    Ok(LockHolder {
-                        id: row.get(0)?,
-                        pid: row.get(1)?,
-                        host: row.get(2)?,
-                        since: row.get(3)?,
-                        machine: row.get(4)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.sqlite(e))
-    }
-}
-
-/// Refreshes a holder's heartbeat inside `conn`'s current transaction, if any; `false` when
-/// the holder no longer has the lock.
-pub(super) fn refresh(
-    conn: &rusqlite::Connection,
-    flow: &str,
-    holder_id: &str,
-) -> rusqlite::Result<bool> {
-    let updated = conn
-        .prepare_cached("UPDATE flow_locks SET heartbeat_ms = ?3 WHERE flow = ?1 AND holder = ?2")?
-        .execute(params![flow, holder_id, wall_ms()])?;
-    Ok(updated == 1)
-}
-
 /// Wall-clock Unix milliseconds: locks are shared between processes, so they never use a
 /// run's (possibly virtual) clock.
-fn wall_ms() -> i64 {
+pub(crate) fn wall_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
@@ -218,9 +85,15 @@ fn machine_id() -> String {
     }
 }
 
+/// Whether `other`'s process is known to be gone, as seen by `me`: only in the same boot of
+/// the same host and the same PID namespace does its pid mean anything here.
+pub(crate) fn holder_gone(other: &LockHolder, me: &LockHolder) -> bool {
+    !other.machine.is_empty() && other.machine == me.machine && !process_alive(other.pid)
+}
+
 /// Whether a process with this ID runs on this host. Where `/proc` does not exist the answer
 /// is "yes", and only the heartbeat can show the holder is gone.
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     if !proc.join("self").exists() {
         return true;

@@ -1,27 +1,29 @@
 //! The state store: checkpoints (source position and sink state), processed idempotency keys,
-//! dead letters, retry clocks, the alert outbox, the webhook inbox and the audit trail, in one
-//! SQLite file.
+//! dead letters, retry clocks, the alert outbox, the webhook inbox, cross-references, flow
+//! locks and the audit trail.
 //!
-//! Every change a flow makes to its state for one batch lands in one transaction
-//! ([`Store::commit`]), so a crash leaves either the whole batch or none of it. The file is
-//! opened in WAL mode with `synchronous=FULL`: a committed batch survives `kill -9` and power
-//! loss. Migrations are embedded and applied on open.
+//! The store is an interface: [`Store`] is the cheap-to-clone handle the runtime uses, backed
+//! by a [`StateBackend`]. Two backends exist: SQLite (`sqlite/`, one embedded file, the
+//! default) and PostgreSQL (`postgres/`, for several processes sharing state). Every change a
+//! flow makes to its state for one batch lands in one transaction ([`Store::commit`]), so a
+//! crash leaves either the whole batch or none of it.
 //!
-//! The store is synchronous; callers on tokio use `spawn_blocking` for large commits. Only
-//! SQLite exists so far; a PostgreSQL store for several daemons is planned behind the same
-//! methods.
+//! This module owns the types and the contract; it must not name a database. Backends do no
+//! blocking I/O on tokio worker threads (SQLite runs under `spawn_blocking`, PostgreSQL has
+//! an async driver).
 
 mod dead_letters;
 mod inbox;
 mod locks;
-mod migrations;
 mod outbox;
+pub mod postgres;
+pub mod sqlite;
 mod xrefs;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 pub use self::dead_letters::{
@@ -35,13 +37,14 @@ pub use self::xrefs::CrossReference;
 /// A handle on the state store; cheap to clone, shared between tasks.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    backend: Arc<dyn StateBackend>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("at", &self.backend.describe())
+            .finish()
     }
 }
 
@@ -56,6 +59,33 @@ pub enum StoreError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
+    /// PostgreSQL refused an operation or could not be reached.
+    #[error("state store {target}: {source}")]
+    Postgres {
+        /// The server, database and schema (credentials redacted).
+        target: String,
+        /// The driver's error.
+        source: tokio_postgres::Error,
+    },
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("state store {target}: {message}")]
+    Pool {
+        /// The server, database and schema (credentials redacted).
+        target: String,
+        /// Why.
+        message: String,
+    },
+    /// `--state` or the workspace's `state:` names no store this program can open.
+    #[error("state store `{target}`: {message}")]
+    BadTarget {
+        /// What was given (credentials redacted).
+        target: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A state store worker thread stopped (it panicked); the operation may not have run.
+    #[error("state store worker stopped: {0}")]
+    Worker(#[from] tokio::task::JoinError),
     /// The state folder could not be created.
     #[error("state store {path}: {source}")]
     Io {
@@ -166,453 +196,439 @@ pub struct AuditEntry {
     pub detail: Value,
 }
 
+/// A state store implementation. Object safe: [`Store`] holds one as `Arc<dyn StateBackend>`.
+///
+/// Futures are boxed by `async_trait`: one allocation per store call, which is per batch or
+/// per operator action on every path that matters, and buys `dyn` dispatch with `Send`
+/// futures (native `async fn` in traits is not object safe).
+///
+/// Each method's contract is the one documented on the [`Store`] method of the same name;
+/// `store/conformance.rs` checks it for every backend.
+#[async_trait::async_trait]
+pub trait StateBackend: Send + Sync + 'static {
+    /// Where the state lives, for messages (a path, or a URL without credentials).
+    fn describe(&self) -> String;
+    /// See [`Store::checkpoint`].
+    async fn checkpoint(&self, flow: &str) -> Result<Option<Checkpoint>, StoreError>;
+    /// Every processed key hash of a flow.
+    async fn processed_keys(&self, flow: &str) -> Result<Vec<u64>, StoreError>;
+    /// See [`Store::commit`].
+    async fn commit(&self, batch: CommitBatch) -> Result<Vec<i64>, StoreError>;
+    /// See [`Store::retry_states`].
+    async fn retry_states(
+        &self,
+        flow: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, RetryState>, StoreError>;
+    /// See [`Store::record_failure`].
+    async fn record_failure(
+        &self,
+        flow: &str,
+        key: &str,
+        at_ms: i64,
+        error: &str,
+    ) -> Result<RetryState, StoreError>;
+    /// See [`Store::clear_retry`].
+    async fn clear_retry(&self, flow: &str, key: &str) -> Result<(), StoreError>;
+    /// See [`Store::audit`].
+    async fn audit(
+        &self,
+        flow: Option<&str>,
+        action: &str,
+        actor: &str,
+        detail: &Value,
+    ) -> Result<(), StoreError>;
+    /// See [`Store::audit_trail`].
+    async fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// See [`Store::dead_letters`].
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError>;
+    /// See [`Store::dead_letter`].
+    async fn dead_letter(&self, id: i64) -> Result<DeadLetter, StoreError>;
+    /// See [`Store::resolve_dead_letter`].
+    async fn resolve_dead_letter(
+        &self,
+        id: i64,
+        status: DeadLetterStatus,
+        actor: &str,
+        note: &str,
+    ) -> Result<(), StoreError>;
+    /// See [`Store::note_failed_replay`].
+    async fn note_failed_replay(&self, id: i64, actor: &str, error: &str)
+    -> Result<(), StoreError>;
+    /// See [`Store::open_dead_letter_counts`].
+    async fn open_dead_letter_counts(
+        &self,
+    ) -> Result<Vec<(String, String, String, u64)>, StoreError>;
+    /// See [`Store::inbox_insert`].
+    async fn inbox_insert(
+        &self,
+        flow: &str,
+        event_id: &str,
+        body: &str,
+    ) -> Result<InboxInsert, StoreError>;
+    /// See [`Store::inbox_pending`].
+    async fn inbox_pending(&self, flow: &str, limit: usize) -> Result<Vec<InboxEvent>, StoreError>;
+    /// See [`Store::inbox_processed`].
+    async fn inbox_processed(&self, ids: &[i64]) -> Result<(), StoreError>;
+    /// See [`Store::inbox_dead_letter`].
+    async fn inbox_dead_letter(
+        &self,
+        flow: &str,
+        letters: &[(i64, NewDeadLetter, Option<OutboxAlert>)],
+    ) -> Result<Vec<Option<i64>>, StoreError>;
+    /// See [`Store::inbox_failed`].
+    async fn inbox_failed(&self, ids: &[i64], error: &str) -> Result<(), StoreError>;
+    /// See [`Store::inbox_count`].
+    async fn inbox_count(&self, flow: &str, status: &str) -> Result<u64, StoreError>;
+    /// See [`Store::enqueue_alert`].
+    async fn enqueue_alert(&self, alert: &OutboxAlert) -> Result<(), StoreError>;
+    /// See [`Store::due_alerts`].
+    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<PendingAlert>, StoreError>;
+    /// See [`Store::claim_due_alerts`].
+    async fn claim_due_alerts(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingAlert>, StoreError>;
+    /// See [`Store::undelivered_alerts`].
+    async fn undelivered_alerts(&self) -> Result<u64, StoreError>;
+    /// See [`Store::alert_delivered`].
+    async fn alert_delivered(&self, id: i64) -> Result<(), StoreError>;
+    /// See [`Store::alert_failed`].
+    async fn alert_failed(
+        &self,
+        id: i64,
+        next_attempt_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    /// See [`Store::put_xref`].
+    async fn put_xref(&self, xref: &CrossReference, flow: &str) -> Result<(), StoreError>;
+    /// See [`Store::xref_key`].
+    async fn xref_key(
+        &self,
+        object: &str,
+        system: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, StoreError>;
+    /// See [`Store::xrefs_of`].
+    async fn xrefs_of(
+        &self,
+        object: &str,
+        record_key: &str,
+    ) -> Result<Vec<CrossReference>, StoreError>;
+    /// See [`Store::acquire_flow_lock`].
+    async fn acquire_flow_lock(&self, flow: &str, holder: &LockHolder) -> Result<(), StoreError>;
+    /// See [`Store::refresh_flow_lock`].
+    async fn refresh_flow_lock(&self, flow: &str, holder_id: &str) -> Result<bool, StoreError>;
+    /// See [`Store::release_flow_lock`].
+    async fn release_flow_lock(&self, flow: &str, holder_id: &str) -> Result<(), StoreError>;
+    /// See [`Store::flow_lock_holder`].
+    async fn flow_lock_holder(&self, flow: &str) -> Result<Option<LockHolder>, StoreError>;
+}
+
 impl Store {
-    /// Opens the state file, creating it only where no file exists, and applies migrations.
-    ///
-    /// A file that exists is trusted only if it is a SQLite database that passes a quick
-    /// integrity check and carries this program's schema: an empty or damaged state file
-    /// silently replaced by a new one would send every record again and re-create every dead
-    /// letter and alert. A new file is built aside and linked into place complete, so no
-    /// crash or concurrent start can leave a half-initialised one behind.
+    /// A store on `backend`.
+    pub fn new(backend: impl StateBackend) -> Self {
+        Self {
+            backend: Arc::new(backend),
+        }
+    }
+
+    /// Opens the store `target` names: `postgres://...` or `postgresql://...` is a
+    /// PostgreSQL database (`?schema=NAME` picks the schema, default `switchyard`);
+    /// `sqlite:PATH` or a plain path is a SQLite file.
+    pub async fn connect(target: &str) -> Result<Self, StoreError> {
+        if is_postgres(target) {
+            return Ok(Self::new(postgres::PostgresBackend::connect(target).await?));
+        }
+        let path = Path::new(target.strip_prefix("sqlite:").unwrap_or(target)).to_owned();
+        let backend =
+            tokio::task::spawn_blocking(move || sqlite::SqliteBackend::open(&path)).await??;
+        Ok(Self::new(backend))
+    }
+
+    /// Opens (or creates) a SQLite state file. Blocking: for tools and tests; the runtime
+    /// uses [`Store::connect`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let io = |source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        match std::fs::metadata(path) {
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => create(path)?,
-            Err(err) => return Err(io(err)),
-            Ok(meta) if meta.len() == 0 => {
-                return Err(unusable(
-                    path,
-                    "is empty (0 bytes)",
-                    "If this is a new installation, delete the empty file and start again; \
-                     otherwise restore the state file from a backup: starting from an empty \
-                     state would send every record again and re-create every dead letter and \
-                     alert.",
-                ));
-            }
-            Ok(_) => check_header(path)?,
-        }
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
-        let mut conn = connect(path).map_err(sqlite)?;
-        check_integrity(&conn, path)?;
-        migrations::apply(&mut conn).map_err(|err| match err {
-            migrations::MigrationError::Sqlite(source) => sqlite(source),
-            migrations::MigrationError::Foreign(version) => unusable(
-                path,
-                &format!("has schema version {version}, which this program does not know"),
-                "It was written by a newer Switchyard or is not a Switchyard state file: run \
-                 the version that wrote it, or point --state at the right file.",
-            ),
-        })?;
-        Ok(Self {
-            inner: Arc::new(Mutex::new(conn)),
-            path: path.to_owned(),
-        })
+        Ok(Self::new(sqlite::SqliteBackend::open(path)?))
     }
 
     /// Opens a private in-memory store (flow tests).
     pub fn in_memory() -> Result<Self, StoreError> {
-        let path = PathBuf::from(":memory:");
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let mut conn = Connection::open_in_memory().map_err(sqlite)?;
-        migrations::apply(&mut conn).map_err(|err| match err {
-            migrations::MigrationError::Sqlite(source) => sqlite(source),
-            migrations::MigrationError::Foreign(version) => StoreError::Corrupt {
-                path: path.clone(),
-                message: format!("a new database has schema version {version}"),
-            },
-        })?;
-        Ok(Self {
-            inner: Arc::new(Mutex::new(conn)),
-            path,
-        })
+        Ok(Self::new(sqlite::SqliteBackend::in_memory()?))
     }
 
-    /// The state file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the state lives, for messages.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
     }
 
     /// The last committed checkpoint of a flow.
-    pub fn checkpoint(&self, flow: &str) -> Result<Option<Checkpoint>, StoreError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                "SELECT position, sink_state FROM checkpoints WHERE flow = ?1",
-                params![flow],
-                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.sqlite(e))?;
-        row.map(|(position, sink_state)| {
-            Ok(Checkpoint {
-                position: self.json(&position)?,
-                sink_state: self.json(&sink_state)?,
-            })
-        })
-        .transpose()
+    pub async fn checkpoint(&self, flow: &str) -> Result<Option<Checkpoint>, StoreError> {
+        self.backend.checkpoint(flow).await
     }
 
     /// Adds every processed key hash of a flow to `into`.
-    pub fn load_processed_keys(
+    pub async fn load_processed_keys(
         &self,
         flow: &str,
         into: &mut impl Extend<u64>,
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT hashes FROM processed_keys WHERE flow = ?1 ORDER BY id")
-            .map_err(|e| self.sqlite(e))?;
-        let mut rows = stmt.query(params![flow]).map_err(|e| self.sqlite(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.sqlite(e))? {
-            let blob = row
-                .get_ref(0)
-                .and_then(|v| Ok(v.as_blob()?))
-                .map_err(|e| self.sqlite(e))?;
-            if blob.len() % 8 != 0 {
-                return Err(StoreError::Corrupt {
-                    path: self.path.clone(),
-                    message: format!("processed key log of `{flow}` has a partial entry"),
-                });
-            }
-            into.extend(
-                blob.chunks_exact(8)
-                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
-            );
-        }
+        into.extend(self.backend.processed_keys(flow).await?);
         Ok(())
     }
 
-    /// Commits one batch atomically: checkpoint, processed keys, dead letters, alerts, audit.
-    /// Returns the IDs of the new dead letters, in order.
-    pub fn commit(&self, batch: &CommitBatch) -> Result<Vec<i64>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
-        let now = now_rfc3339();
-        if let Some(holder) = &batch.lock
-            && !locks::refresh(&tx, &batch.flow, holder).map_err(|e| self.sqlite(e))?
-        {
-            return Err(StoreError::LockLost {
-                flow: batch.flow.clone(),
-            });
-        }
-        let ids = (|| -> rusqlite::Result<Vec<i64>> {
-            tx.execute(
-                "INSERT INTO checkpoints (flow, position, sink_state, updated_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (flow) DO UPDATE SET position = excluded.position,
-                   sink_state = excluded.sink_state, updated_at = excluded.updated_at",
-                params![
-                    batch.flow,
-                    batch.checkpoint.position.to_string(),
-                    batch.checkpoint.sink_state.to_string(),
-                    now
-                ],
-            )?;
-            if !batch.processed_keys.is_empty() {
-                let packed: Vec<u8> = batch
-                    .processed_keys
-                    .iter()
-                    .flat_map(|h| h.to_le_bytes())
-                    .collect();
-                tx.prepare_cached("INSERT INTO processed_keys (flow, hashes) VALUES (?1, ?2)")?
-                    .execute(params![batch.flow, packed])?;
-            }
-            let mut ids = Vec::with_capacity(batch.dead_letters.len());
-            for (letter, alert) in &batch.dead_letters {
-                let id = dead_letters::insert(&tx, letter, &now)?;
-                // Cached: a batch can hold thousands of dead letters.
-                tx.prepare_cached(
-                    "DELETE FROM retry_state WHERE flow = ?1 AND idempotency_key = ?2",
-                )?
-                .execute(params![letter.flow, letter.idempotency_key])?;
-                if let Some(alert) = alert {
-                    outbox::insert(&tx, alert, Some(id), &now)?;
-                }
-                ids.push(id);
-            }
-            let detail = serde_json::json!({
-                "delivered": batch.delivered,
-                "dead_lettered": batch.dead_letters.len(),
-                "duplicates": batch.duplicates,
-                "position": batch.checkpoint.position,
-            });
-            audit(
-                &tx,
-                Some(&batch.flow),
-                "batch-committed",
-                "runtime",
-                &detail,
-                &now,
-            )?;
-            Ok(ids)
-        })()
-        .map_err(|e| self.sqlite(e))?;
-        tx.commit().map_err(|e| self.sqlite(e))?;
-        Ok(ids)
+    /// Commits one batch atomically: checkpoint, processed keys, dead letters (clearing
+    /// their retry clocks), alerts, audit; refused with [`StoreError::LockLost`] when the
+    /// batch names a flow lock its run no longer holds. Returns the IDs of the new dead
+    /// letters, in order.
+    pub async fn commit(&self, batch: CommitBatch) -> Result<Vec<i64>, StoreError> {
+        self.backend.commit(batch).await
     }
 
-    /// The retry clock of a record, if it has failed before.
-    pub fn retry_state(&self, flow: &str, key: &str) -> Result<Option<RetryState>, StoreError> {
-        self.conn()
-            .query_row(
-                "SELECT first_failure_ms, attempts FROM retry_state
-                 WHERE flow = ?1 AND idempotency_key = ?2",
-                params![flow, key],
-                |row| {
-                    Ok(RetryState {
-                        first_failure_ms: row.get(0)?,
-                        attempts: row.get(1)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.sqlite(e))
+    /// The retry clocks of those of `keys` that have failed before, in one query: a batch
+    /// loads them before its deliveries instead of one read per record.
+    pub async fn retry_states(
+        &self,
+        flow: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, RetryState>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.backend.retry_states(flow, keys).await
+    }
+
+    /// The retry clock of one record, if it has failed before.
+    pub async fn retry_state(
+        &self,
+        flow: &str,
+        key: &str,
+    ) -> Result<Option<RetryState>, StoreError> {
+        let mut states = self.retry_states(flow, &[key.to_owned()]).await?;
+        Ok(states.remove(key))
     }
 
     /// Records a failed attempt; the first failure's time is kept.
-    pub fn record_failure(
+    pub async fn record_failure(
         &self,
         flow: &str,
         key: &str,
         at_ms: i64,
         error: &str,
     ) -> Result<RetryState, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO retry_state (flow, idempotency_key, first_failure_ms, attempts, last_error)
-             VALUES (?1, ?2, ?3, 1, ?4)
-             ON CONFLICT (flow, idempotency_key) DO UPDATE SET attempts = attempts + 1,
-               last_error = excluded.last_error",
-            params![flow, key, at_ms, error],
-        )
-        .map_err(|e| self.sqlite(e))?;
-        drop(conn);
-        self.retry_state(flow, key)?
-            .ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                message: format!("retry state of `{key}` vanished after it was written"),
-            })
+        self.backend.record_failure(flow, key, at_ms, error).await
     }
 
     /// Forgets a record's retry clock (it was delivered).
-    pub fn clear_retry(&self, flow: &str, key: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "DELETE FROM retry_state WHERE flow = ?1 AND idempotency_key = ?2",
-                params![flow, key],
-            )
-            .map(drop)
-            .map_err(|e| self.sqlite(e))
+    pub async fn clear_retry(&self, flow: &str, key: &str) -> Result<(), StoreError> {
+        self.backend.clear_retry(flow, key).await
     }
 
     /// Appends an audit entry.
-    pub fn audit(
+    pub async fn audit(
         &self,
         flow: Option<&str>,
         action: &str,
         actor: &str,
         detail: &Value,
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        audit(&conn, flow, action, actor, detail, &now_rfc3339()).map_err(|e| self.sqlite(e))
+        self.backend.audit(flow, action, actor, detail).await
     }
 
     /// The most recent audit entries, newest first.
-    pub fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, at, flow, action, actor, detail FROM audit ORDER BY id DESC LIMIT ?1",
-            )
-            .map_err(|e| self.sqlite(e))?;
-        let rows = stmt
-            .query_map(params![limit as i64], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                ))
-            })
-            .map_err(|e| self.sqlite(e))?;
-        let mut entries = Vec::new();
-        for row in rows {
-            let (id, at, flow, action, actor, detail) = row.map_err(|e| self.sqlite(e))?;
-            entries.push(AuditEntry {
-                id,
-                at,
-                flow,
-                action,
-                actor,
-                detail: self.json(&detail)?,
-            });
-        }
-        Ok(entries)
+    pub async fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.backend.audit_trail(limit).await
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
-        // back on drop), so a poisoned lock is safe to keep using.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Lists dead letters, oldest first.
+    pub async fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.backend.dead_letters(filter).await
     }
 
-    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+    /// One dead letter.
+    pub async fn dead_letter(&self, id: i64) -> Result<DeadLetter, StoreError> {
+        self.backend.dead_letter(id).await
     }
 
-    fn json(&self, text: &str) -> Result<Value, StoreError> {
-        serde_json::from_str(text).map_err(|err| StoreError::Corrupt {
-            path: self.path.clone(),
-            message: format!("stored JSON does not parse: {err}"),
-        })
+    /// Marks a dead letter resolved (replayed or suppressed) and audits who did it and why.
+    pub async fn resolve_dead_letter(
+        &self,
+        id: i64,
+        status: DeadLetterStatus,
+        actor: &str,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .resolve_dead_letter(id, status, actor, note)
+            .await
+    }
+
+    /// Records a replay attempt that failed again, keeping the letter open.
+    pub async fn note_failed_replay(
+        &self,
+        id: i64,
+        actor: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.backend.note_failed_replay(id, actor, error).await
+    }
+
+    /// Open dead letters counted by flow, failure mode and owner (a bounded set), for the
+    /// `switchyard_dead_letters_open` gauge.
+    pub async fn open_dead_letter_counts(
+        &self,
+    ) -> Result<Vec<(String, String, String, u64)>, StoreError> {
+        self.backend.open_dead_letter_counts().await
+    }
+
+    /// Stores an event durably, unless the same event ID was already received for this flow.
+    pub async fn inbox_insert(
+        &self,
+        flow: &str,
+        event_id: &str,
+        body: &str,
+    ) -> Result<InboxInsert, StoreError> {
+        self.backend.inbox_insert(flow, event_id, body).await
+    }
+
+    /// Up to `limit` pending events of a flow, oldest first.
+    pub async fn inbox_pending(
+        &self,
+        flow: &str,
+        limit: usize,
+    ) -> Result<Vec<InboxEvent>, StoreError> {
+        self.backend.inbox_pending(flow, limit).await
+    }
+
+    /// Marks events processed (after the run that consumed them committed).
+    pub async fn inbox_processed(&self, ids: &[i64]) -> Result<(), StoreError> {
+        self.backend.inbox_processed(ids).await
+    }
+
+    /// Dead-letters events the flow cannot read, marking them processed in the same
+    /// transaction. An event no longer pending is left alone, so it is never dead-lettered
+    /// twice. Returns the ID of each new dead letter, in the order given (`None` for an
+    /// event that was no longer pending).
+    pub async fn inbox_dead_letter(
+        &self,
+        flow: &str,
+        letters: &[(i64, NewDeadLetter, Option<OutboxAlert>)],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        self.backend.inbox_dead_letter(flow, letters).await
+    }
+
+    /// Records a failed attempt at processing events; they stay pending for the next attempt.
+    pub async fn inbox_failed(&self, ids: &[i64], error: &str) -> Result<(), StoreError> {
+        self.backend.inbox_failed(ids, error).await
+    }
+
+    /// Number of inbox rows of a flow in a status, for tests and the admin API.
+    pub async fn inbox_count(&self, flow: &str, status: &str) -> Result<u64, StoreError> {
+        self.backend.inbox_count(flow, status).await
+    }
+
+    /// Queues an alert outside a batch (for example a deadline warning).
+    pub async fn enqueue_alert(&self, alert: &OutboxAlert) -> Result<(), StoreError> {
+        self.backend.enqueue_alert(alert).await
+    }
+
+    /// Alerts due for an attempt at `now_ms`, oldest first.
+    pub async fn due_alerts(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingAlert>, StoreError> {
+        self.backend.due_alerts(now_ms, limit).await
+    }
+
+    /// Claims the alerts due at `now_ms` for one sender: they are not due again for anyone
+    /// until [`ALERT_CLAIM`] has passed, so two processes sharing state do not both post
+    /// the same alert. A sender that dies with a claim only delays its alerts by the claim.
+    pub async fn claim_due_alerts(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingAlert>, StoreError> {
+        self.backend.claim_due_alerts(now_ms, limit).await
+    }
+
+    /// Number of alerts not delivered yet.
+    pub async fn undelivered_alerts(&self) -> Result<u64, StoreError> {
+        self.backend.undelivered_alerts().await
+    }
+
+    /// Marks an alert delivered.
+    pub async fn alert_delivered(&self, id: i64) -> Result<(), StoreError> {
+        self.backend.alert_delivered(id).await
+    }
+
+    /// Records a failed delivery and when to try again.
+    pub async fn alert_failed(
+        &self,
+        id: i64,
+        next_attempt_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.backend.alert_failed(id, next_attempt_ms, error).await
+    }
+
+    /// Stores (or confirms) a cross-reference; the first mapping of an external ID wins.
+    pub async fn put_xref(&self, xref: &CrossReference, flow: &str) -> Result<(), StoreError> {
+        self.backend.put_xref(xref, flow).await
+    }
+
+    /// The identity key of the object a system knows under `external_id`.
+    pub async fn xref_key(
+        &self,
+        object: &str,
+        system: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.backend.xref_key(object, system, external_id).await
+    }
+
+    /// Every ID other systems gave one object, by system.
+    pub async fn xrefs_of(
+        &self,
+        object: &str,
+        record_key: &str,
+    ) -> Result<Vec<CrossReference>, StoreError> {
+        self.backend.xrefs_of(object, record_key).await
+    }
+
+    /// Takes the lock of `flow` for `holder`, taking over a lock whose holder is gone.
+    /// Fails with [`StoreError::FlowLocked`] while another live holder has it.
+    pub async fn acquire_flow_lock(
+        &self,
+        flow: &str,
+        holder: &LockHolder,
+    ) -> Result<(), StoreError> {
+        self.backend.acquire_flow_lock(flow, holder).await
+    }
+
+    /// Refreshes the heartbeat; `false` when `holder` no longer has the lock.
+    pub async fn refresh_flow_lock(&self, flow: &str, holder_id: &str) -> Result<bool, StoreError> {
+        self.backend.refresh_flow_lock(flow, holder_id).await
+    }
+
+    /// Releases the lock if `holder` still has it.
+    pub async fn release_flow_lock(&self, flow: &str, holder_id: &str) -> Result<(), StoreError> {
+        self.backend.release_flow_lock(flow, holder_id).await
+    }
+
+    /// The holder of a flow's lock, if any (live or not).
+    pub async fn flow_lock_holder(&self, flow: &str) -> Result<Option<LockHolder>, StoreError> {
+        self.backend.flow_lock_holder(flow).await
     }
 }
 
-/// The first bytes of every SQLite database file.
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-fn unusable(path: &Path, problem: &str, fix: &str) -> StoreError {
-    StoreError::Unusable {
-        path: path.to_owned(),
-        problem: problem.to_owned(),
-        fix: fix.to_owned(),
-    }
-}
-
-fn connect(path: &Path) -> rusqlite::Result<Connection> {
-    // No `SQLITE_OPEN_CREATE`: a file that vanished since it was checked is an error here,
-    // never a new empty state.
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(conn)
-}
-
-/// Creates a new state file: built and migrated under a private name, then linked into place
-/// in one step. When another process created the file meanwhile, its file is kept.
-fn create(path: &Path) -> Result<(), StoreError> {
-    let io = |source| StoreError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(
-        ".{name}.new-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    for leftover in ["-wal", "-journal"] {
-        let companion = PathBuf::from(format!("{}{leftover}", path.display()));
-        if companion.exists() {
-            return Err(unusable(
-                path,
-                &format!("is missing but {} is still there", companion.display()),
-                "The state file was deleted or moved while its journal stayed: restore the \
-                 state file beside it, or remove the journal if the state is really to start \
-                 afresh (every record would be sent again).",
-            ));
-        }
-    }
-    let build = || -> rusqlite::Result<()> {
-        // A rollback journal while it is private: closing leaves one complete file to link
-        // into place, with nothing in a WAL to lose. `connect` turns WAL on afterwards.
-        let mut conn = Connection::open(&temp)?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        migrations::apply(&mut conn).map_err(|err| match err {
-            migrations::MigrationError::Sqlite(e) => e,
-            migrations::MigrationError::Foreign(_) => rusqlite::Error::InvalidQuery,
-        })?;
-        // Closing the only connection checkpoints the WAL into the file.
-        conn.close().map_err(|(_, e)| e)
-    };
-    let built = build().map_err(|source| StoreError::Sqlite {
-        path: temp.clone(),
-        source,
-    });
-    let linked = built.and_then(|()| match std::fs::hard_link(&temp, path) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(err) => Err(io(err)),
-    });
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", temp.display()));
-    }
-    linked?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Ok(dir) = std::fs::File::open(parent)
-    {
-        // The new name must survive a power loss like the data behind it.
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-fn check_header(path: &Path) -> Result<(), StoreError> {
-    use std::io::Read;
-    let mut header = [0u8; 16];
-    let read = std::fs::File::open(path)
-        .and_then(|mut file| file.read(&mut header))
-        .map_err(|source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-    if read < header.len() || &header != SQLITE_HEADER {
-        return Err(unusable(
-            path,
-            "is not a SQLite database (its first bytes are wrong)",
-            "Point --state at the right file, or restore the state file from a backup.",
-        ));
-    }
-    Ok(())
-}
-
-fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let damaged = |detail: String| {
-        unusable(
-            path,
-            &format!("is damaged ({detail})"),
-            "Restore the state file from a backup, or salvage it with \
-             `sqlite3 BROKEN.db .recover | sqlite3 RECOVERED.db` and point --state at the \
-             result after checking it.",
-        )
-    };
-    let problems: Vec<String> = conn
-        .prepare("PRAGMA quick_check(5)")
-        .and_then(|mut stmt| {
-            stmt.query_map([], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(|err| damaged(err.to_string()))?;
-    if problems != ["ok"] {
-        return Err(damaged(problems.join("; ")));
-    }
-    Ok(())
+/// Whether a `--state` value names a PostgreSQL store rather than a SQLite file.
+pub fn is_postgres(target: &str) -> bool {
+    target.starts_with("postgres://") || target.starts_with("postgresql://")
 }
 
 /// A stable 64-bit hash of an idempotency key (FNV-1a); stable across builds and platforms,
@@ -631,20 +647,7 @@ pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-fn audit(
-    conn: &Connection,
-    flow: Option<&str>,
-    action: &str,
-    actor: &str,
-    detail: &Value,
-    now: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO audit (at, flow, action, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![now, flow, action, actor, detail.to_string()])
-    .map(drop)
-}
-
+#[cfg(test)]
+mod conformance;
 #[cfg(test)]
 mod tests;

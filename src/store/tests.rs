@@ -2,6 +2,8 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
+use std::path::PathBuf;
+
 use super::*;
 
 fn letter(flow: &str, failure: &str) -> NewDeadLetter {
@@ -22,12 +24,12 @@ fn letter(flow: &str, failure: &str) -> NewDeadLetter {
     }
 }
 
-#[test]
-fn a_batch_commits_everything_or_nothing_and_survives_reopening() {
+#[tokio::test]
+async fn a_batch_commits_everything_or_nothing_and_survives_reopening() {
     let dir = tempdir();
     let path = dir.join("state.db");
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.checkpoint("offers").unwrap(), None);
+    assert_eq!(store.checkpoint("offers").await.unwrap(), None);
     let batch = CommitBatch {
         flow: "offers".into(),
         checkpoint: Checkpoint {
@@ -47,28 +49,34 @@ fn a_batch_commits_everything_or_nothing_and_survives_reopening() {
         duplicates: 0,
         lock: None,
     };
-    let ids = store.commit(&batch).unwrap();
+    let ids = store.commit(batch).await.unwrap();
     assert_eq!(ids.len(), 1);
     drop(store);
 
     let store = Store::open(&path).unwrap();
-    let checkpoint = store.checkpoint("offers").unwrap().unwrap();
+    let checkpoint = store.checkpoint("offers").await.unwrap().unwrap();
     assert_eq!(checkpoint.position, json!({"line": 10}));
     let mut keys = HashSet::new();
-    store.load_processed_keys("offers", &mut keys).unwrap();
+    store
+        .load_processed_keys("offers", &mut keys)
+        .await
+        .unwrap();
     assert_eq!(keys, HashSet::from([key_hash("a"), key_hash("b")]));
     let mut other = HashSet::new();
-    store.load_processed_keys("other", &mut other).unwrap();
+    store
+        .load_processed_keys("other", &mut other)
+        .await
+        .unwrap();
     assert!(other.is_empty());
-    let due = store.due_alerts(i64::MAX, 10).unwrap();
+    let due = store.due_alerts(i64::MAX, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].alert.payload["dead_letter_id"], json!(ids[0]));
-    let trail = store.audit_trail(5).unwrap();
+    let trail = store.audit_trail(5).await.unwrap();
     assert_eq!(trail[0].action, "batch-committed");
 }
 
-#[test]
-fn dead_letters_filter_and_resolve_with_audit() {
+#[tokio::test]
+async fn dead_letters_filter_and_resolve_with_audit() {
     let store = Store::in_memory().unwrap();
     let batch = CommitBatch {
         flow: "offers".into(),
@@ -78,12 +86,12 @@ fn dead_letters_filter_and_resolve_with_audit() {
         ],
         ..CommitBatch::default()
     };
-    let ids = store.commit(&batch).unwrap();
+    let ids = store.commit(batch).await.unwrap();
     let filter = DeadLetterFilter {
         failure: Some("sink-unavailable".into()),
         ..DeadLetterFilter::default()
     };
-    let listed = store.dead_letters(&filter).unwrap();
+    let listed = store.dead_letters(&filter).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, ids[1]);
     store
@@ -93,24 +101,31 @@ fn dead_letters_filter_and_resolve_with_audit() {
             "alice",
             "seller closed shop",
         )
+        .await
         .unwrap();
-    let letter = store.dead_letter(ids[0]).unwrap();
+    let letter = store.dead_letter(ids[0]).await.unwrap();
     assert_eq!(letter.status, DeadLetterStatus::Suppressed);
     assert_eq!(letter.resolved_by.as_deref(), Some("alice"));
-    let trail = store.audit_trail(1).unwrap();
+    let trail = store.audit_trail(1).await.unwrap();
     assert_eq!(trail[0].action, "dead-letter-suppressed");
     assert_eq!(trail[0].actor, "alice");
     assert!(matches!(
-        store.dead_letter(999),
+        store.dead_letter(999).await,
         Err(StoreError::NoSuchDeadLetter(999))
     ));
 }
 
-#[test]
-fn retry_clock_keeps_the_first_failure() {
+#[tokio::test]
+async fn retry_clock_keeps_the_first_failure() {
     let store = Store::in_memory().unwrap();
-    let first = store.record_failure("offers", "k", 1_000, "503").unwrap();
-    let second = store.record_failure("offers", "k", 5_000, "503").unwrap();
+    let first = store
+        .record_failure("offers", "k", 1_000, "503")
+        .await
+        .unwrap();
+    let second = store
+        .record_failure("offers", "k", 5_000, "503")
+        .await
+        .unwrap();
     assert_eq!(first.first_failure_ms, 1_000);
     assert_eq!(
         second,
@@ -119,8 +134,8 @@ fn retry_clock_keeps_the_first_failure() {
             attempts: 2
         }
     );
-    store.clear_retry("offers", "k").unwrap();
-    assert_eq!(store.retry_state("offers", "k").unwrap(), None);
+    store.clear_retry("offers", "k").await.unwrap();
+    assert_eq!(store.retry_state("offers", "k").await.unwrap(), None);
 }
 
 #[test]
