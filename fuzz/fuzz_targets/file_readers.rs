@@ -31,7 +31,7 @@ fn read_all(format: FileFormat, position: &Value) -> Vec<Value> {
     while let Ok(Some(batch)) = source.next_batch(3) {
         for index in 0..batch.len() {
             if let Some(record) = batch.get(index) {
-                let _ = record.original_text();
+                let _ = record.original();
             }
         }
         positions.push(batch.position);
