@@ -410,6 +410,23 @@ async fn item_05_corrupted_state_file_is_refused() {
     assert!(err.contains("is not a SQLite database"), "{err}");
 }
 
+/// A workspace of this repository loaded with its systems pointed at a closed port (flows run
+/// against recorders here, never against them).
+fn offline_workspace(dir: &str, systems: &[&str]) -> switchyard::spec::model::Workspace {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut env = switchyard::spec::EnvLookup::empty().with("ORDERS_WEBHOOK_SECRET", "x");
+    for name in systems {
+        env = env.with(*name, "http://127.0.0.1:1");
+    }
+    let loaded = switchyard::spec::load_workspace(
+        &root,
+        &switchyard::spec::LoadOptions { strict: false, env },
+    );
+    loaded
+        .workspace
+        .unwrap_or_else(|| panic!("{dir} does not load: {:?}", loaded.diagnostics))
+}
+
 /// `count` valid offers, as the marketplace lists them.
 fn offers(count: i64) -> Vec<Value> {
     (0..count)
@@ -430,16 +447,10 @@ fn offers(count: i64) -> Vec<Value> {
 /// next run, none lost and none twice.
 #[tokio::test(start_paused = true)]
 async fn item_11_outage_dead_letter_and_alert_come_at_the_end_of_the_window() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("flows");
-    let mut env = switchyard::spec::EnvLookup::empty().with("ORDERS_WEBHOOK_SECRET", "x");
-    for name in ["MARKETPLACE_URL", "STOREFRONT_URL", "ALERTS_URL", "OMS_URL"] {
-        env = env.with(name, "http://127.0.0.1:1");
-    }
-    let loaded = switchyard::spec::load_workspace(
-        &root,
-        &switchyard::spec::LoadOptions { strict: false, env },
+    let workspace = offline_workspace(
+        "flows",
+        &["MARKETPLACE_URL", "STOREFRONT_URL", "ALERTS_URL", "OMS_URL"],
     );
-    let workspace = loaded.workspace.expect("reference workspace loads");
     let window = Duration::from_secs(30 * 60);
     let store = Store::in_memory().unwrap();
     let run = |recorder: RecorderSink| async {
@@ -528,16 +539,10 @@ fn orders(count: usize) -> Vec<Value> {
 /// the OMS a second time.
 #[tokio::test(start_paused = true)]
 async fn item_11_an_acknowledgement_outage_never_writes_a_record_to_the_sink_twice() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("flows");
-    let mut env = switchyard::spec::EnvLookup::empty().with("ORDERS_WEBHOOK_SECRET", "x");
-    for name in ["MARKETPLACE_URL", "STOREFRONT_URL", "ALERTS_URL", "OMS_URL"] {
-        env = env.with(name, "http://127.0.0.1:1");
-    }
-    let loaded = switchyard::spec::load_workspace(
-        &root,
-        &switchyard::spec::LoadOptions { strict: false, env },
+    let workspace = offline_workspace(
+        "flows",
+        &["MARKETPLACE_URL", "STOREFRONT_URL", "ALERTS_URL", "OMS_URL"],
     );
-    let workspace = loaded.workspace.expect("reference workspace loads");
     let store = Store::in_memory().unwrap();
     let oms = RecorderSink::new(Vec::new());
     let run = |acks: RecorderSink| async {
@@ -583,18 +588,10 @@ async fn item_11_an_acknowledgement_outage_never_writes_a_record_to_the_sink_twi
 /// share its fate, so the run ends with dead letters and their alerts, not with nothing.
 #[tokio::test(start_paused = true)]
 async fn item_11_a_split_record_in_an_outage_is_dead_lettered_and_alerted() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/basket-split");
-    let mut env = switchyard::spec::EnvLookup::empty();
-    for name in ["CHECKOUT_URL", "OMS_URL", "ALERTS_URL"] {
-        env = env.with(name, "http://127.0.0.1:1");
-    }
-    let loaded = switchyard::spec::load_workspace(
-        &root,
-        &switchyard::spec::LoadOptions { strict: false, env },
+    let workspace = offline_workspace(
+        "examples/basket-split",
+        &["CHECKOUT_URL", "OMS_URL", "ALERTS_URL"],
     );
-    let workspace = loaded
-        .workspace
-        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
     let store = Store::in_memory().unwrap();
     let baskets: Vec<Value> = (0..20)
         .map(|i| {
@@ -645,16 +642,10 @@ async fn item_11_a_split_record_in_an_outage_is_dead_lettered_and_alerted() {
 /// concurrency): the first run already ends with a dead letter and an alert.
 #[tokio::test(start_paused = true)]
 async fn item_11_a_split_outage_alerts_on_the_first_run_even_one_leg_at_a_time() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/basket-split");
-    let mut env = switchyard::spec::EnvLookup::empty();
-    for name in ["CHECKOUT_URL", "OMS_URL", "ALERTS_URL"] {
-        env = env.with(name, "http://127.0.0.1:1");
-    }
-    let loaded = switchyard::spec::load_workspace(
-        &root,
-        &switchyard::spec::LoadOptions { strict: false, env },
+    let workspace = offline_workspace(
+        "examples/basket-split",
+        &["CHECKOUT_URL", "OMS_URL", "ALERTS_URL"],
     );
-    let workspace = loaded.workspace.unwrap();
     let store = Store::in_memory().unwrap();
     let baskets: Vec<Value> = (0..5)
         .map(|i| {
