@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use super::now_rfc3339;
+use super::{StoreError, now_rfc3339};
 
 /// A heartbeat older than this marks the lock's holder as gone.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -83,6 +83,30 @@ fn machine_id() -> String {
         (Ok(boot), Ok(namespace)) => format!("{}/{}", boot.trim(), namespace.display()),
         _ => String::new(),
     }
+}
+
+/// The rule both stores apply when `holder` asks for a lock `other` holds: refused while
+/// `other` may be alive (its heartbeat or lease has not `lapsed` and its process is not known
+/// to be gone); otherwise the audit detail of the takeover, `lapse` saying how it lapsed.
+pub(crate) fn takeover(
+    flow: &str,
+    other: &LockHolder,
+    holder: &LockHolder,
+    lapsed: bool,
+    lapse: &str,
+) -> Result<serde_json::Value, StoreError> {
+    let gone = holder_gone(other, holder);
+    if !lapsed && !gone {
+        return Err(StoreError::FlowLocked {
+            flow: flow.to_owned(),
+            holder: Box::new(other.clone()),
+        });
+    }
+    let why = if gone { "its process is gone" } else { lapse };
+    tracing::warn!(flow, previous = %other, why, "Taking over the lock of a crashed run.");
+    Ok(serde_json::json!({
+        "previous": other.to_string(), "why": why, "new": holder.to_string(),
+    }))
 }
 
 /// Whether `other`'s process is known to be gone, as seen by `me`: only in the same boot of

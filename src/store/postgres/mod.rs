@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use super::locks::holder_gone;
+use super::locks::takeover;
 use crate::store::{
     ALERT_CLAIM, AuditEntry, Checkpoint, CommitBatch, CrossReference, DeadLetter, DeadLetterFilter,
     DeadLetterStatus, InboxEvent, InboxInsert, LockHolder, NewDeadLetter, Original, OutboxAlert,
@@ -782,22 +782,7 @@ impl StateBackend for PostgresBackend {
                 machine: row.get(5),
             };
             let expired: bool = row.get(4);
-            let gone = holder_gone(&other, holder);
-            if !expired && !gone {
-                return Err(StoreError::FlowLocked {
-                    flow: flow.to_owned(),
-                    holder: Box::new(other),
-                });
-            }
-            let why = if gone {
-                "its process is gone"
-            } else {
-                "its lease expired"
-            };
-            tracing::warn!(flow, previous = %other, why, "Taking over the lock of a crashed run.");
-            let detail = serde_json::json!({
-                "previous": other.to_string(), "why": why, "new": holder.to_string(),
-            });
+            let detail = takeover(flow, &other, holder, expired, "its lease expired")?;
             audit(
                 &tx,
                 Some(flow),

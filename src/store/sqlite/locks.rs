@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{Db, audit};
-use crate::store::locks::{holder_gone, wall_ms};
+use crate::store::locks::{takeover, wall_ms};
 use crate::store::{LockHolder, STALE_AFTER, StoreError, now_rfc3339};
 
 impl Db {
@@ -46,22 +46,7 @@ impl Db {
             && other.id != holder.id
         {
             let stale = now_ms - heartbeat_ms > STALE_AFTER.as_millis() as i64;
-            let gone = holder_gone(other, holder);
-            if !stale && !gone {
-                return Err(StoreError::FlowLocked {
-                    flow: flow.to_owned(),
-                    holder: Box::new(other.clone()),
-                });
-            }
-            let why = if gone {
-                "its process is gone"
-            } else {
-                "its heartbeat stopped"
-            };
-            tracing::warn!(flow, previous = %other, why, "Taking over the lock of a crashed run.");
-            let detail = serde_json::json!({
-                "previous": other.to_string(), "why": why, "new": holder.to_string(),
-            });
+            let detail = takeover(flow, other, holder, stale, "its heartbeat stopped")?;
             audit(
                 &tx,
                 Some(flow),
