@@ -427,6 +427,27 @@ fn offline_workspace(dir: &str, systems: &[&str]) -> switchyard::spec::model::Wo
         .unwrap_or_else(|| panic!("{dir} does not load: {:?}", loaded.diagnostics))
 }
 
+/// A recorder sink answering 503 to everything for `hours`.
+fn down_for_hours(hours: i64) -> RecorderSink {
+    RecorderSink::new(vec![PlannedFault {
+        status: 503,
+        times: 0,
+        retry_after: None,
+        lasts_ms: Some(hours * 3_600_000),
+    }])
+}
+
+/// `count` paid baskets, each with one line from each of two sellers.
+fn two_seller_baskets(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            json!({"basket_id": format!("B-{i}"), "paid_at": "2025-03-04T10:00:00Z", "lines": [
+            { "seller_id": "S-ACME", "sku": "A-1", "quantity": 1, "price": "10.00" },
+            { "seller_id": "S-GLOBEX", "sku": "G-1", "quantity": 1, "price": "4.50" }]})
+        })
+        .collect()
+}
+
 /// `count` valid offers, as the marketplace lists them.
 fn offers(count: i64) -> Vec<Value> {
     (0..count)
@@ -475,12 +496,7 @@ async fn item_11_outage_dead_letter_and_alert_come_at_the_end_of_the_window() {
         .run()
         .await
     };
-    let down = RecorderSink::new(vec![PlannedFault {
-        status: 503,
-        times: 0,
-        retry_after: None,
-        lasts_ms: Some(24 * 3_600_000),
-    }]);
+    let down = down_for_hours(24);
     let started = tokio::time::Instant::now();
     let report = run(down.clone()).await.unwrap();
     let took = started.elapsed();
@@ -567,12 +583,7 @@ async fn item_11_an_acknowledgement_outage_never_writes_a_record_to_the_sink_twi
         .run()
         .await
     };
-    let acks_down = RecorderSink::new(vec![PlannedFault {
-        status: 503,
-        times: 0,
-        retry_after: None,
-        lasts_ms: Some(24 * 3_600_000),
-    }]);
+    let acks_down = down_for_hours(24);
     let first = run(acks_down).await.unwrap();
     assert!(first.stopped_early.is_some(), "{first:?}");
     let second = run(RecorderSink::new(Vec::new())).await.unwrap();
@@ -593,19 +604,8 @@ async fn item_11_a_split_record_in_an_outage_is_dead_lettered_and_alerted() {
         &["CHECKOUT_URL", "OMS_URL", "ALERTS_URL"],
     );
     let store = Store::in_memory().unwrap();
-    let baskets: Vec<Value> = (0..20)
-        .map(|i| {
-            json!({"basket_id": format!("B-{i}"), "paid_at": "2025-03-04T10:00:00Z", "lines": [
-            { "seller_id": "S-ACME", "sku": "A-1", "quantity": 1, "price": "10.00" },
-            { "seller_id": "S-GLOBEX", "sku": "G-1", "quantity": 1, "price": "4.50" }]})
-        })
-        .collect();
-    let down = RecorderSink::new(vec![PlannedFault {
-        status: 503,
-        times: 0,
-        retry_after: None,
-        lasts_ms: Some(24 * 3_600_000),
-    }]);
+    let baskets = two_seller_baskets(20);
+    let down = down_for_hours(24);
     let report = FlowRun::new(
         &workspace,
         "baskets-to-oms",
@@ -647,19 +647,8 @@ async fn item_11_a_split_outage_alerts_on_the_first_run_even_one_leg_at_a_time()
         &["CHECKOUT_URL", "OMS_URL", "ALERTS_URL"],
     );
     let store = Store::in_memory().unwrap();
-    let baskets: Vec<Value> = (0..5)
-        .map(|i| {
-            json!({"basket_id": format!("B-{i}"), "paid_at": "2025-03-04T10:00:00Z", "lines": [
-            { "seller_id": "S-ACME", "sku": "A-1", "quantity": 1, "price": "10.00" },
-            { "seller_id": "S-GLOBEX", "sku": "G-1", "quantity": 1, "price": "4.50" }]})
-        })
-        .collect();
-    let down = RecorderSink::new(vec![PlannedFault {
-        status: 503,
-        times: 0,
-        retry_after: None,
-        lasts_ms: Some(240 * 3_600_000),
-    }]);
+    let baskets = two_seller_baskets(5);
+    let down = down_for_hours(240);
     let clock = Clock::virtual_now();
     for run in 1..=5 {
         let report = FlowRun::new(

@@ -254,35 +254,9 @@ impl Parser<'_> {
         }
     }
 
-    /// The end of a number literal: `-? digit+ .? digit* (E -? digit+)?` not followed by an
-    /// identifier character.
+    /// The end of a number literal at the cursor.
     fn number_end(&self) -> Option<usize> {
-        let bytes = self.bytes;
-        let mut end = self.at + usize::from(self.peek()? == b'-');
-        let digits = |end: &mut usize| {
-            let from = *end;
-            while bytes.get(*end).is_some_and(u8::is_ascii_digit) {
-                *end += 1;
-            }
-            *end > from
-        };
-        if !digits(&mut end) {
-            return None;
-        }
-        if bytes.get(end) == Some(&b'.') {
-            end += 1;
-        }
-        digits(&mut end);
-        if bytes.get(end) == Some(&b'E') {
-            let mut exponent = end + 1;
-            if bytes.get(exponent) == Some(&b'-') {
-                exponent += 1;
-            }
-            if digits(&mut exponent) {
-                end = exponent;
-            }
-        }
-        (!bytes.get(end).is_some_and(|b| is_symbol_byte(*b))).then_some(end)
+        super::scan::number_end(self.bytes, self.at)
     }
 
     /// The end of `null`, `true` or `false` as whole words.

@@ -373,33 +373,7 @@ fn replace_top<T>(stack: &mut [T], value: T) {
 fn scalar(bytes: &[u8], at: usize) -> Option<usize> {
     match bytes[at] {
         b'"' | b'\'' => match_string(bytes, at),
-        b'-' | b'0'..=b'9' => {
-            let mut end = at + usize::from(bytes[at] == b'-');
-            let digits = |end: &mut usize| {
-                let from = *end;
-                while bytes.get(*end).is_some_and(u8::is_ascii_digit) {
-                    *end += 1;
-                }
-                *end > from
-            };
-            if !digits(&mut end) {
-                return None;
-            }
-            if bytes.get(end) == Some(&b'.') {
-                end += 1;
-            }
-            digits(&mut end);
-            if bytes.get(end) == Some(&b'E') {
-                let mut exponent = end + 1;
-                if bytes.get(exponent) == Some(&b'-') {
-                    exponent += 1;
-                }
-                if digits(&mut exponent) {
-                    end = exponent;
-                }
-            }
-            word_ends(bytes, end)
-        }
+        b'-' | b'0'..=b'9' => number_end(bytes, at),
         _ => ["null", "true", "false"].iter().find_map(|word| {
             bytes[at..]
                 .starts_with(word.as_bytes())
@@ -410,6 +384,36 @@ fn scalar(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// `end` if no symbol character follows (the grammar's `!symbol_char`).
+/// The end of a number literal at `at`: `-? digit+ .? digit* (E -? digit+)?` not followed by
+/// an identifier character; `None` when there is none.
+pub(super) fn number_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut end = at + usize::from(bytes.get(at) == Some(&b'-'));
+    let digits = |end: &mut usize| {
+        let from = *end;
+        while bytes.get(*end).is_some_and(u8::is_ascii_digit) {
+            *end += 1;
+        }
+        *end > from
+    };
+    if !digits(&mut end) {
+        return None;
+    }
+    if bytes.get(end) == Some(&b'.') {
+        end += 1;
+    }
+    digits(&mut end);
+    if bytes.get(end) == Some(&b'E') {
+        let mut exponent = end + 1;
+        if bytes.get(exponent) == Some(&b'-') {
+            exponent += 1;
+        }
+        if digits(&mut exponent) {
+            end = exponent;
+        }
+    }
+    word_ends(bytes, end)
+}
+
 fn word_ends(bytes: &[u8], end: usize) -> Option<usize> {
     match bytes.get(end) {
         Some(b) if is_symbol_byte(*b) => None,

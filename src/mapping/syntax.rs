@@ -245,7 +245,18 @@ fn error_at(
     source: &str,
     offset: usize,
 ) -> TemplateSyntaxError {
-    let before = source.get(..offset).unwrap_or(source);
+    let (line, column) = line_column(source, offset);
+    TemplateSyntaxError {
+        kind,
+        message,
+        line,
+        column,
+    }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before
         .rsplit('\n')
@@ -254,12 +265,7 @@ fn error_at(
         .chars()
         .count()
         + 1;
-    TemplateSyntaxError {
-        kind,
-        message,
-        line,
-        column,
-    }
+    (line, column)
 }
 
 fn uses_partials(template: &Template) -> bool {

@@ -387,15 +387,7 @@ fn expand_env(
         let (value, unset) = env::expand(text, &input.options.env);
         for (offset, name) in unset {
             let message = format!("environment variable {name} is not set");
-            let before = text.get(..offset).unwrap_or_default();
-            let line = before.matches('\n').count() + 1;
-            let column = before
-                .rsplit('\n')
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .count()
-                + 1;
+            let (line, column) = crate::mapping::syntax::line_column(text, offset);
             let position = at.map.inside(&pointer, (line, column));
             let diagnostic = if input.options.strict {
                 Diagnostic::error(at.file, position, Code::UnsetEnvStrict, message)
