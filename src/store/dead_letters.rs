@@ -177,7 +177,39 @@ pub struct DeadLetterFilter {
     pub limit: Option<usize>,
 }
 
+/// The dead-letter columns both stores select, in the order their row readers expect.
+pub(crate) const DEAD_LETTER_COLUMNS: &str = "id, flow, object, record_key, idempotency_key, \
+     failure, reason, error, attempts, owner, action, record, status, created_at, updated_at, \
+     resolved_by, note, record_raw, line, record_original_bytes, record_sha256";
+
+impl RecordTruncation {
+    /// Read back from the two columns that store it (both NULL for an original kept whole).
+    pub(crate) fn from_columns(bytes: Option<i64>, sha256: Option<String>) -> Option<Self> {
+        match (bytes, sha256) {
+            (Some(bytes), Some(sha256)) => Some(Self {
+                original_bytes: u64::try_from(bytes).unwrap_or_default(),
+                sha256,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The original's length as the column stores it.
+    pub(crate) fn stored_bytes(&self) -> i64 {
+        i64::try_from(self.original_bytes).unwrap_or(i64::MAX)
+    }
+}
+
 impl DeadLetterStatus {
+    /// The audit action recording a dead letter moved to this status.
+    pub(crate) fn audit_action(self) -> &'static str {
+        match self {
+            DeadLetterStatus::Replayed => "dead-letter-replayed",
+            DeadLetterStatus::Suppressed => "dead-letter-suppressed",
+            DeadLetterStatus::Open => "dead-letter-reopened",
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeadLetterStatus::Open => "open",

@@ -111,13 +111,13 @@ pub(crate) fn takeover(
 
 /// Whether `other`'s process is known to be gone, as seen by `me`: only in the same boot of
 /// the same host and the same PID namespace does its pid mean anything here.
-pub(crate) fn holder_gone(other: &LockHolder, me: &LockHolder) -> bool {
+fn holder_gone(other: &LockHolder, me: &LockHolder) -> bool {
     !other.machine.is_empty() && other.machine == me.machine && !process_alive(other.pid)
 }
 
 /// Whether a process with this ID runs on this host. Where `/proc` does not exist the answer
 /// is "yes", and only the heartbeat can show the holder is gone.
-pub(crate) fn process_alive(pid: u32) -> bool {
+fn process_alive(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     if !proc.join("self").exists() {
         return true;

@@ -642,6 +642,45 @@ pub fn key_hash(key: &str) -> u64 {
     hash
 }
 
+impl CommitBatch {
+    /// The processed key hashes as both stores log them: 8 little-endian bytes each.
+    pub(crate) fn packed_keys(&self) -> Vec<u8> {
+        self.processed_keys
+            .iter()
+            .flat_map(|h| h.to_le_bytes())
+            .collect()
+    }
+
+    /// The detail of the batch's `batch-committed` audit entry.
+    pub(crate) fn audit_detail(&self) -> Value {
+        serde_json::json!({
+            "delivered": self.delivered,
+            "dead_lettered": self.dead_letters.len(),
+            "duplicates": self.duplicates,
+            "position": self.checkpoint.position,
+        })
+    }
+}
+
+/// One entry of a flow's processed-key log, unpacked; `None` when it ends in a partial hash.
+pub(crate) fn unpack_keys(blob: &[u8]) -> Option<impl Iterator<Item = u64> + '_> {
+    blob.len().is_multiple_of(8).then(|| {
+        blob.chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+    })
+}
+
+/// A JSON column read back; a value that does not parse is a damaged store at `at`.
+pub(crate) fn parse_stored_json(
+    text: &str,
+    at: impl AsRef<std::ffi::OsStr>,
+) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|err| StoreError::Corrupt {
+        path: PathBuf::from(at.as_ref()),
+        message: format!("stored JSON does not parse: {err}"),
+    })
+}
+
 /// The current time as RFC 3339.
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()

@@ -28,3 +28,17 @@ pub struct PendingAlert {
 
 /// How long a claimed alert is left to its sender before it is due again for anyone.
 pub const ALERT_CLAIM: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl OutboxAlert {
+    /// The payload as stored, naming the dead letter it announces (both stores write this).
+    pub(crate) fn payload_text(&self, dead_letter_id: Option<i64>) -> String {
+        let Some(id) = dead_letter_id else {
+            return self.payload.to_string();
+        };
+        let mut payload = self.payload.clone();
+        if let Some(object) = payload.as_object_mut() {
+            object.insert("dead_letter_id".into(), Value::from(id));
+        }
+        payload.to_string()
+    }
+}

@@ -22,6 +22,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use super::locks::takeover;
+use crate::store::dead_letters::DEAD_LETTER_COLUMNS as COLUMNS;
 use crate::store::{
     ALERT_CLAIM, AuditEntry, Checkpoint, CommitBatch, CrossReference, DeadLetter, DeadLetterFilter,
     DeadLetterStatus, InboxEvent, InboxInsert, LockHolder, NewDeadLetter, Original, OutboxAlert,
@@ -145,10 +146,7 @@ impl PostgresBackend {
     }
 
     fn json(&self, text: &str) -> Result<Value, StoreError> {
-        serde_json::from_str(text).map_err(|err| StoreError::Corrupt {
-            path: self.target.clone().into(),
-            message: format!("stored JSON does not parse: {err}"),
-        })
+        super::parse_stored_json(text, &self.target)
     }
 
     /// Runs one statement on a pooled connection; returns the rows it changed.
@@ -209,16 +207,13 @@ impl StateBackend for PostgresBackend {
         let mut keys = Vec::new();
         for row in rows {
             let blob: &[u8] = row.get(0);
-            if !blob.len().is_multiple_of(8) {
+            let Some(hashes) = crate::store::unpack_keys(blob) else {
                 return Err(StoreError::Corrupt {
                     path: self.target.clone().into(),
                     message: format!("processed key log of `{flow}` has a partial entry"),
                 });
-            }
-            keys.extend(
-                blob.chunks_exact(8)
-                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
-            );
+            };
+            keys.extend(hashes);
         }
         Ok(keys)
     }
@@ -256,11 +251,7 @@ impl StateBackend for PostgresBackend {
         .await
         .map_err(pg)?;
         if !batch.processed_keys.is_empty() {
-            let packed: Vec<u8> = batch
-                .processed_keys
-                .iter()
-                .flat_map(|h| h.to_le_bytes())
-                .collect();
+            let packed = batch.packed_keys();
             let append = tx
                 .prepare_cached("INSERT INTO processed_keys (flow, hashes) VALUES ($1, $2)")
                 .await
@@ -272,12 +263,7 @@ impl StateBackend for PostgresBackend {
         let ids = insert_dead_letters(&tx, &batch.dead_letters, &now)
             .await
             .map_err(pg)?;
-        let detail = serde_json::json!({
-            "delivered": batch.delivered,
-            "dead_lettered": batch.dead_letters.len(),
-            "duplicates": batch.duplicates,
-            "position": batch.checkpoint.position,
-        });
+        let detail = batch.audit_detail();
         audit(
             &tx,
             Some(&batch.flow),
@@ -429,11 +415,7 @@ impl StateBackend for PostgresBackend {
         )
         .await
         .map_err(|e| self.pg(e))?;
-        let action = match status {
-            DeadLetterStatus::Replayed => "dead-letter-replayed",
-            DeadLetterStatus::Suppressed => "dead-letter-suppressed",
-            DeadLetterStatus::Open => "dead-letter-reopened",
-        };
+        let action = status.audit_action();
         let detail = serde_json::json!({
             "dead_letter": id, "failure": letter.letter.failure,
             "record_key": letter.letter.record_key, "note": note,
@@ -867,11 +849,6 @@ impl PostgresBackend {
     }
 }
 
-const COLUMNS: &str = "id, flow, object, record_key, idempotency_key, failure, reason, error, \
-                       attempts, owner, action, record, status, created_at, updated_at, \
-                       resolved_by, note, record_raw, line, record_original_bytes, \
-                       record_sha256";
-
 /// Extends `holder_id`'s lease on `flow`; `false` when another holder has it. In a commit's
 /// transaction this is the fence: the row lock it takes orders the commit against a takeover.
 async fn extend_lease(
@@ -985,13 +962,9 @@ async fn insert_dead_letters(
     let mut alerts: (Vec<&str>, Vec<&str>, Vec<String>, Vec<i64>) = Default::default();
     for ((_, alert), id) in letters.iter().zip(&ids) {
         let Some(alert) = alert else { continue };
-        let mut payload = alert.payload.clone();
-        if let Some(object) = payload.as_object_mut() {
-            object.insert("dead_letter_id".into(), Value::from(*id));
-        }
         alerts.0.push(&alert.owner);
         alerts.1.push(&alert.url);
-        alerts.2.push(payload.to_string());
+        alerts.2.push(alert.payload_text(Some(*id)));
         alerts.3.push(*id);
     }
     if !alerts.3.is_empty() {
@@ -1016,7 +989,7 @@ fn truncated_bytes(letter: &NewDeadLetter) -> Option<i64> {
     letter
         .record_truncated
         .as_ref()
-        .map(|t| i64::try_from(t.original_bytes).unwrap_or(i64::MAX))
+        .map(RecordTruncation::stored_bytes)
 }
 
 /// The exact bytes of an original that TEXT cannot hold (not UTF-8, or with NUL): such an
@@ -1074,10 +1047,6 @@ async fn insert_alert(
     dead_letter_id: Option<i64>,
     now: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let mut payload = alert.payload.clone();
-    if let (Some(id), Some(object)) = (dead_letter_id, payload.as_object_mut()) {
-        object.insert("dead_letter_id".into(), Value::from(id));
-    }
     let statement = client
         .prepare_cached(
             "INSERT INTO alert_outbox (owner, url, payload, dead_letter_id, created_at)
@@ -1090,7 +1059,7 @@ async fn insert_alert(
             &[
                 &alert.owner,
                 &alert.url,
-                &payload.to_string(),
+                &alert.payload_text(dead_letter_id),
                 &dead_letter_id,
                 &now,
             ],
@@ -1141,13 +1110,7 @@ fn read_dead_letter(row: &tokio_postgres::Row) -> DeadLetter {
                 None => Original::from(row.get::<_, String>(11)),
             },
             line: row.get::<_, Option<i64>>(18).map(|line| line.max(0) as u64),
-            record_truncated: match (row.get::<_, Option<i64>>(19), row.get(20)) {
-                (Some(bytes), Some(sha256)) => Some(RecordTruncation {
-                    original_bytes: u64::try_from(bytes).unwrap_or_default(),
-                    sha256,
-                }),
-                _ => None,
-            },
+            record_truncated: RecordTruncation::from_columns(row.get(19), row.get(20)),
         },
         status: DeadLetterStatus::parse(row.get(12)),
         created_at: row.get(13),

@@ -5,15 +5,11 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Db, audit};
+use crate::store::dead_letters::DEAD_LETTER_COLUMNS as COLUMNS;
 use crate::store::{
     DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, Original, RecordTruncation,
     StoreError, now_rfc3339,
 };
-
-const COLUMNS: &str = "id, flow, object, record_key, idempotency_key, failure, reason, error, \
-                       attempts, owner, action, record, status, created_at, updated_at, \
-                       resolved_by, note, record_raw, line, record_original_bytes, \
-                       record_sha256";
 
 pub(super) fn insert(
     conn: &Connection,
@@ -49,7 +45,7 @@ pub(super) fn insert(
         letter
             .record_truncated
             .as_ref()
-            .map(|t| i64::try_from(t.original_bytes).unwrap_or(i64::MAX)),
+            .map(RecordTruncation::stored_bytes),
         letter.record_truncated.as_ref().map(|t| &t.sha256),
     ])?;
     Ok(conn.last_insert_rowid())
@@ -114,11 +110,7 @@ impl Db {
             params![id, status.as_str(), actor, note, now],
         )
         .map_err(|e| self.sqlite(e))?;
-        let action = match status {
-            DeadLetterStatus::Replayed => "dead-letter-replayed",
-            DeadLetterStatus::Suppressed => "dead-letter-suppressed",
-            DeadLetterStatus::Open => "dead-letter-reopened",
-        };
+        let action = status.audit_action();
         let detail = serde_json::json!({
             "dead_letter": id, "failure": letter.letter.failure,
             "record_key": letter.letter.record_key, "note": note,
@@ -184,13 +176,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
             line: row
                 .get::<_, Option<i64>>(18)?
                 .map(|line| line.max(0) as u64),
-            record_truncated: match (row.get::<_, Option<i64>>(19)?, row.get(20)?) {
-                (Some(bytes), Some(sha256)) => Some(RecordTruncation {
-                    original_bytes: u64::try_from(bytes).unwrap_or_default(),
-                    sha256,
-                }),
-                _ => None,
-            },
+            record_truncated: RecordTruncation::from_columns(row.get(19)?, row.get(20)?),
         },
         status: DeadLetterStatus::parse(&row.get::<_, String>(12)?),
         created_at: row.get(13)?,

@@ -162,16 +162,13 @@ impl Db {
                 .get_ref(0)
                 .and_then(|v| Ok(v.as_blob()?))
                 .map_err(|e| self.sqlite(e))?;
-            if blob.len() % 8 != 0 {
+            let Some(hashes) = crate::store::unpack_keys(blob) else {
                 return Err(StoreError::Corrupt {
                     path: self.path.clone(),
                     message: format!("processed key log of `{flow}` has a partial entry"),
                 });
-            }
-            keys.extend(
-                blob.chunks_exact(8)
-                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
-            );
+            };
+            keys.extend(hashes);
         }
         Ok(keys)
     }
@@ -203,11 +200,7 @@ impl Db {
                 ],
             )?;
             if !batch.processed_keys.is_empty() {
-                let packed: Vec<u8> = batch
-                    .processed_keys
-                    .iter()
-                    .flat_map(|h| h.to_le_bytes())
-                    .collect();
+                let packed = batch.packed_keys();
                 tx.prepare_cached("INSERT INTO processed_keys (flow, hashes) VALUES (?1, ?2)")?
                     .execute(params![batch.flow, packed])?;
             }
@@ -224,12 +217,7 @@ impl Db {
                 }
                 ids.push(id);
             }
-            let detail = serde_json::json!({
-                "delivered": batch.delivered,
-                "dead_lettered": batch.dead_letters.len(),
-                "duplicates": batch.duplicates,
-                "position": batch.checkpoint.position,
-            });
+            let detail = batch.audit_detail();
             audit(
                 &tx,
                 Some(&batch.flow),
@@ -243,24 +231,6 @@ impl Db {
         .map_err(|e| self.sqlite(e))?;
         tx.commit().map_err(|e| self.sqlite(e))?;
         Ok(ids)
-    }
-
-    /// The retry clock of a record, if it has failed before.
-    fn retry_state(&self, flow: &str, key: &str) -> Result<Option<RetryState>, StoreError> {
-        self.conn()
-            .query_row(
-                "SELECT first_failure_ms, attempts FROM retry_state
-                 WHERE flow = ?1 AND idempotency_key = ?2",
-                params![flow, key],
-                |row| {
-                    Ok(RetryState {
-                        first_failure_ms: row.get(0)?,
-                        attempts: row.get(1)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.sqlite(e))
     }
 
     /// The retry clocks of those of `keys` that have failed before, in one query.
@@ -302,21 +272,25 @@ impl Db {
         at_ms: i64,
         error: &str,
     ) -> Result<RetryState, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO retry_state (flow, idempotency_key, first_failure_ms, attempts, last_error)
-             VALUES (?1, ?2, ?3, 1, ?4)
-             ON CONFLICT (flow, idempotency_key) DO UPDATE SET attempts = attempts + 1,
-               last_error = excluded.last_error",
-            params![flow, key, at_ms, error],
-        )
-        .map_err(|e| self.sqlite(e))?;
-        drop(conn);
-        self.retry_state(flow, key)?
-            .ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                message: format!("retry state of `{key}` vanished after it was written"),
-            })
+        // One statement: the clock read back is the one just written, whatever another task
+        // does to the row meanwhile.
+        self.conn()
+            .query_row(
+                "INSERT INTO retry_state (flow, idempotency_key, first_failure_ms, attempts,
+                   last_error)
+                 VALUES (?1, ?2, ?3, 1, ?4)
+                 ON CONFLICT (flow, idempotency_key) DO UPDATE SET attempts = attempts + 1,
+                   last_error = excluded.last_error
+                 RETURNING first_failure_ms, attempts",
+                params![flow, key, at_ms, error],
+                |row| {
+                    Ok(RetryState {
+                        first_failure_ms: row.get(0)?,
+                        attempts: row.get(1)?,
+                    })
+                },
+            )
+            .map_err(|e| self.sqlite(e))
     }
 
     /// Forgets a record's retry clock (it was delivered).
@@ -393,10 +367,7 @@ impl Db {
     }
 
     fn json(&self, text: &str) -> Result<Value, StoreError> {
-        serde_json::from_str(text).map_err(|err| StoreError::Corrupt {
-            path: self.path.clone(),
-            message: format!("stored JSON does not parse: {err}"),
-        })
+        crate::store::parse_stored_json(text, &self.path)
     }
 }
 

@@ -3,7 +3,6 @@
 //! webhook therefore never blocks a flow, and an alert is never lost to a crash.
 
 use rusqlite::{Connection, params};
-use serde_json::Value;
 
 use super::Db;
 use crate::store::{ALERT_CLAIM, OutboxAlert, PendingAlert, StoreError, now_rfc3339};
@@ -14,10 +13,6 @@ pub(super) fn insert(
     dead_letter_id: Option<i64>,
     now: &str,
 ) -> rusqlite::Result<()> {
-    let mut payload = alert.payload.clone();
-    if let (Some(id), Some(object)) = (dead_letter_id, payload.as_object_mut()) {
-        object.insert("dead_letter_id".into(), Value::from(id));
-    }
     conn.prepare_cached(
         "INSERT INTO alert_outbox (owner, url, payload, dead_letter_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -25,7 +20,7 @@ pub(super) fn insert(
     .execute(params![
         alert.owner,
         alert.url,
-        payload.to_string(),
+        alert.payload_text(dead_letter_id),
         dead_letter_id,
         now
     ])
