@@ -6,11 +6,28 @@
 //! Connectors know nothing of contracts, mappings or owners; the runtime does. They only read
 //! batches with a resumable position, and write records with an acknowledgement.
 
+pub mod api;
 pub mod file;
 pub mod http;
 pub mod recorder;
 
 use serde_json::Value;
+
+pub use self::api::{
+    BatchOutcome, Connector, ConnectorError, DynConnector, Encoded, Fault, Roles, Setup, Sink,
+    SinkCommit, SinkStyle, Source,
+};
+
+/// Every connector, by the key that names it under a system. Adding a connector is one line
+/// here (and its folder).
+pub fn registry() -> &'static [&'static dyn DynConnector] {
+    &[]
+}
+
+/// The connector named `name` under a system.
+pub fn connector(name: &str) -> Option<&'static dyn DynConnector> {
+    registry().iter().copied().find(|c| c.name() == name)
+}
 
 /// One record as read, before decoding.
 #[derive(Debug)]

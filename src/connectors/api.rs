@@ -1,0 +1,368 @@
+//! The connector interface: what the runtime asks of a connector, and nothing more.
+//!
+//! A connector is a typed [`Connector`]: its settings are plain structs deriving
+//! `Deserialize + JsonSchema` in the connector's own folder, one for the system (what sits
+//! under `systems.NAME.<connector>:`), one for a flow reading from it (`from:`) and one for a
+//! flow writing to it (`to:`). The runtime, validation and the schema generator see connectors
+//! only through the object-safe twin [`DynConnector`], which every `Connector` gets from a
+//! blanket impl, and find them in the one literal list, [`super::registry`].
+//!
+//! Sources hand out [`Batch`]es, each with the position just after it; once that position is
+//! durably committed in the state store the source is told ([`Source::committed`]), which is
+//! when a queue source acknowledges its messages. Sinks come in two styles ([`SinkStyle`]):
+//! per-record sinks answer each record (HTTP), batch sinks take a batch's records and write
+//! them as part of its commit (files, PostgreSQL). Either way, [`Sink::prepare_commit`] is
+//! the sink's part of the commit: what to make durable before the checkpoint is written, and
+//! the state the checkpoint keeps for the sink.
+//!
+//! Every failure is a [`ConnectorError`] saying who is at fault and whether retrying can
+//! help; the runtime's retry and dead-letter decisions read only that.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::Batch;
+use crate::store::Store;
+
+/// Who caused a failure: the runtime routes and reports by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The record itself: its data breaks what the system accepts (a 4xx on its body, a
+    /// constraint it violates). Retrying the same record cannot help; it is dead-lettered.
+    Record,
+    /// The external system: down, overloaded, timing out, answering 5xx or 429.
+    External,
+    /// The workspace: a setting the system refuses (wrong credentials, a table or path that
+    /// does not exist). The spec's owner fixes it; retrying without a change rarely helps.
+    Spec,
+    /// Switchyard itself (a bug, a local I/O failure).
+    Internal,
+}
+
+/// A connector failure, classified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectorError {
+    /// Who is at fault.
+    pub fault: Fault,
+    /// Whether trying the same thing again later can succeed.
+    pub retryable: bool,
+    /// How long the system asked to wait (`Retry-After`), if it did.
+    pub retry_after: Option<Duration>,
+    /// The system's status code, when it has one (HTTP status).
+    pub status: Option<u16>,
+    /// What happened, for people: names the system, the record or the setting.
+    pub message: String,
+}
+
+impl ConnectorError {
+    /// A failure of the external system that retrying can cure.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            fault: Fault::External,
+            retryable: true,
+            retry_after: None,
+            status: None,
+            message: message.into(),
+        }
+    }
+
+    /// A record the system refuses for good.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self {
+            fault: Fault::Record,
+            retryable: false,
+            retry_after: None,
+            status: None,
+            message: message.into(),
+        }
+    }
+
+    /// A setting of the workspace that cannot work.
+    pub fn spec(message: impl Into<String>) -> Self {
+        Self {
+            fault: Fault::Spec,
+            retryable: false,
+            retry_after: None,
+            status: None,
+            message: message.into(),
+        }
+    }
+
+    /// A failure of Switchyard itself.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            fault: Fault::Internal,
+            retryable: false,
+            retry_after: None,
+            status: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which roles a connector plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// It can be a flow's `from:`.
+    pub source: bool,
+    /// It can be a flow's `to:` (and an `acknowledge:` target when per-record).
+    pub sink: bool,
+}
+
+/// What a connector gets to build a source or a sink.
+#[derive(Clone)]
+pub struct Setup<'a> {
+    /// The flow being run.
+    pub flow: &'a str,
+    /// The workspace folder; relative paths in settings are relative to it.
+    pub root: &'a Path,
+    /// The state store (the webhook source reads its inbox there).
+    pub store: &'a Store,
+    /// Records per batch the runtime asks for when the source does not page by itself.
+    pub batch_size: usize,
+}
+
+/// A typed connector. Implement this; the runtime uses it through [`DynConnector`].
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The key naming this connector under a system (`http`, `file`, `postgres`).
+    const NAME: &'static str;
+    /// The roles it plays.
+    const ROLES: Roles;
+    /// Settings of a system reached through this connector.
+    type System: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+    /// Settings of a flow's `from:` on such a system (besides `system` and `author`).
+    type From: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+    /// Settings of a flow's `to:` on such a system (besides `system`).
+    type To: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+
+    /// Checks what types alone cannot (a template that does not compile, a size that does
+    /// not parse): one message per problem, each naming the setting and the fix.
+    fn check_system(_system: &Self::System) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// As [`Connector::check_system`], for a flow's `from:`.
+    fn check_from(_system: &Self::System, _from: &Self::From) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// As [`Connector::check_system`], for a flow's `to:`.
+    fn check_to(_system: &Self::System, _to: &Self::To) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Opens a source resuming after `position` (`null`: from the start).
+    async fn source(
+        &self,
+        setup: &Setup<'_>,
+        system: &Self::System,
+        from: &Self::From,
+        position: &Value,
+    ) -> Result<Box<dyn Source>, ConnectorError>;
+
+    /// Opens a sink; `sink_state` is what its last [`Sink::prepare_commit`] returned and the
+    /// store committed (`null` the first time).
+    async fn sink(
+        &self,
+        setup: &Setup<'_>,
+        system: &Self::System,
+        to: &Self::To,
+        sink_state: &Value,
+    ) -> Result<Arc<dyn Sink>, ConnectorError>;
+}
+
+/// Reads records in batches, resumable from a position.
+#[async_trait]
+pub trait Source: Send {
+    /// The next batch, at most `max_records` when the source chooses its batch size itself
+    /// (a page-based source returns its pages as they come); `None` once exhausted.
+    async fn next_batch(&mut self, max_records: usize) -> Result<Option<Batch>, ConnectorError>;
+
+    /// Told that every batch up to and including the one ending at `position` is settled
+    /// and durably committed: a queue source acknowledges its messages here. Called in
+    /// order, at most once per position; never for a batch left unsettled.
+    async fn committed(&mut self, _position: &Value) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// How a sink takes records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkStyle {
+    /// One call per record, with an answer (HTTP): [`Sink::send`].
+    PerRecord,
+    /// A batch's records at once, written as part of the batch's commit:
+    /// [`Sink::write_batch`].
+    Batch,
+}
+
+/// One record for a batch sink: its idempotency key and its mapped body as JSON text.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoded<'a> {
+    /// The record's idempotency key.
+    pub idempotency_key: &'a str,
+    /// The mapped record, encoded as one line of JSON.
+    pub json: &'a [u8],
+}
+
+/// What a batch write refused record by record (the rest was written).
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Index into the batch given to [`Sink::write_batch`], and why, for each record refused.
+    pub rejected: Vec<(usize, ConnectorError)>,
+}
+
+/// The sink's part of a commit.
+#[derive(Default)]
+pub struct SinkCommit {
+    /// Kept in the checkpoint and given back to [`Connector::sink`] on the next run.
+    pub state: Value,
+    /// Made durable before the checkpoint is written (an fsync); run off the async workers.
+    pub durable: Option<Box<dyn FnOnce() -> std::io::Result<()> + Send>>,
+}
+
+/// Writes records.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// How it takes records.
+    fn style(&self) -> SinkStyle;
+
+    /// Per-record sinks: sends one request for `record`; `body` is what is sent (the mapped
+    /// record, or an acknowledgement's body), `record.body` is what templates such as the
+    /// request path render over. Returns the system's answer (`null` when it has none).
+    async fn send(
+        &self,
+        _record: &super::Outgoing,
+        _body: &Value,
+    ) -> Result<Value, ConnectorError> {
+        Err(ConnectorError::internal(
+            "this sink takes records in batches",
+        ))
+    }
+
+    /// Batch sinks: writes the records of one batch. `Err` means nothing is known to be
+    /// written and the whole batch may be tried again; record-level refusals come back in
+    /// the outcome. A write may be repeated after a crash: the sink must make a repeat
+    /// harmless (by idempotency key, or by cutting a file back to its committed length).
+    async fn write_batch(&self, _records: &[Encoded<'_>]) -> Result<BatchOutcome, ConnectorError> {
+        Err(ConnectorError::internal(
+            "this sink takes records one by one",
+        ))
+    }
+
+    /// Prepares the sink's part of the commit of everything written so far.
+    async fn prepare_commit(&self) -> Result<SinkCommit, ConnectorError> {
+        Ok(SinkCommit::default())
+    }
+}
+
+/// A schema of one of a connector's settings types.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// The object-safe twin of [`Connector`], with settings as JSON values; every `Connector`
+/// has one through the blanket impl. Settings are checked by [`DynConnector::check`] at
+/// validation and deserialized again when a run opens the connector.
+#[async_trait]
+pub trait DynConnector: Send + Sync + 'static {
+    /// [`Connector::NAME`].
+    fn name(&self) -> &'static str;
+    /// [`Connector::ROLES`].
+    fn roles(&self) -> Roles;
+    /// The schemas of its system, `from:` and `to:` settings.
+    fn schemas(&self) -> [SchemaFn; 3];
+    /// Checks settings: the system's, and the flow's `from:` or `to:` when given. Each
+    /// message names the setting and the fix.
+    fn check(&self, system: &Value, from: Option<&Value>, to: Option<&Value>) -> Vec<String>;
+    /// [`Connector::source`] over JSON settings.
+    async fn source(
+        &self,
+        setup: &Setup<'_>,
+        system: &Value,
+        from: &Value,
+        position: &Value,
+    ) -> Result<Box<dyn Source>, ConnectorError>;
+    /// [`Connector::sink`] over JSON settings.
+    async fn sink(
+        &self,
+        setup: &Setup<'_>,
+        system: &Value,
+        to: &Value,
+        sink_state: &Value,
+    ) -> Result<Arc<dyn Sink>, ConnectorError>;
+}
+
+fn settings<T: DeserializeOwned>(what: &str, value: &Value) -> Result<T, String> {
+    T::deserialize(value).map_err(|err| format!("{what}: {err}"))
+}
+
+#[async_trait]
+impl<C: Connector> DynConnector for C {
+    fn name(&self) -> &'static str {
+        C::NAME
+    }
+
+    fn roles(&self) -> Roles {
+        C::ROLES
+    }
+
+    fn schemas(&self) -> [SchemaFn; 3] {
+        [
+            |g| g.subschema_for::<C::System>(),
+            |g| g.subschema_for::<C::From>(),
+            |g| g.subschema_for::<C::To>(),
+        ]
+    }
+
+    fn check(&self, system: &Value, from: Option<&Value>, to: Option<&Value>) -> Vec<String> {
+        let system = match settings::<C::System>(C::NAME, system) {
+            Ok(system) => system,
+            Err(err) => return vec![err],
+        };
+        let mut problems = C::check_system(&system);
+        if let Some(from) = from {
+            match settings::<C::From>("from", from) {
+                Ok(from) => problems.extend(C::check_from(&system, &from)),
+                Err(err) => problems.push(err),
+            }
+        }
+        if let Some(to) = to {
+            match settings::<C::To>("to", to) {
+                Ok(to) => problems.extend(C::check_to(&system, &to)),
+                Err(err) => problems.push(err),
+            }
+        }
+        problems
+    }
+
+    async fn source(
+        &self,
+        setup: &Setup<'_>,
+        system: &Value,
+        from: &Value,
+        position: &Value,
+    ) -> Result<Box<dyn Source>, ConnectorError> {
+        let system = settings::<C::System>(C::NAME, system).map_err(ConnectorError::spec)?;
+        let from = settings::<C::From>("from", from).map_err(ConnectorError::spec)?;
+        Connector::source(self, setup, &system, &from, position).await
+    }
+
+    async fn sink(
+        &self,
+        setup: &Setup<'_>,
+        system: &Value,
+        to: &Value,
+        sink_state: &Value,
+    ) -> Result<Arc<dyn Sink>, ConnectorError> {
+        let system = settings::<C::System>(C::NAME, system).map_err(ConnectorError::spec)?;
+        let to = settings::<C::To>("to", to).map_err(ConnectorError::spec)?;
+        Connector::sink(self, setup, &system, &to, sink_state).await
+    }
+}
