@@ -313,6 +313,13 @@ impl FlowRun {
         })
     }
 
+    /// Reads from `source` instead (tests of the source interface).
+    #[cfg(test)]
+    pub(crate) fn with_source(mut self, source: Box<dyn Source>) -> Self {
+        self.source = std::sync::Mutex::new(source);
+        self
+    }
+
     /// The compiled flow.
     pub fn plan(&self) -> &FlowPlan {
         &self.plan
