@@ -1,7 +1,7 @@
 //! Connectors: how records are read from and written to systems. One folder per connector,
-//! each with its config handling, `source.rs` and/or `sink.rs`. The literal lists of
-//! connectors are the [`Source`] and [`Sink`] enums: adding a connector is a folder and one
-//! variant in each list it serves.
+//! each with its settings (`config.rs`), `source.rs` and/or `sink.rs`, implementing the
+//! interface of [`api`]. The literal list of connectors is [`registry`]: adding a connector is
+//! a folder and one line there; the runtime never names a connector.
 //!
 //! Connectors know nothing of contracts, mappings or owners; the runtime does. They only read
 //! batches with a resumable position, and write records with an acknowledgement.
@@ -192,4 +192,32 @@ pub struct Outgoing {
     pub idempotency_key: String,
     /// The mapped record.
     pub body: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_names_each_connector_once() {
+        let names: Vec<_> = registry().iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["http", "file"]);
+        assert!(connector("file").is_some());
+        assert!(connector("ftp").is_none());
+    }
+
+    #[test]
+    fn http_statuses_keep_their_classification() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            let err = ConnectorError::from_status(status, None, "");
+            assert!(err.retryable, "{status}");
+            assert_eq!(err.fault, Fault::External, "{status}");
+        }
+        for status in [400, 401, 403, 404, 409, 422] {
+            let err = ConnectorError::from_status(status, None, "bad sku");
+            assert!(!err.retryable, "{status}");
+            assert_eq!(err.fault, Fault::Record, "{status}");
+            assert_eq!(err.message, format!("HTTP {status}: bad sku"));
+        }
+    }
 }
