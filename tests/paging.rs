@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use serde_json::{Value, json};
-use switchyard::connectors::http::{HttpSource, HttpSystem};
-use switchyard::spec::raw::{HttpSystemConfig, SourceConfig};
+use switchyard::connectors::http::{HttpFromConfig, HttpSource, HttpSystem};
+use switchyard::spec::raw::HttpSystemConfig;
 
 #[derive(Default)]
 struct Api {
@@ -105,8 +105,7 @@ async fn serve(api: Api) -> (String, Arc<Mutex<Api>>) {
 fn source(base: &str, style: &str, size: u32, position: Value) -> HttpSource {
     let system: HttpSystemConfig = serde_json::from_value(json!({ "base_url": base })).unwrap();
     let system = HttpSystem::new(&system, Duration::from_secs(5), |_| None).unwrap();
-    let config: SourceConfig = serde_json::from_value(json!({
-        "system": "api",
+    let config: HttpFromConfig = serde_json::from_value(json!({
         "request": { "path": "/items", "query": { "since": "{{cursor}}" } },
         "records": "/items",
         "pagination": { "style": style, "size": size },

@@ -391,8 +391,8 @@ async fn item_15_credential_headers_are_not_forwarded_on_cross_origin_redirects(
         body: serde_json::json!({"offer_id": "o-1"}),
     };
     for path in ["/away-port", "/away-host", "/same"] {
-        let sink_config: switchyard::spec::raw::SinkConfig = serde_json::from_value(
-            serde_json::json!({"system": "shop", "request": {"method": "POST", "path": path}}),
+        let sink_config: switchyard::connectors::http::HttpToConfig = serde_json::from_value(
+            serde_json::json!({"request": {"method": "POST", "path": path}}),
         )
         .expect("sink config");
         let sink = HttpSink::new(system.clone(), &sink_config).expect("sink");

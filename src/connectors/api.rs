@@ -95,6 +95,32 @@ impl ConnectorError {
         }
     }
 
+    /// The answer to a request that got an HTTP status other than 2xx: 408, 429 and 5xx are
+    /// the system's trouble and retryable, any other 4xx refuses the record for good. The
+    /// message quotes the start of the body.
+    pub fn from_status(status: u16, retry_after: Option<Duration>, body: &str) -> Self {
+        let retryable = status == 408 || status == 429 || status >= 500;
+        let mut snippet: String = body.chars().take(200).collect();
+        if snippet.len() < body.len() {
+            snippet.push_str("...");
+        }
+        Self {
+            fault: if retryable {
+                Fault::External
+            } else {
+                Fault::Record
+            },
+            retryable,
+            retry_after,
+            status: Some(status),
+            message: if snippet.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {snippet}")
+            },
+        }
+    }
+
     /// A failure of Switchyard itself.
     pub fn internal(message: impl Into<String>) -> Self {
         Self {

@@ -1,7 +1,7 @@
 //! Connectors: how records are read from and written to systems. One folder per connector,
-//! each with its config handling, `source.rs` and/or `sink.rs`. The literal lists of
-//! connectors are the [`Source`] and [`Sink`] enums: adding a connector is a folder and one
-//! variant in each list it serves.
+//! each with its settings (`config.rs`), `source.rs` and/or `sink.rs`, implementing the
+//! interface of [`api`]. The literal list of connectors is [`registry`]: adding a connector is
+//! a folder and one line there; the runtime never names a connector.
 //!
 //! Connectors know nothing of contracts, mappings or owners; the runtime does. They only read
 //! batches with a resumable position, and write records with an acknowledgement.
@@ -21,7 +21,7 @@ pub use self::api::{
 /// Every connector, by the key that names it under a system. Adding a connector is one line
 /// here (and its folder).
 pub fn registry() -> &'static [&'static dyn DynConnector] {
-    &[]
+    &[&http::Http, &file::File]
 }
 
 /// The connector named `name` under a system.
@@ -167,48 +167,21 @@ impl Batch {
     }
 }
 
-/// A source failure; the run stops and the owner of `source-unavailable` is told.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// The system could not be reached or answered with an error.
-    #[error("source unavailable: {0}")]
-    Unavailable(String),
-    /// The response or file is not what the flow declares.
-    #[error("source returned unexpected data: {0}")]
-    BadData(String),
+/// A source that could not be read: the system is down or refused the read. Retrying later
+/// can help; the run stops and the owner of `source-unavailable` is told.
+pub(crate) fn source_unavailable(message: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::unavailable(format!("source unavailable: {message}"))
 }
 
-/// A write the sink did not acknowledge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendFailure {
-    /// Whether retrying can help (5xx, 408, 429, network errors) or not (other 4xx).
-    pub transient: bool,
-    /// HTTP status, when there was a response.
-    pub status: Option<u16>,
-    /// Seconds the sink asked to wait (`Retry-After`).
-    pub retry_after: Option<u64>,
-    /// What happened.
-    pub message: String,
-}
-
-impl SendFailure {
-    /// Classifies an HTTP status: 408, 429 and 5xx are transient, other 4xx permanent.
-    pub fn from_status(status: u16, retry_after: Option<u64>, body: &str) -> Self {
-        let transient = status == 408 || status == 429 || status >= 500;
-        let mut snippet: String = body.chars().take(200).collect();
-        if snippet.len() < body.len() {
-            snippet.push_str("...");
-        }
-        Self {
-            transient,
-            status: Some(status),
-            retry_after,
-            message: if snippet.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                format!("HTTP {status}: {snippet}")
-            },
-        }
+/// A source that answered with something the flow does not declare (no records array, a
+/// file that is not what its format says): reading it again gives the same answer.
+pub(crate) fn source_bad_data(message: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError {
+        fault: Fault::External,
+        retryable: false,
+        retry_after: None,
+        status: None,
+        message: format!("source returned unexpected data: {message}"),
     }
 }
 
@@ -219,4 +192,32 @@ pub struct Outgoing {
     pub idempotency_key: String,
     /// The mapped record.
     pub body: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_names_each_connector_once() {
+        let names: Vec<_> = registry().iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["http", "file"]);
+        assert!(connector("file").is_some());
+        assert!(connector("ftp").is_none());
+    }
+
+    #[test]
+    fn http_statuses_keep_their_classification() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            let err = ConnectorError::from_status(status, None, "");
+            assert!(err.retryable, "{status}");
+            assert_eq!(err.fault, Fault::External, "{status}");
+        }
+        for status in [400, 401, 403, 404, 409, 422] {
+            let err = ConnectorError::from_status(status, None, "bad sku");
+            assert!(!err.retryable, "{status}");
+            assert_eq!(err.fault, Fault::Record, "{status}");
+            assert_eq!(err.message, format!("HTTP {status}: bad sku"));
+        }
+    }
 }

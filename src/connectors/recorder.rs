@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::{Outgoing, SendFailure};
+use super::{ConnectorError, Outgoing, Sink, SinkStyle};
 
 /// A fault the recorder injects.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +60,7 @@ impl RecorderSink {
     }
 
     /// Handles one write at clock time `now_ms`.
-    pub fn send(&self, outgoing: &Outgoing, now_ms: i64) -> Result<(), SendFailure> {
+    pub fn send(&self, outgoing: &Outgoing, now_ms: i64) -> Result<(), ConnectorError> {
         let mut state = self.lock();
         state.attempts += 1;
         while let Some((fault, started)) = state.faults.front_mut() {
@@ -76,9 +76,9 @@ impl RecorderSink {
             if fault.lasts_ms.is_none() {
                 fault.times -= 1;
             }
-            return Err(SendFailure::from_status(
+            return Err(ConnectorError::from_status(
                 fault.status,
-                fault.retry_after,
+                fault.retry_after.map(std::time::Duration::from_secs),
                 "injected fault",
             ));
         }
@@ -108,8 +108,39 @@ impl RecorderSink {
         self.lock().replays
     }
 
+    /// This recorder as a per-record [`Sink`], reading fault times from `now_ms`.
+    pub fn sink(&self, now_ms: impl Fn() -> i64 + Send + Sync + 'static) -> Arc<dyn Sink> {
+        Arc::new(RecordingSink {
+            recorder: self.clone(),
+            now_ms: Box::new(now_ms),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A [`RecorderSink`] as a per-record sink: records what it is sent, at the flow's clock.
+struct RecordingSink {
+    recorder: RecorderSink,
+    now_ms: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+#[async_trait::async_trait]
+impl Sink for RecordingSink {
+    fn style(&self) -> SinkStyle {
+        SinkStyle::PerRecord
+    }
+
+    async fn send(&self, record: &Outgoing, body: &Value) -> Result<Value, ConnectorError> {
+        let write = Outgoing {
+            idempotency_key: record.idempotency_key.clone(),
+            body: body.clone(),
+        };
+        self.recorder
+            .send(&write, (self.now_ms)())
+            .map(|()| Value::Null)
     }
 }
 
@@ -135,8 +166,8 @@ mod tests {
             lasts_ms: None,
         }]);
         let first = sink.send(&write("a"), 0).unwrap_err();
-        assert!(first.transient);
-        assert_eq!(first.retry_after, Some(3));
+        assert!(first.retryable);
+        assert_eq!(first.retry_after, Some(std::time::Duration::from_secs(3)));
         assert!(sink.send(&write("a"), 1).is_err());
         assert!(sink.send(&write("a"), 2).is_ok());
         assert!(sink.send(&write("a"), 3).is_ok());

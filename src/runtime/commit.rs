@@ -1,25 +1,32 @@
 //! The committer task: makes a batch's sink output durable, then commits its checkpoint.
 //! Running it beside the pipeline lets the next batch be read and mapped while this one is
 //! fsynced and committed; the channel holds one batch, so the pipeline is never more than one
-//! batch ahead of what is durable.
+//! batch ahead of what is durable. Each source position it commits is reported back, so the
+//! engine can tell the source ([`crate::connectors::Source::committed`]) once it is durable.
 
-use std::fs::File;
-
-use tokio::sync::mpsc::{Receiver, Sender, channel};
+use serde_json::Value;
+use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender, channel};
 use tokio::task::JoinHandle;
 
 use crate::store::{CommitBatch, Store, StoreError};
 
-/// A batch to commit, with the output file to fsync first (file sinks).
+/// What a sink makes durable before the checkpoint is written (an fsync).
+pub(super) type Durable = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
+
+/// A batch to commit, with the sink's output to make durable first (batch sinks).
 pub(super) struct Job {
     pub(super) batch: CommitBatch,
-    pub(super) sync: Option<File>,
+    pub(super) sync: Option<Durable>,
+    /// The position to report once committed: set only when the batch settled in full and
+    /// moved the checkpoint, so the source never hears of a batch left unsettled.
+    pub(super) settled: Option<Value>,
 }
 
 /// Handle on the committer task.
 pub(super) struct Committer {
     sender: Option<Sender<Job>>,
     task: Option<JoinHandle<Result<(), CommitError>>>,
+    committed: UnboundedReceiver<Value>,
 }
 
 /// A commit failed; the run stops (nothing after the last good commit is acknowledged).
@@ -39,10 +46,21 @@ pub enum CommitError {
 impl Committer {
     pub(super) fn spawn(store: Store) -> Self {
         let (sender, receiver) = channel::<Job>(1);
+        let (reporter, committed) = tokio::sync::mpsc::unbounded_channel();
         Self {
             sender: Some(sender),
-            task: Some(tokio::spawn(work(store, receiver))),
+            task: Some(tokio::spawn(work(store, receiver, reporter))),
+            committed,
         }
+    }
+
+    /// The positions committed since the last call, in commit order.
+    pub(super) fn committed(&mut self) -> Vec<Value> {
+        let mut positions = Vec::new();
+        while let Ok(position) = self.committed.try_recv() {
+            positions.push(position);
+        }
+        positions
     }
 
     /// Queues a batch; waits while the previous one is still being committed.
@@ -58,9 +76,11 @@ impl Committer {
         Err(self.join().await.err().unwrap_or(CommitError::Gone))
     }
 
-    /// Waits for every queued batch to be committed.
-    pub(super) async fn finish(mut self) -> Result<(), CommitError> {
-        self.join().await
+    /// Waits for every queued batch to be committed; returns the positions committed since
+    /// the last [`Committer::committed`] (those before a failure, when one failed).
+    pub(super) async fn finish(mut self) -> (Vec<Value>, Result<(), CommitError>) {
+        let result = self.join().await;
+        (self.committed(), result)
     }
 
     async fn join(&mut self) -> Result<(), CommitError> {
@@ -72,16 +92,24 @@ impl Committer {
     }
 }
 
-async fn work(store: Store, mut receiver: Receiver<Job>) -> Result<(), CommitError> {
+async fn work(
+    store: Store,
+    mut receiver: Receiver<Job>,
+    reporter: UnboundedSender<Value>,
+) -> Result<(), CommitError> {
     while let Some(job) = receiver.recv().await {
-        if let Some(file) = job.sync {
+        if let Some(durable) = job.sync {
             // fsync blocks for milliseconds: never on a tokio worker.
-            tokio::task::spawn_blocking(move || file.sync_data())
+            tokio::task::spawn_blocking(durable)
                 .await
                 .map_err(|_| CommitError::Gone)?
                 .map_err(CommitError::Sync)?;
         }
         store.commit(job.batch).await?;
+        if let Some(position) = job.settled {
+            // The engine may have stopped listening (a failed run): nothing to tell then.
+            let _ = reporter.send(position);
+        }
     }
     Ok(())
 }

@@ -11,17 +11,14 @@ use super::clock::Clock;
 use super::plan::FlowPlan;
 use super::record::{Deadline, Output, Ready, Rejected};
 use super::retry::{self, Delivery, Outage, RetryClock};
-use crate::connectors::Outgoing;
-use crate::connectors::file::FileSink;
-use crate::connectors::http::HttpSink;
-use crate::connectors::recorder::RecorderSink;
+use crate::connectors::{ConnectorError, Outgoing, Sink};
 use crate::spec::model::FailureMode;
 use crate::store::{Store, StoreError};
 
 /// Where acknowledgements go, with the body they carry.
 #[derive(Clone)]
 pub(super) struct AckTarget {
-    pub(super) sink: SinkKind,
+    pub(super) sink: Arc<dyn Sink>,
     pub(super) body: Value,
 }
 
@@ -45,13 +42,6 @@ pub(super) enum Outcome {
         attempts: u32,
         error: String,
     },
-}
-
-#[derive(Clone)]
-pub(super) enum SinkKind {
-    Http(HttpSink),
-    Recorder(RecorderSink),
-    File(Arc<std::sync::Mutex<FileSink>>),
 }
 
 /// The deliverable units of a ready record: itself, or each of its legs (a leg that failed
@@ -89,7 +79,7 @@ pub(super) fn units(ready: Ready) -> Vec<Result<Unit, Rejected>> {
 
 /// What one delivery task needs.
 pub(super) struct Delivering {
-    pub(super) sink: SinkKind,
+    pub(super) sink: Arc<dyn Sink>,
     pub(super) ack: Option<AckTarget>,
     pub(super) store: Store,
     pub(super) plan: Arc<FlowPlan>,
@@ -151,7 +141,7 @@ impl Delivering {
                 if passed(&self.clock) {
                     return Err(deadline_failure());
                 }
-                let answer = send(&self.sink, &outgoing, &outgoing.body, &self.clock).await?;
+                let answer = self.sink.send(&outgoing, &outgoing.body).await?;
                 *lock(&response) = answer;
                 Ok(())
             },
@@ -196,9 +186,7 @@ impl Delivering {
                 if passed(&self.clock) {
                     return Err(deadline_failure());
                 }
-                send(&ack.sink, &ack_out, &ack.body, &self.clock)
-                    .await
-                    .map(drop)
+                ack.sink.send(&ack_out, &ack.body).await.map(drop)
             },
         )
         .await?;
@@ -226,37 +214,8 @@ pub(super) fn failed(delivery: Delivery, deadline_passed: bool) -> Option<Outcom
     })
 }
 
-pub(super) fn deadline_failure() -> crate::connectors::SendFailure {
-    crate::connectors::SendFailure {
-        transient: false,
-        status: None,
-        retry_after: None,
-        message: "the deadline passed before the record was delivered and acknowledged".into(),
-    }
-}
-
-/// Sends one request through a per-record sink: the path is rendered over `outgoing.body`,
-/// the JSON body is `body`. Returns the sink's response body (`null` when it has none).
-pub(super) async fn send(
-    sink: &SinkKind,
-    outgoing: &Outgoing,
-    body: &Value,
-    clock: &Clock,
-) -> Result<Value, crate::connectors::SendFailure> {
-    match sink {
-        SinkKind::Http(http) => {
-            http.send_json(&outgoing.body, body, &outgoing.idempotency_key)
-                .await
-        }
-        SinkKind::Recorder(recorder) => {
-            let write = Outgoing {
-                idempotency_key: outgoing.idempotency_key.clone(),
-                body: body.clone(),
-            };
-            recorder.send(&write, clock.now_ms()).map(|()| Value::Null)
-        }
-        SinkKind::File(_) => Ok(Value::Null),
-    }
+pub(super) fn deadline_failure() -> ConnectorError {
+    ConnectorError::rejected("the deadline passed before the record was delivered and acknowledged")
 }
 
 pub(super) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,19 +13,16 @@ use tokio::sync::Semaphore;
 use super::clock::Clock;
 use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
-use super::delivery::{
-    AckTarget, Delivering, Outcome, SinkKind, Unit, lock, running_retry_clocks, units,
-};
+use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
 use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
 use super::retry::Outage;
-use crate::connectors::file::{FileSink, FileSource};
-use crate::connectors::http::{HttpSink, HttpSource, HttpSystem};
 use crate::connectors::recorder::RecorderSink;
-use crate::connectors::{Batch, RawRecord, SourceError};
+use crate::connectors::{
+    Batch, ConnectorError, Encoded, RawRecord, Setup, Sink, SinkStyle, Source,
+};
 use crate::spec::model::{FailureMode, Workspace};
-use crate::spec::raw::{FileFormat, SystemConfig};
 use crate::store::{
     Checkpoint, CommitBatch, NewDeadLetter, Original, OutboxAlert, Store, StoreError,
 };
@@ -141,7 +137,15 @@ pub enum RunError {
         /// The flow.
         flow: String,
         /// The failure.
-        source: SourceError,
+        source: ConnectorError,
+    },
+    /// A batch sink could not write or prepare its commit.
+    #[error("flow `{flow}`: sink: {source}")]
+    Sink {
+        /// The flow.
+        flow: String,
+        /// The failure.
+        source: ConnectorError,
     },
     /// The state store failed.
     #[error(transparent)]
@@ -155,8 +159,10 @@ pub enum RunError {
 pub struct FlowRun {
     plan: Arc<FlowPlan>,
     store: Store,
-    source: SourceKind,
-    sink: SinkKind,
+    // In a mutex only to make the run `Sync` (its futures cross threads): the source is used
+    // through `&mut self` alone, so the lock is never taken.
+    source: std::sync::Mutex<Box<dyn Source>>,
+    sink: Arc<dyn Sink>,
     ack: Option<AckTarget>,
     options: RunOptions,
     /// Held from before the checkpoint is read until the run ends.
@@ -165,10 +171,17 @@ pub struct FlowRun {
     position: Value,
 }
 
-enum SourceKind {
-    Http(Box<HttpSource>),
-    File(FileSource),
-    Memory(Option<Vec<Value>>),
+/// The records of a [`SourceOverride`], as one batch.
+struct MemorySource(Option<Vec<Value>>);
+
+#[async_trait::async_trait]
+impl Source for MemorySource {
+    async fn next_batch(&mut self, _max_records: usize) -> Result<Option<Batch>, ConnectorError> {
+        Ok(self.0.take().filter(|r| !r.is_empty()).map(|r| Batch {
+            records: crate::connectors::BatchRecords::Values(r),
+            position: Value::Null,
+        }))
+    }
 }
 
 /// An outcome of one record, before commit.
@@ -204,65 +217,58 @@ impl FlowRun {
             flow: name.to_owned(),
             message,
         };
-        let system = |system: &str| {
-            workspace
+        let opening = |err: ConnectorError| setup(err.message);
+        let connector = |system: &str| {
+            let config = workspace
                 .spec
                 .systems
                 .get(system)
-                .ok_or_else(|| setup(format!("system `{system}` is not declared")))
+                .ok_or_else(|| setup(format!("system `{system}` is not declared")))?;
+            config
+                .connector()
+                .and_then(|(key, settings)| Some((crate::connectors::connector(key)?, settings)))
+                .ok_or_else(|| setup(format!("system `{system}` has no connector")))
         };
-        let source = match source {
-            Some(SourceOverride(records)) => SourceKind::Memory(Some(records)),
+        let connector_setup = Setup {
+            flow: name,
+            root: &workspace.root,
+            store: &store,
+            batch_size: options.batch_size,
+        };
+        let source: Box<dyn Source> = match source {
+            Some(SourceOverride(records)) => Box::new(MemorySource(Some(records))),
             None => {
                 let from = &flow.spec.from;
-                match system(&from.system)? {
-                    SystemConfig {
-                        http: Some(http), ..
-                    } => {
-                        let client = http_system(name, http)?;
-                        SourceKind::Http(Box::new(
-                            HttpSource::new(client, from, &checkpoint.position).map_err(setup)?,
-                        ))
-                    }
-                    SystemConfig {
-                        file: Some(file), ..
-                    } => {
-                        let path =
-                            file_path(workspace, &file.dir, from.path.as_deref()).map_err(setup)?;
-                        let format = from.format.unwrap_or(FileFormat::Jsonl);
-                        SourceKind::File(
-                            FileSource::open(&path, format, &checkpoint.position)
-                                .map_err(|e| setup(e.to_string()))?,
-                        )
-                    }
-                    _ => return Err(setup(format!("system `{}` has no connector", from.system))),
-                }
+                let (connector, system) = connector(&from.system)?;
+                connector
+                    .source(
+                        &connector_setup,
+                        &system,
+                        &from.connector_settings(),
+                        &checkpoint.position,
+                    )
+                    .await
+                    .map_err(opening)?
             }
         };
+        let clock = options.clock;
         let ack_recorder = sink.as_ref().map(|s| s.acks.clone());
-        let sink = match sink {
-            Some(SinkOverride { sink, .. }) => SinkKind::Recorder(sink),
+        let sink: Arc<dyn Sink> = match sink {
+            Some(SinkOverride { sink, .. }) => sink.sink(move || clock.now_ms()),
             None => {
                 let to = &flow.spec.to;
-                match system(&to.system)? {
-                    SystemConfig {
-                        http: Some(http), ..
-                    } => {
-                        SinkKind::Http(HttpSink::new(http_system(name, http)?, to).map_err(setup)?)
-                    }
-                    SystemConfig {
-                        file: Some(file), ..
-                    } => {
-                        let path =
-                            file_path(workspace, &file.dir, to.path.as_deref()).map_err(setup)?;
-                        let mut sink = FileSink::open(&path, &checkpoint.sink_state)
-                            .map_err(|e| setup(e.to_string()))?;
-                        claim_output(&store, name, &checkpoint, &mut sink, lease.holder_id())
-                            .await?;
-                        SinkKind::File(Arc::new(std::sync::Mutex::new(sink)))
-                    }
-                    _ => return Err(setup(format!("system `{}` has no connector", to.system))),
-                }
+                let (connector, system) = connector(&to.system)?;
+                let sink = connector
+                    .sink(
+                        &connector_setup,
+                        &system,
+                        &to.connector_settings(),
+                        &checkpoint.sink_state,
+                    )
+                    .await
+                    .map_err(opening)?;
+                claim_output(&store, name, &checkpoint, sink.as_ref(), lease.holder_id()).await?;
+                sink
             }
         };
         let ack = match &flow.spec.acknowledge {
@@ -270,30 +276,27 @@ impl FlowRun {
             Some(ack) => {
                 let body = ack.body.clone().unwrap_or(Value::Null);
                 let sink = match ack_recorder {
-                    Some(recorder) => SinkKind::Recorder(recorder),
-                    None => match system(&ack.system)? {
-                        SystemConfig {
-                            http: Some(http), ..
-                        } => {
-                            let config = crate::spec::raw::SinkConfig {
-                                system: ack.system.clone(),
-                                request: Some(ack.request.clone()),
-                                idempotency_header: None,
-                                path: None,
-                                format: None,
-                                capture: None,
-                            };
-                            SinkKind::Http(
-                                HttpSink::new(http_system(name, http)?, &config).map_err(setup)?,
+                    Some(recorder) => recorder.sink(move || clock.now_ms()),
+                    None => {
+                        let (connector, system) = connector(&ack.system)?;
+                        let sink = connector
+                            .sink(
+                                &connector_setup,
+                                &system,
+                                &ack.connector_settings(),
+                                &Value::Null,
                             )
-                        }
-                        _ => {
+                            .await
+                            .map_err(opening)?;
+                        // An acknowledgement is an answer per record; a batch sink has none.
+                        if sink.style() != SinkStyle::PerRecord {
                             return Err(setup(format!(
                                 "acknowledge: system `{}` is not an HTTP system",
                                 ack.system
                             )));
                         }
-                    },
+                        sink
+                    }
                 };
                 Some(AckTarget { sink, body })
             }
@@ -301,13 +304,20 @@ impl FlowRun {
         Ok(Self {
             plan: Arc::new(plan),
             store,
-            source,
+            source: std::sync::Mutex::new(source),
             sink,
             ack,
             options,
             lease,
             position: checkpoint.position,
         })
+    }
+
+    /// Reads from `source` instead (tests of the source interface).
+    #[cfg(test)]
+    pub(crate) fn with_source(mut self, source: Box<dyn Source>) -> Self {
+        self.source = std::sync::Mutex::new(source);
+        self
     }
 
     /// The compiled flow.
@@ -343,15 +353,17 @@ impl FlowRun {
         tracing::info!(flow = %flow, "Flow run started.");
         loop {
             if self.lease.lost() {
-                committer.finish().await?;
+                self.finish(committer).await?;
                 return Err(RunError::Store(StoreError::LockLost { flow: flow.clone() }));
             }
-            let batch = match self.next_batch().await {
+            self.report_committed(committer.committed()).await?;
+            let batch_size = self.options.batch_size;
+            let batch = match self.source().next_batch(batch_size).await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(source) => {
                     self.alert_source_unavailable(&source).await;
-                    committer.finish().await?;
+                    self.finish(committer).await?;
                     return Err(RunError::Source {
                         flow: flow.clone(),
                         source,
@@ -365,7 +377,8 @@ impl FlowRun {
             let (settled, stop) = self.settle(&batch, &mut processed, &mut report).await?;
             // The cursor never passes a record that is not settled: with any left, the
             // checkpoint stays where the batch started and the next run reads it again.
-            if report.unsettled == unsettled_before {
+            let settled_in_full = report.unsettled == unsettled_before;
+            if settled_in_full {
                 self.position = batch.position.clone();
             }
             let mut commit = CommitBatch {
@@ -385,18 +398,20 @@ impl FlowRun {
             }
             commit.delivered = report.delivered;
             commit.duplicates = report.duplicates;
-            let sync = match &self.sink {
-                SinkKind::File(file) => {
-                    let mut file = lock(file);
-                    commit.checkpoint.sink_state = file.flush().map_err(commit_io)?;
-                    Some(file.sync_handle().map_err(commit_io)?)
-                }
-                _ => None,
-            };
+            let sink_commit =
+                self.sink
+                    .prepare_commit()
+                    .await
+                    .map_err(|source| RunError::Sink {
+                        flow: flow.clone(),
+                        source,
+                    })?;
+            commit.checkpoint.sink_state = sink_commit.state;
             committer
                 .submit(Job {
                     batch: commit,
-                    sync,
+                    sync: sink_commit.durable,
+                    settled: settled_in_full.then(|| self.position.clone()),
                 })
                 .await?;
             if let Some(bar) = &progress {
@@ -421,7 +436,7 @@ impl FlowRun {
                 break;
             }
         }
-        committer.finish().await?;
+        self.finish(committer).await?;
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
@@ -433,17 +448,28 @@ impl FlowRun {
         Ok(report)
     }
 
-    async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
-        match &mut self.source {
-            SourceKind::Http(source) => source.next_batch().await,
-            SourceKind::File(source) => source.next_batch(self.options.batch_size),
-            SourceKind::Memory(records) => {
-                Ok(records.take().filter(|r| !r.is_empty()).map(|r| Batch {
-                    records: crate::connectors::BatchRecords::Values(r),
-                    position: Value::Null,
-                }))
+    fn source(&mut self) -> &mut Box<dyn Source> {
+        self.source.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for the committer, then tells the source what it committed.
+    async fn finish(&mut self, committer: Committer) -> Result<(), RunError> {
+        let (positions, committed) = committer.finish().await;
+        self.report_committed(positions).await?;
+        Ok(committed?)
+    }
+
+    /// Tells the source of positions now durably committed, in order.
+    async fn report_committed(&mut self, positions: Vec<Value>) -> Result<(), RunError> {
+        for position in positions {
+            if let Err(source) = self.source().committed(&position).await {
+                return Err(RunError::Source {
+                    flow: self.plan.name.clone(),
+                    source,
+                });
             }
         }
+        Ok(())
     }
 
     /// Runs one stored record (a dead letter's original) through the current spec and
@@ -459,6 +485,9 @@ impl FlowRun {
             }
             Admission::Duplicate => return Ok(Err("taken for a duplicate".into())),
         };
+        if self.sink.style() == SinkStyle::Batch {
+            return self.append_stored(ready).await;
+        }
         let mut plan = (*self.plan).clone();
         // One attempt: an operator replaying wants an answer now, not a 30-minute wait.
         plan.retry.window = Duration::ZERO;
@@ -487,13 +516,62 @@ impl FlowRun {
                     return Ok(Err(format!("{}: {}", r.mode, r.error)));
                 }
             };
-            if let SinkKind::File(_) = &self.sink {
-                return Ok(Err("file sinks are replayed by appending, not here".into()));
-            }
             if let Outcome::Failed { mode, error, .. } = delivery.deliver(&unit).await? {
                 return Ok(Err(format!("{mode}: {error}")));
             }
         }
+        Ok(Ok(()))
+    }
+
+    /// Replays one record to a batch sink: a batch of one, committed with the checkpoint
+    /// where it stands (the flow's lease is held, so no run writes beside it).
+    async fn append_stored(&self, ready: record::Ready) -> Result<Result<(), String>, RunError> {
+        let record::Output::One(body) = ready.body else {
+            return Ok(Err("split records are not replayed to files yet".into()));
+        };
+        let json = match serde_json::to_vec(&body) {
+            Ok(json) => json,
+            Err(err) => return Ok(Err(err.to_string())),
+        };
+        let written = [Encoded {
+            idempotency_key: &ready.idempotency_key,
+            json: &json,
+        }];
+        let outcome = match self.sink.write_batch(&written).await {
+            Ok(outcome) => outcome,
+            Err(err) => return Ok(Err(err.message)),
+        };
+        if let Some((_, error)) = outcome.rejected.into_iter().next() {
+            return Ok(Err(format!(
+                "{}: {}",
+                FailureMode::SinkRejected,
+                error.message
+            )));
+        }
+        let commit = match self.sink.prepare_commit().await {
+            Ok(commit) => commit,
+            Err(err) => return Ok(Err(err.message)),
+        };
+        if let Some(durable) = commit.durable {
+            let synced = tokio::task::spawn_blocking(durable)
+                .await
+                .map_err(|_| RunError::Commit(CommitError::Gone))?;
+            if let Err(err) = synced {
+                return Ok(Err(err.to_string()));
+            }
+        }
+        self.store
+            .commit(CommitBatch {
+                flow: self.plan.name.clone(),
+                checkpoint: Checkpoint {
+                    position: self.position.clone(),
+                    sink_state: commit.state,
+                },
+                delivered: 1,
+                lock: Some(self.lease.holder_id().to_owned()),
+                ..CommitBatch::default()
+            })
+            .await?;
         Ok(Ok(()))
     }
 
@@ -537,10 +615,9 @@ impl FlowRun {
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
         // File sinks take pre-encoded lines; a split record has several, so it goes the
         // general way.
-        if let SinkKind::File(file) = &self.sink
-            && self.plan.split.is_none()
-        {
-            return self.settle_lines(batch, file, processed, report);
+        let batch_sink = self.sink.style() == SinkStyle::Batch;
+        if batch_sink && self.plan.split.is_none() {
+            return self.settle_lines(batch, processed, report).await;
         }
         let prepared = prepare_all(&self.plan, batch);
         let original = |index: usize| original_of(batch, index);
@@ -551,6 +628,8 @@ impl FlowRun {
         // Failures decided after delivery (or for legs that failed mapping), by record.
         let mut failed: Vec<(usize, Rejected, u32)> = Vec::new();
         let mut pending: Vec<(usize, Unit)> = Vec::new();
+        // Units for a batch sink, encoded: written in one call once the batch is admitted.
+        let mut lines: Vec<(usize, Unit, Vec<u8>)> = Vec::new();
         for (index, item) in prepared.into_iter().enumerate() {
             let ready = match record::admit(item, processed) {
                 Admission::Duplicate => {
@@ -567,13 +646,33 @@ impl FlowRun {
             for unit in units(ready) {
                 match unit {
                     Err(rejected) => failed.push((index, rejected, 0)),
-                    Ok(unit) => match &self.sink {
-                        SinkKind::File(file) => {
-                            lock(file).write(&unit.body).map_err(commit_io)?;
-                            report.delivered += 1;
-                        }
-                        _ => pending.push((index, unit)),
-                    },
+                    Ok(unit) if batch_sink => {
+                        let json = serde_json::to_vec(&unit.body).map_err(|err| {
+                            self.sink_error(ConnectorError::internal(err.to_string()))
+                        })?;
+                        lines.push((index, unit, json));
+                    }
+                    Ok(unit) => pending.push((index, unit)),
+                }
+            }
+        }
+        if !lines.is_empty() {
+            let encoded: Vec<Encoded<'_>> = lines
+                .iter()
+                .map(|(_, unit, json)| Encoded {
+                    idempotency_key: &unit.idempotency_key,
+                    json,
+                })
+                .collect();
+            let outcome = self
+                .sink
+                .write_batch(&encoded)
+                .await
+                .map_err(|err| self.sink_error(err))?;
+            report.delivered += (lines.len() - outcome.rejected.len()) as u64;
+            for (at, error) in outcome.rejected {
+                if let Some((index, unit, _)) = lines.get(at) {
+                    failed.push((*index, sink_rejected(unit, error), 1));
                 }
             }
         }
@@ -663,20 +762,20 @@ impl FlowRun {
         Ok((settled, stop))
     }
 
-    /// [`FlowRun::settle`] for file sinks. Records are encoded to JSON lines on the parallel
-    /// stage, so the ordered stage only checks duplicates and copies bytes; a file write
-    /// cannot be refused, so nothing stops the run here.
-    fn settle_lines(
+    /// [`FlowRun::settle`] for batch sinks. Records are encoded to JSON lines on the parallel
+    /// stage, so the ordered stage only checks duplicates and hands the sink byte slices.
+    async fn settle_lines(
         &self,
         batch: &Batch,
-        file: &std::sync::Mutex<FileSink>,
         processed: &mut KeySet,
         report: &mut RunReport,
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
         let mut settled = Vec::with_capacity(batch.len());
-        let mut sink = lock(file);
         let mut index = 0;
         for (lines, prepared) in prepare_all_encoded(&self.plan, batch) {
+            // (batch index, index into `settled`, idempotency key, line range) of each record
+            // to write.
+            let mut written = Vec::with_capacity(prepared.len());
             for item in prepared {
                 match record::admit(item, processed) {
                     Admission::Duplicate => report.duplicates += 1,
@@ -685,14 +784,19 @@ impl FlowRun {
                         settled.push(self.dead_letter(rejected, 0, original, report));
                     }
                     Admission::Deliver(ready) => {
-                        let Some(line) = lines.get(ready.body) else {
+                        if lines.get(ready.body.clone()).is_none() {
                             return Err(RunError::Setup {
                                 flow: self.plan.name.clone(),
                                 message: "an encoded record lies outside its buffer (a bug)".into(),
                             });
-                        };
-                        sink.write_line(line).map_err(commit_io)?;
-                        report.delivered += 1;
+                        }
+                        written.push((
+                            index,
+                            settled.len(),
+                            ready.record_key,
+                            ready.idempotency_key,
+                            ready.body,
+                        ));
                         settled.push(Settled {
                             key_hash: Some(ready.key_hash),
                             dead_letter: None,
@@ -701,8 +805,47 @@ impl FlowRun {
                 }
                 index += 1;
             }
+            let encoded: Vec<Encoded<'_>> = written
+                .iter()
+                .map(|(_, _, _, key, range)| Encoded {
+                    idempotency_key: key,
+                    json: &lines[range.clone()],
+                })
+                .collect();
+            let outcome = self
+                .sink
+                .write_batch(&encoded)
+                .await
+                .map_err(|err| self.sink_error(err))?;
+            report.delivered += (written.len() - outcome.rejected.len()) as u64;
+            for (at, error) in outcome.rejected {
+                let Some((index, slot, record_key, key, _)) = written.get(at) else {
+                    continue;
+                };
+                let unit = Unit {
+                    record_key: record_key.clone(),
+                    idempotency_key: key.clone(),
+                    body: Value::Null,
+                    deadline: None,
+                };
+                let letter = self.dead_letter(
+                    sink_rejected(&unit, error),
+                    1,
+                    original_of(batch, *index),
+                    report,
+                );
+                // Settled for good: its key stays processed, with its dead letter beside it.
+                settled[*slot].dead_letter = letter.dead_letter;
+            }
         }
         Ok((settled, None))
+    }
+
+    fn sink_error(&self, source: ConnectorError) -> RunError {
+        RunError::Sink {
+            flow: self.plan.name.clone(),
+            source,
+        }
     }
 
     /// Delivers units to a per-record sink, `concurrency` at a time; units of the same
@@ -870,7 +1013,7 @@ impl FlowRun {
         }
     }
 
-    async fn alert_source_unavailable(&self, error: &SourceError) {
+    async fn alert_source_unavailable(&self, error: &ConnectorError) {
         let route = self.plan.route(FailureMode::SourceUnavailable);
         tracing::error!(flow = %self.plan.name, owner = %route.owner, error = %error, "Source unavailable.");
         let Some(url) = self.plan.alert_urls.get(&route.owner) else {
@@ -1010,54 +1153,55 @@ fn in_two<T: Send>(len: usize, work: impl Fn(std::ops::Range<usize>) -> T + Sync
     })
 }
 
-fn http_system(
-    flow: &str,
-    config: &crate::spec::raw::HttpSystemConfig,
-) -> Result<HttpSystem, RunError> {
-    // Validation has checked the duration; a workspace built without it gets the default.
-    let timeout = config
-        .timeout
-        .as_deref()
-        .and_then(|t| crate::spec::parse_duration(t).ok())
-        .unwrap_or(Duration::from_secs(30));
-    HttpSystem::new(config, timeout, |name| std::env::var(name).ok()).map_err(|err| {
-        RunError::Setup {
-            flow: flow.to_owned(),
-            message: err.to_string(),
-        }
-    })
-}
-
-fn file_path(workspace: &Workspace, dir: &str, path: Option<&str>) -> Result<PathBuf, String> {
-    let path = path.ok_or("a file endpoint needs `path`")?;
-    Ok(workspace.root.join(dir).join(path))
-}
-
-/// Commits a new output file as this flow's before anything is written to it, so that after
-/// a crash in the first batch the file's tail is one the checkpoint proves is ours to cut.
+/// Commits a sink's state at open when it is not the checkpoint's (a new output file), before
+/// anything is written: after a crash in the first batch, the output's tail is then one the
+/// checkpoint proves is this flow's to cut.
 pub(crate) async fn claim_output(
     store: &Store,
     flow: &str,
     checkpoint: &Checkpoint,
-    sink: &mut FileSink,
+    sink: &dyn Sink,
     lock: &str,
 ) -> Result<(), RunError> {
-    if !sink.needs_claim() {
+    let sink_error = |source| RunError::Sink {
+        flow: flow.to_owned(),
+        source,
+    };
+    let opened = sink.prepare_commit().await.map_err(sink_error)?;
+    if opened.state == checkpoint.sink_state {
         return Ok(());
     }
-    let sink_state = sink.flush().map_err(commit_io)?;
+    if let Some(durable) = opened.durable {
+        tokio::task::spawn_blocking(durable)
+            .await
+            .map_err(|_| RunError::Commit(CommitError::Gone))?
+            .map_err(commit_io)?;
+    }
     store
         .commit(CommitBatch {
             flow: flow.to_owned(),
             checkpoint: Checkpoint {
                 position: checkpoint.position.clone(),
-                sink_state,
+                sink_state: opened.state,
             },
             lock: Some(lock.to_owned()),
             ..CommitBatch::default()
         })
         .await?;
     Ok(())
+}
+
+/// A record a batch sink refused: dead-lettered as rejected by the sink.
+fn sink_rejected(unit: &Unit, error: ConnectorError) -> Rejected {
+    Rejected {
+        record_key: Some(unit.record_key.clone()),
+        idempotency_key: Some(unit.idempotency_key.clone()),
+        rejection: Rejection {
+            mode: FailureMode::SinkRejected,
+            reason: "sink_rejected".into(),
+            error: error.message,
+        },
+    }
 }
 
 /// What a dead letter keeps of record `index` of a batch: its original bytes and, for files,

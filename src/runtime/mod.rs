@@ -28,3 +28,6 @@ pub use self::engine::{
 };
 pub use self::original::DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES;
 pub use self::plan::FlowPlan;
+
+#[cfg(test)]
+mod tests;

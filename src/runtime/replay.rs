@@ -5,11 +5,10 @@
 
 use super::engine::{FlowRun, RunError, RunOptions};
 use super::plan::FlowPlan;
-use super::record::{self, Admission, Output, Ready};
-use crate::connectors::file::FileSink;
-use crate::connectors::{Outgoing, RawRecord};
+use super::record::{self, Admission, Output};
+use crate::connectors::RawRecord;
 use crate::spec::model::Workspace;
-use crate::store::{Checkpoint, CommitBatch, DeadLetterStatus, Store};
+use crate::store::{DeadLetterStatus, Store};
 
 /// The outcome of a replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,45 +53,9 @@ pub async fn replay(
             name: flow_name.clone(),
             hint: " (the flow of this dead letter is no longer in the workspace)".into(),
         })?;
-    let setup = |message: String| RunError::Setup {
-        flow: flow_name.clone(),
-        message,
-    };
-    let to = &flow.spec.to;
-    let system = workspace
-        .spec
-        .systems
-        .get(&to.system)
-        .ok_or_else(|| setup(format!("system `{}` is not declared", to.system)))?;
-    let result = if let Some(file) = &system.file {
-        let plan = FlowPlan::compile(workspace, flow)?;
-        let prepared = record::prepare(&plan, &RawRecord::Line(letter.letter.record.as_bytes()));
-        match record::admit(prepared, &mut record::KeySet::default()) {
-            Admission::Deliver(Ready {
-                body: Output::One(body),
-                idempotency_key,
-                ..
-            }) => {
-                let path = workspace
-                    .root
-                    .join(&file.dir)
-                    .join(to.path.as_deref().unwrap_or_default());
-                let outgoing = Outgoing {
-                    idempotency_key,
-                    body,
-                };
-                append_to_file(store, &flow_name, &path, &outgoing)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Admission::Deliver(_) => Err("split records are not replayed to files yet".into()),
-            Admission::Reject(rejected) => Err(format!(
-                "{}: {}",
-                rejected.rejection.mode, rejected.rejection.error
-            )),
-            Admission::Duplicate => Err("taken for a duplicate".into()),
-        }
-    } else if let Some(error) = still_invalid(workspace, flow, letter.letter.record.as_bytes())? {
+    let result = if let Some(error) =
+        still_invalid(workspace, flow, letter.letter.record.as_bytes())?
+    {
         // The record fails the current spec again: no need to reach any system to say so.
         Err(error)
     } else {
@@ -119,48 +82,6 @@ pub async fn replay(
             Ok(ReplayOutcome::Failed(error))
         }
     }
-}
-
-async fn append_to_file(
-    store: &Store,
-    flow: &str,
-    path: &std::path::Path,
-    outgoing: &Outgoing,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    // Held while the file and its checkpoint change: a run appending at the same time would
-    // otherwise cut this line off, or this replay cut off the run's lines.
-    let mut lease = super::lease::FlowLease::acquire(store, flow).await?;
-    let appended = append_under(store, flow, path, outgoing, &lease).await;
-    lease.release().await;
-    appended
-}
-
-async fn append_under(
-    store: &Store,
-    flow: &str,
-    path: &std::path::Path,
-    outgoing: &Outgoing,
-    lease: &super::lease::FlowLease,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let checkpoint = store.checkpoint(flow).await?.unwrap_or_default();
-    let mut sink = FileSink::open(path, &checkpoint.sink_state)?;
-    super::engine::claim_output(store, flow, &checkpoint, &mut sink, lease.holder_id()).await?;
-    sink.write(&outgoing.body)?;
-    let sink_state = sink.flush()?;
-    sink.sync_handle()?.sync_data()?;
-    store
-        .commit(CommitBatch {
-            flow: flow.to_owned(),
-            checkpoint: Checkpoint {
-                position: checkpoint.position,
-                sink_state,
-            },
-            delivered: 1,
-            lock: Some(lease.holder_id().to_owned()),
-            ..CommitBatch::default()
-        })
-        .await?;
-    Ok(())
 }
 
 /// Why the stored record still fails the current spec before delivery, if it does.

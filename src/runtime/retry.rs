@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::clock::Clock;
-use crate::connectors::SendFailure;
+use crate::connectors::ConnectorError;
 use crate::spec::model::RetryPolicy;
 use crate::store::{Store, StoreError};
 
@@ -102,7 +102,7 @@ pub async fn deliver<F, Fut>(
 ) -> Result<Delivery, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), SendFailure>>,
+    Fut: Future<Output = Result<(), ConnectorError>>,
 {
     let RetryClock {
         flow,
@@ -124,7 +124,8 @@ where
             }
             Err(failure) => failure,
         };
-        if !failure.transient {
+        // Only retryability decides: a failure no retry can cure is the record's to carry.
+        if !failure.retryable {
             return Ok(Delivery::Rejected {
                 attempts,
                 error: failure.message,
@@ -148,8 +149,8 @@ where
             });
         };
         let mut delay = backoff(policy, state.attempts);
-        if let Some(seconds) = failure.retry_after {
-            delay = delay.max(Duration::from_secs(seconds));
+        if let Some(wait) = failure.retry_after {
+            delay = delay.max(wait);
         }
         // The last attempt happens as the window closes, not after it.
         let delay = delay.min(remaining);
@@ -215,8 +216,8 @@ mod tests {
         }
     }
 
-    fn transient(retry_after: Option<u64>) -> SendFailure {
-        SendFailure::from_status(503, retry_after, "")
+    fn transient(retry_after: Option<u64>) -> ConnectorError {
+        ConnectorError::from_status(503, retry_after.map(Duration::from_secs), "")
     }
 
     #[test]
@@ -282,7 +283,7 @@ mod tests {
         .unwrap();
         assert!(clock.now_ms() - start >= 30_000);
         let result = deliver(&policy(), &clock, &store, fresh("b"), None, || async {
-            Err(SendFailure::from_status(422, None, "bad sku"))
+            Err(ConnectorError::from_status(422, None, "bad sku"))
         })
         .await
         .unwrap();

@@ -13,6 +13,11 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+// Connector settings live in their connector's folder; the spec names them here so the
+// workspace file keeps one type per YAML key.
+pub use crate::connectors::file::config::FileSystemConfig;
+pub use crate::connectors::http::config::{HttpAuth, HttpSystemConfig};
+
 /// The workspace file, `switchyard.yaml`: systems, owners, business objects and their ownership.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -97,50 +102,6 @@ pub struct SystemConfig {
     /// Reach the system through files in a folder.
     #[serde(default)]
     pub file: Option<FileSystemConfig>,
-}
-
-/// Connector settings of an HTTP system.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSystemConfig {
-    /// Base URL every request path is joined to; `${ENV}` references are expanded.
-    pub base_url: String,
-    /// How requests authenticate.
-    #[serde(default)]
-    pub auth: Option<HttpAuth>,
-    /// Extra headers sent with every request; `${ENV}` references are expanded.
-    #[serde(default)]
-    pub headers: IndexMap<String, String>,
-    /// Time allowed for one request, as a duration such as `10s`. Defaults to `30s`.
-    #[serde(default)]
-    pub timeout: Option<String>,
-    /// Requests in flight at once towards this system. Defaults to 8.
-    #[serde(default)]
-    pub concurrency: Option<u32>,
-    /// The largest response body read from this system, as a size such as `64MiB`, `512KiB`
-    /// or `1GiB`. Defaults to `64MiB`. A source page over it fails the run as
-    /// `source-unavailable` (a listing that large needs a smaller page size); a sink's
-    /// acknowledgement over it is not read. Bodies are read in chunks and reading stops at the
-    /// limit, so a huge or endless response never fills memory.
-    #[serde(default)]
-    pub max_response_size: Option<String>,
-}
-
-/// Authentication of an HTTP system.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HttpAuth {
-    /// Name of the environment variable holding a bearer token.
-    #[serde(default)]
-    pub bearer_env: Option<String>,
-}
-
-/// Connector settings of a file system.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FileSystemConfig {
-    /// Folder the flow's file paths are relative to; relative to the workspace folder itself.
-    pub dir: String,
 }
 
 /// A person or team that owns failure modes.
@@ -825,4 +786,52 @@ pub struct ExpectedAlert {
     pub owner: String,
     /// The failure mode alerted on.
     pub failure: String,
+}
+
+impl SystemConfig {
+    /// The connector key present under this system and its settings as JSON, for the
+    /// connector named by that key to read.
+    pub fn connector(&self) -> Option<(&'static str, serde_json::Value)> {
+        let (name, settings) = if let Some(http) = &self.http {
+            ("http", serde_json::to_value(http))
+        } else if let Some(file) = &self.file {
+            ("file", serde_json::to_value(file))
+        } else {
+            return None;
+        };
+        // Plain data always serializes; an empty object only fails the connector's check.
+        Some((name, settings.unwrap_or_default()))
+    }
+}
+
+impl SourceConfig {
+    /// The connector's keys of this `from:` (all but `system` and `author`), as JSON.
+    pub fn connector_settings(&self) -> serde_json::Value {
+        settings_without(self, &["system", "author"])
+    }
+}
+
+impl SinkConfig {
+    /// The connector's keys of this `to:` (all but `system` and `capture`), as JSON.
+    pub fn connector_settings(&self) -> serde_json::Value {
+        settings_without(self, &["system", "capture"])
+    }
+}
+
+impl AcknowledgeConfig {
+    /// The connector's keys of this acknowledgement (its `request`), as a `to:`.
+    pub fn connector_settings(&self) -> serde_json::Value {
+        serde_json::json!({ "request": self.request })
+    }
+}
+
+/// `value` as a JSON object without the generic `keys` and without keys not given (a
+/// connector's settings type refuses keys it does not know, even empty ones).
+fn settings_without(value: &impl Serialize, keys: &[&str]) -> serde_json::Value {
+    let mut map = match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    map.retain(|key, value| !value.is_null() && !keys.contains(&key.as_str()));
+    serde_json::Value::Object(map)
 }

@@ -6,7 +6,7 @@
 //! the committed length and a digest of the bytes just before it (`tail`); an output file
 //! that has content no checkpoint covers, is shorter than committed, or does not end its
 //! committed part with the bytes written there, is refused, and nothing is cut or written. A
-//! new output file is claimed (its empty state committed, see [`FileSink::needs_claim`])
+//! new output file is claimed (its empty state committed, see [`FileWriter::needs_claim`])
 //! before the first write, so a crash during the first batch leaves a tail that is provably
 //! this flow's. The digest is of content, not of the inode, so restoring the file and the
 //! state file together from a backup still works.
@@ -15,14 +15,19 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Mutex;
+
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use crate::connectors::{BatchOutcome, ConnectorError, Encoded, Sink, SinkCommit, SinkStyle};
 
 /// How many bytes before the committed length the `tail` digest covers.
 const TAIL_WINDOW: u64 = 4096;
 
 /// A JSONL output file.
-pub struct FileSink {
+pub struct FileWriter {
     path: PathBuf,
     writer: BufWriter<File>,
     len: u64,
@@ -81,7 +86,7 @@ pub enum FileSinkError {
     },
 }
 
-impl FileSink {
+impl FileWriter {
     /// Opens `path` for appending, cut back to the length in `sink_state` (a checkpoint
     /// written by this sink). A missing file is created (and needs a claim); an existing one
     /// must be covered by `sink_state`.
@@ -159,7 +164,7 @@ impl FileSink {
         &self.path
     }
 
-    /// Whether no checkpoint covers this output yet. The caller commits [`FileSink::flush`]'s
+    /// Whether no checkpoint covers this output yet. The caller commits [`FileWriter::flush`]'s
     /// state before the first write: a crash before the first batch is committed then leaves
     /// a tail the state proves is this flow's, instead of an output it must refuse.
     pub fn needs_claim(&self) -> bool {
@@ -185,7 +190,7 @@ impl FileSink {
 
     /// Hands buffered lines to the OS and returns the sink state to checkpoint: the length
     /// and a digest of the bytes before it. The caller makes them durable with
-    /// [`FileSink::sync_handle`] before committing that state.
+    /// [`FileWriter::sync_handle`] before committing that state.
     pub fn flush(&mut self) -> std::io::Result<Value> {
         self.writer.flush()?;
         if self.len == 0 {
@@ -201,6 +206,60 @@ impl FileSink {
     pub fn sync_handle(&self) -> std::io::Result<File> {
         self.writer.get_ref().try_clone()
     }
+}
+
+/// A JSONL output file as a batch [`Sink`]: a batch's lines are appended as they are
+/// written, and its commit hands them to the OS and fsyncs them before the checkpoint with
+/// the new length is written.
+pub struct FileSink {
+    writer: Mutex<FileWriter>,
+}
+
+impl FileSink {
+    /// A sink over an opened output file.
+    pub fn new(writer: FileWriter) -> Self {
+        Self {
+            writer: Mutex::new(writer),
+        }
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, FileWriter> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    fn style(&self) -> SinkStyle {
+        SinkStyle::Batch
+    }
+
+    async fn write_batch(&self, records: &[Encoded<'_>]) -> Result<BatchOutcome, ConnectorError> {
+        let mut writer = self.writer();
+        for record in records {
+            writer
+                .write_line(record.json)
+                .map_err(|err| write_failed(&writer, &err))?;
+        }
+        Ok(BatchOutcome::default())
+    }
+
+    async fn prepare_commit(&self) -> Result<SinkCommit, ConnectorError> {
+        let mut writer = self.writer();
+        let state = writer.flush().map_err(|err| write_failed(&writer, &err))?;
+        let file = writer
+            .sync_handle()
+            .map_err(|err| write_failed(&writer, &err))?;
+        Ok(SinkCommit {
+            state,
+            durable: Some(Box::new(move || file.sync_data())),
+        })
+    }
+}
+
+/// A local write that failed: Switchyard's side (a full disk, a lost mount), not the data's.
+fn write_failed(writer: &FileWriter, err: &std::io::Error) -> ConnectorError {
+    ConnectorError::internal(format!("{}: {err}", writer.path().display()))
 }
 
 /// SHA-256 (hex) of the up to [`TAIL_WINDOW`] bytes before `len`; empty for `len` 0.
@@ -226,7 +285,7 @@ mod tests {
     }
 
     /// Writes `lines`, flushes and returns the state a commit would record.
-    fn write_committed(sink: &mut FileSink, lines: &[&str]) -> Value {
+    fn write_committed(sink: &mut FileWriter, lines: &[&str]) -> Value {
         for line in lines {
             sink.write_line(line.as_bytes()).unwrap();
         }
@@ -236,13 +295,13 @@ mod tests {
     #[test]
     fn an_uncommitted_tail_is_cut_back_to_the_committed_length() {
         let path = temp_dir().join("out.jsonl");
-        let mut sink = FileSink::open(&path, &Value::Null).unwrap();
+        let mut sink = FileWriter::open(&path, &Value::Null).unwrap();
         assert!(sink.needs_claim());
         let state = write_committed(&mut sink, &["{\"a\":1}"]);
         // Written but never committed (a crash before the commit).
         write_committed(&mut sink, &["{\"b\":2}"]);
         drop(sink);
-        let mut sink = FileSink::open(&path, &state).unwrap();
+        let mut sink = FileWriter::open(&path, &state).unwrap();
         assert!(!sink.needs_claim());
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
         write_committed(&mut sink, &["{\"c\":3}"]);
@@ -252,12 +311,12 @@ mod tests {
     #[test]
     fn a_claimed_output_is_recovered_after_a_crash_in_its_first_batch() {
         let path = temp_dir().join("out.jsonl");
-        let mut sink = FileSink::open(&path, &Value::Null).unwrap();
+        let mut sink = FileWriter::open(&path, &Value::Null).unwrap();
         let claim = sink.flush().unwrap();
         assert_eq!(claim, json!({"len": 0}));
         write_committed(&mut sink, &["{\"a\":1}"]);
         drop(sink);
-        FileSink::open(&path, &claim).unwrap();
+        FileWriter::open(&path, &claim).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 
@@ -265,7 +324,7 @@ mod tests {
     fn an_output_no_checkpoint_covers_is_refused_and_left_alone() {
         let path = temp_dir().join("out.jsonl");
         std::fs::write(&path, b"someone else's line\n").unwrap();
-        let err = FileSink::open(&path, &Value::Null).err().unwrap();
+        let err = FileWriter::open(&path, &Value::Null).err().unwrap();
         assert!(
             matches!(err, FileSinkError::Unclaimed { len: 20, .. }),
             "{err}"
@@ -274,19 +333,19 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"someone else's line\n");
         // An empty file holds nothing to lose.
         std::fs::write(&path, b"").unwrap();
-        assert!(FileSink::open(&path, &Value::Null).unwrap().needs_claim());
+        assert!(FileWriter::open(&path, &Value::Null).unwrap().needs_claim());
     }
 
     #[test]
     fn a_shorter_or_replaced_output_is_refused_and_a_missing_one_starts_over() {
         let dir = temp_dir();
         let path = dir.join("out.jsonl");
-        let mut sink = FileSink::open(&path, &Value::Null).unwrap();
+        let mut sink = FileWriter::open(&path, &Value::Null).unwrap();
         let state = write_committed(&mut sink, &["{\"a\":1}", "{\"b\":2}"]);
         drop(sink);
 
         std::fs::write(&path, b"{\"a\":1}\n").unwrap();
-        let err = FileSink::open(&path, &state).err().unwrap();
+        let err = FileWriter::open(&path, &state).err().unwrap();
         assert!(
             matches!(
                 err,
@@ -301,7 +360,7 @@ mod tests {
 
         // Same length and more, other bytes: cutting would destroy someone else's data.
         std::fs::write(&path, b"{\"x\":9}\n{\"y\":8}\n{\"z\":7}\n").unwrap();
-        let err = FileSink::open(&path, &state).err().unwrap();
+        let err = FileWriter::open(&path, &state).err().unwrap();
         assert!(
             matches!(err, FileSinkError::Replaced { committed: 16, .. }),
             "{err}"
@@ -309,7 +368,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap().len(), 24);
 
         std::fs::remove_file(&path).unwrap();
-        let sink = FileSink::open(&path, &state).unwrap();
+        let sink = FileWriter::open(&path, &state).unwrap();
         assert!(sink.needs_claim());
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }

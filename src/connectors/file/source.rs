@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::connectors::{Batch, BatchRecords, Malformed, Row, SourceError};
+use crate::connectors::{
+    Batch, BatchRecords, ConnectorError, Malformed, Row, source_bad_data, source_unavailable,
+};
 use crate::spec::raw::FileFormat;
 
 /// The most bytes one CSV row may span. A quoted field may hold line breaks, so only the end
@@ -89,9 +91,9 @@ enum Quoting {
 
 impl FileSource {
     /// Opens `path` and moves to `position` (a checkpoint written by this source).
-    pub fn open(path: &Path, format: FileFormat, position: &Value) -> Result<Self, SourceError> {
+    pub fn open(path: &Path, format: FileFormat, position: &Value) -> Result<Self, ConnectorError> {
         let unavailable =
-            |err: std::io::Error| SourceError::Unavailable(format!("{}: {err}", path.display()));
+            |err: std::io::Error| source_unavailable(format!("{}: {err}", path.display()));
         let offset = position.get("offset").and_then(Value::as_u64).unwrap_or(0);
         let line = position.get("line").and_then(Value::as_u64).unwrap_or(0);
         let file = File::open(path).map_err(unavailable)?;
@@ -122,7 +124,7 @@ impl FileSource {
     }
 
     /// Reads up to `max` records; `None` at the end of the file.
-    pub fn next_batch(&mut self, max: usize) -> Result<Option<Batch>, SourceError> {
+    pub fn next_batch(&mut self, max: usize) -> Result<Option<Batch>, ConnectorError> {
         let records = match self.format {
             FileFormat::Jsonl => {
                 let estimate = match self.last_batch_bytes {
@@ -181,19 +183,18 @@ impl FileSource {
 
     /// Reads the header row; a header that cannot be read leaves nothing to name the fields
     /// by, so the whole file is refused.
-    fn read_headers(&mut self) -> Result<(), SourceError> {
+    fn read_headers(&mut self) -> Result<(), ConnectorError> {
         // A BOM is not part of the first field's name; it is settled like a line would be.
         let path = self.path.display().to_string();
         let bom = match self.reader.fill_buf() {
             Ok(buffered) => buffered.starts_with(UTF8_BOM),
-            Err(err) => return Err(SourceError::Unavailable(format!("{path}: {err}"))),
+            Err(err) => return Err(source_unavailable(format!("{path}: {err}"))),
         };
         if bom {
             self.reader.consume(UTF8_BOM.len());
             self.offset = UTF8_BOM.len() as u64;
         }
-        let bad =
-            |line: u64, what: String| SourceError::BadData(format!("{path}: line {line}: {what}"));
+        let bad = |line: u64, what: String| source_bad_data(format!("{path}: line {line}: {what}"));
         match self.next_split()? {
             None => Ok(()),
             Some(Split::Unterminated { line, .. }) => Err(bad(
@@ -220,7 +221,7 @@ impl FileSource {
     }
 
     /// The next CSV row, decoded or malformed; `None` at the end of the file.
-    fn next_row(&mut self) -> Result<Option<Row>, SourceError> {
+    fn next_row(&mut self) -> Result<Option<Row>, ConnectorError> {
         let row = match self.next_split()? {
             None => return Ok(None),
             Some(Split::Unterminated { line, at_eof }) => {
@@ -258,7 +259,7 @@ impl FileSource {
 
     /// Delimits the next row: its first line, then more lines while a quoted field is open.
     /// Settles the lines it consumes; blank lines are skipped.
-    fn next_split(&mut self) -> Result<Option<Split>, SourceError> {
+    fn next_split(&mut self) -> Result<Option<Split>, ConnectorError> {
         loop {
             let Some(first) = self.next_line()? else {
                 return Ok(None);
@@ -303,7 +304,7 @@ impl FileSource {
     }
 
     /// The next line: one set aside earlier, or the next in the file.
-    fn next_line(&mut self) -> Result<Option<PhysicalLine>, SourceError> {
+    fn next_line(&mut self) -> Result<Option<PhysicalLine>, ConnectorError> {
         if let Some(line) = self.pending.pop_front() {
             return Ok(Some(line));
         }
@@ -325,8 +326,15 @@ impl FileSource {
         self.line = line.number;
     }
 
-    fn unavailable(&self, err: std::io::Error) -> SourceError {
-        SourceError::Unavailable(format!("{}: {err}", self.path.display()))
+    fn unavailable(&self, err: std::io::Error) -> ConnectorError {
+        source_unavailable(format!("{}: {err}", self.path.display()))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::connectors::Source for FileSource {
+    async fn next_batch(&mut self, max_records: usize) -> Result<Option<Batch>, ConnectorError> {
+        FileSource::next_batch(self, max_records)
     }
 }
 

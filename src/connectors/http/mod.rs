@@ -8,6 +8,7 @@
 //! Messages never quote the userinfo of a URL (see [`crate::redact`]).
 
 mod body;
+pub mod config;
 mod sink;
 mod source;
 
@@ -17,9 +18,64 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
+use async_trait::async_trait;
+use serde_json::Value;
+
+pub use self::config::{HttpAuth, HttpFromConfig, HttpSystemConfig, HttpToConfig};
 pub use self::sink::HttpSink;
 pub use self::source::HttpSource;
-use crate::spec::raw::HttpSystemConfig;
+use super::{Connector, ConnectorError, Roles, Setup, Sink, Source};
+
+/// The HTTP connector (`http:` under a system).
+#[derive(Debug, Clone, Copy)]
+pub struct Http;
+
+#[async_trait]
+impl Connector for Http {
+    const NAME: &'static str = "http";
+    const ROLES: Roles = Roles {
+        source: true,
+        sink: true,
+    };
+    type System = HttpSystemConfig;
+    type From = HttpFromConfig;
+    type To = HttpToConfig;
+
+    async fn source(
+        &self,
+        _setup: &Setup<'_>,
+        system: &HttpSystemConfig,
+        from: &HttpFromConfig,
+        position: &Value,
+    ) -> Result<Box<dyn Source>, ConnectorError> {
+        let source =
+            HttpSource::new(client(system)?, from, position).map_err(ConnectorError::spec)?;
+        Ok(Box::new(source))
+    }
+
+    async fn sink(
+        &self,
+        _setup: &Setup<'_>,
+        system: &HttpSystemConfig,
+        to: &HttpToConfig,
+        _sink_state: &Value,
+    ) -> Result<Arc<dyn Sink>, ConnectorError> {
+        let sink = HttpSink::new(client(system)?, to).map_err(ConnectorError::spec)?;
+        Ok(Arc::new(sink))
+    }
+}
+
+/// The client of a system, with its timeout.
+fn client(config: &HttpSystemConfig) -> Result<HttpSystem, ConnectorError> {
+    // Validation has checked the duration; a workspace built without it gets the default.
+    let timeout = config
+        .timeout
+        .as_deref()
+        .and_then(|t| crate::spec::parse_duration(t).ok())
+        .unwrap_or(Duration::from_secs(30));
+    HttpSystem::new(config, timeout, |name| std::env::var(name).ok())
+        .map_err(|err| ConnectorError::spec(err.to_string()))
+}
 
 /// Redirects followed per request before giving up.
 const MAX_REDIRECTS: usize = 10;

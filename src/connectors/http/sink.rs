@@ -3,11 +3,13 @@
 
 use serde_json::Value;
 
+use super::HttpToConfig;
 use super::body::{ERROR_BODY_PREFIX, read_limited, read_prefix};
 use super::{HttpSystem, retry_after};
-use crate::connectors::{Outgoing, SendFailure};
+use crate::connectors::{ConnectorError, Outgoing};
+use crate::connectors::{Sink, SinkStyle};
 use crate::mapping::{CompiledTemplate, Escape};
-use crate::spec::raw::{HttpMethod, SinkConfig};
+use crate::spec::raw::HttpMethod;
 
 /// A configured HTTP sink.
 #[derive(Clone)]
@@ -20,7 +22,7 @@ pub struct HttpSink {
 
 impl HttpSink {
     /// Prepares the sink from the flow's `to` section.
-    pub fn new(system: HttpSystem, config: &SinkConfig) -> Result<Self, String> {
+    pub fn new(system: HttpSystem, config: &HttpToConfig) -> Result<Self, String> {
         let request = config
             .request
             .as_ref()
@@ -50,7 +52,7 @@ impl HttpSink {
     }
 
     /// Sends one record as the JSON body; returns the response body.
-    pub async fn send(&self, outgoing: &Outgoing) -> Result<Value, SendFailure> {
+    pub async fn send(&self, outgoing: &Outgoing) -> Result<Value, ConnectorError> {
         self.send_json(&outgoing.body, &outgoing.body, &outgoing.idempotency_key)
             .await
     }
@@ -62,16 +64,11 @@ impl HttpSink {
         path_context: &Value,
         body: &Value,
         idempotency_key: &str,
-    ) -> Result<Value, SendFailure> {
+    ) -> Result<Value, ConnectorError> {
         let path = self
             .path
             .render(path_context, Escape::Url)
-            .map_err(|e| SendFailure {
-                transient: false,
-                status: None,
-                retry_after: None,
-                message: format!("request path: {e}"),
-            })?;
+            .map_err(|e| ConnectorError::rejected(format!("request path: {e}")))?;
         let url = format!("{}{}", self.system.base_url, path);
         let mut request = self
             .system
@@ -80,12 +77,10 @@ impl HttpSink {
         if !body.is_null() {
             request = request.json(body);
         }
-        let mut response = self.system.send(request).await.map_err(|err| SendFailure {
-            transient: true,
-            status: None,
-            retry_after: None,
-            message: format!("{} {url}: {err}", self.method),
-        })?;
+        let mut response =
+            self.system.send(request).await.map_err(|err| {
+                ConnectorError::unavailable(format!("{} {url}: {err}", self.method))
+            })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         if (200..300).contains(&status) {
@@ -103,10 +98,22 @@ impl HttpSink {
         }
         // Only the start of an error body is quoted, so only the start is read.
         let prefix = read_prefix(&mut response, ERROR_BODY_PREFIX).await;
-        Err(SendFailure::from_status(
+        Err(ConnectorError::from_status(
             status,
-            wait,
+            wait.map(std::time::Duration::from_secs),
             &String::from_utf8_lossy(&prefix),
         ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for HttpSink {
+    fn style(&self) -> SinkStyle {
+        SinkStyle::PerRecord
+    }
+
+    async fn send(&self, record: &Outgoing, body: &Value) -> Result<Value, ConnectorError> {
+        self.send_json(&record.body, body, &record.idempotency_key)
+            .await
     }
 }

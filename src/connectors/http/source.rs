@@ -21,11 +21,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::HttpFromConfig;
 use super::body::{BodyError, ERROR_BODY_PREFIX, read_limited, read_prefix};
 use super::{HttpSystem, retry_after};
-use crate::connectors::{Batch, BatchRecords, SendFailure, SourceError};
+use crate::connectors::{Batch, BatchRecords, ConnectorError, source_bad_data, source_unavailable};
 use crate::mapping::{CompiledTemplate, Escape};
-use crate::spec::raw::{PaginationStyle, SourceConfig};
+use crate::spec::raw::PaginationStyle;
 
 /// A paged listing being read.
 pub struct HttpSource {
@@ -110,7 +111,7 @@ impl HttpSource {
     /// Prepares the listing from the flow's `from` section and the checkpointed position.
     pub fn new(
         system: HttpSystem,
-        config: &SourceConfig,
+        config: &HttpFromConfig,
         position: &Value,
     ) -> Result<Self, String> {
         let request = config
@@ -172,7 +173,7 @@ impl HttpSource {
     }
 
     /// Fetches the next page; `None` when the listing is exhausted.
-    pub async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
+    pub async fn next_batch(&mut self) -> Result<Option<Batch>, ConnectorError> {
         loop {
             if self.next == PageState::Done {
                 return Ok(None);
@@ -183,7 +184,7 @@ impl HttpSource {
                 Some(Value::Array(items)) => items.clone(),
                 Some(Value::Null) | None if !self.records.is_empty() => Vec::new(),
                 _ => {
-                    return Err(SourceError::BadData(format!(
+                    return Err(source_bad_data(format!(
                         "no array of records at `{}` in the response",
                         self.records
                     )));
@@ -228,7 +229,7 @@ impl HttpSource {
         &mut self,
         asked: PageState,
         page: Vec<Value>,
-    ) -> Result<Vec<Value>, SourceError> {
+    ) -> Result<Vec<Value>, ConnectorError> {
         let (Some(paging), Some(field)) = (&self.pagination, &self.cursor_field) else {
             return Ok(page);
         };
@@ -366,12 +367,12 @@ impl HttpSource {
         };
     }
 
-    async fn fetch_page(&self) -> Result<Value, SourceError> {
+    async fn fetch_page(&self) -> Result<Value, ConnectorError> {
         let context = json!({"cursor": self.query_cursor});
         let path = self
             .path
             .render(&context, Escape::None)
-            .map_err(|e| SourceError::BadData(format!("request path: {e}")))?;
+            .map_err(|e| source_bad_data(format!("request path: {e}")))?;
         let mut query: Vec<(String, String)> = Vec::new();
         for (name, template) in &self.query {
             // A parameter whose value is not known yet (no cursor on the first run) is left out.
@@ -395,8 +396,8 @@ impl HttpSource {
         for attempt in 1..=PAGE_ATTEMPTS {
             match self.get(&url, &query).await {
                 Ok(body) => return Ok(body),
-                Err(failure) if !failure.transient => {
-                    return Err(SourceError::Unavailable(format!(
+                Err(failure) if !failure.retryable => {
+                    return Err(source_unavailable(format!(
                         "GET {url}: {}",
                         failure.message
                     )));
@@ -405,49 +406,49 @@ impl HttpSource {
                     tracing::warn!(url = %url, attempt, error = %failure.message, "Source page failed; will retry.");
                     last = failure.message;
                     if attempt < PAGE_ATTEMPTS {
-                        let wait = failure.retry_after.unwrap_or(1 << (attempt - 1)).min(30);
+                        let wait = failure
+                            .retry_after
+                            .map_or(1 << (attempt - 1), |wait| wait.as_secs())
+                            .min(30);
                         tokio::time::sleep(Duration::from_secs(wait)).await;
                     }
                 }
             }
         }
-        Err(SourceError::Unavailable(format!(
+        Err(source_unavailable(format!(
             "GET {url} failed {PAGE_ATTEMPTS} times; last: {last}"
         )))
     }
 
-    async fn get(&self, url: &str, query: &[(String, String)]) -> Result<Value, SendFailure> {
+    async fn get(&self, url: &str, query: &[(String, String)]) -> Result<Value, ConnectorError> {
         let request = self.system.request(reqwest::Method::GET, url).query(query);
-        let mut response = self.system.send(request).await.map_err(|err| SendFailure {
-            transient: true,
-            status: None,
-            retry_after: None,
-            message: err.to_string(),
-        })?;
+        let mut response = self
+            .system
+            .send(request)
+            .await
+            .map_err(|err| ConnectorError::unavailable(err.to_string()))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         if !(200..300).contains(&status) {
             let prefix = read_prefix(&mut response, ERROR_BODY_PREFIX).await;
-            return Err(SendFailure::from_status(
+            return Err(ConnectorError::from_status(
                 status,
-                wait,
+                wait.map(Duration::from_secs),
                 &String::from_utf8_lossy(&prefix),
             ));
         }
         let body = read_limited(&mut response, self.system.max_response_bytes)
             .await
-            .map_err(|err| SendFailure {
+            .map_err(|err| ConnectorError {
                 // A page over the limit is over it on every attempt: retrying cannot help.
-                transient: matches!(err, BodyError::Read(_)),
+                retryable: matches!(err, BodyError::Read(_)),
                 status: Some(status),
-                retry_after: None,
-                message: err.to_string(),
+                ..ConnectorError::unavailable(err.to_string())
             })?;
-        serde_json::from_slice(&body).map_err(|err| SendFailure {
-            transient: false,
+        serde_json::from_slice(&body).map_err(|err| ConnectorError {
+            retryable: false,
             status: Some(status),
-            retry_after: None,
-            message: format!("response is not JSON: {err}"),
+            ..ConnectorError::unavailable(format!("response is not JSON: {err}"))
         })
     }
 }
@@ -501,6 +502,14 @@ fn fingerprint(record: &Value) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     record.to_string().hash(&mut hasher);
     hasher.finish()
+}
+
+#[async_trait::async_trait]
+impl crate::connectors::Source for HttpSource {
+    // Pages come as the system serves them; the runtime's batch size does not apply.
+    async fn next_batch(&mut self, _max_records: usize) -> Result<Option<Batch>, ConnectorError> {
+        HttpSource::next_batch(self).await
+    }
 }
 
 #[cfg(test)]
