@@ -261,7 +261,7 @@ pub(super) async fn drain_inbox(
         let pointer = workspace
             .flows
             .get(name)
-            .and_then(|f| f.spec.from.records.clone())
+            .and_then(|f| f.from.records.clone())
             .unwrap_or_default();
         let mut ids = Vec::with_capacity(events.len());
         let mut records = Vec::new();

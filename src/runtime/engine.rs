@@ -195,7 +195,8 @@ impl FlowRun {
                 name: name.to_owned(),
                 hint: suggest(name, workspace.flows.keys()),
             })?;
-        let plan = FlowPlan::compile(workspace, flow)?;
+        // Compiled once per workspace load; every run of that load shares it.
+        let plan = Arc::clone(&flow.plan);
         // Before the checkpoint is read: another process's run could otherwise commit after
         // the read, and this run would resume from (or cut a file sink back to) a stale one.
         let lease = FlowLease::acquire(&store, name).await?;
@@ -206,7 +207,6 @@ impl FlowRun {
         };
         let system = |system: &str| {
             workspace
-                .spec
                 .systems
                 .get(system)
                 .ok_or_else(|| setup(format!("system `{system}` is not declared")))
@@ -214,7 +214,7 @@ impl FlowRun {
         let source = match source {
             Some(SourceOverride(records)) => SourceKind::Memory(Some(records)),
             None => {
-                let from = &flow.spec.from;
+                let from = &flow.from;
                 match system(&from.system)? {
                     SystemConfig {
                         http: Some(http), ..
@@ -243,7 +243,7 @@ impl FlowRun {
         let sink = match sink {
             Some(SinkOverride { sink, .. }) => SinkKind::Recorder(sink),
             None => {
-                let to = &flow.spec.to;
+                let to = &flow.to;
                 match system(&to.system)? {
                     SystemConfig {
                         http: Some(http), ..
@@ -265,7 +265,7 @@ impl FlowRun {
                 }
             }
         };
-        let ack = match &flow.spec.acknowledge {
+        let ack = match &flow.acknowledge {
             None => None,
             Some(ack) => {
                 let body = ack.body.clone().unwrap_or(Value::Null);
@@ -299,7 +299,7 @@ impl FlowRun {
             }
         };
         Ok(Self {
-            plan: Arc::new(plan),
+            plan,
             store,
             source,
             sink,

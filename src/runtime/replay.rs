@@ -4,7 +4,6 @@
 //! processed when it was dead-lettered.
 
 use super::engine::{FlowRun, RunError, RunOptions};
-use super::plan::FlowPlan;
 use super::record::{self, Admission, Output, Ready};
 use crate::connectors::file::FileSink;
 use crate::connectors::{Outgoing, RawRecord};
@@ -58,15 +57,16 @@ pub async fn replay(
         flow: flow_name.clone(),
         message,
     };
-    let to = &flow.spec.to;
+    let to = &flow.to;
     let system = workspace
-        .spec
         .systems
         .get(&to.system)
         .ok_or_else(|| setup(format!("system `{}` is not declared", to.system)))?;
     let result = if let Some(file) = &system.file {
-        let plan = FlowPlan::compile(workspace, flow)?;
-        let prepared = record::prepare(&plan, &RawRecord::Line(letter.letter.record.as_bytes()));
+        let prepared = record::prepare(
+            &flow.plan,
+            &RawRecord::Line(letter.letter.record.as_bytes()),
+        );
         match record::admit(prepared, &mut record::KeySet::default()) {
             Admission::Deliver(Ready {
                 body: Output::One(body),
@@ -92,7 +92,7 @@ pub async fn replay(
             )),
             Admission::Duplicate => Err("taken for a duplicate".into()),
         }
-    } else if let Some(error) = still_invalid(workspace, flow, letter.letter.record.as_bytes())? {
+    } else if let Some(error) = still_invalid(flow, letter.letter.record.as_bytes()) {
         // The record fails the current spec again: no need to reach any system to say so.
         Err(error)
     } else {
@@ -164,28 +164,21 @@ async fn append_under(
 }
 
 /// Why the stored record still fails the current spec before delivery, if it does.
-fn still_invalid(
-    workspace: &Workspace,
-    flow: &crate::spec::model::Flow,
-    record: &[u8],
-) -> Result<Option<String>, RunError> {
-    let plan = FlowPlan::compile(workspace, flow)?;
-    let prepared = record::prepare(&plan, &RawRecord::Line(record));
-    Ok(
-        match record::admit(prepared, &mut record::KeySet::default()) {
-            Admission::Reject(rejected) => Some(format!(
-                "{}: {}",
-                rejected.rejection.mode, rejected.rejection.error
-            )),
-            Admission::Deliver(ready) => match ready.body {
-                Output::Legs(legs) => legs.into_iter().find_map(|leg| {
-                    leg.result
-                        .err()
-                        .map(|r| format!("{} (leg {}): {}", r.mode, leg.key, r.error))
-                }),
-                Output::One(_) => None,
-            },
-            Admission::Duplicate => None,
+fn still_invalid(flow: &crate::spec::model::Flow, record: &[u8]) -> Option<String> {
+    let prepared = record::prepare(&flow.plan, &RawRecord::Line(record));
+    match record::admit(prepared, &mut record::KeySet::default()) {
+        Admission::Reject(rejected) => Some(format!(
+            "{}: {}",
+            rejected.rejection.mode, rejected.rejection.error
+        )),
+        Admission::Deliver(ready) => match ready.body {
+            Output::Legs(legs) => legs.into_iter().find_map(|leg| {
+                leg.result
+                    .err()
+                    .map(|r| format!("{} (leg {}): {}", r.mode, leg.key, r.error))
+            }),
+            Output::One(_) => None,
         },
-    )
+        Admission::Duplicate => None,
+    }
 }

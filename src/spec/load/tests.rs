@@ -56,7 +56,7 @@ fn valid_workspace_resolves() {
     let workspace = loaded.workspace.unwrap_or_else(|| panic!("no workspace"));
     assert_eq!(workspace.state_path, Path::new("/ws/.switchyard/state.db"));
     assert_eq!(
-        workspace.spec.systems["marketplace"]
+        workspace.systems["marketplace"]
             .http
             .as_ref()
             .map(|h| h.base_url.as_str()),

@@ -1,5 +1,5 @@
 //! Checks of one flow file against the workspace: references, ownership, templates, trigger,
-//! retry, failure owners and SLA; and its resolution into a [`Flow`].
+//! retry, failure owners and SLA; and its resolution (compiled later by `super::compile`).
 
 use std::str::FromStr;
 
@@ -9,9 +9,7 @@ use super::workspace::{Checked, check_owner, check_retry, check_system, resolve_
 use super::{At, Report, seg};
 use crate::mapping::TemplateErrorKind;
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
-use crate::spec::model::{
-    Escalation, FailureMode, FailureRoute, Flow, Secret, Trigger, WebhookAuth,
-};
+use crate::spec::model::{Escalation, FailureMode, FailureRoute, Secret, Trigger, WebhookAuth};
 use crate::spec::raw::{FailureConfig, FailuresConfig, FlowFile, HttpRequestConfig, MapField};
 use crate::spec::templates;
 
@@ -35,6 +33,18 @@ struct Scope<'a> {
     what: &'a str,
 }
 
+/// A flow that passed its checks, resolved but not yet compiled: the workspace compiles every
+/// flow once validation is over (see `super::compile`).
+pub(crate) struct CheckedFlow {
+    pub(crate) file: std::path::PathBuf,
+    pub(crate) spec: FlowFile,
+    pub(crate) trigger: Trigger,
+    pub(crate) retry: crate::spec::model::RetryPolicy,
+    pub(crate) failures: IndexMap<FailureMode, FailureRoute>,
+    pub(crate) freshness: Option<std::time::Duration>,
+    pub(crate) webhook_auth: Option<WebhookAuth>,
+}
+
 /// Checks one flow; returns it resolved (meaningful only when no error was reported).
 pub(crate) fn check(
     spec: &FlowFile,
@@ -42,7 +52,7 @@ pub(crate) fn check(
     workspace: &Checked,
     options: &crate::spec::LoadOptions,
     report: &mut Report<'_>,
-) -> Option<Flow> {
+) -> Option<CheckedFlow> {
     let systems: Vec<&str> = workspace.spec.systems.keys().map(String::as_str).collect();
     let owners: Vec<&str> = workspace.spec.owners.keys().map(String::as_str).collect();
 
@@ -141,7 +151,7 @@ pub(crate) fn check(
 
     let trigger = trigger?;
     let webhook_auth = check_webhook_auth(spec, &trigger, options, at, report);
-    Some(Flow {
+    Some(CheckedFlow {
         file: at.file.to_path_buf(),
         spec: spec.clone(),
         webhook_auth,
