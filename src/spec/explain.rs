@@ -101,11 +101,11 @@ pub fn flow_summary(flow: &Flow) -> String {
     let trigger = match &flow.trigger {
         Trigger::Manual => "run on demand".to_owned(),
         Trigger::Poll(every) => format!("polled every {}", human(*every)),
-        Trigger::Cron {
-            expression,
-            timezone,
-        } => {
-            format!("scheduled by cron `{expression}` ({timezone})")
+        Trigger::Cron(cron) => {
+            format!(
+                "scheduled by cron `{}` ({})",
+                cron.expression, cron.timezone
+            )
         }
         Trigger::Webhook(path) => format!("started by webhook events on {path}"),
     };

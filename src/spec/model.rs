@@ -155,15 +155,24 @@ pub enum Trigger {
     Manual,
     /// Every interval.
     Poll(Duration),
-    /// On a cron schedule; `expression` is normalised to the 6-field form with seconds first.
-    Cron {
-        /// The 6-field expression.
-        expression: String,
-        /// IANA time zone name; `UTC` by default.
-        timezone: String,
-    },
+    /// On a cron schedule, parsed at load (boxed: the parsed schedule is large).
+    Cron(Box<CronSchedule>),
     /// On each event POSTed to this path of the daemon.
     Webhook(String),
+}
+
+/// A cron schedule parsed at load, with its time zone resolved: the daemon only computes the
+/// next firing time from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSchedule {
+    /// The expression, normalised to the 6-field form with seconds first.
+    pub expression: String,
+    /// IANA time zone name; `UTC` by default.
+    pub timezone: String,
+    /// The parsed expression.
+    pub schedule: cron::Schedule,
+    /// The resolved time zone.
+    pub tz: jiff::tz::TimeZone,
 }
 
 /// A retry policy with parsed durations.

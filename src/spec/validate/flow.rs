@@ -9,7 +9,9 @@ use super::workspace::{Checked, check_owner, check_retry, check_system, resolve_
 use super::{At, Report, seg};
 use crate::mapping::TemplateErrorKind;
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
-use crate::spec::model::{Escalation, FailureMode, FailureRoute, Secret, Trigger, WebhookAuth};
+use crate::spec::model::{
+    CronSchedule, Escalation, FailureMode, FailureRoute, Secret, Trigger, WebhookAuth,
+};
 use crate::spec::raw::{FailureConfig, FailuresConfig, FlowFile, HttpRequestConfig, MapField};
 use crate::spec::templates;
 
@@ -187,28 +189,34 @@ fn check_trigger(spec: &FlowFile, at: &At<'_>, report: &mut Report<'_>) -> Optio
         );
     }
     let timezone = trigger.timezone.clone().unwrap_or_else(|| "UTC".to_owned());
-    let mut timezone_ok = true;
-    if let Some(name) = &trigger.timezone
-        && let Err(err) = jiff::tz::TimeZone::get(name)
-    {
-        timezone_ok = false;
-        report.push(
-            at.error(
-                "/trigger/timezone",
-                Code::InvalidTimezone,
-                format!("unknown time zone \"{name}\": {err}"),
-            )
-            .with_hint(Some("use an IANA name such as Europe/Paris or UTC".into())),
-        );
+    // Resolved here, once: the daemon's schedule reads this zone.
+    let mut tz = Some(jiff::tz::TimeZone::UTC);
+    if let Some(name) = &trigger.timezone {
+        tz = jiff::tz::TimeZone::get(name)
+            .inspect_err(|err| {
+                report.push(
+                    at.error(
+                        "/trigger/timezone",
+                        Code::InvalidTimezone,
+                        format!("unknown time zone \"{name}\": {err}"),
+                    )
+                    .with_hint(Some("use an IANA name such as Europe/Paris or UTC".into())),
+                );
+            })
+            .ok();
     }
     let resolved = if let Some(poll) = &trigger.poll {
         at.duration("/trigger/poll", poll, report)
             .map(Trigger::Poll)
     } else if let Some(expression) = &trigger.cron {
-        match normalize_cron(expression) {
-            Ok(expression) => timezone_ok.then_some(Trigger::Cron {
-                expression,
-                timezone,
+        match parse_cron(expression) {
+            Ok((expression, schedule)) => tz.map(|tz| {
+                Trigger::Cron(Box::new(CronSchedule {
+                    expression,
+                    timezone,
+                    schedule,
+                    tz,
+                }))
             }),
             Err(message) => {
                 report.push(
@@ -298,7 +306,14 @@ fn check_webhook_auth(
 
 /// Normalises a cron expression to the 6-field form (seconds first) the `cron` crate reads,
 /// and checks that it parses.
+#[cfg(test)]
 pub(crate) fn normalize_cron(expression: &str) -> Result<String, String> {
+    parse_cron(expression).map(|(normalized, _)| normalized)
+}
+
+/// Normalises a cron expression to the 6-field form (seconds first) the `cron` crate reads,
+/// and parses it.
+fn parse_cron(expression: &str) -> Result<(String, cron::Schedule), String> {
     let fields = expression.split_whitespace().count();
     let normalized = match fields {
         5 => format!(
@@ -313,7 +328,7 @@ pub(crate) fn normalize_cron(expression: &str) -> Result<String, String> {
         }
     };
     cron::Schedule::from_str(&normalized)
-        .map(|_| normalized)
+        .map(|schedule| (normalized, schedule))
         .map_err(|err| format!("invalid cron expression \"{expression}\": {err}"))
 }
 
