@@ -588,6 +588,13 @@ async fn reload(
             }
             workspace
         }
+        Err(ReloadError::Invalid { diagnostics, .. }) => {
+            tracing::error!(
+                diagnostics = %diagnostics,
+                "Workspace has errors; keeping the running configuration."
+            );
+            return;
+        }
         Err(err) => {
             tracing::error!(error = %err, "Reload failed; keeping the running configuration.");
             return;
