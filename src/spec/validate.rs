@@ -204,6 +204,9 @@ fn compile_flow(
     report: &mut Report<'_>,
 ) -> Option<Flow> {
     let spec = flow.spec;
+    // A contract that could not be read or is not a schema was reported by the workspace
+    // checks, which fails the load: nothing to add at the flow.
+    checked.contracts.get(&spec.object)?.as_ref()?;
     let object = object_model(checked.expanded.objects.get(&spec.object)?);
     match FlowPlan::compile(&spec, &object, shared, flow.retry, &flow.failures) {
         Ok(plan) => Some(Flow {
