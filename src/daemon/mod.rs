@@ -101,6 +101,22 @@ pub enum DaemonError {
     },
 }
 
+/// Why a reload kept the running workspace.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The loading task did not finish (it panicked or was cancelled).
+    #[error("loading the workspace failed: {0}")]
+    Load(String),
+    /// The workspace has errors.
+    #[error("the workspace has errors ({summary}):\n{diagnostics}")]
+    Invalid {
+        /// Error and warning counts.
+        summary: String,
+        /// The rendered diagnostics.
+        diagnostics: String,
+    },
+}
+
 /// What the daemon shares between its tasks and HTTP handlers.
 pub struct DaemonState {
     workspace: RwLock<Arc<Workspace>>,
@@ -196,6 +212,35 @@ impl DaemonState {
     fn wake_handle(&self, flow: &str) -> Arc<Notify> {
         let mut wakes = self.wakes.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(wakes.entry(flow.to_owned()).or_default())
+    }
+
+    /// Loads and compiles the workspace at `root` again and swaps it in as one `Arc`: runs in
+    /// flight keep the workspace (and compiled plans) they started with, runs started after
+    /// get the new one. On errors the running workspace stays and the error says why.
+    /// Returns the new workspace and the rendered warnings, if any.
+    pub async fn reload(
+        &self,
+        root: &Path,
+        env: &EnvLookup,
+    ) -> Result<(Arc<Workspace>, Option<String>), ReloadError> {
+        let root = root.to_path_buf();
+        let env = env.clone();
+        // Loading reads files and compiles contracts and templates: keep it off the workers.
+        let loaded = tokio::task::spawn_blocking(move || {
+            crate::spec::load_workspace(&root, &LoadOptions { strict: false, env })
+        })
+        .await
+        .map_err(|err| ReloadError::Load(err.to_string()))?;
+        let text = diagnostic::render_human(&loaded.diagnostics);
+        let Some(workspace) = loaded.workspace else {
+            return Err(ReloadError::Invalid {
+                summary: diagnostic::summary(&loaded.diagnostics),
+                diagnostics: text.trim_end().to_owned(),
+            });
+        };
+        self.set_workspace(workspace);
+        let warnings = (!text.is_empty()).then(|| text.trim_end().to_owned());
+        Ok((self.workspace(), warnings))
     }
 
     fn set_workspace(&self, workspace: Workspace) {
@@ -536,34 +581,28 @@ async fn reload(
     root: &Path,
     env: &EnvLookup,
 ) {
-    let root = root.to_path_buf();
-    let env = env.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
-        crate::spec::load_workspace(&root, &LoadOptions { strict: false, env })
-    })
-    .await;
-    let loaded = match loaded {
-        Ok(loaded) => loaded,
+    let workspace = match state.reload(root, env).await {
+        Ok((workspace, warnings)) => {
+            if let Some(text) = warnings {
+                tracing::warn!(diagnostics = %text, "Workspace reloaded with warnings.");
+            }
+            workspace
+        }
+        Err(ReloadError::Invalid { diagnostics, .. }) => {
+            tracing::error!(
+                diagnostics = %diagnostics,
+                "Workspace has errors; keeping the running configuration."
+            );
+            return;
+        }
         Err(err) => {
             tracing::error!(error = %err, "Reload failed; keeping the running configuration.");
             return;
         }
     };
-    let text = diagnostic::render_human(&loaded.diagnostics);
-    let Some(workspace) = loaded.workspace else {
-        tracing::error!(
-            diagnostics = %text.trim_end(),
-            "Workspace has errors; keeping the running configuration."
-        );
-        return;
-    };
-    if !text.is_empty() {
-        tracing::warn!(diagnostics = %text.trim_end(), "Workspace reloaded with warnings.");
-    }
-    state.set_workspace(workspace);
     // Stopped tasks finish their current batch on their own; nothing waits for them here.
-    drop(scheduler.sync(state, &state.workspace()));
-    tracing::info!(flows = state.workspace().flows.len(), "Workspace reloaded.");
+    drop(scheduler.sync(state, &workspace));
+    tracing::info!(flows = workspace.flows.len(), "Workspace reloaded.");
 }
 
 async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
@@ -606,5 +645,7 @@ fn fingerprint(root: &Path, state_path: &Path) -> Vec<(PathBuf, Option<SystemTim
     out
 }
 
+#[cfg(test)]
+mod compiled_tests;
 #[cfg(test)]
 mod tests;

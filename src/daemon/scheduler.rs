@@ -2,7 +2,6 @@
 //! of one flow never overlap. A run that fails is logged and counted; the flow keeps its
 //! schedule. Each task stops at its stop signal, letting the current run commit its batch.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,10 +96,7 @@ pub(crate) fn describe(trigger: &Trigger) -> String {
     match trigger {
         Trigger::Manual => "manual".into(),
         Trigger::Poll(every) => format!("poll {every:?}"),
-        Trigger::Cron {
-            expression,
-            timezone,
-        } => format!("cron {expression} ({timezone})"),
+        Trigger::Cron(cron) => format!("cron {} ({})", cron.expression, cron.timezone),
         Trigger::Webhook(path) => format!("webhook {path}"),
     }
 }
@@ -127,27 +123,12 @@ async fn flow_task(
                 run_once(&state, &name, &stop).await;
             }
         }
-        Trigger::Cron {
-            expression,
-            timezone,
-        } => {
-            let schedule = match cron::Schedule::from_str(&expression) {
-                Ok(schedule) => schedule,
-                Err(err) => {
-                    tracing::error!(flow = %name, error = %err, "Cron expression does not parse; flow not scheduled.");
-                    return;
-                }
-            };
-            let tz = match jiff::tz::TimeZone::get(&timezone) {
-                Ok(tz) => tz,
-                Err(err) => {
-                    tracing::error!(flow = %name, error = %err, "Unknown time zone; flow not scheduled.");
-                    return;
-                }
-            };
+        Trigger::Cron(cron) => {
+            // Parsed and resolved at load.
+            let (schedule, tz) = (&cron.schedule, &cron.tz);
             loop {
                 let now = jiff::Timestamp::now();
-                let Some(next) = next_fire(&schedule, &tz, now) else {
+                let Some(next) = next_fire(schedule, tz, now) else {
                     tracing::warn!(flow = %name, "Cron schedule has no future run; flow idle.");
                     break;
                 };
@@ -261,7 +242,7 @@ pub(super) async fn drain_inbox(
         let pointer = workspace
             .flows
             .get(name)
-            .and_then(|f| f.spec.from.records.clone())
+            .and_then(|f| f.from.records.clone())
             .unwrap_or_default();
         let mut ids = Vec::with_capacity(events.len());
         let mut records = Vec::new();
@@ -399,6 +380,8 @@ async fn execute(
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
 
     #[test]

@@ -2,6 +2,7 @@
 //! per record. Values go into JSON through `serde_json`, so quotes, braces and backslashes in
 //! data can never break the output; nothing is HTML-escaped; a missing field is an error.
 
+mod config;
 pub mod helpers;
 mod plain;
 mod scan;
@@ -13,12 +14,12 @@ use std::borrow::Cow;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
+pub use self::config::{MapField, MapFieldSpec, ValueType};
 pub use self::syntax::{
     MAX_HANDLEBARS_TEMPLATE_BYTES, MAX_NESTING, TemplateErrorKind, TemplateInfo,
     TemplateSyntaxError, inspect,
 };
 pub use self::template::{CompiledTemplate, Escape, FieldPath, RenderError};
-use crate::spec::raw::{MapField, ValueType};
 
 /// A compiled `map` section.
 #[derive(Debug, Clone)]
@@ -315,7 +316,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::spec::raw::MapFieldSpec;
 
     fn detailed(template: Option<&str>, from: Option<&str>, t: ValueType) -> MapField {
         MapField::Detailed(MapFieldSpec {

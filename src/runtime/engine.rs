@@ -208,7 +208,8 @@ impl FlowRun {
                 name: name.to_owned(),
                 hint: suggest(name, workspace.flows.keys()),
             })?;
-        let plan = FlowPlan::compile(workspace, flow)?;
+        // Compiled once per workspace load; every run of that load shares it.
+        let plan = Arc::clone(&flow.plan);
         // Before the checkpoint is read: another process's run could otherwise commit after
         // the read, and this run would resume from (or cut a file sink back to) a stale one.
         let lease = FlowLease::acquire(&store, name).await?;
@@ -220,7 +221,6 @@ impl FlowRun {
         let opening = |err: ConnectorError| setup(err.message);
         let connector = |system: &str| {
             let config = workspace
-                .spec
                 .systems
                 .get(system)
                 .ok_or_else(|| setup(format!("system `{system}` is not declared")))?;
@@ -238,7 +238,7 @@ impl FlowRun {
         let source: Box<dyn Source> = match source {
             Some(SourceOverride(records)) => Box::new(MemorySource(Some(records))),
             None => {
-                let from = &flow.spec.from;
+                let from = &flow.from;
                 let (connector, system) = connector(&from.system)?;
                 connector
                     .source(
@@ -256,7 +256,7 @@ impl FlowRun {
         let sink: Arc<dyn Sink> = match sink {
             Some(SinkOverride { sink, .. }) => sink.sink(move || clock.now_ms()),
             None => {
-                let to = &flow.spec.to;
+                let to = &flow.to;
                 let (connector, system) = connector(&to.system)?;
                 let sink = connector
                     .sink(
@@ -271,7 +271,7 @@ impl FlowRun {
                 sink
             }
         };
-        let ack = match &flow.spec.acknowledge {
+        let ack = match &flow.acknowledge {
             None => None,
             Some(ack) => {
                 let body = ack.body.clone().unwrap_or(Value::Null);
@@ -302,7 +302,7 @@ impl FlowRun {
             }
         };
         Ok(Self {
-            plan: Arc::new(plan),
+            plan,
             store,
             source: std::sync::Mutex::new(source),
             sink,

@@ -9,7 +9,6 @@
 use serde_json::Value;
 
 use super::engine::{RunError, build_alert, build_dead_letter};
-use super::plan::FlowPlan;
 use super::record::{Rejected, Rejection};
 use crate::spec::model::{FailureMode, Workspace};
 use crate::store::{InboxEvent, NewDeadLetter, Original, Store};
@@ -56,7 +55,7 @@ pub async fn dead_letter_unreadable(
             name: flow.to_owned(),
             hint: String::new(),
         })?;
-    let plan = FlowPlan::compile(workspace, spec)?;
+    let plan = &spec.plan;
     let letters: Vec<_> = events
         .iter()
         .map(|(event, why)| {
@@ -70,8 +69,8 @@ pub async fn dead_letter_unreadable(
                 },
             };
             let original = Original::new(event.body.clone());
-            let letter = build_dead_letter(&plan, &rejected, 0, original, None);
-            let alert = build_alert(&plan, &letter);
+            let letter = build_dead_letter(plan, &rejected, 0, original, None);
+            let alert = build_alert(plan, &letter);
             (event.id, letter, alert)
         })
         .collect();

@@ -8,8 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{Original, RecordTruncation};
 
-/// `state.max_dead_letter_record_size` when the workspace does not set it.
-pub const DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES: u64 = 1024 * 1024;
+pub use crate::spec::compiled::DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES;
 
 /// The part of `original` a dead letter keeps, and what it knows of the rest: the whole
 /// original when it fits in `limit` bytes, else its start (cut on a character boundary when

@@ -14,8 +14,7 @@ use serde_json::Value;
 use super::plan::FlowPlan;
 use crate::connectors::RawRecord;
 use crate::mapping::{MappingError, helpers};
-use crate::spec::model::FailureMode;
-use crate::spec::raw::SplitConfig;
+use crate::spec::model::{FailureMode, SplitConfig};
 use crate::store::key_hash;
 
 /// The set of processed idempotency key hashes. The keys are already hashes, so the set

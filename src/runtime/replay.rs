@@ -4,7 +4,6 @@
 //! processed when it was dead-lettered.
 
 use super::engine::{FlowRun, RunError, RunOptions};
-use super::plan::FlowPlan;
 use super::record::{self, Admission, Output};
 use crate::connectors::RawRecord;
 use crate::spec::model::Workspace;
@@ -53,9 +52,7 @@ pub async fn replay(
             name: flow_name.clone(),
             hint: " (the flow of this dead letter is no longer in the workspace)".into(),
         })?;
-    let result = if let Some(error) =
-        still_invalid(workspace, flow, letter.letter.record.as_bytes())?
-    {
+    let result = if let Some(error) = still_invalid(flow, letter.letter.record.as_bytes()) {
         // The record fails the current spec again: no need to reach any system to say so.
         Err(error)
     } else {
@@ -85,28 +82,21 @@ pub async fn replay(
 }
 
 /// Why the stored record still fails the current spec before delivery, if it does.
-fn still_invalid(
-    workspace: &Workspace,
-    flow: &crate::spec::model::Flow,
-    record: &[u8],
-) -> Result<Option<String>, RunError> {
-    let plan = FlowPlan::compile(workspace, flow)?;
-    let prepared = record::prepare(&plan, &RawRecord::Line(record));
-    Ok(
-        match record::admit(prepared, &mut record::KeySet::default()) {
-            Admission::Reject(rejected) => Some(format!(
-                "{}: {}",
-                rejected.rejection.mode, rejected.rejection.error
-            )),
-            Admission::Deliver(ready) => match ready.body {
-                Output::Legs(legs) => legs.into_iter().find_map(|leg| {
-                    leg.result
-                        .err()
-                        .map(|r| format!("{} (leg {}): {}", r.mode, leg.key, r.error))
-                }),
-                Output::One(_) => None,
-            },
-            Admission::Duplicate => None,
+fn still_invalid(flow: &crate::spec::model::Flow, record: &[u8]) -> Option<String> {
+    let prepared = record::prepare(&flow.plan, &RawRecord::Line(record));
+    match record::admit(prepared, &mut record::KeySet::default()) {
+        Admission::Reject(rejected) => Some(format!(
+            "{}: {}",
+            rejected.rejection.mode, rejected.rejection.error
+        )),
+        Admission::Deliver(ready) => match ready.body {
+            Output::Legs(legs) => legs.into_iter().find_map(|leg| {
+                leg.result
+                    .err()
+                    .map(|r| format!("{} (leg {}): {}", r.mode, leg.key, r.error))
+            }),
+            Output::One(_) => None,
         },
-    )
+        Admission::Duplicate => None,
+    }
 }

@@ -4,13 +4,13 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use super::model::{Action, LatencyClass, Party, Pattern};
 use super::model::{Flow, Trigger, Workspace};
-use super::raw::{Action, LatencyClass, Party, Pattern};
 
 /// Renders the ownership matrix, the field control table and the flow summaries.
 pub fn explain(workspace: &Workspace) -> String {
     let mut out = String::new();
-    let title = workspace.spec.name.as_deref().unwrap_or("workspace");
+    let title = workspace.name.as_deref().unwrap_or("workspace");
     let _ = writeln!(out, "# {title}\n");
     out.push_str("## Ownership\n\n");
     out.push_str(
@@ -31,11 +31,11 @@ pub fn explain(workspace: &Workspace) -> String {
 /// Object × system: `SoT`, `C`, `U`, `consume`.
 pub fn ownership_matrix(workspace: &Workspace) -> String {
     let mut header = vec!["object".to_owned()];
-    header.extend(workspace.spec.systems.keys().cloned());
+    header.extend(workspace.systems.keys().cloned());
     let mut rows = vec![header];
-    for (name, object) in &workspace.spec.objects {
+    for (name, object) in &workspace.objects {
         let mut row = vec![name.clone()];
-        for system in workspace.spec.systems.keys() {
+        for system in workspace.systems.keys() {
             let mut roles = Vec::new();
             if &object.source_of_truth == system {
                 roles.push("SoT");
@@ -67,7 +67,7 @@ pub fn field_table(workspace: &Workspace) -> String {
         "controlled by".to_owned(),
         "operator override".to_owned(),
     ]];
-    for (object_name, object) in &workspace.spec.objects {
+    for (object_name, object) in &workspace.objects {
         for (field, control) in &object.fields {
             rows.push(vec![
                 format!("{object_name}.{field}"),
@@ -89,12 +89,11 @@ pub fn field_table(workspace: &Workspace) -> String {
 
 /// One paragraph on a flow, in business English.
 pub fn flow_summary(flow: &Flow) -> String {
-    let spec = &flow.spec;
     let mut text = format!(
         "{}: moves {} records from {} to {}",
-        spec.flow, spec.object, spec.from.system, spec.to.system
+        flow.name, flow.object, flow.from.system, flow.to.system
     );
-    let pattern = match spec.pattern {
+    let pattern = match flow.pattern {
         Pattern::Event => "an event flow",
         Pattern::NearRealTime => "a near-real-time flow",
         Pattern::Batch => "a batch flow",
@@ -102,15 +101,15 @@ pub fn flow_summary(flow: &Flow) -> String {
     let trigger = match &flow.trigger {
         Trigger::Manual => "run on demand".to_owned(),
         Trigger::Poll(every) => format!("polled every {}", human(*every)),
-        Trigger::Cron {
-            expression,
-            timezone,
-        } => {
-            format!("scheduled by cron `{expression}` ({timezone})")
+        Trigger::Cron(cron) => {
+            format!(
+                "scheduled by cron `{}` ({})",
+                cron.expression, cron.timezone
+            )
         }
         Trigger::Webhook(path) => format!("started by webhook events on {path}"),
     };
-    let latency = match spec.latency {
+    let latency = match flow.latency {
         LatencyClass::CheckoutBlocking => "checkout-blocking: a shopper is waiting",
         LatencyClass::SameDayOperational => {
             "same-day operational: it must land within the business day"
@@ -155,10 +154,7 @@ pub fn flow_summary(flow: &Flow) -> String {
     if !failures.is_empty() {
         let _ = write!(text, " Failures: {}.", failures.join("; "));
     }
-    match (
-        flow.freshness,
-        spec.sla.as_ref().and_then(|sla| sla.max_reject_rate),
-    ) {
+    match (flow.freshness, flow.max_reject_rate) {
         (None, None) => text.push_str(" No SLA is declared."),
         (freshness, reject) => {
             let mut parts = Vec::new();

@@ -1,7 +1,10 @@
 //! Spec files: raw types (`raw`), loading with source positions, validation with diagnostics,
-//! and the resolved model (`model`). Nothing here touches the network, tokio or the state
-//! store, so the spec core stays fast to build, test and fuzz.
+//! and the resolved model (`model`) with each flow's compiled plan (`compiled`). Raw types stop
+//! here: the model replaces them (connector settings excepted, see `model`). `spec` may use
+//! `mapping` and `contract` to compile; neither of them uses `spec`. Nothing here touches the
+//! network, tokio or the state store, so the spec core stays fast to build, test and fuzz.
 
+pub mod compiled;
 pub mod diagnostic;
 pub mod duration;
 pub mod env;

@@ -1,39 +1,89 @@
-//! The resolved phase of a spec: a validated workspace with references checked, durations and
-//! schedules parsed and `${ENV}` references expanded. The runtime builds its compiled plan
-//! from these types and never sees YAML.
+//! The resolved phase of a spec: a validated workspace that owns resolved values — references
+//! checked, `${ENV}` references expanded, durations and schedules parsed, and each flow's
+//! contract and templates compiled into its [`FlowPlan`] once per load. The runtime and the
+//! daemon read these types and never the raw YAML ones, with one exception for now: the
+//! connector settings of systems and of a flow's `from`/`to`/`acknowledge` are carried as
+//! written, because their meaning belongs to the connectors.
+//!
+//! It also owns the plain value types the runtime needs (`Party`, `Action`, `SplitConfig`,
+//! ...); the raw phase embeds them so one definition serves the YAML and the runtime.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::raw::{Action, FlowFile, TestFile, WorkspaceFile};
+use super::compiled::FlowPlan;
+use super::raw::{AcknowledgeConfig, SinkConfig, SourceConfig, SystemConfig, TestFile};
+use crate::contract::Contract;
 
-/// A workspace that passed validation.
+/// A workspace that passed validation, compiled. Built once per load; the daemon shares it
+/// behind an `Arc` and swaps the whole of it on reload.
 #[derive(Debug, Clone)]
 pub struct Workspace {
     /// The workspace folder.
     pub root: PathBuf,
-    /// `switchyard.yaml`, with `${ENV}` references expanded.
-    pub spec: WorkspaceFile,
+    /// The workspace's display name.
+    pub name: Option<String>,
+    /// The systems' connector settings, with `${ENV}` references expanded (the connectors own
+    /// their meaning).
+    pub systems: IndexMap<String, SystemConfig>,
+    /// The business objects, by name.
+    pub objects: IndexMap<String, Object>,
     /// The flows, by name, in file order.
     pub flows: IndexMap<String, Flow>,
     /// The flow test files.
     pub tests: Vec<TestSuite>,
-    /// The contracts (JSON Schemas), by object name.
-    pub contracts: IndexMap<String, serde_json::Value>,
+    /// The compiled contracts, by object name; the flows of one object share one.
+    pub contracts: IndexMap<String, Arc<Contract>>,
     /// Absolute path of the SQLite state file.
     pub state_path: PathBuf,
+    /// The most of a rejected record's original a dead letter keeps, in bytes.
+    pub max_dead_letter_record: u64,
 }
 
-/// A validated flow.
+/// A business object: identity and ownership.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// Fields that together identify one object.
+    pub key: Vec<String>,
+    /// The system whose copy is authoritative.
+    pub source_of_truth: String,
+    /// Systems allowed to create the object.
+    pub create: Vec<String>,
+    /// Systems allowed to update the object.
+    pub update: Vec<String>,
+    /// Systems that only consume the object.
+    pub consume: Vec<String>,
+    /// Per-field control.
+    pub fields: IndexMap<String, FieldControl>,
+}
+
+/// A validated, compiled flow.
 #[derive(Debug, Clone)]
 pub struct Flow {
     /// The flow file, relative to the workspace folder.
     pub file: PathBuf,
-    /// The flow as written (templates still uncompiled).
-    pub spec: FlowFile,
+    /// The flow's name.
+    pub name: String,
+    /// The business object it moves.
+    pub object: String,
+    /// How it syncs.
+    pub pattern: Pattern,
+    /// Its latency class.
+    pub latency: LatencyClass,
+    /// Where records come from: connector settings as written (see the module doc).
+    pub from: SourceConfig,
+    /// Where records go: connector settings as written (see the module doc).
+    pub to: SinkConfig,
+    /// The acknowledgement request sent back to the source, as written (connector settings).
+    pub acknowledge: Option<AcknowledgeConfig>,
+    /// The compiled contract, templates, routes, deadline and lookups; shared by every run of
+    /// this load of the workspace, so a run never compiles.
+    pub plan: Arc<FlowPlan>,
     /// What starts a run.
     pub trigger: Trigger,
     /// The retry policy, with the workspace defaults applied.
@@ -42,6 +92,8 @@ pub struct Flow {
     pub failures: IndexMap<FailureMode, FailureRoute>,
     /// The SLA freshness target, if any.
     pub freshness: Option<Duration>,
+    /// The SLA's largest acceptable share of dead-lettered records, in percent, if any.
+    pub max_reject_rate: Option<f64>,
     /// How webhook events are authenticated; set exactly when the trigger is a webhook.
     pub webhook_auth: Option<WebhookAuth>,
 }
@@ -103,15 +155,24 @@ pub enum Trigger {
     Manual,
     /// Every interval.
     Poll(Duration),
-    /// On a cron schedule; `expression` is normalised to the 6-field form with seconds first.
-    Cron {
-        /// The 6-field expression.
-        expression: String,
-        /// IANA time zone name; `UTC` by default.
-        timezone: String,
-    },
+    /// On a cron schedule, parsed at load (boxed: the parsed schedule is large).
+    Cron(Box<CronSchedule>),
     /// On each event POSTed to this path of the daemon.
     Webhook(String),
+}
+
+/// A cron schedule parsed at load, with its time zone resolved: the daemon only computes the
+/// next firing time from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSchedule {
+    /// The expression, normalised to the 6-field form with seconds first.
+    pub expression: String,
+    /// IANA time zone name; `UTC` by default.
+    pub timezone: String,
+    /// The parsed expression.
+    pub schedule: cron::Schedule,
+    /// The resolved time zone.
+    pub tz: jiff::tz::TimeZone,
 }
 
 /// A retry policy with parsed durations.
@@ -225,4 +286,78 @@ pub struct Escalation {
     pub to: String,
     /// How long the failure may stay unresolved first, as written in the spec.
     pub after: String,
+}
+
+/// Who controls one field of an object.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldControl {
+    /// The party that sets the field.
+    pub controlled_by: Party,
+    /// Whether the operator may override the value the controlling party set.
+    #[serde(default)]
+    pub operator_override: bool,
+}
+
+/// A party of the marketplace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Party {
+    /// The seller: owns their offers, prices, stock and shipments.
+    Seller,
+    /// The operator: hosts the marketplace, validates offers, routes orders, settles.
+    Operator,
+}
+
+/// How a record is split into legs.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// JSON Pointer to the array of items to distribute (for example `/order_lines`).
+    pub items: String,
+    /// Field of each item whose value names its leg (for example `shop_id`); items with the
+    /// same value form one leg, in order of first appearance.
+    pub by: String,
+}
+
+/// How a flow syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pattern {
+    /// Pushed by the source (webhook or queue), usually against a deadline.
+    Event,
+    /// Short polling or a stream, for price and stock freshness.
+    NearRealTime,
+    /// A schedule or a file drop; settlement, commissions and payouts are batch by nature.
+    Batch,
+}
+
+/// How late a record may be, in business words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyClass {
+    /// A shopper is waiting: seconds matter.
+    CheckoutBlocking,
+    /// Must land within the business day (offers, stock, order status).
+    SameDayOperational,
+    /// Enrichment that may wait for the next cycle.
+    NextCycleEnrichment,
+    /// Must be complete before the finance period closes.
+    FinanceClose,
+}
+
+/// What an owner does about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Replay the record once the cause is gone.
+    Retry,
+    /// Fix the record and replay it.
+    Repair,
+    /// Accept that the record will not be delivered, with a reason.
+    Suppress,
+    /// Hand over to the escalation owner.
+    Escalate,
+    /// Ask the party that owns the data to correct it at the source.
+    RequestCorrection,
 }

@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 // workspace file keeps one type per YAML key.
 pub use crate::connectors::file::config::FileSystemConfig;
 pub use crate::connectors::http::config::{HttpAuth, HttpSystemConfig};
+// Plain value types the resolved model owns (the runtime reads them); the raw files embed them.
+pub use super::model::{Action, FieldControl, LatencyClass, Party, Pattern, SplitConfig};
+// The `map` section is the mapping's own config type.
+pub use crate::mapping::{MapField, MapFieldSpec, ValueType};
 
 /// The workspace file, `switchyard.yaml`: systems, owners, business objects and their ownership.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -151,27 +155,6 @@ pub struct ObjectConfig {
     pub fields: IndexMap<String, FieldControl>,
 }
 
-/// Who controls one field of an object.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FieldControl {
-    /// The party that sets the field.
-    pub controlled_by: Party,
-    /// Whether the operator may override the value the controlling party set.
-    #[serde(default)]
-    pub operator_override: bool,
-}
-
-/// A party of the marketplace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Party {
-    /// The seller: owns their offers, prices, stock and shipments.
-    Seller,
-    /// The operator: hosts the marketplace, validates offers, routes orders, settles.
-    Operator,
-}
-
 /// A flow file, `flows/<name>.yaml`: how one business object moves from one system to another.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -270,17 +253,6 @@ pub struct AcknowledgeConfig {
     pub body: Option<serde_json::Value>,
 }
 
-/// How a record is split into legs.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SplitConfig {
-    /// JSON Pointer to the array of items to distribute (for example `/order_lines`).
-    pub items: String,
-    /// Field of each item whose value names its leg (for example `shop_id`); items with the
-    /// same value form one leg, in order of first appearance.
-    pub by: String,
-}
-
 /// A cross-reference lookup.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -300,32 +272,6 @@ pub struct CaptureConfig {
     /// JSON Pointer to the sink's own ID in its response body (for example `/oms_order_id`).
     /// It is stored as a cross-reference to the record's identity key.
     pub id: String,
-}
-
-/// How a flow syncs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Pattern {
-    /// Pushed by the source (webhook or queue), usually against a deadline.
-    Event,
-    /// Short polling or a stream, for price and stock freshness.
-    NearRealTime,
-    /// A schedule or a file drop; settlement, commissions and payouts are batch by nature.
-    Batch,
-}
-
-/// How late a record may be, in business words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum LatencyClass {
-    /// A shopper is waiting: seconds matter.
-    CheckoutBlocking,
-    /// Must land within the business day (offers, stock, order status).
-    SameDayOperational,
-    /// Enrichment that may wait for the next cycle.
-    NextCycleEnrichment,
-    /// Must be complete before the finance period closes.
-    FinanceClose,
 }
 
 /// What starts a run. Give exactly one of `poll`, `cron` or `webhook`; a flow without a
@@ -514,53 +460,6 @@ pub enum FileFormat {
     Csv,
 }
 
-/// One output field of a mapping.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum MapField {
-    /// A Handlebars template. A template that is exactly one path (`{{price}}`) copies the
-    /// value with its JSON type; any other template renders a string.
-    Template(String),
-    /// A template or a source path, with the type of the output value.
-    Detailed(MapFieldSpec),
-}
-
-/// An output field with an explicit type.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MapFieldSpec {
-    /// A Handlebars template rendering the value.
-    #[serde(default)]
-    pub template: Option<String>,
-    /// JSON Pointer into the input record whose value is copied (for example `/quantity`).
-    #[serde(default)]
-    pub from: Option<String>,
-    /// Type of the output value; the rendered text is converted and must fit.
-    #[serde(default, rename = "type")]
-    pub value_type: Option<ValueType>,
-    /// Whether a missing input value yields `null` instead of a mapping error.
-    #[serde(default)]
-    pub optional: bool,
-}
-
-/// Type of a mapped value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ValueType {
-    /// A JSON string.
-    String,
-    /// A JSON integer (64-bit).
-    Integer,
-    /// A JSON number.
-    Number,
-    /// A decimal amount, kept exact as a JSON string.
-    Decimal,
-    /// `true` or `false`.
-    Boolean,
-    /// Any JSON value, parsed from the rendered text.
-    Json,
-}
-
 /// Retry policy for deliveries that fail transiently.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -640,22 +539,6 @@ pub struct FailureConfig {
     /// Who is told next if the owner has not resolved it in time.
     #[serde(default)]
     pub escalate: Option<EscalationConfig>,
-}
-
-/// What an owner does about a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Replay the record once the cause is gone.
-    Retry,
-    /// Fix the record and replay it.
-    Repair,
-    /// Accept that the record will not be delivered, with a reason.
-    Suppress,
-    /// Hand over to the escalation owner.
-    Escalate,
-    /// Ask the party that owns the data to correct it at the source.
-    RequestCorrection,
 }
 
 /// Escalation of an unresolved failure.

@@ -12,11 +12,15 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
+use std::sync::Arc;
+
+use super::compiled::{DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES, FlowPlan, Shared};
 use super::diagnostic::{Code, Diagnostic, did_you_mean};
 use super::load::{FileError, LoadOptions, Parsed};
-use super::model::{TestSuite, Workspace};
+use super::model::{Flow, Object, TestSuite, Workspace};
 use super::raw::{FlowFile, TestFile, WorkspaceFile};
 use super::source_map::SourceMap;
+use crate::contract::Contract;
 
 /// The parsed files of one workspace.
 pub(crate) struct Input<'a> {
@@ -43,6 +47,8 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
             workspace::check(value, &at, &input, &mut report)
         });
 
+    // Built once per load and shared by every flow's plan.
+    let shared = workspace.as_ref().map(shared_values);
     let mut flows = IndexMap::new();
     let mut flow_names: IndexMap<String, PathBuf> = IndexMap::new();
     for parsed in &input.flows {
@@ -61,8 +67,13 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
         } else {
             flow_names.insert(spec.flow.clone(), parsed.file.clone());
         }
+        let errors_before_flow = report.errors();
         if let Some(checked) = &workspace
+            && let Some(shared) = &shared
             && let Some(flow) = flow::check(spec, &at, checked, input.options, &mut report)
+            // A flow with errors is not compiled: its plan would only repeat them.
+            && report.errors() == errors_before_flow
+            && let Some(flow) = compile_flow(flow, checked, shared, &at, &mut report)
         {
             flows.entry(spec.flow.clone()).or_insert(flow);
         }
@@ -112,18 +123,114 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
         return None;
     }
     let checked = workspace?;
+    let shared = shared?;
     Some(Workspace {
         root: input.root.to_path_buf(),
         state_path: checked.state_path(input.root),
-        spec: checked.expanded,
+        name: checked.expanded.name.clone(),
+        objects: checked
+            .expanded
+            .objects
+            .iter()
+            .map(|(name, object)| (name.clone(), object_model(object)))
+            .collect(),
+        systems: checked.expanded.systems,
         flows,
         tests,
-        contracts: checked
-            .contracts
-            .into_iter()
-            .filter_map(|(name, contract)| contract.map(|value| (name, value)))
-            .collect(),
+        contracts: shared.contracts,
+        max_dead_letter_record: shared.max_dead_letter_record,
     })
+}
+
+/// The values every flow of the workspace shares: compiled contracts, parties, alert URLs and
+/// the dead-letter size limit.
+fn shared_values(checked: &workspace::Checked) -> Shared {
+    let spec = &checked.expanded;
+    let contracts = checked
+        .contracts
+        .iter()
+        .filter_map(|(name, schema)| {
+            // An invalid schema was reported by the workspace checks; no flow compiles then.
+            let contract = Contract::compile(schema.as_ref()?).ok()?;
+            Some((name.clone(), Arc::new(contract)))
+        })
+        .collect();
+    let parties = spec
+        .systems
+        .iter()
+        .filter_map(|(name, system)| system.acts_for.map(|party| (name.clone(), party)))
+        .collect();
+    let alert_urls = spec
+        .owners
+        .iter()
+        .filter_map(|(name, owner)| {
+            let url = owner.alert.as_ref()?.webhook.clone();
+            (!url.is_empty()).then(|| (name.clone(), url))
+        })
+        .collect();
+    // A size that does not parse was reported by the workspace checks.
+    let max_dead_letter_record = spec
+        .state
+        .as_ref()
+        .and_then(|state| state.max_dead_letter_record_size.as_deref())
+        .and_then(|size| super::parse_size(size).ok())
+        .unwrap_or(DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES);
+    Shared {
+        contracts,
+        parties: Arc::new(parties),
+        alert_urls: Arc::new(alert_urls),
+        max_dead_letter_record,
+    }
+}
+
+fn object_model(object: &super::raw::ObjectConfig) -> Object {
+    Object {
+        key: object.key.clone(),
+        source_of_truth: object.source_of_truth.clone(),
+        create: object.create.clone(),
+        update: object.update.clone(),
+        consume: object.consume.clone(),
+        fields: object.fields.clone(),
+    }
+}
+
+/// Compiles a checked flow into the model. Validation has reported everything that would fail
+/// here, so an error is a gap in the checks: it is reported at the flow rather than lost.
+fn compile_flow(
+    flow: flow::CheckedFlow,
+    checked: &workspace::Checked,
+    shared: &Shared,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) -> Option<Flow> {
+    let spec = flow.spec;
+    // A contract that could not be read or is not a schema was reported by the workspace
+    // checks, which fails the load: nothing to add at the flow.
+    checked.contracts.get(&spec.object)?.as_ref()?;
+    let object = object_model(checked.expanded.objects.get(&spec.object)?);
+    match FlowPlan::compile(&spec, &object, shared, flow.retry, &flow.failures) {
+        Ok(plan) => Some(Flow {
+            file: flow.file,
+            plan: Arc::new(plan),
+            name: spec.flow,
+            object: spec.object,
+            pattern: spec.pattern,
+            latency: spec.latency,
+            from: spec.from,
+            to: spec.to,
+            acknowledge: spec.acknowledge,
+            trigger: flow.trigger,
+            retry: flow.retry,
+            failures: flow.failures,
+            freshness: flow.freshness,
+            max_reject_rate: spec.sla.and_then(|sla| sla.max_reject_rate),
+            webhook_auth: flow.webhook_auth,
+        }),
+        Err(err) => {
+            report.push(at.error("", Code::InvalidValue, err.to_string()));
+            None
+        }
+    }
 }
 
 /// Where diagnostics go.
@@ -134,6 +241,10 @@ pub(crate) struct Report<'a> {
 impl Report<'_> {
     pub(crate) fn push(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
+    }
+
+    fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
     }
 }
 

@@ -56,7 +56,7 @@ fn valid_workspace_resolves() {
     let workspace = loaded.workspace.unwrap_or_else(|| panic!("no workspace"));
     assert_eq!(workspace.state_path, Path::new("/ws/.switchyard/state.db"));
     assert_eq!(
-        workspace.spec.systems["marketplace"]
+        workspace.systems["marketplace"]
             .http
             .as_ref()
             .map(|h| h.base_url.as_str()),
@@ -80,6 +80,40 @@ fn valid_workspace_resolves() {
     );
     assert_eq!(workspace.tests.len(), 1);
     assert!(workspace.contracts.contains_key("offer"));
+}
+
+#[test]
+fn the_model_owns_resolved_and_compiled_values() {
+    let mut files = valid_files();
+    files[0].1 = files[0].1.replace(
+        "model: operator\n",
+        "model: operator\nstate: { max_dead_letter_record_size: 2KiB }\n",
+    );
+    files[1].1 = files[1].1.replace(
+        "trigger: { poll: 30s }",
+        "trigger: { cron: \"30 9 * * *\", timezone: Europe/Paris }",
+    );
+    let loaded = load_sources(Path::new("/ws"), &files, &env());
+    let workspace = loaded
+        .workspace
+        .unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics));
+    let flow = &workspace.flows["offers-to-storefront"];
+    let crate::spec::model::Trigger::Cron(cron) = &flow.trigger else {
+        panic!("{:?}", flow.trigger);
+    };
+    // Parsed and resolved at load; the daemon only asks for the next firing time.
+    assert_eq!(cron.expression, "0 30 9 * * *");
+    assert_eq!(cron.tz.iana_name(), Some("Europe/Paris"));
+    assert_eq!(cron.schedule.to_string(), "0 30 9 * * *");
+    assert_eq!(workspace.max_dead_letter_record, 2048);
+    let plan = &flow.plan;
+    assert_eq!(plan.max_dead_letter_record, 2048);
+    assert_eq!(plan.name, "offers-to-storefront");
+    // The flow's plan holds the workspace's compiled contract, not a copy of its own.
+    assert!(std::sync::Arc::ptr_eq(
+        &plan.contract,
+        &workspace.contracts["offer"]
+    ));
 }
 
 #[test]

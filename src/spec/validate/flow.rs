@@ -1,5 +1,5 @@
 //! Checks of one flow file against the workspace: references, ownership, templates, trigger,
-//! retry, failure owners and SLA; and its resolution into a [`Flow`].
+//! retry, failure owners and SLA; and its resolution (compiled later by `super::compile`).
 
 use std::str::FromStr;
 
@@ -10,7 +10,7 @@ use super::{At, Report, seg};
 use crate::mapping::TemplateErrorKind;
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::spec::model::{
-    Escalation, FailureMode, FailureRoute, Flow, Secret, Trigger, WebhookAuth,
+    CronSchedule, Escalation, FailureMode, FailureRoute, Secret, Trigger, WebhookAuth,
 };
 use crate::spec::raw::{FailureConfig, FailuresConfig, FlowFile, HttpRequestConfig, MapField};
 use crate::spec::templates;
@@ -35,6 +35,18 @@ struct Scope<'a> {
     what: &'a str,
 }
 
+/// A flow that passed its checks, resolved but not yet compiled: the workspace compiles every
+/// flow once validation is over (see `super::compile`).
+pub(crate) struct CheckedFlow {
+    pub(crate) file: std::path::PathBuf,
+    pub(crate) spec: FlowFile,
+    pub(crate) trigger: Trigger,
+    pub(crate) retry: crate::spec::model::RetryPolicy,
+    pub(crate) failures: IndexMap<FailureMode, FailureRoute>,
+    pub(crate) freshness: Option<std::time::Duration>,
+    pub(crate) webhook_auth: Option<WebhookAuth>,
+}
+
 /// Checks one flow; returns it resolved (meaningful only when no error was reported).
 pub(crate) fn check(
     spec: &FlowFile,
@@ -42,7 +54,7 @@ pub(crate) fn check(
     workspace: &Checked,
     options: &crate::spec::LoadOptions,
     report: &mut Report<'_>,
-) -> Option<Flow> {
+) -> Option<CheckedFlow> {
     let systems: Vec<&str> = workspace.spec.systems.keys().map(String::as_str).collect();
     let owners: Vec<&str> = workspace.spec.owners.keys().map(String::as_str).collect();
 
@@ -141,7 +153,7 @@ pub(crate) fn check(
 
     let trigger = trigger?;
     let webhook_auth = check_webhook_auth(spec, &trigger, options, at, report);
-    Some(Flow {
+    Some(CheckedFlow {
         file: at.file.to_path_buf(),
         spec: spec.clone(),
         webhook_auth,
@@ -177,28 +189,34 @@ fn check_trigger(spec: &FlowFile, at: &At<'_>, report: &mut Report<'_>) -> Optio
         );
     }
     let timezone = trigger.timezone.clone().unwrap_or_else(|| "UTC".to_owned());
-    let mut timezone_ok = true;
-    if let Some(name) = &trigger.timezone
-        && let Err(err) = jiff::tz::TimeZone::get(name)
-    {
-        timezone_ok = false;
-        report.push(
-            at.error(
-                "/trigger/timezone",
-                Code::InvalidTimezone,
-                format!("unknown time zone \"{name}\": {err}"),
-            )
-            .with_hint(Some("use an IANA name such as Europe/Paris or UTC".into())),
-        );
+    // Resolved here, once: the daemon's schedule reads this zone.
+    let mut tz = Some(jiff::tz::TimeZone::UTC);
+    if let Some(name) = &trigger.timezone {
+        tz = jiff::tz::TimeZone::get(name)
+            .inspect_err(|err| {
+                report.push(
+                    at.error(
+                        "/trigger/timezone",
+                        Code::InvalidTimezone,
+                        format!("unknown time zone \"{name}\": {err}"),
+                    )
+                    .with_hint(Some("use an IANA name such as Europe/Paris or UTC".into())),
+                );
+            })
+            .ok();
     }
     let resolved = if let Some(poll) = &trigger.poll {
         at.duration("/trigger/poll", poll, report)
             .map(Trigger::Poll)
     } else if let Some(expression) = &trigger.cron {
-        match normalize_cron(expression) {
-            Ok(expression) => timezone_ok.then_some(Trigger::Cron {
-                expression,
-                timezone,
+        match parse_cron(expression) {
+            Ok((expression, schedule)) => tz.map(|tz| {
+                Trigger::Cron(Box::new(CronSchedule {
+                    expression,
+                    timezone,
+                    schedule,
+                    tz,
+                }))
             }),
             Err(message) => {
                 report.push(
@@ -288,7 +306,14 @@ fn check_webhook_auth(
 
 /// Normalises a cron expression to the 6-field form (seconds first) the `cron` crate reads,
 /// and checks that it parses.
+#[cfg(test)]
 pub(crate) fn normalize_cron(expression: &str) -> Result<String, String> {
+    parse_cron(expression).map(|(normalized, _)| normalized)
+}
+
+/// Normalises a cron expression to the 6-field form (seconds first) the `cron` crate reads,
+/// and parses it.
+fn parse_cron(expression: &str) -> Result<(String, cron::Schedule), String> {
     let fields = expression.split_whitespace().count();
     let normalized = match fields {
         5 => format!(
@@ -303,7 +328,7 @@ pub(crate) fn normalize_cron(expression: &str) -> Result<String, String> {
         }
     };
     cron::Schedule::from_str(&normalized)
-        .map(|_| normalized)
+        .map(|schedule| (normalized, schedule))
         .map_err(|err| format!("invalid cron expression \"{expression}\": {err}"))
 }
 
