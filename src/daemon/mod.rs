@@ -32,7 +32,7 @@ use self::metrics::Metrics;
 use crate::runtime::{RunReport, alerts};
 use crate::spec::model::Workspace;
 use crate::spec::{EnvLookup, LoadOptions, diagnostic};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreTarget};
 
 pub use self::admin::admin_router;
 
@@ -430,17 +430,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
         }
     }
     let workspace = load(&config.root, &config.env)?;
-    let state_target = config
-        .state
-        .clone()
-        .unwrap_or_else(|| workspace.state_path.display().to_string());
-    let store = Store::connect(&state_target).await?;
+    let state_target = StoreTarget::choose(config.state.as_deref(), Some(&workspace.state))?;
+    let store = Store::open_target(&state_target).await?;
     // Left out of the file watch (a PostgreSQL URL names no file, and excludes nothing).
-    let state_path = PathBuf::from(
-        state_target
-            .strip_prefix("sqlite:")
-            .unwrap_or(&state_target),
-    );
+    let state_path = state_target
+        .sqlite_path()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let state = DaemonState::new(workspace, store.clone(), config.admin_token.clone());
     let io = |what: &str| {
         let what = what.to_owned();

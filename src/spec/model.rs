@@ -23,8 +23,8 @@ pub struct Workspace {
     pub tests: Vec<TestSuite>,
     /// The contracts (JSON Schemas), by object name.
     pub contracts: IndexMap<String, serde_json::Value>,
-    /// Absolute path of the SQLite state file.
-    pub state_path: PathBuf,
+    /// The state store `switchyard.yaml` names (`--state` overrides it).
+    pub state: crate::store::StoreTarget,
 }
 
 /// A validated flow.

@@ -114,7 +114,7 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
     let checked = workspace?;
     Some(Workspace {
         root: input.root.to_path_buf(),
-        state_path: checked.state_path(input.root),
+        state: checked.state?,
         spec: checked.expanded,
         flows,
         tests,

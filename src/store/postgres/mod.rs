@@ -1138,7 +1138,7 @@ fn text(value: &str) -> String {
 
 /// Takes `schema=NAME` out of the URL's query (the driver rejects options it does not know)
 /// and checks the name: it is spliced into SQL, so only plain identifiers are accepted.
-fn split_schema(url: &str) -> Result<(String, String), StoreError> {
+pub(crate) fn split_schema(url: &str) -> Result<(String, String), StoreError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut schema = DEFAULT_SCHEMA.to_owned();
     let mut kept = Vec::new();
