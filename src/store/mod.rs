@@ -19,6 +19,8 @@ mod outbox;
 pub mod postgres;
 pub mod sqlite;
 mod target;
+#[doc(hidden)]
+pub mod testing;
 mod xrefs;
 
 use std::collections::HashMap;
