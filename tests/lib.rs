@@ -8,6 +8,7 @@ mod hardening;
 mod limits;
 mod orders;
 mod paging;
+mod postgres_state;
 mod runtime;
 mod schema;
 mod security;
