@@ -310,6 +310,106 @@ async fn a_second_run_is_refused_and_a_killed_holder_is_taken_over() {
     sandbox.shutdown().await;
 }
 
+/// Item 4, a holder that is alive but stalled (SIGSTOP: a long GC pause, a frozen VM): it
+/// keeps the flow while its lease lasts, loses it when the lease expires (shortened to 6 s
+/// through `SWITCHYARD_LOCK_STALE_AFTER`), another process takes over and finishes, and the
+/// stalled holder, resumed, cannot commit over it. Each valid offer reaches the storefront
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_holder_loses_its_lease_and_cannot_commit_after_the_takeover() {
+    const STALE: &str = "6s";
+    let Some(schema) = Schema::fresh("lease_expiry").await else {
+        return;
+    };
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    sandbox.inject_storefront_fault(Fault::latency(15));
+    let (root, _state) = workspace_copy("pg-stall", false);
+    let run = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
+            .args(["--log", "warn", "run"])
+            .arg(&root)
+            .args([FLOW, "--concurrency", "4", "--state", &schema.target()])
+            .env("ORDERS_WEBHOOK_SECRET", "pg-stall")
+            .env("SWITCHYARD_LOCK_STALE_AFTER", STALE)
+            .envs(sandbox.env())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let signal = |pid: u32, name: &str| {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    };
+    let holder = run().spawn().expect("first run starts");
+    wait_until("the first run to deliver", Duration::from_secs(30), || {
+        let records = sandbox.storefront_stats().records;
+        async move {
+            if records >= 50 {
+                Ok(())
+            } else {
+                Err(format!("{records} delivered"))
+            }
+        }
+    })
+    .await;
+    signal(holder.id(), "STOP");
+    let stalled_at = Instant::now();
+
+    // Alive, and its lease (refreshed every 2 s) runs at least 4 s more: refused.
+    let refused = run().output().expect("second run");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stalled_at.elapsed() < Duration::from_secs(4),
+        "the machine is too slow for this test"
+    );
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("is already running (pid {} on ", holder.id())),
+        "{stderr}"
+    );
+
+    // Past the lease: taken over, and finished.
+    tokio::time::sleep(Duration::from_secs(7).saturating_sub(stalled_at.elapsed())).await;
+    sandbox.clear_storefront_faults();
+    let taker = run().output().expect("the takeover run");
+    let stderr = String::from_utf8_lossy(&taker.stderr);
+    assert!(
+        stderr.contains("Taking over the lock of a crashed run.")
+            && stderr.contains("its lease expired"),
+        "{stderr}"
+    );
+    assert!(
+        taker.status.success() || taker.status.code() == Some(1),
+        "{stderr}"
+    );
+
+    // The stalled holder wakes up: its next commit is refused.
+    signal(holder.id(), "CONT");
+    let resumed = tokio::task::spawn_blocking(move || holder.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(!resumed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("this run lost its lock to another process"),
+        "{stderr}"
+    );
+
+    let mut ids = delivered_offer_ids(&sandbox);
+    ids.sort_unstable();
+    let mut expected = sandbox.summary().valid_offer_ids;
+    expected.sort_unstable();
+    assert_eq!(
+        ids, expected,
+        "after a stall and a takeover: each valid offer exactly once"
+    );
+    sandbox.shutdown().await;
+}
+
 /// Waits up to `timeout` for `child` to exit; kills it past that.
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
     let deadline = Instant::now() + timeout;

@@ -33,7 +33,7 @@ pub use self::dead_letters::{
     DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, Original, RecordTruncation,
 };
 pub use self::inbox::{InboxEvent, InboxInsert};
-pub use self::locks::{HEARTBEAT_EVERY, LockHolder, STALE_AFTER};
+pub use self::locks::{HEARTBEAT_EVERY, LockHolder, STALE_AFTER, heartbeat_every, stale_after};
 pub use self::outbox::{ALERT_CLAIM, OutboxAlert, PendingAlert};
 pub use self::target::{ACCEPTED_FORMS, StoreTarget};
 pub use self::xrefs::CrossReference;
@@ -124,7 +124,7 @@ pub enum StoreError {
         "flow `{flow}` is already running ({holder}); a flow runs in one process at a time. \
          Wait for that run to end or stop it; a crashed holder's lock is taken over \
          automatically once its process is gone or {stale}s after its last heartbeat",
-        stale = STALE_AFTER.as_secs()
+        stale = stale_after().as_secs()
     )]
     FlowLocked {
         /// The flow.
