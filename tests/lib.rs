@@ -12,5 +12,6 @@ mod postgres_state;
 mod runtime;
 mod schema;
 mod security;
+mod state;
 mod util;
 mod validate;

@@ -232,13 +232,16 @@ fn check_state(
                 crate::store::StoreError::BadTarget { message, .. } => message,
                 other => other.to_string(),
             };
+            // Most messages name the accepted forms already; the others get them as a hint.
+            let hint = (!message.contains(ACCEPTED_FORMS))
+                .then(|| format!("accepted forms: {ACCEPTED_FORMS}"));
             report.push(
                 at.error(
                     pointer,
                     Code::InvalidValue,
                     format!("state store: {message}"),
                 )
-                .with_hint(Some(format!("accepted forms: {ACCEPTED_FORMS}"))),
+                .with_hint(hint),
             );
             None
         }
