@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use switchyard::daemon::webhook::sign;
 use switchyard::sandbox::{Sandbox, SandboxConfig};
 
-use crate::util::copy_dir;
+use crate::util::{TestState, copy_dir};
 
 const FLOW: &str = "offers-to-storefront";
 const SECRET: &str = "integration-secret";
@@ -140,11 +140,13 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
-fn workspace(name: &str) -> PathBuf {
+/// A private copy of the reference workspace on a fresh state store (held by the guard).
+fn workspace(name: &str) -> (PathBuf, TestState) {
     let dir = std::env::temp_dir().join(format!("switchyard-daemon-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("flows"), &dir);
-    dir
+    let state = TestState::attach(&format!("daemon_{name}"), &dir);
+    (dir, state)
 }
 
 fn flow_file(root: &Path) -> PathBuf {
@@ -163,7 +165,7 @@ async fn sandbox() -> Sandbox {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_polls_delivers_and_exits_zero_on_sigterm() {
     let sandbox = sandbox().await;
-    let root = workspace("poll");
+    let (root, _state) = workspace("poll");
     let daemon = Daemon::start(&root, &sandbox);
     assert_eq!(daemon.get("/healthz").await.0, 200);
     assert_eq!(daemon.get("/readyz").await.0, 200);
@@ -186,7 +188,7 @@ async fn serve_polls_delivers_and_exits_zero_on_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_a_broken_workspace_keeps_the_running_one() {
     let sandbox = sandbox().await;
-    let root = workspace("reload");
+    let (root, _state) = workspace("reload");
     let daemon = Daemon::start(&root, &sandbox);
     let file = flow_file(&root);
     let original = std::fs::read_to_string(&file).unwrap();
@@ -218,7 +220,7 @@ async fn sighup_with_a_broken_workspace_keeps_the_running_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhook_event_is_stored_and_processed_and_forged_gets_401() {
     let sandbox = sandbox().await;
-    let root = workspace("webhook");
+    let (root, _state) = workspace("webhook");
     let file = flow_file(&root);
     let spec = std::fs::read_to_string(&file).unwrap().replace(
         "trigger: { poll: 30s }",

@@ -12,7 +12,7 @@ use switchyard::spec::model::Workspace;
 use switchyard::spec::{EnvLookup, LoadOptions, load_workspace};
 use switchyard::store::{DeadLetter, DeadLetterFilter, Store};
 
-use crate::util::switchyard;
+use crate::util::{TestState, switchyard};
 
 const FLOW: &str = "items";
 
@@ -49,7 +49,7 @@ const CONTRACT: &str = r#"{
 }"#;
 
 /// A fresh workspace with one flow from `data/<input>` (`format`) to `out/items.jsonl`.
-fn file_workspace(name: &str, input: &str, format: &str, content: &[u8]) -> PathBuf {
+fn file_workspace(name: &str, input: &str, format: &str, content: &[u8]) -> (PathBuf, TestState) {
     let root = std::env::temp_dir().join(format!("switchyard-files-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     for dir in ["flows", "contracts", "data"] {
@@ -69,7 +69,8 @@ fn file_workspace(name: &str, input: &str, format: &str, content: &[u8]) -> Path
     );
     std::fs::write(root.join(format!("flows/{FLOW}.yaml")), flow).unwrap();
     std::fs::write(root.join("data").join(input), content).unwrap();
-    root
+    let state = TestState::attach(&format!("files_{name}"), &root);
+    (root, state)
 }
 
 fn load(root: &Path) -> Workspace {
@@ -84,7 +85,7 @@ fn load(root: &Path) -> Workspace {
 }
 
 async fn run(workspace: &Workspace, batch_size: usize) -> Result<RunReport, RunError> {
-    let store = Store::open(&workspace.state_path).unwrap();
+    let store = Store::open_target(&workspace.state).await.unwrap();
     let options = RunOptions {
         progress: false,
         batch_size,
@@ -112,7 +113,7 @@ fn delivered_ids(root: &Path) -> Vec<String> {
 }
 
 async fn dead_letters(workspace: &Workspace) -> Vec<DeadLetter> {
-    let store = Store::open(&workspace.state_path).unwrap();
+    let store = Store::open_target(&workspace.state).await.unwrap();
     store
         .dead_letters(&DeadLetterFilter::default())
         .await
@@ -148,7 +149,7 @@ fn assert_malformed(letter: &DeadLetter, reason: &str, line: u64, bytes: &[u8]) 
 async fn item_03_csv_unterminated_quote_does_not_swallow_rows() {
     let csv = b"id,name\n1,one\n2,\"two\n3,three\n4,four\n";
     for batch_size in [10_000, 1] {
-        let root = file_workspace(
+        let (root, _state) = file_workspace(
             &format!("unterminated-{batch_size}"),
             "items.csv",
             "csv",
@@ -174,7 +175,7 @@ async fn item_03_csv_unterminated_quote_does_not_swallow_rows() {
             letters[0].letter.error
         );
         // Routed like any dead letter: its owner's alert is in the outbox.
-        let store = Store::open(&workspace.state_path).unwrap();
+        let store = Store::open_target(&workspace.state).await.unwrap();
         let alerts = store.due_alerts(i64::MAX, 10).await.unwrap();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].alert.owner, "data-team");
@@ -189,7 +190,7 @@ async fn item_03_csv_unterminated_quote_does_not_swallow_rows() {
 #[tokio::test]
 async fn item_03_csv_ragged_row_does_not_block_file() {
     let csv = b"id,name\n1,one\n2,two,extra\n3,three\n";
-    let root = file_workspace("ragged", "items.csv", "csv", csv);
+    let (root, _state) = file_workspace("ragged", "items.csv", "csv", csv);
     let workspace = load(&root);
     let report = run(&workspace, 10_000).await.expect("the file flows");
     assert_eq!(delivered_ids(&root), ["1", "3"]);
@@ -208,7 +209,7 @@ async fn item_03_csv_ragged_row_does_not_block_file() {
 #[tokio::test]
 async fn item_03_csv_non_utf8_row_does_not_block_file() {
     let csv = b"id,name\r\n1,one\r\n2,caf\xe9\r\n3,\"multi\r\nline\"\r\n";
-    let root = file_workspace("latin1", "items.csv", "csv", csv);
+    let (root, _state) = file_workspace("latin1", "items.csv", "csv", csv);
     let workspace = load(&root);
     let report = run(&workspace, 10_000).await.expect("the file flows");
     assert_eq!(delivered_ids(&root), ["1", "3"]);
@@ -222,7 +223,7 @@ async fn item_03_csv_non_utf8_row_does_not_block_file() {
 #[tokio::test]
 async fn item_03_jsonl_bad_lines_are_dead_lettered_with_line_numbers() {
     let jsonl = b"{\"id\":\"1\",\"name\":\"one\"}\nnot json\n{\"id\":\"2\",\"name\":\"caf\xe9\"}\n{\"id\":\"3\",\"name\":\"three\"}\n";
-    let root = file_workspace("jsonl", "items.jsonl", "jsonl", jsonl);
+    let (root, _state) = file_workspace("jsonl", "items.jsonl", "jsonl", jsonl);
     let workspace = load(&root);
     let report = run(&workspace, 10_000).await.expect("the file flows");
     assert_eq!(delivered_ids(&root), ["1", "3"]);
@@ -241,7 +242,7 @@ async fn item_03_jsonl_bad_lines_are_dead_lettered_with_line_numbers() {
 #[tokio::test]
 async fn item_06_file_sink_refuses_to_truncate_unproven_output() {
     let jsonl = b"{\"id\":\"1\",\"name\":\"one\"}\n";
-    let root = file_workspace("unproven", "items.jsonl", "jsonl", jsonl);
+    let (root, _state) = file_workspace("unproven", "items.jsonl", "jsonl", jsonl);
     // Another run's output, and no state file that says this flow wrote it.
     std::fs::create_dir_all(root.join("out")).unwrap();
     let theirs = b"{\"id\":\"0\",\"name\":\"written by a run whose state was lost\"}\n";
@@ -255,7 +256,7 @@ async fn item_06_file_sink_refuses_to_truncate_unproven_output() {
     assert!(message.contains("move the file away"), "{message}");
     assert_eq!(output(&root), theirs, "not a byte cut");
     assert!(dead_letters(&workspace).await.is_empty());
-    let store = Store::open(&workspace.state_path).unwrap();
+    let store = Store::open_target(&workspace.state).await.unwrap();
     assert_eq!(
         store.checkpoint(FLOW).await.unwrap(),
         None,
@@ -271,7 +272,7 @@ async fn item_06_file_sink_refuses_to_truncate_unproven_output() {
 #[tokio::test]
 async fn item_06_file_sink_refuses_a_replaced_or_truncated_output() {
     let jsonl = b"{\"id\":\"1\",\"name\":\"one\"}\n{\"id\":\"2\",\"name\":\"two\"}\n";
-    let root = file_workspace("replaced", "items.jsonl", "jsonl", jsonl);
+    let (root, _state) = file_workspace("replaced", "items.jsonl", "jsonl", jsonl);
     let workspace = load(&root);
     run(&workspace, 10_000).await.unwrap();
     let ours = output(&root);
@@ -309,7 +310,7 @@ async fn item_07_dead_letter_keeps_original_bytes() {
     let original: &[u8] = b"{\"id\":\"7\",\"name\":\"caf\xe9\"}";
     let mut jsonl = original.to_vec();
     jsonl.extend_from_slice(b"\n{\"id\":\"8\",\"name\":\"ok\"}\n");
-    let root = file_workspace("bytes", "items.jsonl", "jsonl", &jsonl);
+    let (root, _state) = file_workspace("bytes", "items.jsonl", "jsonl", &jsonl);
     let workspace = load(&root);
     run(&workspace, 10_000).await.unwrap();
     let letters = dead_letters(&workspace).await;
@@ -323,7 +324,7 @@ async fn item_07_dead_letter_keeps_original_bytes() {
 
     // Replay reads the bytes that arrived: still not JSON, so nothing is delivered (a lossy
     // copy would have been delivered with U+FFFD in place of the é).
-    let store = Store::open(&workspace.state_path).unwrap();
+    let store = Store::open_target(&workspace.state).await.unwrap();
     let outcome = replay(&workspace, &store, letter.id, "test").await.unwrap();
     assert!(
         matches!(&outcome, ReplayOutcome::Failed(error) if error.contains("not valid JSON")),

@@ -15,6 +15,7 @@ use switchyard::sandbox::{Fault, Sandbox, SandboxConfig};
 use switchyard::store::{LockHolder, STALE_AFTER, Store, StoreError};
 
 use crate::runtime::{FLOW, delivered_offer_ids, load, run_flow, workspace_copy};
+use crate::util::TestState;
 
 /// Every offer of the marketplace's listing, in its order, through its own paged API.
 async fn listing(sandbox: &Sandbox) -> Vec<Value> {
@@ -43,7 +44,7 @@ async fn listing(sandbox: &Sandbox) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_01_no_record_skipped_when_the_source_changes_while_paging() {
     const TRIALS: u64 = 20;
-    let root = workspace_copy("paging", false);
+    let (root, _state) = workspace_copy("paging", false);
     let mut skipped_total = 0;
     for trial in 0..TRIALS {
         let sandbox = Sandbox::start(SandboxConfig {
@@ -55,8 +56,11 @@ async fn item_01_no_record_skipped_when_the_source_changes_while_paging() {
         .unwrap();
         let early: Vec<Value> = listing(&sandbox).await.into_iter().take(200).collect();
         let workspace = load(&root, &sandbox);
-        let state = root.join(format!("state-{trial}.db"));
-        let store = Store::open(&state).unwrap();
+        let state = TestState::new(
+            &format!("paging_{trial}"),
+            &root.join(format!("state-{trial}.db")),
+        );
+        let store = state.open().await;
         // Slow pages leave room for updates between two of them, as on a real API.
         sandbox.inject_marketplace_fault(Fault::latency(15));
 
@@ -102,7 +106,7 @@ async fn item_01_no_record_skipped_when_the_source_changes_while_paging() {
 
 /// `switchyard run WORKSPACE offers-to-storefront --state STATE` against `sandbox`, started
 /// (not waited for).
-fn spawn_run(root: &Path, state: &Path, sandbox: &Sandbox) -> std::process::Child {
+fn spawn_run(root: &Path, state: &str, sandbox: &Sandbox) -> std::process::Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     command
         .args(["--log", "warn", "run"])
@@ -125,13 +129,13 @@ fn spawn_run(root: &Path, state: &Path, sandbox: &Sandbox) -> std::process::Chil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_04_two_runs_of_one_flow_deliver_each_record_once() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let root = workspace_copy("two-runs", false);
-    let state = root.join("fresh-state.db");
+    let (root, _state) = workspace_copy("two-runs", false);
+    let state = TestState::new("two_runs", &root.join("fresh-state.db"));
     // Long enough pages that the two runs overlap for certain.
     sandbox.inject_marketplace_fault(Fault::latency(40));
     let children = [
-        spawn_run(&root, &state, &sandbox),
-        spawn_run(&root, &state, &sandbox),
+        spawn_run(&root, state.target(), &sandbox),
+        spawn_run(&root, state.target(), &sandbox),
     ];
     let outputs: Vec<std::process::Output> = tokio::task::spawn_blocking(move || {
         children
@@ -159,7 +163,7 @@ async fn item_04_two_runs_of_one_flow_deliver_each_record_once() {
     let mut expected = sandbox.summary().valid_offer_ids;
     expected.sort_unstable();
     assert_eq!(ids, expected, "each valid offer exactly once");
-    let store = Store::open(&state).unwrap();
+    let store = state.open().await;
     let letters = store
         .dead_letters(&switchyard::store::DeadLetterFilter::default())
         .await
@@ -179,6 +183,9 @@ async fn item_04_two_runs_of_one_flow_deliver_each_record_once() {
 
 /// Item 4: processes opening one new state file at once each get a working store; the
 /// schema is created once.
+///
+/// SQLite only: about creating one state file from several processes (the PostgreSQL twin,
+/// concurrent migrations, is in the store conformance suite).
 #[test]
 fn item_04_concurrent_opens_of_a_new_state_file_all_succeed() {
     let dir = std::env::temp_dir().join(format!("switchyard-opens-{}", std::process::id()));
@@ -235,6 +242,9 @@ fn age_heartbeat(state: &Path, flow: &str, age: Duration) {
 
 /// Item 4: a crashed holder's lock is taken over (its process gone on this host, or its
 /// heartbeat stale from anywhere); a live holder's is not.
+///
+/// SQLite only: it ages the heartbeat in the file directly (PostgreSQL's lease expiry is in
+/// the store conformance suite and `tests/postgres_state.rs`).
 #[tokio::test]
 async fn item_04_lock_of_a_crashed_holder_is_taken_over_and_a_live_one_kept() {
     let dir = std::env::temp_dir().join(format!("switchyard-locks-{}", std::process::id()));
@@ -310,6 +320,9 @@ async fn item_04_lock_of_a_crashed_holder_is_taken_over_and_a_live_one_kept() {
 
 /// Item 4: a run that stalled past the stale limit and lost its lock cannot commit over the
 /// run that took it over.
+///
+/// SQLite only: it ages the heartbeat in the file directly (the PostgreSQL fence is in the
+/// store conformance suite).
 #[tokio::test]
 async fn item_04_a_run_that_lost_its_lock_cannot_commit() {
     let dir = std::env::temp_dir().join(format!("switchyard-fence-{}", std::process::id()));
@@ -345,15 +358,17 @@ async fn item_04_a_run_that_lost_its_lock_cannot_commit() {
 
 /// Item 5: an empty state file is refused, not silently re-initialised: nothing is sent and
 /// the file is left as it was.
+///
+/// SQLite only: about a state file (`--state` overrides the suite's store).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_05_empty_state_file_is_refused_and_nothing_sent() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let root = workspace_copy("empty-state", false);
+    let (root, _state) = workspace_copy("empty-state", false);
     let state = root.join("empty.db");
     std::fs::write(&state, b"").unwrap();
     let output = tokio::task::spawn_blocking({
         let (root, state) = (root.clone(), state.clone());
-        let child = spawn_run(&root, &state, &sandbox);
+        let child = spawn_run(&root, &format!("sqlite:{}", state.display()), &sandbox);
         move || child.wait_with_output().unwrap()
     })
     .await
@@ -373,6 +388,8 @@ async fn item_05_empty_state_file_is_refused_and_nothing_sent() {
 
 /// Item 5: a state file damaged in the middle, or not a database at all, is refused with what
 /// is wrong and how to recover.
+///
+/// SQLite only: about a state file.
 #[tokio::test]
 async fn item_05_corrupted_state_file_is_refused() {
     let dir = std::env::temp_dir().join(format!("switchyard-corrupt-{}", std::process::id()));

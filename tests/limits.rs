@@ -17,7 +17,7 @@ use switchyard::store::{DeadLetterFilter, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::util::{assert_output, copy_dir, fixtures, switchyard};
+use crate::util::{TestState, assert_output, copy_dir, fixtures, switchyard};
 
 const FLOW_FILE: &str = "flows/offers-to-storefront.yaml";
 
@@ -304,15 +304,23 @@ impl Peer {
     }
 }
 
-fn load(root: &Path, peer: &Peer) -> Workspace {
+/// Loads the workspace at `root` with its systems at `peer`, on a fresh state store (held
+/// by the returned guard).
+fn load(root: &Path, peer: &Peer) -> (Workspace, TestState) {
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let state = TestState::attach(&name, root);
     let mut env = EnvLookup::empty();
     for name in ["MARKETPLACE_URL", "STOREFRONT_URL", "ALERTS_URL"] {
         env = env.with(name, &peer.url);
     }
     let loaded = load_workspace(root, &LoadOptions { strict: true, env });
-    loaded
+    let workspace = loaded
         .workspace
-        .unwrap_or_else(|| panic!("workspace does not load: {:?}", loaded.diagnostics))
+        .unwrap_or_else(|| panic!("workspace does not load: {:?}", loaded.diagnostics));
+    (workspace, state)
 }
 
 async fn run(workspace: &Workspace, store: &Store) -> Result<RunReport, RunError> {
@@ -334,11 +342,8 @@ async fn run(workspace: &Workspace, store: &Store) -> Result<RunReport, RunError
     .await
 }
 
-fn open_store(workspace: &Workspace) -> Store {
-    if let Some(parent) = workspace.state_path.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    Store::open(&workspace.state_path).unwrap()
+async fn open_store(workspace: &Workspace) -> Store {
+    Store::open_target(&workspace.state).await.unwrap()
 }
 
 fn offer(id: &str, price: Option<&str>, title_len: usize) -> Value {
@@ -370,8 +375,8 @@ async fn item_10_http_source_caps_response_size() {
             "base_url: \"${MARKETPLACE_URL}\" }",
             "base_url: \"${MARKETPLACE_URL}\", max_response_size: 1MiB }",
         );
-        let workspace = load(&root, &peer);
-        let store = open_store(&workspace);
+        let (workspace, _state) = load(&root, &peer);
+        let store = open_store(&workspace).await;
         let err = run(&workspace, &store)
             .await
             .expect_err("the page is over the limit");
@@ -416,8 +421,8 @@ async fn item_10_http_sink_reads_bounded_bodies() {
     )
     .await;
     let root = scratch("sink-error-body");
-    let workspace = load(&root, &peer);
-    let store = open_store(&workspace);
+    let (workspace, _state) = load(&root, &peer);
+    let store = open_store(&workspace).await;
     let report = run(&workspace, &store).await.expect("run");
     assert_eq!(
         report.by_failure.get("sink-rejected"),
@@ -455,8 +460,8 @@ async fn item_10_http_sink_reads_bounded_bodies() {
         "base_url: \"${STOREFRONT_URL}\" }",
         "base_url: \"${STOREFRONT_URL}\", max_response_size: 1MiB }",
     );
-    let workspace = load(&root, &peer);
-    let store = open_store(&workspace);
+    let (workspace, _state) = load(&root, &peer);
+    let store = open_store(&workspace).await;
     let report = run(&workspace, &store).await.expect("run");
     assert_eq!(
         (report.delivered, report.dead_lettered),
@@ -487,8 +492,8 @@ async fn item_10_dead_letters_keep_a_bounded_original_and_say_so() {
         "model: operator\n",
         "model: operator\nstate: { max_dead_letter_record_size: 1KiB }\n",
     );
-    let workspace = load(&root, &peer);
-    let store = open_store(&workspace);
+    let (workspace, _state) = load(&root, &peer);
+    let store = open_store(&workspace).await;
     let report = run(&workspace, &store).await.expect("run");
     assert_eq!(
         report.by_failure.get("contract-violation"),

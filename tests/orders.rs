@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 use switchyard::sandbox::{Fault, Sandbox, SandboxConfig, sign};
 
 use crate::daemon::Daemon;
-use crate::util::copy_dir;
+use crate::util::{TestState, copy_dir};
 
 const SECRET: &str = "orders-secret";
 
-fn workspace(name: &str) -> PathBuf {
+/// A private copy of the reference workspace on a fresh state store (held by the guard).
+fn workspace(name: &str) -> (PathBuf, TestState) {
     let dir = std::env::temp_dir().join(format!("switchyard-orders-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("flows"), &dir);
-    dir
+    let state = TestState::attach(&format!("orders_{name}"), &dir);
+    (dir, state)
 }
 
 async fn sandbox(baskets: usize, deadline_secs: u64) -> Sandbox {
@@ -41,7 +43,7 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_baskets_are_acknowledged_in_time_split_deduplicated_and_shipped() {
     let sandbox = sandbox(1000, 120).await;
-    let root = workspace("thousand");
+    let (root, _state) = workspace("thousand");
     let daemon = Daemon::start_with(&root, &sandbox, &[("ORDERS_WEBHOOK_SECRET", SECRET)]);
     sandbox.emit_orders(&format!("{}/hooks/orders", daemon.base));
     let legs = sandbox.orders_summary().legs;
@@ -94,7 +96,7 @@ async fn a_thousand_baskets_are_acknowledged_in_time_split_deduplicated_and_ship
 async fn a_slow_oms_warns_the_owner_before_the_deadline_and_dead_letters_the_miss() {
     let sandbox = sandbox(12, 4).await;
     sandbox.inject_oms_fault(Fault::latency(1_500));
-    let root = workspace("slow-oms");
+    let (root, _state) = workspace("slow-oms");
     let daemon = Daemon::start_with(&root, &sandbox, &[("ORDERS_WEBHOOK_SECRET", SECRET)]);
     sandbox.emit_orders(&format!("{}/hooks/orders", daemon.base));
     daemon
@@ -142,7 +144,7 @@ async fn a_slow_oms_warns_the_owner_before_the_deadline_and_dead_letters_the_mis
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_acknowledged_before_kill_dash_nine_is_processed_after_restart() {
     let sandbox = sandbox(1, 300).await;
-    let root = workspace("kill9");
+    let (root, _state) = workspace("kill9");
     let extra = [("ORDERS_WEBHOOK_SECRET", SECRET)];
     let daemon = Daemon::start_with(&root, &sandbox, &extra);
     // Pause the flow so the event is only in the inbox when the process dies.
@@ -193,7 +195,7 @@ async fn an_event_acknowledged_before_kill_dash_nine_is_processed_after_restart(
 async fn sigterm_under_load_exits_in_time_and_loses_or_duplicates_nothing() {
     let sandbox = sandbox(400, 300).await;
     sandbox.inject_oms_fault(Fault::latency(20));
-    let root = workspace("sigterm");
+    let (root, _state) = workspace("sigterm");
     let extra = [("ORDERS_WEBHOOK_SECRET", SECRET)];
     let daemon = Daemon::start_with(&root, &sandbox, &extra);
     sandbox.emit_orders(&format!("{}/hooks/orders", daemon.base));

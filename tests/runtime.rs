@@ -14,12 +14,13 @@ use switchyard::spec::model::Workspace;
 use switchyard::spec::{EnvLookup, LoadOptions, load_workspace};
 use switchyard::store::{DeadLetterFilter, DeadLetterStatus, Store};
 
-use crate::util::copy_dir;
+use crate::util::{TestState, copy_dir};
 
 pub(crate) const FLOW: &str = "offers-to-storefront";
 
-/// A private copy of the reference workspace, with its retry policy optionally shortened.
-pub(crate) fn workspace_copy(name: &str, short_retry: bool) -> PathBuf {
+/// A private copy of the reference workspace, with its retry policy optionally shortened, on
+/// a fresh state store (held by the returned guard).
+pub(crate) fn workspace_copy(name: &str, short_retry: bool) -> (PathBuf, TestState) {
     let dir =
         std::env::temp_dir().join(format!("switchyard-runtime-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -37,7 +38,8 @@ pub(crate) fn workspace_copy(name: &str, short_retry: bool) -> PathBuf {
             std::fs::write(&file, text).unwrap();
         }
     }
-    dir
+    let state = TestState::attach(&format!("runtime_{name}"), &dir);
+    (dir, state)
 }
 
 pub(crate) fn load(root: &Path, sandbox: &Sandbox) -> Workspace {
@@ -79,9 +81,9 @@ pub(crate) fn delivered_offer_ids(sandbox: &Sandbox) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_valid_offer_once_every_bad_one_dead_lettered_with_owner_and_alert() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let root = workspace_copy("clean", false);
+    let (root, _state) = workspace_copy("clean", false);
     let workspace = load(&root, &sandbox);
-    let store = Store::open(&root.join("state.db")).unwrap();
+    let store = Store::open_target(&workspace.state).await.unwrap();
     let report = run_flow(&workspace, &store).await;
     let summary = sandbox.summary();
 
@@ -161,9 +163,9 @@ async fn a_storefront_failing_three_times_still_gets_every_offer_once() {
     .await
     .unwrap();
     sandbox.inject_storefront_fault(Fault::fail(503, 3));
-    let root = workspace_copy("three-503", true);
+    let (root, _state) = workspace_copy("three-503", true);
     let workspace = load(&root, &sandbox);
-    let store = Store::open(&root.join("state.db")).unwrap();
+    let store = Store::open_target(&workspace.state).await.unwrap();
     let report = run_flow(&workspace, &store).await;
     let summary = sandbox.summary();
     assert_eq!(report.delivered as usize, summary.valid);
@@ -189,9 +191,9 @@ async fn an_outage_past_the_window_dead_letters_and_replay_delivers_after_recove
     .await
     .unwrap();
     sandbox.inject_storefront_fault(Fault::fail_for(500, 3600));
-    let root = workspace_copy("outage", true);
+    let (root, _state) = workspace_copy("outage", true);
     let workspace = load(&root, &sandbox);
-    let store = Store::open(&root.join("state.db")).unwrap();
+    let store = Store::open_target(&workspace.state).await.unwrap();
     let report = run_flow(&workspace, &store).await;
     assert!(
         report.stopped_early.is_some(),
@@ -249,7 +251,7 @@ async fn kill_dash_nine_mid_run_then_rerun_delivers_each_offer_exactly_once() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     // Slow writes so the kill lands mid-run.
     sandbox.inject_storefront_fault(Fault::latency(15));
-    let root = workspace_copy("kill9", false);
+    let (root, _state) = workspace_copy("kill9", false);
     let run = |root: &Path| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
         command

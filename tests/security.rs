@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 use switchyard::sandbox::{Sandbox, SandboxConfig};
 
 use crate::daemon::Daemon;
-use crate::util::copy_dir;
+use crate::util::{TestState, copy_dir};
 
-fn workspace(name: &str) -> PathBuf {
+/// A private copy of the reference workspace on a fresh state store (held by the guard).
+fn workspace(name: &str) -> (PathBuf, TestState) {
     let dir =
         std::env::temp_dir().join(format!("switchyard-security-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("flows"), &dir);
-    dir
+    let state = TestState::attach(&format!("security_{name}"), &dir);
+    (dir, state)
 }
 
 fn client() -> reqwest::Client {
@@ -36,7 +38,7 @@ async fn item_12_admin_refuses_foreign_host_and_cross_origin() {
     })
     .await
     .expect("sandbox");
-    let root = workspace("admin-guard");
+    let (root, _state) = workspace("admin-guard");
     let daemon = Daemon::start_with(&root, &sandbox, &[]);
     let port = daemon
         .base
@@ -183,7 +185,7 @@ fn serve_with_token(
 
 #[test]
 fn item_13_weak_admin_token_is_refused_beyond_loopback() {
-    let root = workspace("weak-token");
+    let (root, _state) = workspace("weak-token");
     for token in ["x", "0123456789abcdef0123456789abcde", &"a".repeat(64)] {
         let outcome = serve_with_token(&root, "0.0.0.0:0", token, Duration::from_secs(10));
         let Some((code, stderr)) = outcome else {
@@ -451,9 +453,10 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// SQLite only: it reads the alert outbox from the state file directly.
 #[test]
 fn item_16_url_credentials_never_reach_logs_alerts_or_the_outbox() {
-    let root = workspace("url-credentials");
+    let (root, _state) = workspace("url-credentials");
     let state = root.join("state.db");
     let source_port = closed_port();
     let alerts_port = closed_port();
@@ -530,7 +533,7 @@ fn with_closed_stdout(dir: &Path, args: &[&str]) -> (i32, String) {
 
 #[test]
 fn item_18_no_command_panics_when_stdout_is_closed() {
-    let root = workspace("epipe");
+    let (root, _state) = workspace("epipe");
     // Dead letters to show: the sandbox seeds invalid offers.
     let seeded = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .arg("run")

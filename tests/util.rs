@@ -72,3 +72,115 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Whether the suite runs against PostgreSQL (`SWITCHYARD_TEST_STATE=postgres`) rather than
+/// SQLite files.
+pub(crate) fn state_is_postgres() -> bool {
+    std::env::var("SWITCHYARD_TEST_STATE").is_ok_and(|v| v == "postgres")
+}
+
+/// The state store of one test: a fresh SQLite file by default, a fresh PostgreSQL schema of
+/// `$SWITCHYARD_TEST_POSTGRES` with `SWITCHYARD_TEST_STATE=postgres` (dropped when this is
+/// dropped). Every integration test that keeps state gets it here, so one variable runs the
+/// suite against either store.
+pub(crate) struct TestState {
+    target: String,
+    postgres: Option<(String, String)>,
+}
+
+impl TestState {
+    /// A fresh store for `test`; its SQLite file would be `file`.
+    pub(crate) fn new(test: &str, file: &Path) -> TestState {
+        if state_is_postgres() {
+            let url = switchyard::store::testing::postgres_url();
+            let schema = switchyard::store::testing::unique_schema(test);
+            let fresh = {
+                let (url, schema) = (url.clone(), schema.clone());
+                let test = format!("{test} on PostgreSQL (it ran on SQLite)");
+                on_own_runtime(async move {
+                    switchyard::store::testing::fresh_schema(&test, &url, &schema).await
+                })
+            };
+            if fresh {
+                return TestState {
+                    target: switchyard::store::testing::with_schema(&url, &schema),
+                    postgres: Some((url, schema)),
+                };
+            }
+        }
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+        }
+        let _ = std::fs::remove_file(file);
+        TestState {
+            target: format!("sqlite:{}", file.display()),
+            postgres: None,
+        }
+    }
+
+    /// Gives the workspace at `root` a fresh store and names it in its `switchyard.yaml`
+    /// (`state:`), so every command and every load of the workspace uses it. With SQLite that
+    /// is the workspace's default file, and the file is left as it is.
+    pub(crate) fn attach(test: &str, root: &Path) -> TestState {
+        let state = TestState::new(test, &root.join(".switchyard").join("state.db"));
+        if state.postgres.is_some() {
+            let path = root.join("switchyard.yaml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let url = format!("url: \"{}\"", state.target);
+            let text = if text.contains("\nstate: {") {
+                text.replacen("\nstate: {", &format!("\nstate: {{ {url}, "), 1)
+            } else {
+                assert!(
+                    !text.contains("\nstate:"),
+                    "{}: a `state:` this helper cannot extend",
+                    path.display()
+                );
+                format!("{text}\nstate: {{ {url} }}\n")
+            };
+            std::fs::write(&path, text).unwrap();
+        }
+        state
+    }
+
+    /// The store, as `--state` takes it.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Opens the store.
+    pub(crate) async fn open(&self) -> switchyard::store::Store {
+        switchyard::store::Store::connect(&self.target)
+            .await
+            .unwrap_or_else(|err| panic!("{}: {err}", self.target))
+    }
+}
+
+impl Drop for TestState {
+    fn drop(&mut self) {
+        // Kept when the test failed, to look at.
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some((url, schema)) = self.postgres.take() {
+            on_own_runtime(async move {
+                let _ = switchyard::store::testing::drop_schema(&url, &schema).await;
+            });
+        }
+    }
+}
+
+/// Runs `work` to completion on a runtime of its own, on a thread of its own: callable from
+/// plain tests, tokio tests and `Drop` alike.
+fn on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
+    .unwrap()
+}

@@ -13,7 +13,7 @@ use super::WorkspaceArg;
 use super::output::outln;
 use crate::runtime::replay::{ReplayOutcome, replay};
 use crate::spec::EnvLookup;
-use crate::store::{DeadLetter, DeadLetterFilter, DeadLetterStatus, Store};
+use crate::store::{DeadLetter, DeadLetterFilter, DeadLetterStatus, Store, StoreTarget};
 
 /// Arguments of `switchyard dlq`.
 #[derive(Debug, Args)]
@@ -313,30 +313,36 @@ fn split_target(target: &[String]) -> anyhow::Result<(WorkspaceArg, Vec<i64>)> {
 }
 
 async fn open_store(workspace: &WorkspaceArg, state: Option<&String>) -> anyhow::Result<Store> {
-    if let Some(url) = state.filter(|s| crate::store::is_postgres(s)) {
-        return Ok(Store::connect(url).await?);
-    }
-    let path = match state {
-        Some(path) => PathBuf::from(path.strip_prefix("sqlite:").unwrap_or(path)),
+    let from_workspace = match state {
+        Some(_) => None,
         None => {
-            // The state path is in the workspace file; read it without requiring every
-            // `${ENV}` of the workspace to be set.
-            let ws = crate::spec::load_workspace(
+            // The store is named in the workspace file; read it without requiring every
+            // `${ENV}` of the systems to be set (only those of `state:` itself).
+            let loaded = crate::spec::load_workspace(
                 &workspace.workspace,
                 &crate::spec::LoadOptions::default(),
             );
-            ws.workspace
-                .map(|w| w.state_path)
-                .unwrap_or_else(|| workspace.workspace.join(".switchyard/state.db"))
+            let Some(ws) = loaded.workspace else {
+                anyhow::bail!(
+                    "{} has errors ({}), so its state store is not known; fix them \
+                     (`switchyard validate {}`) or name the store with --state",
+                    workspace.workspace.display(),
+                    crate::spec::diagnostic::summary(&loaded.diagnostics),
+                    workspace.workspace.display()
+                );
+            };
+            Some(ws.state)
         }
     };
-    if !path.exists() {
+    let target = StoreTarget::choose(state.map(String::as_str), from_workspace.as_ref())?;
+    // Inspecting dead letters must not leave an empty state file behind.
+    if let Some(path) = target.sqlite_path().filter(|path| !path.exists()) {
         anyhow::bail!(
             "no state file at {}: no flow has run in this workspace yet",
             path.display()
         );
     }
-    Ok(Store::connect(&path.display().to_string()).await?)
+    Ok(Store::open_target(&target).await?)
 }
 
 fn print_table(out: &mut impl Write, letters: &[DeadLetter]) -> std::io::Result<()> {

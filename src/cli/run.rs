@@ -11,7 +11,7 @@ use super::output::{errln, outln};
 use crate::runtime::{FlowRun, RunOptions, alerts};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::spec::EnvLookup;
-use crate::store::Store;
+use crate::store::{Store, StoreTarget};
 
 /// Arguments of `switchyard run`.
 #[derive(Debug, Args)]
@@ -27,7 +27,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1000)]
     sandbox_offers: usize,
     /// State store: a SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL schema
-    /// (`postgres://HOST/DB?schema=NAME`). Default: the workspace's, `.switchyard/state.db`.
+    /// (`postgres://HOST/DB?schema=NAME`). Default: the workspace's `state:`, else
+    /// `.switchyard/state.db`.
     #[arg(long)]
     state: Option<String>,
     /// Records per batch for file sources.
@@ -69,11 +70,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         env = env.with(name, value);
     }
     let workspace = super::load_for_run(&root, env)?;
-    let state = args
-        .state
-        .clone()
-        .unwrap_or_else(|| workspace.state_path.display().to_string());
-    let store = Store::connect(&state).await?;
+    let state = StoreTarget::choose(args.state.as_deref(), Some(&workspace.state))?;
+    let store = Store::open_target(&state).await?;
     let options = RunOptions {
         batch_size: args.batch_size.max(1),
         concurrency: args.concurrency.max(1),

@@ -21,7 +21,8 @@ pub struct ServeArgs {
     #[arg(long)]
     watch: bool,
     /// State store: a SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL schema
-    /// (`postgres://HOST/DB?schema=NAME`). Default: the workspace's, `.switchyard/state.db`.
+    /// (`postgres://HOST/DB?schema=NAME`). Default: the workspace's `state:`, else
+    /// `.switchyard/state.db`.
     #[arg(long)]
     state: Option<String>,
     /// How long in-flight runs get to commit their batch at shutdown, as a duration.

@@ -32,7 +32,7 @@ use self::metrics::Metrics;
 use crate::runtime::{RunReport, alerts};
 use crate::spec::model::Workspace;
 use crate::spec::{EnvLookup, LoadOptions, diagnostic};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreTarget};
 
 pub use self::admin::admin_router;
 
@@ -475,17 +475,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
         }
     }
     let workspace = load(&config.root, &config.env)?;
-    let state_target = config
-        .state
-        .clone()
-        .unwrap_or_else(|| workspace.state_path.display().to_string());
-    let store = Store::connect(&state_target).await?;
+    let state_target = StoreTarget::choose(config.state.as_deref(), Some(&workspace.state))?;
+    let store = Store::open_target(&state_target).await?;
     // Left out of the file watch (a PostgreSQL URL names no file, and excludes nothing).
-    let state_path = PathBuf::from(
-        state_target
-            .strip_prefix("sqlite:")
-            .unwrap_or(&state_target),
-    );
+    let state_path = state_target.sqlite_path().map(Path::to_path_buf);
     let state = DaemonState::new(workspace, store.clone(), config.admin_token.clone());
     let io = |what: &str| {
         let what = what.to_owned();
@@ -519,7 +512,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
     tracing::info!(listen = %local, flows = state.workspace().flows.len(), "Daemon listening.");
 
     let mut files = if config.watch {
-        fingerprint(&config.root, &state_path)
+        fingerprint(&config.root, state_path.as_deref())
     } else {
         Vec::new()
     };
@@ -536,7 +529,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), DaemonError> {
             _ = watch_tick.tick(), if config.watch => {
                 let root = config.root.clone();
                 let path = state_path.clone();
-                let now = tokio::task::spawn_blocking(move || fingerprint(&root, &path))
+                let now = tokio::task::spawn_blocking(move || fingerprint(&root, path.as_deref()))
                     .await
                     .unwrap_or_default();
                 if now != files {
@@ -613,7 +606,9 @@ async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
 
 /// Path, modification time and length of every workspace file (hidden folders and the
 /// state file excluded: they change on every commit).
-fn fingerprint(root: &Path, state_path: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+/// The workspace's files with their times and sizes; the SQLite state file (and its `-wal`,
+/// `-shm` companions) left out, since every commit changes it.
+fn fingerprint(root: &Path, state_path: Option<&Path>) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -624,11 +619,12 @@ fn fingerprint(root: &Path, state_path: &Path) -> Vec<(PathBuf, Option<SystemTim
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') || path.starts_with(state_path) {
+            // An empty path is a prefix of every path: only a real state file excludes.
+            if name.starts_with('.') || state_path.is_some_and(|state| path.starts_with(state)) {
                 continue;
             }
             let state_name = state_path
-                .file_name()
+                .and_then(Path::file_name)
                 .map(|n| n.to_string_lossy().into_owned());
             if state_name.is_some_and(|s| name.starts_with(&s)) {
                 continue;

@@ -463,3 +463,36 @@ async fn item_02_non_utf8_inbox_event_does_not_block_the_inbox() {
     );
     assert!(letters[0].letter.error.contains("not UTF-8"));
 }
+
+/// `--watch` leaves the SQLite state file out (every commit changes it) and, with a store
+/// that is no file (PostgreSQL), watches every workspace file.
+#[test]
+fn the_watch_leaves_out_the_state_file_and_only_it() {
+    let dir = std::env::temp_dir().join(format!("switchyard-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(dir.join("switchyard.yaml"), "version: 1\n").unwrap();
+    std::fs::write(dir.join("flows/a.yaml"), "flow: a\n").unwrap();
+    std::fs::write(dir.join("state.db"), "").unwrap();
+    std::fs::write(dir.join("state.db-wal"), "").unwrap();
+    let names = |state: Option<&std::path::Path>| -> Vec<String> {
+        super::fingerprint(&dir, state)
+            .into_iter()
+            .map(|(path, _, _)| path.strip_prefix(&dir).unwrap().display().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(Some(&dir.join("state.db"))),
+        ["flows/a.yaml", "switchyard.yaml"]
+    );
+    assert_eq!(
+        names(None),
+        [
+            "flows/a.yaml",
+            "state.db",
+            "state.db-wal",
+            "switchyard.yaml"
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use tokio::task::JoinHandle;
 
-use crate::store::{HEARTBEAT_EVERY, LockHolder, Store, StoreError};
+use crate::store::{LockHolder, Store, StoreError, heartbeat_every};
 
 /// Releases started by dropped leases, by store and flow: a run that could not start (an error path
 /// drops its lease) must not leave the next run in this process to find the flow locked.
@@ -69,7 +69,7 @@ impl FlowLease {
             self.lost.clone(),
         );
         self.heartbeat = Some(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+            let mut ticker = tokio::time::interval(heartbeat_every());
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
             loop {

@@ -39,8 +39,8 @@ pub struct Workspace {
     pub tests: Vec<TestSuite>,
     /// The compiled contracts, by object name; the flows of one object share one.
     pub contracts: IndexMap<String, Arc<Contract>>,
-    /// Absolute path of the SQLite state file.
-    pub state_path: PathBuf,
+    /// The state store `switchyard.yaml` names (`--state` overrides it).
+    pub state: crate::store::StoreTarget,
     /// The most of a rejected record's original a dead letter keeps, in bytes.
     pub max_dead_letter_record: u64,
 }

@@ -61,20 +61,106 @@ pub enum Model {
     Syndication,
 }
 
-/// Where runtime state lives.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// Where runtime state lives: a store URL (`state: sqlite:PATH` or
+/// `state: postgres://...`), or a mapping with `url` and the other state settings.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StateConfig {
-    /// Path of the SQLite state file, relative to the workspace folder.
-    /// Defaults to `.switchyard/state.db`.
-    #[serde(default)]
+    /// The store: `sqlite:PATH` (relative to the workspace folder) or
+    /// `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?schema=NAME]`; `${ENV}` references are
+    /// expanded. Defaults to `sqlite:.switchyard/state.db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Path of the SQLite state file, relative to the workspace folder (the older spelling of
+    /// `url: sqlite:PATH`). Defaults to `.switchyard/state.db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlite: Option<String>,
     /// The most of a dead letter's original record kept in the state file, as a size such as
     /// `1MiB` or `256KiB`. Defaults to `1MiB`. A longer original is cut at the limit, and the
     /// dead letter says so: it records the original's full size and SHA-256, and is not
     /// replayed (the record must be sent again from its source).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_dead_letter_record_size: Option<String>,
+}
+
+/// The mapping form of `state:`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StateTable {
+    /// The store: `sqlite:PATH` (relative to the workspace folder) or
+    /// `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?schema=NAME]`; `${ENV}` references are
+    /// expanded. Defaults to `sqlite:.switchyard/state.db`.
+    #[serde(default)]
+    url: Option<String>,
+    /// Path of the SQLite state file, relative to the workspace folder (the older spelling of
+    /// `url: sqlite:PATH`). Defaults to `.switchyard/state.db`.
+    #[serde(default)]
+    sqlite: Option<String>,
+    /// The most of a dead letter's original record kept in the state file, as a size such as
+    /// `1MiB` or `256KiB`. Defaults to `1MiB`. A longer original is cut at the limit, and the
+    /// dead letter says so: it records the original's full size and SHA-256, and is not
+    /// replayed (the record must be sent again from its source).
+    #[serde(default)]
+    max_dead_letter_record_size: Option<String>,
+}
+
+// The published shape of `state:`. Only the schema is derived from it: reading goes through
+// `StateConfig`'s own `Deserialize`, because an untagged enum loses source positions.
+/// Where runtime state lives: a store URL, or a mapping with `url` and the other state
+/// settings.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum StateSchema {
+    /// The store URL: `sqlite:PATH` (relative to the workspace folder) or
+    /// `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?schema=NAME]`; `${ENV}` references are
+    /// expanded.
+    Url(String),
+    /// The store and its settings.
+    Table(StateTable),
+}
+
+impl JsonSchema for StateConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StateConfig".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        StateSchema::json_schema(generator)
+    }
+}
+
+impl<'de> Deserialize<'de> for StateConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StateConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a store URL (`sqlite:PATH` or `postgres://...`) or a mapping")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<StateConfig, E> {
+                Ok(StateConfig {
+                    url: Some(url.to_owned()),
+                    ..StateConfig::default()
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<StateConfig, A::Error> {
+                let table =
+                    StateTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(StateConfig {
+                    url: table.url,
+                    sqlite: table.sqlite,
+                    max_dead_letter_record_size: table.max_dead_letter_record_size,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Defaults shared by all flows.

@@ -126,7 +126,7 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
     let shared = shared?;
     Some(Workspace {
         root: input.root.to_path_buf(),
-        state_path: checked.state_path(input.root),
+        state: checked.state?,
         name: checked.expanded.name.clone(),
         objects: checked
             .expanded

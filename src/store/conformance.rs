@@ -1,18 +1,18 @@
 //! One conformance suite for every state backend: each case is an async function taking a
 //! [`Store`], run once on SQLite (a temporary file) and once on PostgreSQL (a fresh schema of
-//! `$SWITCHYARD_TEST_POSTGRES`, default `postgres://127.0.0.1/test`).
+//! `$SWITCHYARD_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1/test`; see
+//! `store/testing.rs`).
 //!
 //! Without PostgreSQL the PostgreSQL half of each case is skipped, and says so on stderr
 //! (written past the test harness's capture, so a plain `cargo test` shows it). With
 //! `SWITCHYARD_REQUIRE_POSTGRES=1` (CI) a PostgreSQL that does not answer fails the test.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::testing::{self, drop_schema, raw_postgres};
 use super::*;
 
 /// Where a case runs, kept so a case can reach behind the interface where only the backend
@@ -26,8 +26,6 @@ struct Fixture {
     store: Store,
     backend: Backend,
 }
-
-const DEFAULT_POSTGRES: &str = "postgres://127.0.0.1/test";
 
 impl Fixture {
     async fn sqlite(case: &str) -> Self {
@@ -50,44 +48,19 @@ impl Fixture {
     /// A store on a fresh schema, or `None` (after saying so) when PostgreSQL does not answer
     /// and is not required.
     async fn postgres(case: &str) -> Option<Self> {
-        let url = std::env::var("SWITCHYARD_TEST_POSTGRES")
-            .unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+        let url = testing::postgres_url();
         let schema = format!("sy_conformance_{case}_{}", std::process::id());
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let target = format!("{url}{separator}schema={schema}");
-        let fresh = async {
-            drop_schema(&url, &schema).await?;
-            Store::connect(&target).await.map_err(|e| chain(&e))
-        };
-        match tokio::time::timeout(Duration::from_secs(10), fresh).await {
-            Ok(Ok(store)) => Some(Self {
-                store,
-                backend: Backend::Postgres { url, schema },
-            }),
-            result => {
-                let why = match result {
-                    Ok(Err(err)) => err,
-                    _ => "no answer within 10s".to_owned(),
-                };
-                if std::env::var("SWITCHYARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                    panic!(
-                        "SWITCHYARD_REQUIRE_POSTGRES=1 but PostgreSQL at {} does not answer: \
-                         {why}",
-                        crate::redact::redact(&url)
-                    );
-                }
-                // Straight to the stream: the harness captures `eprintln!` of passing tests.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED store::conformance::{case}::postgres: PostgreSQL at {} does not \
-                     answer ({why}). Run it with a server: \
-                     SWITCHYARD_TEST_POSTGRES=postgres://127.0.0.1/test cargo test --lib \
-                     store::conformance (SWITCHYARD_REQUIRE_POSTGRES=1 makes this a failure).",
-                    crate::redact::redact(&url)
-                );
-                None
-            }
+        let test = format!("store::conformance::{case}::postgres");
+        if !testing::fresh_schema(&test, &url, &schema).await {
+            return None;
         }
+        let store = Store::connect(&testing::with_schema(&url, &schema))
+            .await
+            .unwrap_or_else(|err| panic!("{test}: {}", testing::chain(&err)));
+        Some(Self {
+            store,
+            backend: Backend::Postgres { url, schema },
+        })
     }
 
     /// Makes the flow lock's holder look crashed long ago (heartbeat stale, lease expired).
@@ -130,44 +103,6 @@ impl Fixture {
             }
         }
     }
-}
-
-async fn raw_postgres(url: &str) -> Result<tokio_postgres::Client, String> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
-    if config.get_user().is_none() {
-        let user = std::env::var("PGUSER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "postgres".into());
-        config.user(user);
-    }
-    config.connect_timeout(Duration::from_secs(5));
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| chain(&e))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-/// An error with its causes: the driver's own message ("error connecting to server") does not
-/// say why.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-async fn drop_schema(url: &str, schema: &str) -> Result<(), String> {
-    let client = raw_postgres(url).await?;
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// Declares a case: a module with a `sqlite` and a `postgres` test running it.

@@ -16,11 +16,41 @@ use std::time::Duration;
 
 use super::{StoreError, now_rfc3339};
 
-/// A heartbeat older than this marks the lock's holder as gone.
+/// A heartbeat older than this marks the lock's holder as gone (the default of
+/// [`stale_after`]).
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// How often a holder refreshes its heartbeat; well inside [`STALE_AFTER`].
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// The variable that shortens [`STALE_AFTER`] (a duration such as `3s`), so tests of a stalled
+/// holder with real processes need not wait half a minute. Undocumented for operators: every
+/// process sharing a state must agree on it.
+const STALE_AFTER_VARIABLE: &str = "SWITCHYARD_LOCK_STALE_AFTER";
+
+/// How long a holder's heartbeat (SQLite) or lease (PostgreSQL) stays good:
+/// [`STALE_AFTER`], unless `SWITCHYARD_LOCK_STALE_AFTER` says otherwise.
+pub fn stale_after() -> Duration {
+    static STALE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *STALE.get_or_init(|| {
+        let Ok(text) = std::env::var(STALE_AFTER_VARIABLE) else {
+            return STALE_AFTER;
+        };
+        match crate::spec::parse_duration(&text) {
+            Ok(stale) if stale >= Duration::from_secs(1) => stale,
+            _ => {
+                tracing::warn!(value = %text, "{STALE_AFTER_VARIABLE} is not a duration of 1s or more; using 30s.");
+                STALE_AFTER
+            }
+        }
+    })
+}
+
+/// How often a holder refreshes its heartbeat: [`HEARTBEAT_EVERY`], or a third of
+/// [`stale_after`] when that is shorter, so two missed beats never lose a live lock.
+pub fn heartbeat_every() -> Duration {
+    HEARTBEAT_EVERY.min(stale_after() / 3)
+}
 
 /// Who holds (or wants) a flow's lock.
 #[derive(Debug, Clone, PartialEq, Eq)]

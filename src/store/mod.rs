@@ -18,6 +18,9 @@ mod locks;
 mod outbox;
 pub mod postgres;
 pub mod sqlite;
+mod target;
+#[doc(hidden)]
+pub mod testing;
 mod xrefs;
 
 use std::collections::HashMap;
@@ -30,8 +33,9 @@ pub use self::dead_letters::{
     DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, Original, RecordTruncation,
 };
 pub use self::inbox::{InboxEvent, InboxInsert};
-pub use self::locks::{HEARTBEAT_EVERY, LockHolder, STALE_AFTER};
+pub use self::locks::{HEARTBEAT_EVERY, LockHolder, STALE_AFTER, heartbeat_every, stale_after};
 pub use self::outbox::{ALERT_CLAIM, OutboxAlert, PendingAlert};
+pub use self::target::{ACCEPTED_FORMS, StoreTarget};
 pub use self::xrefs::CrossReference;
 
 /// A handle on the state store; cheap to clone, shared between tasks.
@@ -120,7 +124,7 @@ pub enum StoreError {
         "flow `{flow}` is already running ({holder}); a flow runs in one process at a time. \
          Wait for that run to end or stop it; a crashed holder's lock is taken over \
          automatically once its process is gone or {stale}s after its last heartbeat",
-        stale = STALE_AFTER.as_secs()
+        stale = stale_after().as_secs()
     )]
     FlowLocked {
         /// The flow.
@@ -338,13 +342,25 @@ impl Store {
     /// PostgreSQL database (`?schema=NAME` picks the schema, default `switchyard`);
     /// `sqlite:PATH` or a plain path is a SQLite file.
     pub async fn connect(target: &str) -> Result<Self, StoreError> {
-        if is_postgres(target) {
-            return Ok(Self::new(postgres::PostgresBackend::connect(target).await?));
+        Self::open_target(&StoreTarget::parse(target, Path::new(""), true)?).await
+    }
+
+    /// Opens the store `target` names (see [`Store::connect`]), saying which in the log
+    /// (password redacted): an operator reading a run's log knows where its state went.
+    pub async fn open_target(target: &StoreTarget) -> Result<Self, StoreError> {
+        tracing::info!(state = %target, "Opening the state store.");
+        match target {
+            StoreTarget::Postgres(url) => {
+                Ok(Self::new(postgres::PostgresBackend::connect(url).await?))
+            }
+            StoreTarget::Sqlite(path) => {
+                let path = path.clone();
+                let backend =
+                    tokio::task::spawn_blocking(move || sqlite::SqliteBackend::open(&path))
+                        .await??;
+                Ok(Self::new(backend))
+            }
         }
-        let path = Path::new(target.strip_prefix("sqlite:").unwrap_or(target)).to_owned();
-        let backend =
-            tokio::task::spawn_blocking(move || sqlite::SqliteBackend::open(&path)).await??;
-        Ok(Self::new(backend))
     }
 
     /// Opens (or creates) a SQLite state file. Blocking: for tools and tests; the runtime

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::store::StoreTarget;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spec/fixtures/valid");
 
@@ -54,7 +55,10 @@ fn valid_workspace_resolves() {
     let loaded = load_sources(Path::new("/ws"), &valid_files(), &env());
     assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
     let workspace = loaded.workspace.unwrap_or_else(|| panic!("no workspace"));
-    assert_eq!(workspace.state_path, Path::new("/ws/.switchyard/state.db"));
+    assert_eq!(
+        workspace.state,
+        StoreTarget::Sqlite("/ws/.switchyard/state.db".into())
+    );
     assert_eq!(
         workspace.systems["marketplace"]
             .http
@@ -204,4 +208,85 @@ fn contract_paths_stay_inside_the_workspace_in_memory_too() {
             "{path}: {found:#?}"
         );
     }
+}
+
+/// The workspace's `state:` with `env` set, resolved.
+fn state_of(state: &str, env: &[(&str, &str)]) -> Result<StoreTarget, Vec<String>> {
+    let mut files = valid_files();
+    files[0].1 = files[0]
+        .1
+        .replace("model: operator\n", &format!("model: operator\n{state}\n"));
+    let mut options = self::env();
+    for (name, value) in env {
+        options.env = options.env.with(*name, *value);
+    }
+    let loaded = load_sources(Path::new("/ws"), &files, &options);
+    loaded.workspace.map(|w| w.state).ok_or_else(|| {
+        loaded
+            .diagnostics
+            .iter()
+            .map(|d| format!("{}:{}: {} {}", d.line, d.column, d.code, d.message))
+            .collect()
+    })
+}
+
+#[test]
+fn state_names_a_store_by_url_with_env_expanded() {
+    assert_eq!(
+        state_of("state: sqlite:var/state.db", &[]),
+        Ok(StoreTarget::Sqlite("/ws/var/state.db".into()))
+    );
+    assert_eq!(
+        state_of(
+            "state: postgres://app:${PGPASS}@db/ledger?schema=sy",
+            &[("PGPASS", "pw")]
+        ),
+        Ok(StoreTarget::Postgres(
+            "postgres://app:pw@db/ledger?schema=sy".into()
+        ))
+    );
+    assert_eq!(
+        state_of(
+            "state: { url: \"${STATE_URL}\", max_dead_letter_record_size: 1MiB }",
+            &[("STATE_URL", "postgresql://db/x")]
+        ),
+        Ok(StoreTarget::Postgres("postgresql://db/x".into()))
+    );
+    // The older spelling keeps working.
+    assert_eq!(
+        state_of("state: { sqlite: old/state.db }", &[]),
+        Ok(StoreTarget::Sqlite("/ws/old/state.db".into()))
+    );
+}
+
+#[test]
+fn state_errors_name_the_line_the_variable_and_the_accepted_forms() {
+    let found = state_of("state: postgres://app:${PGPASS}@db/ledger", &[]).unwrap_err();
+    assert_eq!(
+        found,
+        ["4:23: E0701 environment variable PGPASS is not set; the state store URL needs it"]
+    );
+    let found = state_of("state: mysql://db/app", &[]).unwrap_err();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("4:8: E0005 state store: unknown store `mysql:`; use `sqlite:PATH`"),
+        "{found:#?}"
+    );
+    let found = state_of("state:\n  url: postgres://db:port/app", &[]).unwrap_err();
+    assert!(
+        found[0].starts_with("5:8: E0005 state store: not a PostgreSQL URL"),
+        "{found:#?}"
+    );
+    let found = state_of("state: state.db", &[]).unwrap_err();
+    assert!(
+        found[0].contains("no store scheme; use `sqlite:PATH`"),
+        "{found:#?}"
+    );
+    let found = state_of("state: { url: sqlite:a.db, sqlite: b.db }", &[]).unwrap_err();
+    assert!(
+        found[0].contains("give `url` or `sqlite`, not both"),
+        "{found:#?}"
+    );
+    let found = state_of("state: { path: a.db }", &[]).unwrap_err();
+    assert!(found[0].contains("E0004"), "{found:#?}");
 }

@@ -12,6 +12,7 @@ use crate::spec::env;
 use crate::spec::load::{FileError, MAX_FILE_BYTES};
 use crate::spec::model::RetryPolicy;
 use crate::spec::raw::{RetryConfig, WorkspaceFile};
+use crate::store::{ACCEPTED_FORMS, StoreTarget};
 
 /// What flow checks need to know about the workspace file.
 pub(crate) struct Checked {
@@ -21,6 +22,8 @@ pub(crate) struct Checked {
     pub(crate) expanded: WorkspaceFile,
     /// Each object's contract, when it was read and is a valid JSON Schema.
     pub(crate) contracts: IndexMap<String, Option<Value>>,
+    /// The state store, when `state:` names a valid one (or names none: the default).
+    pub(crate) state: Option<StoreTarget>,
 }
 
 impl Checked {
@@ -29,19 +32,6 @@ impl Checked {
     pub(crate) fn properties(&self, object: &str) -> Option<Vec<String>> {
         let contract = self.contracts.get(object)?.as_ref()?;
         properties(contract)
-    }
-
-    /// `state.sqlite` relative to the root, or `.switchyard/state.db`.
-    pub(crate) fn state_path(&self, root: &Path) -> PathBuf {
-        match self
-            .spec
-            .state
-            .as_ref()
-            .and_then(|state| state.sqlite.as_ref())
-        {
-            Some(path) => root.join(path),
-            None => root.join(".switchyard").join("state.db"),
-        }
     }
 }
 
@@ -172,10 +162,89 @@ pub(crate) fn check(
     }
 
     let expanded = expand_env(spec, at, input, report);
+    let state = check_state(spec, at, input, report);
     Checked {
         spec: spec.clone(),
         expanded,
         contracts,
+        state,
+    }
+}
+
+/// Resolves `state:` (`url`, or the older `sqlite` path) to the store it names, reporting
+/// what is wrong with it. An unset `${ENV}` here is an error even without `--strict`: an
+/// empty host, user or path would open another store (a fresh one: every record sent again)
+/// instead of failing.
+fn check_state(
+    spec: &WorkspaceFile,
+    at: &At<'_>,
+    input: &Input<'_>,
+    report: &mut Report<'_>,
+) -> Option<StoreTarget> {
+    let default = || {
+        Some(StoreTarget::Sqlite(
+            input.root.join(".switchyard").join("state.db"),
+        ))
+    };
+    let Some(state) = &spec.state else {
+        return default();
+    };
+    let (text, pointer) = match (&state.url, &state.sqlite) {
+        (Some(_), Some(_)) => {
+            report.push(
+                at.key_error(
+                    "/state/sqlite",
+                    Code::InvalidValue,
+                    "give `url` or `sqlite`, not both",
+                )
+                .with_hint(Some(
+                    "`url: sqlite:PATH` says the same as `sqlite: PATH`".into(),
+                )),
+            );
+            return None;
+        }
+        (None, Some(path)) => (format!("sqlite:{path}"), "/state/sqlite"),
+        // The shorthand `state: URL` has no `/state/url` node.
+        (Some(url), None) if at.map.get("/state/url").is_some() => (url.clone(), "/state/url"),
+        (Some(url), None) => (url.clone(), "/state"),
+        (None, None) => return default(),
+    };
+    let (expanded, unset) = env::expand(&text, &input.options.env);
+    for (offset, name) in &unset {
+        let (line, column) = crate::mapping::syntax::line_column(&text, *offset);
+        report.push(
+            Diagnostic::error(
+                at.file,
+                at.map.inside(pointer, (line, column)),
+                Code::UnsetEnvStrict,
+                format!("environment variable {name} is not set; the state store URL needs it"),
+            )
+            .with_hint(Some(format!("export {name} before running"))),
+        );
+    }
+    if !unset.is_empty() {
+        return None;
+    }
+    match StoreTarget::parse(&expanded, input.root, false) {
+        Ok(target) => Some(target),
+        Err(err) => {
+            let message = match err {
+                crate::store::StoreError::BadTarget { message, .. } => message,
+                other => other.to_string(),
+            };
+            // Most messages name the accepted forms already; the others get them as a hint.
+            let hint = (!message.contains(ACCEPTED_FORMS))
+                .then(|| format!("accepted forms: {ACCEPTED_FORMS}"));
+            report.push(
+                at.error(
+                    pointer,
+                    Code::InvalidValue,
+                    format!("state store: {message}"),
+                )
+                .with_hint(hint),
+            );
+            None
+        }
     }
 }
 

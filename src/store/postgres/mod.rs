@@ -26,7 +26,7 @@ use crate::store::dead_letters::DEAD_LETTER_COLUMNS as COLUMNS;
 use crate::store::{
     ALERT_CLAIM, AuditEntry, Checkpoint, CommitBatch, CrossReference, DeadLetter, DeadLetterFilter,
     DeadLetterStatus, InboxEvent, InboxInsert, LockHolder, NewDeadLetter, Original, OutboxAlert,
-    PendingAlert, RecordTruncation, RetryState, STALE_AFTER, StateBackend, StoreError, now_rfc3339,
+    PendingAlert, RecordTruncation, RetryState, StateBackend, StoreError, now_rfc3339,
 };
 
 /// The schema used when the URL names none.
@@ -870,7 +870,7 @@ async fn extend_lease(
 
 /// A lease lasts as long as a SQLite heartbeat stays fresh.
 fn lease_secs() -> f64 {
-    STALE_AFTER.as_secs_f64()
+    crate::store::stale_after().as_secs_f64()
 }
 
 /// Inserts a batch's dead letters, their alerts, and forgets their retry clocks, in three
@@ -1138,7 +1138,7 @@ fn text(value: &str) -> String {
 
 /// Takes `schema=NAME` out of the URL's query (the driver rejects options it does not know)
 /// and checks the name: it is spliced into SQL, so only plain identifiers are accepted.
-fn split_schema(url: &str) -> Result<(String, String), StoreError> {
+pub(crate) fn split_schema(url: &str) -> Result<(String, String), StoreError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut schema = DEFAULT_SCHEMA.to_owned();
     let mut kept = Vec::new();

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{Db, audit};
 use crate::store::locks::{takeover, wall_ms};
-use crate::store::{LockHolder, STALE_AFTER, StoreError, now_rfc3339};
+use crate::store::{LockHolder, StoreError, now_rfc3339, stale_after};
 
 impl Db {
     /// Takes the lock of `flow` for `holder`, taking over a lock whose holder is gone.
@@ -45,7 +45,7 @@ impl Db {
         if let Some((other, heartbeat_ms)) = &current
             && other.id != holder.id
         {
-            let stale = now_ms - heartbeat_ms > STALE_AFTER.as_millis() as i64;
+            let stale = now_ms - heartbeat_ms > stale_after().as_millis() as i64;
             let detail = takeover(flow, other, holder, stale, "its heartbeat stopped")?;
             audit(
                 &tx,
