@@ -8,12 +8,15 @@ use std::fs::File;
 use tokio::sync::mpsc::{Receiver, Sender, channel};
 use tokio::task::JoinHandle;
 
+use super::events::{BatchCommitted, FlowEvents};
 use crate::store::{CommitBatch, Store, StoreError};
 
 /// A batch to commit, with the output file to fsync first (file sinks).
 pub(super) struct Job {
     pub(super) batch: CommitBatch,
     pub(super) sync: Option<File>,
+    /// Records the batch read (for its event).
+    pub(super) records: u64,
 }
 
 /// Handle on the committer task.
@@ -37,11 +40,11 @@ pub enum CommitError {
 }
 
 impl Committer {
-    pub(super) fn spawn(store: Store) -> Self {
+    pub(super) fn spawn(store: Store, events: FlowEvents) -> Self {
         let (sender, receiver) = channel::<Job>(1);
         Self {
             sender: Some(sender),
-            task: Some(tokio::spawn(work(store, receiver))),
+            task: Some(tokio::spawn(work(store, events, receiver))),
         }
     }
 
@@ -72,7 +75,11 @@ impl Committer {
     }
 }
 
-async fn work(store: Store, mut receiver: Receiver<Job>) -> Result<(), CommitError> {
+async fn work(
+    store: Store,
+    events: FlowEvents,
+    mut receiver: Receiver<Job>,
+) -> Result<(), CommitError> {
     while let Some(job) = receiver.recv().await {
         if let Some(file) = job.sync {
             // fsync blocks for milliseconds: never on a tokio worker.
@@ -81,7 +88,13 @@ async fn work(store: Store, mut receiver: Receiver<Job>) -> Result<(), CommitErr
                 .map_err(|_| CommitError::Gone)?
                 .map_err(CommitError::Sync)?;
         }
+        let records = job.records;
+        let position = job.batch.checkpoint.position.clone();
         store.commit(job.batch).await?;
+        events.emit(BatchCommitted {
+            records,
+            position: &position,
+        });
     }
     Ok(())
 }
