@@ -27,9 +27,10 @@ pub struct FlowRunCompleted<'a> {
 }
 
 impl FlowRunCompleted<'_> {
-    /// Logs the run. Its records, dead letters and duration were counted by the runtime's
-    /// events while it ran; counting the report again would count them twice.
-    pub fn emit(&self, _metrics: &Metrics) {
+    /// Logs the run. It counts nothing: the run's records, dead letters and duration were
+    /// counted by the runtime's events while it ran, and counting the report again would
+    /// count them twice.
+    pub fn emit(&self) {
         let report = self.report;
         tracing::info!(
             flow = %self.flow, read = report.read, delivered = report.delivered,

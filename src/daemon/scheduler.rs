@@ -357,7 +357,7 @@ async fn execute(
                 elapsed,
                 owner_of: &owner_of,
             }
-            .emit(&state.metrics);
+            .emit();
             let unsettled = report.unsettled;
             state.record_run(name, Ok(report));
             if unsettled > 0 {
