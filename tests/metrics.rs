@@ -134,3 +134,54 @@ async fn run_serves_live_metrics_and_sums_up_from_them() {
     );
     sandbox.shutdown().await;
 }
+
+/// A run's events agree with its report: the counters a flaky storefront leaves behind are
+/// the report's numbers, retries included (the report does not carry those).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counters_agree_with_the_run_report_retries_included() {
+    use switchyard::metrics::Metrics;
+    use switchyard::metrics::catalog::{
+        BATCHES_COMMITTED, RECORDS_DEAD_LETTERED, RECORDS_DELIVERED, RECORDS_DUPLICATE,
+        RECORDS_RECEIVED, RECORDS_RETRIED, RUNS_FINISHED,
+    };
+    use switchyard::runtime::{FlowRun, Observer, RunOptions};
+    use switchyard::store::Store;
+
+    // The default catalogue has bad offers and duplicates among its thousand.
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    sandbox.inject_storefront_fault(Fault::fail(503, 3));
+    let root = workspace_copy("metrics-report", true);
+    let workspace = crate::runtime::load(&root, &sandbox);
+    let store = Store::open(&root.join("state.db")).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let options = RunOptions {
+        progress: false,
+        observer: Observer::new(Arc::clone(&metrics)),
+        ..RunOptions::default()
+    };
+    let report = FlowRun::new(&workspace, FLOW, store, options, None, None)
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let flow = [("flow", FLOW)];
+    let count = |metric| metrics.counter(metric, &flow) as u64;
+    assert_eq!(count(&RECORDS_RECEIVED), report.read);
+    assert_eq!(count(&RECORDS_DELIVERED), report.delivered);
+    assert_eq!(count(&RECORDS_DUPLICATE), report.duplicates);
+    assert_eq!(count(&RECORDS_RETRIED), 3, "one retry per injected 503");
+    assert_eq!(count(&RUNS_FINISHED), 1);
+    assert!(count(&BATCHES_COMMITTED) >= 1);
+    let dead: f64 = metrics
+        .counter_series(&RECORDS_DEAD_LETTERED)
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(dead as u64, report.dead_lettered);
+    assert!(
+        report.dead_lettered > 0 && report.duplicates > 0,
+        "{report:?}"
+    );
+    sandbox.shutdown().await;
+}
