@@ -104,7 +104,7 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             concurrency: 1,
             stop: None,
             deadlines: None,
-            on_delivered: None,
+            observer: crate::runtime::Observer::default(),
         };
         let run = FlowRun::new(
             workspace,

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod daemon;
 pub mod flowtest;
 pub mod mapping;
+pub mod metrics;
 pub mod redact;
 pub mod runtime;
 pub mod sandbox;

@@ -6,6 +6,7 @@ mod explain;
 mod files;
 mod hardening;
 mod limits;
+mod metrics;
 mod orders;
 mod paging;
 mod postgres_state;

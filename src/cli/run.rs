@@ -1,14 +1,20 @@
 //! `switchyard run`: runs one flow once, against its systems or the built-in sandbox.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
 use super::output::{errln, outln};
-use crate::runtime::{FlowRun, RunOptions, alerts};
+use crate::metrics::Metrics;
+use crate::metrics::catalog::{
+    RECORDS_DEAD_LETTERED, RECORDS_DELIVERED, RECORDS_DUPLICATE, RECORDS_RECEIVED,
+};
+use crate::runtime::{FlowRun, Observer, RunOptions, alerts};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::spec::EnvLookup;
 use crate::store::{Store, StoreTarget};
@@ -40,6 +46,10 @@ pub struct RunArgs {
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Serve `GET /metrics` (Prometheus text) on this address while the run lasts, counted
+    /// as the run goes (port 0 picks a free port; the address is printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -72,9 +82,15 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     let workspace = super::load_for_run(&root, env)?;
     let state = StoreTarget::choose(args.state.as_deref(), Some(&workspace.state))?;
     let store = Store::open_target(&state).await?;
+    let metrics = Arc::new(Metrics::default());
+    let server = match args.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, Arc::clone(&metrics)).await?),
+        None => None,
+    };
     let options = RunOptions {
         batch_size: args.batch_size.max(1),
         concurrency: args.concurrency.max(1),
+        observer: Observer::new(Arc::clone(&metrics)),
         ..RunOptions::default()
     };
     let started = std::time::Instant::now();
@@ -87,18 +103,35 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        let rate = report.read as f64 / elapsed.as_secs_f64().max(1e-9);
+        // From the same counters `/metrics` served while the run lasted.
+        let flow = [("flow", flow_name.as_str())];
+        let read = metrics.counter(&RECORDS_RECEIVED, &flow);
+        let rate = read / elapsed.as_secs_f64().max(1e-9);
+        let by_failure: Vec<(String, f64)> = metrics
+            .counter_series(&RECORDS_DEAD_LETTERED)
+            .into_iter()
+            .filter(|(labels, _)| labels.iter().any(|(k, v)| *k == "flow" && *v == flow_name))
+            .filter_map(|(labels, count)| {
+                let failure = labels.into_iter().find(|(k, _)| *k == "failure")?.1;
+                Some((failure, count))
+            })
+            .collect();
         errln!(
             "{}: read {}, delivered {}, duplicates {}, dead letters {} in {:.2}s ({:.0} records/s)",
             flow_name,
-            report.read,
-            report.delivered,
-            report.duplicates,
-            report.dead_lettered,
+            read,
+            metrics.counter(&RECORDS_DELIVERED, &flow),
+            metrics.counter(&RECORDS_DUPLICATE, &flow),
+            by_failure.iter().map(|(_, count)| count).sum::<f64>(),
             elapsed.as_secs_f64(),
             rate
         );
-        for (failure, count) in &report.by_failure {
+        // A failure mode can have several owners over a flow's history; one line per mode.
+        let mut merged: std::collections::BTreeMap<String, f64> = Default::default();
+        for (failure, count) in by_failure {
+            *merged.entry(failure).or_default() += count;
+        }
+        for (failure, count) in merged {
             errln!("  {failure}: {count}");
         }
         if undelivered > 0 {
@@ -109,9 +142,30 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         super::report_sandbox(&sandbox);
         sandbox.shutdown().await;
     }
+    if let Some(server) = server {
+        server.abort();
+    }
     if let Some(reason) = &report.stopped_early {
         errln!("Stopped early: {reason}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the run's metrics on `addr` until the returned task is aborted.
+async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr} for --metrics-listen"))?;
+    let bound = listener.local_addr()?;
+    errln!("Metrics on http://{bound}/metrics");
+    let app = crate::metrics::router(metrics);
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::warn!(error = %err, "Metrics listener stopped.");
+        }
+    }))
 }

@@ -1,43 +1,18 @@
 //! Named daemon events: each is a struct with one `emit()` that logs once and counts once,
-//! so a log line and its metric can never disagree. Metric names are the constants below;
-//! labels are flow, failure mode, owner and outcome only (a bounded set, never a record ID).
+//! so a log line and its metric can never disagree. The metrics are defined in
+//! [`crate::metrics::catalog`]; labels are flow, failure mode, owner and outcome only (a
+//! bounded set, never a record ID). What happens inside a run is counted by the runtime's
+//! own events ([`crate::runtime::events`]) as it happens; these are the daemon's.
 
 use std::time::Duration;
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
+use crate::metrics::catalog::{
+    RECORDS_DEAD_LETTERED, RECORDS_RECEIVED, RUN_DURATION, RUNS_FAILED, WEBHOOK_EVENTS,
+    WEBHOOK_INTAKE,
+};
 use crate::runtime::RunReport;
 use crate::spec::model::FailureMode;
-
-/// Records read by a flow.
-pub const RECORDS_RECEIVED: &str = "switchyard_records_received_total";
-/// Records acknowledged by a flow's sink.
-pub const RECORDS_DELIVERED: &str = "switchyard_records_delivered_total";
-/// Records dropped as duplicates.
-pub const RECORDS_DUPLICATE: &str = "switchyard_records_duplicate_total";
-/// Records dead-lettered, by failure mode and owner.
-pub const RECORDS_DEAD_LETTERED: &str = "switchyard_records_dead_lettered_total";
-/// Runs that failed before finishing (source, store or setup error).
-pub const RUNS_FAILED: &str = "switchyard_runs_failed_total";
-/// Run duration.
-pub const RUN_DURATION: &str = "switchyard_run_duration_seconds";
-/// Webhook events by outcome.
-pub const WEBHOOK_EVENTS: &str = "switchyard_webhook_events_total";
-/// Time from receiving a webhook request to the event being durable.
-pub const WEBHOOK_INTAKE: &str = "switchyard_webhook_intake_seconds";
-/// Seconds since a flow last delivered something.
-pub const FLOW_FRESHNESS: &str = "switchyard_flow_freshness_seconds";
-/// Open dead letters in the store.
-pub const DEAD_LETTERS_OPEN: &str = "switchyard_dead_letters_open";
-/// Dead-lettered / received over the daemon's life.
-pub const OFFER_REJECTION_RATIO: &str = "switchyard_offer_rejection_ratio";
-/// Records (orders) delivered against a deadline and not acknowledged yet.
-pub const AWAITING_ACK: &str = "switchyard_awaiting_acknowledgement";
-/// Seconds left to the soonest open deadline (negative once passed).
-pub const DEADLINE_SECONDS_LEFT: &str = "switchyard_deadline_seconds_left";
-/// Per-record latency from being read to being acknowledged (sink, then source).
-pub const DELIVERY_LATENCY: &str = "switchyard_delivery_latency_seconds";
-/// Owners warned of an approaching deadline.
-pub const DEADLINE_WARNINGS: &str = "switchyard_deadline_warnings_total";
 
 /// A scheduled or event-driven run finished (possibly stopped early).
 pub struct FlowRunCompleted<'a> {
@@ -52,8 +27,10 @@ pub struct FlowRunCompleted<'a> {
 }
 
 impl FlowRunCompleted<'_> {
-    /// Logs the run and counts its records.
-    pub fn emit(&self, metrics: &Metrics) {
+    /// Logs the run. It counts nothing: the run's records, dead letters and duration were
+    /// counted by the runtime's events while it ran, and counting the report again would
+    /// count them twice.
+    pub fn emit(&self) {
         let report = self.report;
         tracing::info!(
             flow = %self.flow, read = report.read, delivered = report.delivered,
@@ -61,50 +38,6 @@ impl FlowRunCompleted<'_> {
             elapsed_ms = self.elapsed.as_millis() as u64,
             stopped_early = report.stopped_early.as_deref().unwrap_or(""),
             "Scheduled run completed."
-        );
-        let flow = || vec![("flow", self.flow.to_owned())];
-        metrics.count(
-            RECORDS_RECEIVED,
-            "Records read by a flow.",
-            flow(),
-            report.read,
-        );
-        metrics.count(
-            RECORDS_DELIVERED,
-            "Records acknowledged by a flow's sink.",
-            flow(),
-            report.delivered,
-        );
-        metrics.count(
-            RECORDS_DUPLICATE,
-            "Records dropped as duplicates.",
-            flow(),
-            report.duplicates,
-        );
-        metrics.count(
-            DEADLINE_WARNINGS,
-            "Owners warned that a record's deadline was approaching.",
-            flow(),
-            report.deadline_warnings,
-        );
-        for (failure, count) in &report.by_failure {
-            let labels = vec![
-                ("flow", self.flow.to_owned()),
-                ("failure", failure.clone()),
-                ("owner", (self.owner_of)(failure)),
-            ];
-            metrics.count(
-                RECORDS_DEAD_LETTERED,
-                "Records dead-lettered, by failure mode and owner.",
-                labels,
-                *count,
-            );
-        }
-        metrics.observe(
-            RUN_DURATION,
-            "Duration of flow runs.",
-            flow(),
-            self.elapsed.as_secs_f64(),
         );
     }
 }
@@ -128,13 +61,8 @@ impl FlowRunFailed<'_> {
             "Scheduled run failed; the flow keeps its schedule."
         );
         let flow = || vec![("flow", self.flow.to_owned())];
-        metrics.count(RUNS_FAILED, "Runs that failed before finishing.", flow(), 1);
-        metrics.observe(
-            RUN_DURATION,
-            "Duration of flow runs.",
-            flow(),
-            self.elapsed.as_secs_f64(),
-        );
+        metrics.count(&RUNS_FAILED, flow(), 1);
+        metrics.observe(&RUN_DURATION, flow(), self.elapsed.as_secs_f64());
     }
 }
 
@@ -157,12 +85,7 @@ impl InboxEventDeadLettered<'_> {
             owner = %self.owner, error = %self.error,
             "Inbox event cannot be read; dead-lettered."
         );
-        metrics.count(
-            RECORDS_RECEIVED,
-            "Records read by a flow.",
-            vec![("flow", self.flow.to_owned())],
-            1,
-        );
+        metrics.count(&RECORDS_RECEIVED, vec![("flow", self.flow.to_owned())], 1);
         let labels = vec![
             ("flow", self.flow.to_owned()),
             (
@@ -171,12 +94,7 @@ impl InboxEventDeadLettered<'_> {
             ),
             ("owner", self.owner.to_owned()),
         ];
-        metrics.count(
-            RECORDS_DEAD_LETTERED,
-            "Records dead-lettered, by failure mode and owner.",
-            labels,
-            1,
-        );
+        metrics.count(&RECORDS_DEAD_LETTERED, labels, 1);
     }
 }
 
@@ -241,14 +159,10 @@ impl WebhookEventHandled<'_> {
             ("flow", self.flow.to_owned()),
             ("outcome", self.outcome.as_str().to_owned()),
         ];
-        metrics.count(WEBHOOK_EVENTS, "Webhook requests by outcome.", labels, 1);
+        metrics.count(&WEBHOOK_EVENTS, labels, 1);
         if let Some(intake) = self.intake {
-            metrics.observe(
-                WEBHOOK_INTAKE,
-                "Time from receiving a webhook request to the event being durable.",
-                vec![("flow", self.flow.to_owned())],
-                intake.as_secs_f64(),
-            );
+            let labels = vec![("flow", self.flow.to_owned())];
+            metrics.observe(&WEBHOOK_INTAKE, labels, intake.as_secs_f64());
         }
     }
 }

@@ -8,7 +8,6 @@
 
 pub mod admin;
 pub mod events;
-pub mod metrics;
 mod scheduler;
 pub mod webhook;
 
@@ -28,7 +27,11 @@ use indexmap::IndexMap;
 use tokio::sync::{Notify, watch};
 
 use self::admin::FlowView;
-use self::metrics::Metrics;
+use crate::metrics::Metrics;
+use crate::metrics::catalog::{
+    AWAITING_ACK, DEAD_LETTERS_OPEN, DEADLINE_SECONDS_LEFT, FLOW_FRESHNESS, OFFER_REJECTION_RATIO,
+    RECORDS_DEAD_LETTERED, RECORDS_RECEIVED,
+};
 use crate::runtime::{RunReport, alerts};
 use crate::spec::model::Workspace;
 use crate::spec::{EnvLookup, LoadOptions, diagnostic};
@@ -122,8 +125,8 @@ pub struct DaemonState {
     workspace: RwLock<Arc<Workspace>>,
     /// The state store.
     pub store: Store,
-    /// The metrics registry.
-    pub metrics: Metrics,
+    /// The metrics registry; runs count into it as they go.
+    pub metrics: Arc<Metrics>,
     /// Records open against a deadline.
     pub deadlines: crate::runtime::DeadlineBoard,
     flows: Mutex<IndexMap<String, FlowStatus>>,
@@ -151,7 +154,7 @@ impl DaemonState {
         let state = Arc::new(Self {
             workspace: RwLock::new(Arc::new(workspace)),
             store,
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             deadlines: crate::runtime::DeadlineBoard::default(),
             flows: Mutex::new(IndexMap::new()),
             wakes: Mutex::new(HashMap::new()),
@@ -295,14 +298,9 @@ impl DaemonState {
     /// Sets the deadline gauges from the board: records awaiting acknowledgement and the time
     /// left to the soonest deadline, per flow.
     fn render_deadlines(&self, now_ms: i64) {
-        use self::events::{AWAITING_ACK, DEADLINE_SECONDS_LEFT};
         let metrics = &self.metrics;
-        metrics.clear_gauge(AWAITING_ACK);
-        metrics.clear_gauge(DEADLINE_SECONDS_LEFT);
-        let help_awaiting = "Records delivered against a deadline and not acknowledged yet.";
-        let help_left = "Seconds left to the soonest open deadline of a flow.";
-        metrics.declare_gauge(AWAITING_ACK, help_awaiting);
-        metrics.declare_gauge(DEADLINE_SECONDS_LEFT, help_left);
+        metrics.clear_gauge(&AWAITING_ACK);
+        metrics.clear_gauge(&DEADLINE_SECONDS_LEFT);
         let mut per_flow: IndexMap<String, (u64, i64)> = IndexMap::new();
         for open in self.deadlines.snapshot() {
             let entry = per_flow.entry(open.flow.clone()).or_insert((0, i64::MAX));
@@ -311,32 +309,21 @@ impl DaemonState {
         }
         for (flow, (count, soonest)) in per_flow {
             let labels = || vec![("flow", flow.clone())];
-            metrics.set(AWAITING_ACK, help_awaiting, labels(), count as f64);
-            metrics.set(
-                DEADLINE_SECONDS_LEFT,
-                help_left,
-                labels(),
-                (soonest - now_ms) as f64 / 1e3,
-            );
+            metrics.set(&AWAITING_ACK, labels(), count as f64);
+            let left = (soonest - now_ms) as f64 / 1e3;
+            metrics.set(&DEADLINE_SECONDS_LEFT, labels(), left);
         }
     }
 
     /// Sets the gauges computed from the store and the run history, then renders.
     pub async fn render_metrics(&self) -> String {
-        use self::events::{DEAD_LETTERS_OPEN, FLOW_FRESHNESS, OFFER_REJECTION_RATIO};
         let metrics = &self.metrics;
-        metrics.clear_gauge(DEAD_LETTERS_OPEN);
-        metrics.declare_gauge(DEAD_LETTERS_OPEN, "Open dead letters in the store.");
+        metrics.clear_gauge(&DEAD_LETTERS_OPEN);
         match self.store.open_dead_letter_counts().await {
             Ok(rows) => {
                 for (flow, failure, owner, count) in rows {
                     let labels = vec![("flow", flow), ("failure", failure), ("owner", owner)];
-                    metrics.set(
-                        DEAD_LETTERS_OPEN,
-                        "Open dead letters in the store.",
-                        labels,
-                        count as f64,
-                    );
+                    metrics.set(&DEAD_LETTERS_OPEN, labels, count as f64);
                 }
             }
             Err(err) => tracing::warn!(error = %err, "Could not count open dead letters."),
@@ -347,27 +334,18 @@ impl DaemonState {
         for (name, status) in &flows {
             if let Some(at) = status.last_delivered_at {
                 let age = now.duration_since(at).as_secs_f64().max(0.0);
-                metrics.set(
-                    FLOW_FRESHNESS,
-                    "Seconds since the flow last delivered a change.",
-                    vec![("flow", name.clone())],
-                    age,
-                );
+                metrics.set(&FLOW_FRESHNESS, vec![("flow", name.clone())], age);
             }
-            let received = metrics.counter(events::RECORDS_RECEIVED, &[("flow", name)]);
+            let received = metrics.counter(&RECORDS_RECEIVED, &[("flow", name)]);
             if received > 0.0 {
                 let rejected: f64 = metrics
-                    .counter_series(events::RECORDS_DEAD_LETTERED)
+                    .counter_series(&RECORDS_DEAD_LETTERED)
                     .iter()
                     .filter(|(labels, _)| labels.iter().any(|(k, v)| *k == "flow" && v == name))
                     .map(|(_, v)| v)
                     .sum();
-                metrics.set(
-                    OFFER_REJECTION_RATIO,
-                    "Records dead-lettered over records received, since the daemon started.",
-                    vec![("flow", name.clone())],
-                    rejected / received,
-                );
+                let labels = vec![("flow", name.clone())];
+                metrics.set(&OFFER_REJECTION_RATIO, labels, rejected / received);
             }
         }
         metrics.render()
@@ -411,14 +389,7 @@ async fn readyz(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
 }
 
 async fn metrics_handler(State(state): State<Arc<DaemonState>>) -> impl IntoResponse {
-    let text = state.render_metrics().await;
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        text,
-    )
+    crate::metrics::exposition(state.render_metrics().await)
 }
 
 /// Loads and validates the workspace; on errors, logs the rendered diagnostics.

@@ -302,20 +302,6 @@ pub(super) async fn drain_inbox(
     }
 }
 
-/// Feeds each delivered record's latency into the flow's histogram.
-fn latency_observer(state: &Arc<DaemonState>, flow: &str) -> crate::runtime::LatencyObserver {
-    let state = Arc::clone(state);
-    let flow = flow.to_owned();
-    crate::runtime::LatencyObserver(Arc::new(move |latency| {
-        state.metrics.observe(
-            super::events::DELIVERY_LATENCY,
-            "Seconds from reading a record to its acknowledgement by the sink (and source).",
-            vec![("flow", flow.clone())],
-            latency.as_secs_f64(),
-        );
-    }))
-}
-
 /// Runs the flow once against the current workspace and records the outcome.
 async fn execute(
     state: &Arc<DaemonState>,
@@ -328,7 +314,7 @@ async fn execute(
         progress: false,
         stop: Some(stop.clone()),
         deadlines: Some(state.deadlines.clone()),
-        on_delivered: Some(latency_observer(state, name)),
+        observer: crate::runtime::Observer::new(Arc::clone(&state.metrics)),
         ..RunOptions::default()
     };
     let started = Instant::now();
@@ -352,7 +338,7 @@ async fn execute(
                 elapsed,
                 owner_of: &owner_of,
             }
-            .emit(&state.metrics);
+            .emit();
             let unsettled = report.unsettled;
             state.record_run(name, Ok(report));
             if unsettled > 0 {

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender, channel};
 use tokio::task::JoinHandle;
 
+use super::events::{BatchCommitted, FlowEvents};
 use crate::store::{CommitBatch, Store, StoreError};
 
 /// What a sink makes durable before the checkpoint is written (an fsync).
@@ -20,6 +21,8 @@ pub(super) struct Job {
     /// The position to report once committed: set only when the batch settled in full and
     /// moved the checkpoint, so the source never hears of a batch left unsettled.
     pub(super) settled: Option<Value>,
+    /// Records the batch read (for its event).
+    pub(super) records: u64,
 }
 
 /// Handle on the committer task.
@@ -44,12 +47,12 @@ pub enum CommitError {
 }
 
 impl Committer {
-    pub(super) fn spawn(store: Store) -> Self {
+    pub(super) fn spawn(store: Store, events: FlowEvents) -> Self {
         let (sender, receiver) = channel::<Job>(1);
         let (reporter, committed) = tokio::sync::mpsc::unbounded_channel();
         Self {
             sender: Some(sender),
-            task: Some(tokio::spawn(work(store, receiver, reporter))),
+            task: Some(tokio::spawn(work(store, events, receiver, reporter))),
             committed,
         }
     }
@@ -94,6 +97,7 @@ impl Committer {
 
 async fn work(
     store: Store,
+    events: FlowEvents,
     mut receiver: Receiver<Job>,
     reporter: UnboundedSender<Value>,
 ) -> Result<(), CommitError> {
@@ -105,7 +109,13 @@ async fn work(
                 .map_err(|_| CommitError::Gone)?
                 .map_err(CommitError::Sync)?;
         }
+        let records = job.records;
+        let position = job.batch.checkpoint.position.clone();
         store.commit(job.batch).await?;
+        events.emit(BatchCommitted {
+            records,
+            position: &position,
+        });
         if let Some(position) = job.settled {
             // The engine may have stopped listening (a failed run): nothing to tell then.
             let _ = reporter.send(position);

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::json;
 
+use super::events::{DeadlineWarned, FlowEvents};
 use super::plan::FlowPlan;
 use crate::spec::model::FailureMode;
 use crate::store::{OutboxAlert, Store};
@@ -76,16 +77,18 @@ impl DeadlineBoard {
 pub(super) async fn warn_deadline(
     plan: &FlowPlan,
     store: &Store,
+    events: &FlowEvents,
     record_key: &str,
     due_ms: i64,
     now_ms: i64,
 ) {
     let route = plan.route(FailureMode::DeadlineMissed);
     let left = (due_ms - now_ms).max(0) / 1000;
-    tracing::warn!(
-        flow = %plan.name, record_key, owner = %route.owner, seconds_left = left,
-        "Deadline approaching; record still open."
-    );
+    events.emit(DeadlineWarned {
+        record_key,
+        owner: &route.owner,
+        seconds_left: left,
+    });
     let Some(url) = plan.alert_urls.get(&route.owner) else {
         return;
     };

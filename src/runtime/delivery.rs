@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::clock::Clock;
+use super::events::FlowEvents;
 use super::plan::FlowPlan;
 use super::record::{Deadline, Output, Ready, Rejected};
 use super::retry::{self, Delivery, Outage, RetryClock};
@@ -89,6 +90,8 @@ pub(super) struct Delivering {
     /// The idempotency keys (and acknowledgement keys) of the batch whose retry clock runs in
     /// the store, loaded in one query before the batch is delivered.
     pub(super) failed_before: Arc<HashSet<String>>,
+    /// Where retries are reported; `None` for a replay (its attempts are not the flow's).
+    pub(super) events: Option<FlowEvents>,
 }
 
 /// The retry keys of `units` (each unit's idempotency key, and its acknowledgement's when
@@ -135,6 +138,7 @@ impl Delivering {
                 flow: &plan.name,
                 key: &unit.idempotency_key,
                 failed_before: self.failed_before.contains(&unit.idempotency_key),
+                events: self.events.as_ref(),
             },
             self.outage.as_ref(),
             || async {
@@ -178,6 +182,7 @@ impl Delivering {
                 flow: &plan.name,
                 key: &key,
                 failed_before: self.failed_before.contains(&key),
+                events: self.events.as_ref(),
             },
             // Once the write succeeded the acknowledgement is finished whatever else happens:
             // abandoning it would make the next run write the record to the sink again.

@@ -14,6 +14,11 @@ use super::clock::Clock;
 use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
+use super::events::{
+    BatchRead, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer, RecordDeadLettered,
+    RecordDelivered, RecordsWritten, RunFinished, RunStarted, SinkOutageDeclared,
+    SourceUnavailable,
+};
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
 use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
@@ -43,19 +48,8 @@ pub struct RunOptions {
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// Where open deadlines are shown (the daemon's board), if anywhere.
     pub deadlines: Option<super::DeadlineBoard>,
-    /// Told each record's latency from being read to being acknowledged by the sink (and at
-    /// its source, with `acknowledge`); the daemon turns it into a histogram.
-    pub on_delivered: Option<LatencyObserver>,
-}
-
-/// A callback receiving per-record delivery latencies.
-#[derive(Clone)]
-pub struct LatencyObserver(pub Arc<dyn Fn(Duration) + Send + Sync>);
-
-impl std::fmt::Debug for LatencyObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LatencyObserver")
-    }
+    /// Where the run's events are counted as they happen (the daemon's or `run`'s metrics).
+    pub observer: Observer,
 }
 
 impl Default for RunOptions {
@@ -67,7 +61,7 @@ impl Default for RunOptions {
             concurrency: 8,
             stop: None,
             deadlines: None,
-            on_delivered: None,
+            observer: Observer::default(),
         }
     }
 }
@@ -169,6 +163,7 @@ pub struct FlowRun {
     lease: FlowLease,
     /// The source position of the last batch settled in full (the checkpoint to commit).
     position: Value,
+    events: FlowEvents,
 }
 
 /// The records of a [`SourceOverride`], as one batch.
@@ -212,7 +207,14 @@ impl FlowRun {
         let plan = Arc::clone(&flow.plan);
         // Before the checkpoint is read: another process's run could otherwise commit after
         // the read, and this run would resume from (or cut a file sink back to) a stale one.
-        let lease = FlowLease::acquire(&store, name).await?;
+        let events = options.observer.flow(name);
+        let lease = FlowLease::acquire(&store, name)
+            .await
+            .inspect_err(|error| {
+                if let StoreError::FlowLocked { .. } = error {
+                    events.emit(FlowLockRefused { error });
+                }
+            })?;
         let checkpoint = store.checkpoint(name).await?.unwrap_or_default();
         let setup = |message: String| RunError::Setup {
             flow: name.to_owned(),
@@ -310,6 +312,7 @@ impl FlowRun {
             options,
             lease,
             position: checkpoint.position,
+            events,
         })
     }
 
@@ -345,12 +348,12 @@ impl FlowRun {
             .load_processed_keys(&flow, &mut processed)
             .await?;
         let progress = self.progress_bar();
-        let mut committer = Committer::spawn(self.store.clone());
+        let mut committer = Committer::spawn(self.store.clone(), self.events.clone());
         let mut report = RunReport::default();
         if matches!(self.options.clock, super::clock::Clock::System) {
-            self.lease.keep_alive();
+            self.lease.keep_alive(self.events.clone());
         }
-        tracing::info!(flow = %flow, "Flow run started.");
+        self.events.emit(RunStarted);
         loop {
             if self.lease.lost() {
                 self.finish(committer).await?;
@@ -371,6 +374,9 @@ impl FlowRun {
                 }
             };
             report.read += batch.len() as u64;
+            self.events.emit(BatchRead {
+                records: batch.len() as u64,
+            });
             let mut batch = batch;
             self.look_up(&mut batch).await?;
             let unsettled_before = report.unsettled;
@@ -412,6 +418,7 @@ impl FlowRun {
                     batch: commit,
                     sync: sink_commit.durable,
                     settled: settled_in_full.then(|| self.position.clone()),
+                    records: batch.len() as u64,
                 })
                 .await?;
             if let Some(bar) = &progress {
@@ -440,11 +447,7 @@ impl FlowRun {
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
-        tracing::info!(
-            flow = %flow, read = report.read, delivered = report.delivered,
-            dead_lettered = report.dead_lettered, duplicates = report.duplicates,
-            "Flow run finished."
-        );
+        self.events.emit(RunFinished { report: &report });
         Ok(report)
     }
 
@@ -507,6 +510,7 @@ impl FlowRun {
             clock: self.options.clock,
             outage: None,
             failed_before,
+            events: None,
         };
         for unit in units {
             let unit = match unit {
@@ -634,6 +638,7 @@ impl FlowRun {
             let ready = match record::admit(item, processed) {
                 Admission::Duplicate => {
                     report.duplicates += 1;
+                    self.events.emit(DuplicateSkipped);
                     continue;
                 }
                 Admission::Reject(rejected) => {
@@ -669,7 +674,9 @@ impl FlowRun {
                 .write_batch(&encoded)
                 .await
                 .map_err(|err| self.sink_error(err))?;
-            report.delivered += (lines.len() - outcome.rejected.len()) as u64;
+            let written = (lines.len() - outcome.rejected.len()) as u64;
+            report.delivered += written;
+            self.events.emit(RecordsWritten { records: written });
             for (at, error) in outcome.rejected {
                 if let Some((index, unit, _)) = lines.get(at) {
                     failed.push((*index, sink_rejected(unit, error), 1));
@@ -778,7 +785,10 @@ impl FlowRun {
             let mut written = Vec::with_capacity(prepared.len());
             for item in prepared {
                 match record::admit(item, processed) {
-                    Admission::Duplicate => report.duplicates += 1,
+                    Admission::Duplicate => {
+                        report.duplicates += 1;
+                        self.events.emit(DuplicateSkipped);
+                    }
                     Admission::Reject(rejected) => {
                         let original = original_of(batch, index);
                         settled.push(self.dead_letter(rejected, 0, original, report));
@@ -817,7 +827,9 @@ impl FlowRun {
                 .write_batch(&encoded)
                 .await
                 .map_err(|err| self.sink_error(err))?;
-            report.delivered += (written.len() - outcome.rejected.len()) as u64;
+            let delivered = (written.len() - outcome.rejected.len()) as u64;
+            report.delivered += delivered;
+            self.events.emit(RecordsWritten { records: delivered });
             for (at, error) in outcome.rejected {
                 let Some((index, slot, record_key, key, _)) = written.get(at) else {
                     continue;
@@ -881,7 +893,7 @@ impl FlowRun {
         let mut tasks = tokio::task::JoinSet::new();
         let read_at = tokio::time::Instant::now();
         for (_, group) in groups {
-            let observer = self.options.on_delivered.clone();
+            let events = self.events.clone();
             let permits = permits.clone();
             let delivery = Delivering {
                 sink: self.sink.clone(),
@@ -891,6 +903,7 @@ impl FlowRun {
                 clock: self.options.clock,
                 outage: Some(outage.clone()),
                 failed_before: failed_before.clone(),
+                events: Some(self.events.clone()),
             };
             let outage = outage.clone();
             let open = open.clone();
@@ -907,14 +920,17 @@ impl FlowRun {
                     };
                     if let Outcome::Failed {
                         mode: FailureMode::SinkUnavailable,
+                        error,
                         ..
                     } = &outcome
+                        && outage.declare()
                     {
-                        outage.declare();
+                        events.emit(SinkOutageDeclared { error });
                     }
                     lock(&open).remove(&unit.record_key);
-                    if let (Outcome::Delivered, Some(observer)) = (&outcome, &observer) {
-                        (observer.0)(read_at.elapsed());
+                    if let Outcome::Delivered = &outcome {
+                        let latency = Some(read_at.elapsed());
+                        events.emit(RecordDelivered { latency });
                     }
                     results.push((index, unit, outcome));
                 }
@@ -971,6 +987,7 @@ impl FlowRun {
         let store = self.store.clone();
         let open = open.clone();
         let board = self.options.deadlines.clone();
+        let events = self.events.clone();
         Some(tokio::spawn(async move {
             let mut sent = 0;
             for (warn_ms, key, due_ms) in warnings {
@@ -983,7 +1000,7 @@ impl FlowRun {
                 if let Some(board) = &board {
                     board.warned(&plan.name, &key);
                 }
-                warn_deadline(&plan, &store, &key, due_ms, clock.now_ms()).await;
+                warn_deadline(&plan, &store, &events, &key, due_ms, clock.now_ms()).await;
             }
             sent
         }))
@@ -998,11 +1015,7 @@ impl FlowRun {
         let letter = build_dead_letter(&self.plan, &rejected, attempts, original, line);
         report.dead_lettered += 1;
         *report.by_failure.entry(letter.failure.clone()).or_default() += 1;
-        tracing::warn!(
-            flow = %self.plan.name, failure = %letter.failure, owner = %letter.owner,
-            record_key = letter.record_key.as_deref().unwrap_or("-"), line = letter.line,
-            error = %letter.error, "Record dead-lettered."
-        );
+        self.events.emit(RecordDeadLettered { letter: &letter });
         let alert = build_alert(&self.plan, &letter);
         Settled {
             key_hash: rejected
@@ -1015,7 +1028,10 @@ impl FlowRun {
 
     async fn alert_source_unavailable(&self, error: &ConnectorError) {
         let route = self.plan.route(FailureMode::SourceUnavailable);
-        tracing::error!(flow = %self.plan.name, owner = %route.owner, error = %error, "Source unavailable.");
+        self.events.emit(SourceUnavailable {
+            owner: &route.owner,
+            error,
+        });
         let Some(url) = self.plan.alert_urls.get(&route.owner) else {
             return;
         };

@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use tokio::task::JoinHandle;
 
+use super::events::{FlowEvents, LeaseLost};
 use crate::store::{LockHolder, Store, StoreError, heartbeat_every};
 
 /// Releases started by dropped leases, by store and flow: a run that could not start (an error path
@@ -61,7 +62,7 @@ impl FlowLease {
 
     /// Keeps the heartbeat going while the run lasts, so a long batch (a retry window of
     /// half an hour) is not mistaken for a crash.
-    pub(super) fn keep_alive(&mut self) {
+    pub(super) fn keep_alive(&mut self, events: FlowEvents) {
         let (store, flow, id, lost) = (
             self.store.clone(),
             self.flow.clone(),
@@ -77,7 +78,7 @@ impl FlowLease {
                 match store.refresh_flow_lock(&flow, &id).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        tracing::error!(flow = %flow, "Another process took this flow's lock over; this run stops at its next commit.");
+                        events.emit(LeaseLost);
                         lost.store(true, Ordering::Relaxed);
                         return;
                     }

@@ -13,6 +13,7 @@ mod commit;
 pub mod deadlines;
 mod delivery;
 pub mod engine;
+pub mod events;
 pub mod inbox;
 mod lease;
 mod original;
@@ -23,9 +24,8 @@ pub mod retry;
 
 pub use self::clock::Clock;
 pub use self::deadlines::DeadlineBoard;
-pub use self::engine::{
-    FlowRun, LatencyObserver, RunError, RunOptions, RunReport, SinkOverride, SourceOverride,
-};
+pub use self::engine::{FlowRun, RunError, RunOptions, RunReport, SinkOverride, SourceOverride};
+pub use self::events::{FlowEvents, Observer};
 pub use self::original::DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES;
 pub use self::plan::FlowPlan;
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::clock::Clock;
+use super::events::{FlowEvents, RecordRetried};
 use crate::connectors::ConnectorError;
 use crate::spec::model::RetryPolicy;
 use crate::store::{Store, StoreError};
@@ -61,9 +62,9 @@ impl Default for Outage {
 }
 
 impl Outage {
-    /// Declares the sink down.
-    pub fn declare(&self) {
-        self.0.send_replace(true);
+    /// Declares the sink down; `true` the first time (the outage is reported once).
+    pub fn declare(&self) -> bool {
+        !self.0.send_replace(true)
     }
 
     /// Whether the sink was declared down.
@@ -79,7 +80,7 @@ impl Outage {
 }
 
 /// Where a delivery keeps its retry clock: the flow and record, and whether the record has
-/// failed before (its clock is running in the store).
+/// failed before (its clock is running in the store); and where its retries are reported.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryClock<'a> {
     /// The flow.
@@ -88,6 +89,8 @@ pub struct RetryClock<'a> {
     pub key: &'a str,
     /// Whether the store holds a retry clock for it (loaded for the batch beforehand).
     pub failed_before: bool,
+    /// Where each retry is reported, if anywhere.
+    pub events: Option<&'a FlowEvents>,
 }
 
 /// Sends one record until it is acknowledged, refused, or its retry window closes — or, with
@@ -108,6 +111,7 @@ where
         flow,
         key,
         mut failed_before,
+        events,
     } = retry;
     let mut attempts = 0;
     loop {
@@ -154,10 +158,14 @@ where
         }
         // The last attempt happens as the window closes, not after it.
         let delay = delay.min(remaining);
-        tracing::debug!(
-            flow, key, attempt = state.attempts, delay_ms = delay.as_millis() as u64,
-            error = %failure.message, "Delivery failed; will retry."
-        );
+        if let Some(events) = events {
+            events.emit(RecordRetried {
+                key,
+                attempt: state.attempts,
+                delay,
+                error: &failure.message,
+            });
+        }
         match outage {
             Some(outage) => {
                 tokio::select! {
@@ -213,6 +221,7 @@ mod tests {
             flow: "f",
             key,
             failed_before: false,
+            events: None,
         }
     }
 
