@@ -31,7 +31,8 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 pub struct PostgresConfig {
     /// Connection URL, `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`; write secrets as
     /// `${ENV}` references. The user defaults to `$PGUSER`, then `$USER`, then `postgres`.
-    /// TLS is not used: reach remote servers through a local tunnel or proxy.
+    /// TLS is not used: reach remote servers through a local tunnel or proxy. Sessions are
+    /// named `switchyard` in `pg_stat_activity` unless the URL sets `?application_name=`.
     pub url: String,
     /// Connections kept open to this database by each flow (default 4, at most 64).
     #[serde(default)]
@@ -373,7 +374,10 @@ pub(super) fn quote_ident(name: &str) -> String {
 
 /// A table name (`name` or `schema.name`) quoted for SQL.
 pub(super) fn quote_table(name: &str) -> String {
-    name.split('.').map(quote_ident).collect::<Vec<_>>().join(".")
+    name.split('.')
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A string literal for SQL.
@@ -441,7 +445,11 @@ mod tests {
         let to = PostgresToConfig {
             table: "ledger".into(),
             key_column: "idempotency_key".into(),
-            columns: Some(vec!["amount".into(), "amount".into(), "idempotency_key".into()]),
+            columns: Some(vec![
+                "amount".into(),
+                "amount".into(),
+                "idempotency_key".into(),
+            ]),
         };
         let problems = check_to(&to);
         assert_eq!(

@@ -111,7 +111,9 @@ fn pool(system: &PostgresConfig, read_only: bool) -> Result<Pool, ConnectorError
         options.push_str(" -c default_transaction_read_only=on");
     }
     config.options(options);
-    config.application_name("switchyard");
+    if config.get_application_name().is_none() {
+        config.application_name("switchyard");
+    }
     config.connect_timeout(CONNECT_TIMEOUT);
     let manager = Manager::from_config(
         config,
@@ -153,7 +155,10 @@ pub(crate) fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorEr
     let state = code.code();
     let message = match err.as_db_error() {
         Some(db) => {
-            let mut text = format!("PostgreSQL at {target}: {} (SQLSTATE {state})", db.message());
+            let mut text = format!(
+                "PostgreSQL at {target}: {} (SQLSTATE {state})",
+                db.message()
+            );
             if let Some(detail) = db.detail() {
                 text.push_str(": ");
                 text.push_str(detail);
@@ -175,9 +180,9 @@ pub(crate) fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorEr
         || *code == SqlState::LOCK_NOT_AVAILABLE
     {
         ConnectorError::unavailable(message)
-    } else if class == "42" || class == "28" || class == "3D" || class == "3F" || class == "25"
-    {
-        // 25: a read-only transaction asked to write, among others: a setting to change.
+    } else if ["42", "28", "3D", "3F", "25", "0A"].contains(&class) {
+        // 25: a read-only transaction asked to write; 0A: a query using what PostgreSQL does
+        // not support there. Both are settings to change.
         ConnectorError::spec(message)
     } else {
         // Anything else (an internal error of the server, an unusual state): the server's

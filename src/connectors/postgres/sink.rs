@@ -9,7 +9,7 @@
 //! still, and only the records PostgreSQL refuses come back rejected.
 
 use async_trait::async_trait;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 use indexmap::IndexSet;
 use serde::de::IgnoredAny;
 
@@ -30,8 +30,8 @@ pub(super) struct PostgresSink {
 }
 
 impl PostgresSink {
-    /// Connects and checks the table, its columns and the unique constraint on the key
-    /// column, by preparing the insert PostgreSQL will run.
+    /// Connects and checks the table, its columns, the privilege to insert and the unique
+    /// constraint on the key column, by running the insert with no row.
     pub(super) async fn open(
         system: &PostgresConfig,
         to: &PostgresToConfig,
@@ -45,12 +45,17 @@ impl PostgresSink {
             key_column: to.key_column.clone(),
             columns: to.columns.clone(),
         };
-        let client = connection(&sink.pool, &sink.target).await?;
+        let mut client = connection(&sink.pool, &sink.target).await?;
         let columns = sink.columns.clone().unwrap_or_default();
-        client
-            .prepare(&sink.insert_sql(&columns))
+        let pg = |err: tokio_postgres::Error| classify(&err, &sink.target);
+        // Inserting no row, and rolling back: only running the statement makes PostgreSQL
+        // look for the unique constraint ON CONFLICT needs, and check the privilege to insert.
+        let tx = client.transaction().await.map_err(pg)?;
+        let none: Vec<&str> = Vec::new();
+        tx.execute(&sink.insert_sql(&columns), &[&none, &none])
             .await
-            .map_err(|err| classify(&err, &sink.target))?;
+            .map_err(pg)?;
+        tx.rollback().await.map_err(pg)?;
         Ok(sink)
     }
 
@@ -140,19 +145,44 @@ impl Sink for PostgresSink {
             .map(|&index| records[index].idempotency_key)
             .collect();
 
-        let pg = |err: tokio_postgres::Error| classify(&err, &self.target);
         let mut client = connection(&self.pool, &self.target).await?;
-        let statement = client
-            .prepare_cached(&self.insert_sql(&columns))
-            .await
-            .map_err(pg)?;
+        let sql = self.insert_sql(&columns);
+        let written = self
+            .insert(&mut client, &sql, &sendable, &bodies, &keys, &mut rejected)
+            .await;
+        if let Err(err) = &written
+            && err.fault == Fault::External
+        {
+            // The session may be broken (the server cut it): never hand it out again.
+            drop(Object::take(client));
+        }
+        written?;
+        rejected.sort_by_key(|(index, _)| *index);
+        Ok(BatchOutcome { rejected })
+    }
+}
+
+impl PostgresSink {
+    /// Inserts the records `sendable` (with their `bodies` and `keys`) in one transaction:
+    /// all at once, or, when a record's data breaks the statement, one by one under
+    /// savepoints, adding those refused to `rejected`.
+    async fn insert(
+        &self,
+        client: &mut Object,
+        sql: &str,
+        sendable: &[usize],
+        bodies: &[&str],
+        keys: &[&str],
+        rejected: &mut Vec<(usize, ConnectorError)>,
+    ) -> Result<(), ConnectorError> {
+        let pg = |err: tokio_postgres::Error| classify(&err, &self.target);
+        let statement = client.prepare_cached(sql).await.map_err(pg)?;
 
         let tx = client.transaction().await.map_err(pg)?;
         let whole = tx.execute(&statement, &[&bodies, &keys]).await;
         match whole {
             Ok(_) => {
-                tx.commit().await.map_err(pg)?;
-                return Ok(BatchOutcome { rejected });
+                return tx.commit().await.map_err(pg);
             }
             Err(err) => {
                 let err = pg(err);
@@ -178,18 +208,10 @@ impl Sink for PostgresSink {
                     }
                     savepoint.rollback().await.map_err(pg)?;
                     let message = format!("record {}: {}", keys[position], err.message);
-                    rejected.push((
-                        index,
-                        ConnectorError {
-                            message,
-                            ..err
-                        },
-                    ));
+                    rejected.push((index, ConnectorError { message, ..err }));
                 }
             }
         }
-        tx.commit().await.map_err(pg)?;
-        rejected.sort_by_key(|(index, _)| *index);
-        Ok(BatchOutcome { rejected })
+        tx.commit().await.map_err(pg)
     }
 }

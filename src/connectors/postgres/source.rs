@@ -20,13 +20,13 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
 
 use super::config::{PostgresConfig, PostgresFromConfig, quote_ident, quote_literal, quote_table};
 use super::{classify, connection, target};
-use crate::connectors::api::{ConnectorError, Source};
+use crate::connectors::api::{ConnectorError, Fault, Source};
 use crate::connectors::{Batch, BatchRecords};
 
 /// First pause while waiting for open transactions; it doubles up to [`MAX_POLL`].
@@ -108,8 +108,9 @@ impl PostgresSource {
             .await
             .map_err(|err| classify(&err, &target))?;
         let columns = described.columns();
-        let find = |setting: &str, name: &str| {
-            columns
+        let find =
+            |setting: &str, name: &str| {
+                columns
                 .iter()
                 .find(|column| column.name() == name)
                 .map(|column| column.type_().oid())
@@ -121,7 +122,7 @@ impl PostgresSource {
                         names.join(", ")
                     ))
                 })
-        };
+            };
         let cursor_oid = find("cursor", &from.cursor)?;
         let key_oid = find("key", &from.key)?;
         let types = client
@@ -227,11 +228,31 @@ impl Source for PostgresSource {
     async fn next_batch(&mut self, max_records: usize) -> Result<Option<Batch>, ConnectorError> {
         let limit = self.batch_size.min(max_records.max(1)) as i64;
         let client = connection(&self.pool, &self.target).await?;
+        let read = self.read(&client, limit).await;
+        if let Err(err) = &read
+            && err.fault == Fault::External
+        {
+            // The session may be broken (the server cut it): never hand it out again.
+            drop(Object::take(client));
+        }
+        read
+    }
+}
+
+impl PostgresSource {
+    /// Reads the next batch of at most `limit` rows on `client`.
+    async fn read(&mut self, client: &Object, limit: i64) -> Result<Option<Batch>, ConnectorError> {
         let target = self.target.clone();
         let pg = |err: tokio_postgres::Error| classify(&err, &target);
         let bound_sql = [
-            client.prepare_cached(&self.bound_sql[0]).await.map_err(pg)?,
-            client.prepare_cached(&self.bound_sql[1]).await.map_err(pg)?,
+            client
+                .prepare_cached(&self.bound_sql[0])
+                .await
+                .map_err(pg)?,
+            client
+                .prepare_cached(&self.bound_sql[1])
+                .await
+                .map_err(pg)?,
         ];
         let rows_sql = [
             client.prepare_cached(&self.rows_sql[0]).await.map_err(pg)?,
@@ -241,11 +262,7 @@ impl Source for PostgresSource {
             // Pass 1: how far this batch may go, as visible now.
             let bounds = match &self.position {
                 None => client.query(&bound_sql[0], &[&limit]).await,
-                Some((cursor, key)) => {
-                    client
-                        .query(&bound_sql[1], &[cursor, key, &limit])
-                        .await
-                }
+                Some((cursor, key)) => client.query(&bound_sql[1], &[cursor, key, &limit]).await,
             }
             .map_err(pg)?;
             let Some(last) = bounds.last() else {
@@ -254,8 +271,8 @@ impl Source for PostgresSource {
             let bound: (String, String) = (last.get(1), last.get(2));
 
             // Rows up to the bound that are not visible yet belong to transactions open now.
-            let open = open_transactions(&client, &self.target).await?;
-            self.settle(&client, open).await?;
+            let open = open_transactions(client, &self.target).await?;
+            self.settle(client, open).await?;
 
             // Pass 2: the same stretch again, now complete.
             let rows = match &self.position {
@@ -266,10 +283,7 @@ impl Source for PostgresSource {
                 }
                 Some((cursor, key)) => {
                     client
-                        .query(
-                            &rows_sql[1],
-                            &[cursor, key, &bound.0, &bound.1, &limit],
-                        )
+                        .query(&rows_sql[1], &[cursor, key, &bound.0, &bound.1, &limit])
                         .await
                 }
             }
@@ -315,7 +329,12 @@ fn parse_position(position: &Value) -> Result<Option<(String, String)>, Connecto
     if position.is_null() {
         return Ok(None);
     }
-    let text = |name: &str| position.get(name).and_then(Value::as_str).map(str::to_owned);
+    let text = |name: &str| {
+        position
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     match (text("cursor"), text("key")) {
         (Some(cursor), Some(key)) => Ok(Some((cursor, key))),
         _ => Err(ConnectorError::internal(format!(
