@@ -277,11 +277,13 @@ pub(super) fn check_identifier(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A query: one `SELECT` (or `WITH`), no second statement after a `;`.
+/// A query: one `SELECT` (or `WITH`), no second statement after a `;`. This is a lint with
+/// a clear message; the guard is the server's: the connector runs the query as a subquery of
+/// a prepared statement in a read-only session, which holds one statement and writes nothing.
 pub(super) fn check_query(query: &str) -> Result<(), String> {
-    let code = strip_sql(query);
-    let trimmed = code.trim().trim_end_matches(';').trim_end();
-    let first_word: String = trimmed
+    let code = blank_sql(query);
+    let first_word: String = code
+        .trim_start()
         .chars()
         .take_while(|c| c.is_alphabetic())
         .collect::<String>()
@@ -289,31 +291,48 @@ pub(super) fn check_query(query: &str) -> Result<(), String> {
     if first_word != "select" && first_word != "with" {
         return Err("write one SELECT (or WITH ... SELECT) statement".to_owned());
     }
-    if trimmed.contains(';') {
+    let end = statement_end(query);
+    if !code[end..].trim_start_matches(';').trim().is_empty() {
         return Err("holds more than one statement; write one SELECT".to_owned());
     }
     Ok(())
 }
 
-/// The query with comments removed and the contents of literals and quoted identifiers
-/// blanked, so that a `;` or a keyword inside them is not taken for code.
-fn strip_sql(query: &str) -> String {
+/// The query without its closing `;` and what follows it (a trailing comment), ready to be
+/// wrapped as a subquery.
+pub(super) fn query_body(query: &str) -> &str {
+    query[..statement_end(query)].trim()
+}
+
+/// Where the first statement of `query` ends: its first `;` outside literals, quoted names
+/// and comments, or the end.
+fn statement_end(query: &str) -> usize {
+    blank_sql(query).find(';').unwrap_or(query.len())
+}
+
+/// The query with comments and the contents of literals and quoted identifiers blanked
+/// (byte for byte, so offsets stay those of the query), so that a `;` or a keyword inside
+/// them is not taken for code.
+fn blank_sql(query: &str) -> String {
     let bytes = query.as_bytes();
     let mut out = String::with_capacity(query.len());
+    let blank = |out: &mut String, from: usize, to: usize| {
+        out.extend(std::iter::repeat_n(' ', to.min(bytes.len()) - from));
+    };
     let mut i = 0;
     while i < bytes.len() {
         let rest = &query[i..];
-        if rest.starts_with("--") {
-            i += rest.find('\n').unwrap_or(rest.len());
+        let end = if rest.starts_with("--") {
+            i + rest.find('\n').unwrap_or(rest.len())
         } else if rest.starts_with("/*") {
             // PostgreSQL block comments nest.
             let mut depth = 0usize;
             let mut j = i;
             while j < bytes.len() {
-                if query[j..].starts_with("/*") {
+                if bytes[j..].starts_with(b"/*") {
                     depth += 1;
                     j += 2;
-                } else if query[j..].starts_with("*/") {
+                } else if bytes[j..].starts_with(b"*/") {
                     depth -= 1;
                     j += 2;
                     if depth == 0 {
@@ -323,8 +342,7 @@ fn strip_sql(query: &str) -> String {
                     j += 1;
                 }
             }
-            i = j;
-            out.push(' ');
+            j
         } else if bytes[i] == b'\'' || bytes[i] == b'"' {
             let quote = bytes[i];
             let mut j = i + 1;
@@ -339,17 +357,19 @@ fn strip_sql(query: &str) -> String {
                 }
                 j += 1;
             }
-            i = j + 1;
-            out.push_str(" x ");
+            j + 1
         } else if let Some(tag) = dollar_tag(rest) {
             let body = &rest[tag.len()..];
-            i += tag.len() + body.find(tag).map_or(body.len(), |end| end + tag.len());
-            out.push_str(" x ");
+            i + tag.len() + body.find(tag).map_or(body.len(), |end| end + tag.len())
         } else {
             let c = rest.chars().next().unwrap_or(' ');
             out.push(c);
             i += c.len_utf8();
-        }
+            continue;
+        };
+        let end = end.min(bytes.len());
+        blank(&mut out, i, end);
+        i = end;
     }
     out
 }
@@ -417,6 +437,11 @@ mod tests {
         assert!(check_query("DELETE FROM orders").is_err());
         assert!(check_query("-- SELECT\nDELETE FROM orders").is_err());
         assert!(check_query("SELECT ';' ; DROP TABLE t").is_err());
+        assert_eq!(
+            query_body("SELECT 1 AS \"a;\" ; -- the end; really\n"),
+            "SELECT 1 AS \"a;\""
+        );
+        assert_eq!(query_body("SELECT 'é' -- note"), "SELECT 'é' -- note");
     }
 
     #[test]

@@ -24,7 +24,9 @@ use deadpool_postgres::{Object, Pool};
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
 
-use super::config::{PostgresConfig, PostgresFromConfig, quote_ident, quote_literal, quote_table};
+use super::config::{
+    self, PostgresConfig, PostgresFromConfig, quote_ident, quote_literal, quote_table,
+};
 use super::{classify, connection, target};
 use crate::connectors::api::{ConnectorError, Fault, Source};
 use crate::connectors::{Batch, BatchRecords};
@@ -96,10 +98,11 @@ impl PostgresSource {
 
         let relation = match (&from.table, &from.query) {
             (Some(table), _) => format!("SELECT * FROM {}", quote_table(table)),
-            (None, Some(query)) => query.trim().trim_end_matches(';').to_owned(),
+            (None, Some(query)) => config::query_body(query).to_owned(),
             (None, None) => return Err(ConnectorError::spec("from: give table or query")),
         };
-        let wrapped = format!("({relation}) AS src");
+        // On a line of its own: a query ending in a `--` comment must not swallow the alias.
+        let wrapped = format!("({relation}\n) AS src");
         // Describing the statement checks the table, the query and the privileges at once,
         // with PostgreSQL's own words; a second statement hidden in the query fails here too,
         // since a prepared statement holds exactly one.

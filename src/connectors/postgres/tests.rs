@@ -409,7 +409,7 @@ async fn a_query_is_read_like_a_table() {
     )
     .await;
     let query = "SELECT id AS order_id, updated_at AS changed, amount * 2 AS doubled \
-                 FROM {s}.orders WHERE note = 'keep';"
+                 FROM {s}.orders WHERE note = 'keep'; -- kept ones only; \"really\""
         .replace("{s}", &db.schema);
     let from = json!({
         "query": query, "cursor": "changed", "key": "order_id", "batch_size": 1
