@@ -771,3 +771,41 @@ fn every_setting_is_documented_in_the_schema() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_its_timeout_is_an_outage_worth_retrying() {
+    let Some(db) = Db::new(
+        "a_statement_past_its_timeout_is_an_outage_worth_retrying",
+        "timeout",
+    )
+    .await
+    else {
+        return;
+    };
+    db.sql(LEDGER).await;
+    let system = json!({ "url": test_postgres_url(), "statement_timeout": "200ms" });
+    let sink = postgres()
+        .sink(&db.setup(), &system, &ledger_to(&db), &Value::Null)
+        .await
+        .unwrap();
+    // Another session holds the table; the insert waits until the server cancels it.
+    let holder = slow_writer().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {}.ledger IN ACCESS EXCLUSIVE MODE",
+            db.schema
+        ))
+        .await
+        .unwrap();
+    let records = [("k1", posting("o-1", "10"))];
+    let err = sink.write_batch(&encoded(&records)).await.unwrap_err();
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!((err.fault, err.retryable), (Fault::External, true), "{err}");
+    assert!(err.message.contains("SQLSTATE 57014"), "{err}");
+    sink.write_batch(&encoded(&records)).await.unwrap();
+    assert_eq!(
+        db.texts("SELECT idempotency_key FROM {s}.ledger").await,
+        [Some("k1".to_owned())]
+    );
+    db.finish().await;
+}
