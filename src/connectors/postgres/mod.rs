@@ -148,7 +148,7 @@ fn target(system: &PostgresConfig) -> String {
 /// exhausted resources, shutdowns and cancelled statements are outages worth retrying; a
 /// missing table, column or privilege is the workspace's. An error without SQLSTATE never
 /// reached the server's logic (refused connection, broken socket, timeout): an outage.
-pub(crate) fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorError {
+fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorError {
     let Some(code) = err.code() else {
         return ConnectorError::unavailable(format!("PostgreSQL at {target}: {}", chain(err)));
     };
