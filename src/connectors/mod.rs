@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn the_registry_names_each_connector_once() {
         let names: Vec<_> = registry().iter().map(|c| c.name()).collect();
-        assert_eq!(names, ["http", "file"]);
+        assert_eq!(names, ["http", "file", "postgres"]);
         assert!(connector("file").is_some());
         assert!(connector("ftp").is_none());
     }
