@@ -9,6 +9,7 @@
 pub mod api;
 pub mod file;
 pub mod http;
+pub mod postgres;
 pub mod recorder;
 
 use serde_json::Value;
@@ -21,7 +22,7 @@ pub use self::api::{
 /// Every connector, by the key that names it under a system. Adding a connector is one line
 /// here (and its folder).
 pub fn registry() -> &'static [&'static dyn DynConnector] {
-    &[&http::Http, &file::File]
+    &[&http::Http, &file::File, &postgres::Postgres]
 }
 
 /// The connector named `name` under a system.
@@ -201,7 +202,7 @@ mod tests {
     #[test]
     fn the_registry_names_each_connector_once() {
         let names: Vec<_> = registry().iter().map(|c| c.name()).collect();
-        assert_eq!(names, ["http", "file"]);
+        assert_eq!(names, ["http", "file", "postgres"]);
         assert!(connector("file").is_some());
         assert!(connector("ftp").is_none());
     }

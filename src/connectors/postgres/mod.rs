@@ -1,0 +1,211 @@
+//! The PostgreSQL connector: reads a table or a query incrementally, and writes records into a
+//! table in one transaction per batch, effectively once through the idempotency key.
+//!
+//! It owns its settings ([`config`]), its connections (a small pool per source or sink, never
+//! the state store's) and the classification of PostgreSQL's errors by SQLSTATE
+//! ([`classify`]). It must not reach into the runtime or the state store: everything it needs
+//! comes through [`crate::connectors::api`].
+
+pub mod config;
+mod sink;
+mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+pub use self::config::{PostgresConfig, PostgresFromConfig, PostgresToConfig};
+use super::api::{Connector, ConnectorError, Roles, Setup, Sink, Source};
+
+/// How long connecting may take before the attempt counts as an outage.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL connector (`connector: postgres`).
+pub struct Postgres;
+
+#[async_trait]
+impl Connector for Postgres {
+    const NAME: &'static str = "postgres";
+    const ROLES: Roles = Roles {
+        source: true,
+        sink: true,
+    };
+    type System = PostgresConfig;
+    type From = PostgresFromConfig;
+    type To = PostgresToConfig;
+
+    fn check_system(system: &PostgresConfig) -> Vec<String> {
+        config::check_system(system)
+    }
+
+    fn check_from(_system: &PostgresConfig, from: &PostgresFromConfig) -> Vec<String> {
+        config::check_from(from)
+    }
+
+    fn check_to(_system: &PostgresConfig, to: &PostgresToConfig) -> Vec<String> {
+        config::check_to(to)
+    }
+
+    async fn source(
+        &self,
+        _setup: &Setup<'_>,
+        system: &PostgresConfig,
+        from: &PostgresFromConfig,
+        position: &Value,
+    ) -> Result<Box<dyn Source>, ConnectorError> {
+        refuse_unchecked(config::check_system(system))?;
+        refuse_unchecked(config::check_from(from))?;
+        let source = source::PostgresSource::open(system, from, position).await?;
+        Ok(Box::new(source))
+    }
+
+    async fn sink(
+        &self,
+        _setup: &Setup<'_>,
+        system: &PostgresConfig,
+        to: &PostgresToConfig,
+        _sink_state: &Value,
+    ) -> Result<Arc<dyn Sink>, ConnectorError> {
+        refuse_unchecked(config::check_system(system))?;
+        refuse_unchecked(config::check_to(to))?;
+        let sink = sink::PostgresSink::open(system, to).await?;
+        Ok(Arc::new(sink))
+    }
+}
+
+/// Settings that failed their check never reach SQL, even when validation was skipped: the
+/// checks are what keeps names from carrying SQL.
+fn refuse_unchecked(problems: Vec<String>) -> Result<(), ConnectorError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConnectorError::spec(problems.join("; ")))
+    }
+}
+
+/// A pool of connections for one source or sink. Nothing connects until the first use.
+fn pool(system: &PostgresConfig, read_only: bool) -> Result<Pool, ConnectorError> {
+    let mut config: tokio_postgres::Config = system
+        .url
+        .parse()
+        .map_err(|err| ConnectorError::spec(format!("postgres.url does not parse: {err}")))?;
+    if config.get_user().is_none() {
+        let user = std::env::var("PGUSER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "postgres".into());
+        config.user(user);
+    }
+    // UTC and ISO dates make the text of a timestamp cursor independent of the server's
+    // settings, so a position read back parses to the same instant. A source's session is
+    // read-only: a query, however written, cannot change the data it reads.
+    let mut options = format!(
+        "-c statement_timeout={} -c TimeZone=UTC -c DateStyle=ISO",
+        system.statement_timeout().as_millis().max(1)
+    );
+    if read_only {
+        options.push_str(" -c default_transaction_read_only=on");
+    }
+    config.options(options);
+    if config.get_application_name().is_none() {
+        config.application_name("switchyard");
+    }
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(system.pool_size())
+        .build()
+        .map_err(|err| ConnectorError::internal(format!("PostgreSQL pool: {err}")))
+}
+
+/// A connection from `pool`, or why there is none.
+async fn connection(pool: &Pool, target: &str) -> Result<Object, ConnectorError> {
+    pool.get().await.map_err(|err| match err {
+        PoolError::Backend(err) => classify(&err, target),
+        other => {
+            ConnectorError::unavailable(format!("PostgreSQL at {target}: no connection: {other}"))
+        }
+    })
+}
+
+/// Where a system points, for messages: host, port and database, never credentials.
+fn target(system: &PostgresConfig) -> String {
+    crate::redact::redact(&system.url).into_owned()
+}
+
+/// Classifies a PostgreSQL error by its SQLSTATE class: data that breaks a type or a
+/// constraint is the record's fault; connection loss, serialization failures, deadlocks,
+/// exhausted resources, shutdowns and cancelled statements are outages worth retrying; a
+/// missing table, column or privilege is the workspace's. An error without SQLSTATE never
+/// reached the server's logic (refused connection, broken socket, timeout): an outage.
+fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorError {
+    let Some(code) = err.code() else {
+        return ConnectorError::unavailable(format!("PostgreSQL at {target}: {}", chain(err)));
+    };
+    let state = code.code();
+    let message = match err.as_db_error() {
+        Some(db) => {
+            let mut text = format!(
+                "PostgreSQL at {target}: {} (SQLSTATE {state})",
+                db.message()
+            );
+            if let Some(detail) = db.detail() {
+                text.push_str(": ");
+                text.push_str(detail);
+            }
+            text
+        }
+        None => format!("PostgreSQL at {target}: {} (SQLSTATE {state})", chain(err)),
+    };
+    let class = &state[..state.len().min(2)];
+    if class == "22" || class == "23" {
+        ConnectorError::rejected(message)
+    } else if class == "08"
+        || class == "53"
+        || class == "58"
+        || state.starts_with("57P")
+        || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+        || *code == SqlState::QUERY_CANCELED
+        || *code == SqlState::LOCK_NOT_AVAILABLE
+    {
+        ConnectorError::unavailable(message)
+    } else if ["42", "28", "3D", "3F", "25", "0A"].contains(&class) {
+        // 25: a read-only transaction asked to write; 0A: a query using what PostgreSQL does
+        // not support there. Both are settings to change.
+        ConnectorError::spec(message)
+    } else {
+        // Anything else (an internal error of the server, an unusual state): the server's
+        // fault, but nothing says a retry would help.
+        ConnectorError {
+            retryable: false,
+            ..ConnectorError::unavailable(message)
+        }
+    }
+}
+
+/// An error with its causes: the driver's own message ("error connecting to server") does not
+/// say why.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;
