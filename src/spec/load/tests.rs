@@ -60,13 +60,13 @@ fn valid_workspace_resolves() {
         StoreTarget::Sqlite("/ws/.switchyard/state.db".into())
     );
     assert_eq!(
-        workspace.systems["marketplace"]
-            .http
-            .as_ref()
-            .map(|h| h.base_url.as_str()),
+        workspace.systems["marketplace"].connectors["http"]["base_url"].as_str(),
         Some("http://m")
     );
     let flow = &workspace.flows["offers-to-storefront"];
+    // The flow's ends are resolved: connector, expanded system settings and its own keys.
+    assert_eq!(flow.from.connector.name(), "http");
+    assert_eq!(flow.from.system_settings["base_url"], "http://m");
     assert_eq!(
         flow.trigger,
         crate::spec::model::Trigger::Poll(std::time::Duration::from_secs(30))
