@@ -194,6 +194,10 @@ fn describe(
     description: Option<&str>,
 ) -> Value {
     let mut value = schema.to_value();
+    // `true` (any value) has nowhere to put a description; `{}` says the same and has.
+    if value == Value::Bool(true) {
+        value = Value::Object(serde_json::Map::new());
+    }
     let description = description.map(str::to_owned).or_else(|| {
         let name = definition_name(&schemars::Schema::try_from(value.clone()).ok()?)?;
         generator
