@@ -188,13 +188,13 @@ pub trait Connector: Send + Sync + 'static {
 
     /// The templates of a `from:` (pointer relative to it, text), rendered once per read
     /// with the source variables (`cursor`); validation checks them like every template.
-    fn from_templates(_from: &Self::From) -> Vec<(String, String)> {
+    fn source_templates(_from: &Self::From) -> Vec<(String, String)> {
         Vec::new()
     }
 
     /// The templates of a `to:` or `acknowledge:` (pointer relative to it, text), rendered
     /// over the mapped record; validation checks them like every template.
-    fn to_templates(_to: &Self::To) -> Vec<(String, String)> {
+    fn sink_templates(_to: &Self::To) -> Vec<(String, String)> {
         Vec::new()
     }
 
@@ -360,10 +360,10 @@ pub trait DynConnector: Send + Sync + 'static {
     /// Checks a flow's `to:` (or `acknowledge:`) settings on `system`, as
     /// [`DynConnector::check_from`].
     fn check_to(&self, system: &Value, to: &Value) -> Vec<Problem>;
-    /// [`Connector::from_templates`] over JSON settings (none when they do not deserialize).
-    fn from_templates(&self, from: &Value) -> Vec<(String, String)>;
-    /// [`Connector::to_templates`] over JSON settings (none when they do not deserialize).
-    fn to_templates(&self, to: &Value) -> Vec<(String, String)>;
+    /// [`Connector::source_templates`] over JSON settings (none when they do not deserialize).
+    fn source_templates(&self, from: &Value) -> Vec<(String, String)>;
+    /// [`Connector::sink_templates`] over JSON settings (none when they do not deserialize).
+    fn sink_templates(&self, to: &Value) -> Vec<(String, String)>;
     /// [`Connector::source`] over JSON settings.
     async fn source(
         &self,
@@ -467,15 +467,15 @@ impl<C: Connector> DynConnector for C {
         }
     }
 
-    fn from_templates(&self, from: &Value) -> Vec<(String, String)> {
+    fn source_templates(&self, from: &Value) -> Vec<(String, String)> {
         settings::<C::From>("from", from)
-            .map(|from| C::from_templates(&from))
+            .map(|from| C::source_templates(&from))
             .unwrap_or_default()
     }
 
-    fn to_templates(&self, to: &Value) -> Vec<(String, String)> {
+    fn sink_templates(&self, to: &Value) -> Vec<(String, String)> {
         settings::<C::To>("to", to)
-            .map(|to| C::to_templates(&to))
+            .map(|to| C::sink_templates(&to))
             .unwrap_or_default()
     }
 

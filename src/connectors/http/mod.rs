@@ -64,14 +64,14 @@ impl Connector for Http {
         problems
     }
 
-    fn from_templates(from: &HttpFromConfig) -> Vec<(String, String)> {
+    fn source_templates(from: &HttpFromConfig) -> Vec<(String, String)> {
         from.request
             .as_ref()
             .map(request_templates)
             .unwrap_or_default()
     }
 
-    fn to_templates(to: &HttpToConfig) -> Vec<(String, String)> {
+    fn sink_templates(to: &HttpToConfig) -> Vec<(String, String)> {
         to.request
             .as_ref()
             .map(request_templates)

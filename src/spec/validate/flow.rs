@@ -527,18 +527,18 @@ fn check_templates(
     // Connectors say which of their settings are templates; they are checked here like
     // every other template, against what they render over.
     if let Some(from) = from {
-        for (pointer, template) in from.connector.from_templates(&from.settings) {
+        for (pointer, template) in from.connector.source_templates(&from.settings) {
             check_template(&template, &format!("/from{pointer}"), &source, at, report);
         }
     }
     if let Some(to) = to {
-        for (pointer, template) in to.connector.to_templates(&to.settings) {
+        for (pointer, template) in to.connector.sink_templates(&to.settings) {
             check_template(&template, &format!("/to{pointer}"), &mapped, at, report);
         }
     }
     if let Some(Some(ack)) = acknowledge {
         let endpoint = &ack.endpoint;
-        for (pointer, template) in endpoint.connector.to_templates(&endpoint.settings) {
+        for (pointer, template) in endpoint.connector.sink_templates(&endpoint.settings) {
             let pointer = format!("/acknowledge{pointer}");
             check_template(&template, &pointer, &mapped, at, report);
         }
