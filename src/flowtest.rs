@@ -105,6 +105,7 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             stop: None,
             deadlines: None,
             on_delivered: None,
+            intake: false,
         };
         let run = FlowRun::new(
             workspace,

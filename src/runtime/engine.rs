@@ -46,6 +46,9 @@ pub struct RunOptions {
     /// Told each record's latency from being read to being acknowledged by the sink (and at
     /// its source, with `acknowledge`); the daemon turns it into a histogram.
     pub on_delivered: Option<LatencyObserver>,
+    /// Read the flow's pending webhook events ([`crate::spec::model::Flow::intake`]) instead
+    /// of its `from:` system: the daemon's drain of a webhook flow's inbox.
+    pub intake: bool,
 }
 
 /// A callback receiving per-record delivery latencies.
@@ -68,6 +71,7 @@ impl Default for RunOptions {
             stop: None,
             deadlines: None,
             on_delivered: None,
+            intake: false,
         }
     }
 }
@@ -228,7 +232,11 @@ impl FlowRun {
         let source: Box<dyn Source> = match source {
             Some(SourceOverride(records)) => Box::new(MemorySource(Some(records))),
             None => {
-                let from = &flow.from;
+                let from = if options.intake {
+                    &flow.intake
+                } else {
+                    &flow.from
+                };
                 from.connector
                     .source(
                         &connector_setup,

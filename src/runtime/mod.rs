@@ -13,7 +13,6 @@ mod commit;
 pub mod deadlines;
 mod delivery;
 pub mod engine;
-pub mod inbox;
 mod lease;
 mod original;
 pub mod plan;

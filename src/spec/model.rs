@@ -79,6 +79,9 @@ pub struct Flow {
     pub latency: LatencyClass,
     /// Where records come from.
     pub from: Endpoint,
+    /// The flow's webhook inbox as a source: pending events stored by the daemon's intake,
+    /// read with `from:`'s `records` pointer (see [`crate::connectors::webhook`]).
+    pub intake: Endpoint,
     /// Where records go.
     pub to: Endpoint,
     /// The acknowledgement sent back to the source once the sink acknowledged a record.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::compiled::{DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES, FlowPlan, Shared};
 use super::diagnostic::{Code, Diagnostic, did_you_mean};
 use super::load::{FileError, LoadOptions, Parsed};
-use super::model::{Flow, Object, TestSuite, Workspace};
+use super::model::{Endpoint, Flow, Object, TestSuite, Workspace};
 use super::raw::{FlowFile, TestFile, WorkspaceFile};
 use super::source_map::SourceMap;
 use crate::contract::Contract;
@@ -207,6 +207,12 @@ fn compile_flow(
     // An end that did not resolve was reported (unknown system, connector or role).
     let from = flow.from?;
     let to = flow.to?;
+    let intake = Endpoint {
+        system: from.system.clone(),
+        connector: crate::connectors::webhook::intake(),
+        system_settings: serde_json::Value::Object(serde_json::Map::new()),
+        settings: from.settings.clone(),
+    };
     let acknowledge = match flow.acknowledge {
         Some(ack) => Some(ack?),
         None => None,
@@ -224,6 +230,7 @@ fn compile_flow(
             pattern: spec.pattern,
             latency: spec.latency,
             from,
+            intake,
             to,
             acknowledge,
             trigger: flow.trigger,

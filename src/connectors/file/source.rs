@@ -240,6 +240,7 @@ impl FileSource {
                              read as rows of their own",
                             line.number
                         ),
+                        reason: "malformed",
                     }),
                 }
             }
@@ -249,7 +250,11 @@ impl FileSource {
                     let mut bytes: Vec<u8> = lines.iter().flat_map(|l| &l.bytes).copied().collect();
                     let end = content(&bytes).len();
                     bytes.truncate(end);
-                    Malformed { bytes, error }
+                    Malformed {
+                        bytes,
+                        error,
+                        reason: "malformed",
+                    }
                 });
                 Row { line, record }
             }
