@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
+use super::config::FileFormat;
 use crate::connectors::{
     Batch, BatchRecords, ConnectorError, Malformed, Row, source_bad_data, source_unavailable,
 };
-use crate::spec::raw::FileFormat;
 
 /// The most bytes one CSV row may span. A quoted field may hold line breaks, so only the end
 /// of the file would otherwise tell an unterminated quote from a long field; past this bound

@@ -21,12 +21,12 @@ use reqwest::{Method, StatusCode, Url};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use self::config::HttpRequestConfig;
 pub use self::config::{HttpAuth, HttpFromConfig, HttpSystemConfig, HttpToConfig};
 pub use self::sink::HttpSink;
 pub use self::source::HttpSource;
 use super::{Connector, ConnectorError, Problem, Roles, Setup, Sink, Source};
 use crate::spec::Code;
-use crate::spec::raw::HttpRequestConfig;
 
 /// The HTTP connector (`http:` under a system).
 #[derive(Debug, Clone, Copy)]
