@@ -383,13 +383,13 @@ pub trait DynConnector: Send + Sync + 'static {
 }
 
 fn settings<T: DeserializeOwned>(what: &str, value: &Value) -> Result<T, String> {
-    T::deserialize(value).map_err(|err| format!("{what}: {err}"))
+    T::deserialize(Lenient(value)).map_err(|err| format!("{what}: {err}"))
 }
 
 /// Deserializes settings, turning a failure into a [`Problem`] at the offending key (an
 /// unknown field) or value.
 fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, Problem> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
+    serde_path_to_error::deserialize(Lenient(value)).map_err(|err| {
         let mut pointer = String::new();
         for segment in err.path().iter() {
             match segment {
@@ -501,5 +501,97 @@ impl<C: Connector> DynConnector for C {
         let system = settings::<C::System>(C::NAME, system).map_err(ConnectorError::spec)?;
         let to = settings::<C::To>("to", to).map_err(ConnectorError::spec)?;
         Connector::sink(self, setup, &system, &to, sink_state).await
+    }
+}
+
+/// Settings as YAML reads them: a plain scalar asked for as a string is its text
+/// (`X-Api-Version: 2` is the header value `"2"`), as it was when the spec's own types read
+/// the YAML. The settings are kept as JSON, where that scalar became a number.
+struct Lenient<'a>(&'a Value);
+
+impl<'de> serde::de::IntoDeserializer<'de, serde_json::Error> for Lenient<'de> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Lenient<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        use serde::de::value::{MapDeserializer, SeqDeserializer};
+        match self.0 {
+            Value::Array(items) => {
+                let mut seq = SeqDeserializer::new(items.iter().map(Lenient));
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            Value::Object(map) => {
+                let mut entries = MapDeserializer::new(
+                    map.iter()
+                        .map(|(key, value)| (key.as_str(), Lenient(value))),
+                );
+                let value = visitor.visit_map(&mut entries)?;
+                entries.end()?;
+                Ok(value)
+            }
+            other => serde::Deserializer::deserialize_any(other, visitor),
+        }
+    }
+
+    fn deserialize_str<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        match self.0 {
+            Value::Number(number) => visitor.visit_string(number.to_string()),
+            Value::Bool(flag) => visitor.visit_string(flag.to_string()),
+            other => serde::Deserializer::deserialize_str(other, visitor),
+        }
+    }
+
+    fn deserialize_string<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        serde::Deserializer::deserialize_enum(self.0, name, variants, visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf unit
+        unit_struct seq tuple tuple_struct map struct identifier ignored_any
     }
 }

@@ -374,3 +374,24 @@ fn system_connector_keys_come_from_the_registry() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn a_plain_scalar_is_a_string_where_the_connector_wants_one() {
+    // YAML reads `2` as a number; as a header value it is the text "2", as it always was.
+    let base = valid_files()[0].1.clone();
+    let found = diagnose(&base.replace(
+        "{ base_url: \"${STOREFRONT_URL}\" }",
+        "{ base_url: \"${STOREFRONT_URL}\", headers: { X-Api-Version: 2 }, concurrency: 4 }",
+    ));
+    assert!(found.is_empty(), "{found:#?}");
+    // A number where a number is wanted is still checked as one.
+    let found = diagnose(&base.replace(
+        "{ base_url: \"${STOREFRONT_URL}\" }",
+        "{ base_url: \"${STOREFRONT_URL}\", concurrency: many }",
+    ));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("E0005 invalid type: string \"many\""),
+        "{found:#?}"
+    );
+}
