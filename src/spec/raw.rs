@@ -682,8 +682,6 @@ trait Section: Sized {
     ) -> Result<(), A::Error>;
     /// Keeps a connector key.
     fn insert_connector_key(&mut self, key: String, value: Value);
-    /// Whether the required key was read.
-    fn has_required(&self) -> bool;
 }
 
 struct SectionVisitor<T>(std::marker::PhantomData<T>);
@@ -697,7 +695,9 @@ impl<'de, T: Section> serde::de::Visitor<'de> for SectionVisitor<T> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
         let mut section = T::empty();
+        let mut required_seen = !T::REQUIRED;
         while let Some(key) = map.next_key::<String>()? {
+            required_seen |= T::GENERIC.first() == Some(&key.as_str());
             if T::GENERIC.contains(&key.as_str()) {
                 section.read(&key, &mut map)?;
             } else {
@@ -707,7 +707,7 @@ impl<'de, T: Section> serde::de::Visitor<'de> for SectionVisitor<T> {
                 section.insert_connector_key(key, value);
             }
         }
-        if T::REQUIRED && !section.has_required() {
+        if !required_seen {
             return Err(serde::de::Error::missing_field(T::GENERIC[0]));
         }
         Ok(section)
@@ -742,10 +742,6 @@ impl Section for SystemConfig {
     fn insert_connector_key(&mut self, key: String, value: Value) {
         self.connectors.insert(key, value);
     }
-
-    fn has_required(&self) -> bool {
-        true
-    }
 }
 
 impl Section for SourceConfig {
@@ -775,10 +771,6 @@ impl Section for SourceConfig {
 
     fn insert_connector_key(&mut self, key: String, value: Value) {
         self.settings.insert(key, value);
-    }
-
-    fn has_required(&self) -> bool {
-        !self.system.is_empty()
     }
 }
 
@@ -810,10 +802,6 @@ impl Section for SinkConfig {
     fn insert_connector_key(&mut self, key: String, value: Value) {
         self.settings.insert(key, value);
     }
-
-    fn has_required(&self) -> bool {
-        !self.system.is_empty()
-    }
 }
 
 impl Section for AcknowledgeConfig {
@@ -843,10 +831,6 @@ impl Section for AcknowledgeConfig {
 
     fn insert_connector_key(&mut self, key: String, value: Value) {
         self.settings.insert(key, value);
-    }
-
-    fn has_required(&self) -> bool {
-        !self.system.is_empty()
     }
 }
 

@@ -238,3 +238,36 @@ fn merge(
         properties.entry(key.clone()).or_insert(property);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connector_keys_come_from_the_registry() {
+        let workspace = schema_of::<super::super::raw::WorkspaceFile>();
+        let system = &workspace["$defs"]["SystemConfig"]["properties"];
+        for connector in crate::connectors::registry() {
+            assert!(system.get(connector.name()).is_some(), "{system:#}");
+        }
+        let flow = schema_of::<FlowFile>();
+        let from = &flow["$defs"]["SourceConfig"];
+        // The union of the source connectors' keys, each saying whose it is, and no other.
+        assert_eq!(from["additionalProperties"], Value::Bool(false));
+        for key in [
+            "system", "author", "request", "records", "cursor", "path", "format",
+        ] {
+            assert!(from["properties"].get(key).is_some(), "{key}: {from:#}");
+        }
+        assert!(
+            from["properties"]["records"]["description"]
+                .as_str()
+                .is_some_and(|text| text.starts_with("`http`: ")),
+            "{from:#}"
+        );
+        let to = &flow["$defs"]["SinkConfig"]["properties"];
+        for key in ["system", "capture", "request", "idempotency_header", "path"] {
+            assert!(to.get(key).is_some(), "{key}: {to:#}");
+        }
+    }
+}

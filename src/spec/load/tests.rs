@@ -395,3 +395,13 @@ fn a_plain_scalar_is_a_string_where_the_connector_wants_one() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn a_section_without_its_system_is_reported() {
+    let found = diagnose_flow(|flow| flow.replacen("  system: marketplace\n", "", 1));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("E0005 missing field `system`"),
+        "{found:#?}"
+    );
+}
