@@ -105,6 +105,7 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             stop: None,
             deadlines: None,
             observer: crate::runtime::Observer::default(),
+            intake: false,
         };
         let run = FlowRun::new(
             workspace,

@@ -11,12 +11,13 @@ pub mod file;
 pub mod http;
 pub mod postgres;
 pub mod recorder;
+pub mod webhook;
 
 use serde_json::Value;
 
 pub use self::api::{
-    BatchOutcome, Connector, ConnectorError, DynConnector, Encoded, Fault, Roles, Setup, Sink,
-    SinkCommit, SinkStyle, Source,
+    BatchOutcome, Connector, ConnectorError, DynConnector, Encoded, Fault, Problem, Roles, Setup,
+    Sink, SinkCommit, SinkStyle, Source,
 };
 
 /// Every connector, by the key that names it under a system. Adding a connector is one line
@@ -44,6 +45,8 @@ pub enum RawRecord<'a> {
         bytes: &'a [u8],
         /// What is wrong with it, for people.
         error: &'a str,
+        /// The dead letter's reason code (`malformed`, `malformed_json`).
+        reason: &'a str,
     },
 }
 
@@ -89,7 +92,7 @@ pub enum BatchRecords {
 /// One row of a delimited file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// The 1-based line the row starts on.
+    /// The 1-based line the row starts on; 0 when it was not read from a file.
     pub line: u64,
     /// The row's fields by header name, or why it could not be read.
     pub record: Result<Value, Malformed>,
@@ -102,6 +105,9 @@ pub struct Malformed {
     pub bytes: Vec<u8>,
     /// What is wrong with it, for people.
     pub error: String,
+    /// The dead letter's reason code: `malformed` (a row that cannot be delimited or
+    /// decoded), `malformed_json` (a body that is not the JSON it should be).
+    pub reason: &'static str,
 }
 
 impl Default for BatchRecords {
@@ -137,6 +143,7 @@ impl Batch {
                 Err(malformed) => RawRecord::Malformed {
                     bytes: &malformed.bytes,
                     error: &malformed.error,
+                    reason: malformed.reason,
                 },
             }),
         }
@@ -149,7 +156,8 @@ impl Batch {
                 spans, first_line, ..
             } => (index < spans.len()).then(|| first_line + index as u64),
             BatchRecords::Values(_) => None,
-            BatchRecords::Rows(rows) => rows.get(index).map(|row| row.line),
+            // Line 0: a row not read from a file (a webhook event).
+            BatchRecords::Rows(rows) => rows.get(index).map(|row| row.line).filter(|l| *l > 0),
         }
     }
 

@@ -10,9 +10,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::DaemonState;
-use super::events::{FlowRunCompleted, FlowRunFailed, InboxEventDeadLettered};
-use crate::runtime::inbox::{dead_letter_unreadable, event_records};
-use crate::runtime::{FlowRun, RunOptions, SourceOverride};
+use super::events::{FlowRunCompleted, FlowRunFailed};
+use crate::runtime::{FlowRun, RunOptions};
 use crate::spec::model::{FailureMode, Trigger, Workspace};
 
 /// How many inbox events one run consumes at most.
@@ -212,11 +211,14 @@ async fn run_once(state: &Arc<DaemonState>, name: &str, stop: &watch::Receiver<b
         tracing::debug!(flow = %name, "Flow paused; run skipped.");
         return;
     }
-    let _ = execute(state, name, None, stop).await;
+    let _ = execute(state, name, false, stop).await;
 }
 
-/// Runs pending inbox events through the flow, oldest first, until the inbox is empty. An
-/// event that cannot be read is dead-lettered (and so processed) on its own first.
+/// Runs the flow over its pending inbox events until none is left. The run reads them itself
+/// (the webhook intake source, [`crate::connectors::webhook`]), under the flow's lease, so two
+/// daemons never take the same event; each batch's events are marked processed once the batch
+/// is committed. After a failed run, the events that were pending and still are keep the
+/// failure (`inbox_failed`) and are read again by the next run.
 pub(super) async fn drain_inbox(
     state: &Arc<DaemonState>,
     name: &str,
@@ -226,79 +228,35 @@ pub(super) async fn drain_inbox(
         if *stop.borrow() || state.is_paused(name) {
             return;
         }
-        let events = match state.store.inbox_pending(name, INBOX_BATCH).await {
+        let before = match state.store.inbox_pending(name, INBOX_BATCH).await {
             Ok(events) => events,
             Err(err) => {
                 tracing::error!(flow = %name, error = %err, "Could not read the inbox.");
                 return;
             }
         };
-        if events.is_empty() {
+        if before.is_empty() {
             return;
         }
-        // An event may wrap its record (`{"event_id": .., "order": {..}}`): the flow's
-        // `from.records` pointer picks it out, as it does in an HTTP listing.
-        let workspace = state.workspace();
-        let pointer = workspace
-            .flows
-            .get(name)
-            .and_then(|f| f.from.records.clone())
-            .unwrap_or_default();
-        let mut ids = Vec::with_capacity(events.len());
-        let mut records = Vec::new();
-        let mut unreadable = Vec::new();
-        for event in &events {
-            match event_records(&event.body) {
-                Ok(items) => {
-                    ids.push(event.id);
-                    records.extend(items.into_iter().flat_map(
-                        |item| match item.pointer(&pointer) {
-                            Some(serde_json::Value::Array(items)) => items.clone(),
-                            Some(record) => vec![record.clone()],
-                            None => vec![item],
-                        },
-                    ));
-                }
-                Err(why) => unreadable.push((event, why)),
-            }
-        }
-        if !unreadable.is_empty() {
-            // Intake checks bodies, so this is an event stored some other way; it must end
-            // as a dead letter, neither skipped nor blocking the events behind it.
-            match dead_letter_unreadable(&workspace, name, &state.store, &unreadable).await {
-                Ok(letters) => {
-                    for letter in &letters {
-                        InboxEventDeadLettered {
-                            flow: name,
-                            owner: &letter.owner,
-                            error: &letter.error,
-                        }
-                        .emit(&state.metrics);
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(flow = %name, error = %err, "Could not dead-letter unreadable inbox events; they stay pending.");
-                    return;
-                }
-            }
-        }
-        if ids.is_empty() {
+        let Err(error) = execute(state, name, true, stop).await else {
             continue;
-        }
-        match execute(state, name, Some(SourceOverride(records)), stop).await {
-            Ok(()) => {
-                if let Err(err) = state.store.inbox_processed(&ids).await {
-                    tracing::error!(flow = %name, error = %err, "Could not mark inbox events processed; they will be replayed harmlessly.");
-                    return;
-                }
-            }
-            Err(error) => {
-                if let Err(err) = state.store.inbox_failed(&ids, &error).await {
-                    tracing::error!(flow = %name, error = %err, "Could not record an inbox failure.");
-                }
+        };
+        let still = match state.store.inbox_pending(name, INBOX_BATCH).await {
+            Ok(events) => events,
+            Err(err) => {
+                tracing::error!(flow = %name, error = %err, "Could not read the inbox.");
                 return;
             }
+        };
+        let ids: Vec<i64> = still
+            .iter()
+            .map(|event| event.id)
+            .filter(|id| before.iter().any(|event| event.id == *id))
+            .collect();
+        if let Err(err) = state.store.inbox_failed(&ids, &error).await {
+            tracing::error!(flow = %name, error = %err, "Could not record an inbox failure.");
         }
+        return;
     }
 }
 
@@ -306,7 +264,7 @@ pub(super) async fn drain_inbox(
 async fn execute(
     state: &Arc<DaemonState>,
     name: &str,
-    source: Option<SourceOverride>,
+    intake: bool,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), String> {
     let workspace = state.workspace();
@@ -315,11 +273,18 @@ async fn execute(
         stop: Some(stop.clone()),
         deadlines: Some(state.deadlines.clone()),
         observer: crate::runtime::Observer::new(Arc::clone(&state.metrics)),
+        intake,
+        // Events per batch: each batch's events are marked processed as it commits.
+        batch_size: if intake {
+            INBOX_BATCH
+        } else {
+            RunOptions::default().batch_size
+        },
         ..RunOptions::default()
     };
     let started = Instant::now();
     let result =
-        match FlowRun::new(&workspace, name, state.store.clone(), options, source, None).await {
+        match FlowRun::new(&workspace, name, state.store.clone(), options, None, None).await {
             Ok(run) => run.run().await,
             Err(err) => Err(err),
         };

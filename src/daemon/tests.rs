@@ -496,3 +496,30 @@ fn the_watch_leaves_out_the_state_file_and_only_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn inbox_events_are_only_taken_under_the_flow_lease() {
+    let (store, _) = file_store("leased");
+    store
+        .inbox_insert(FLOW, "evt-1", r#"{"offer_id": "o-1"}"#)
+        .await
+        .unwrap();
+    // Another daemon runs the flow.
+    let other = crate::store::LockHolder::this_process();
+    store.acquire_flow_lock(FLOW, &other).await.unwrap();
+    let state = DaemonState::new(workspace(), store.clone(), None);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    super::scheduler::drain_inbox(&state, FLOW, &stop).await;
+
+    // The event is not taken: still pending, with the failed attempt recorded.
+    let pending = store.inbox_pending(FLOW, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].event_id, "evt-1");
+    assert_eq!(pending[0].attempts, 1);
+    assert_eq!(store.inbox_count(FLOW, "processed").await.unwrap(), 0);
+    let letters = store
+        .dead_letters(&crate::store::DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert!(letters.is_empty(), "{letters:#?}");
+}

@@ -14,7 +14,6 @@ pub mod deadlines;
 mod delivery;
 pub mod engine;
 pub mod events;
-pub mod inbox;
 mod lease;
 mod original;
 pub mod plan;

@@ -235,13 +235,13 @@ fn prepare_with<B>(
                 );
             }
         },
-        RawRecord::Malformed { error, .. } => {
+        RawRecord::Malformed { error, reason, .. } => {
             return rejected_early(
                 None,
                 None,
                 Rejection {
                     mode: FailureMode::ContractViolation,
-                    reason: "malformed".into(),
+                    reason: (*reason).into(),
                     error: (*error).to_owned(),
                 },
             );

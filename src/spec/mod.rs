@@ -1,6 +1,6 @@
 //! Spec files: raw types (`raw`), loading with source positions, validation with diagnostics,
 //! and the resolved model (`model`) with each flow's compiled plan (`compiled`). Raw types stop
-//! here: the model replaces them (connector settings excepted, see `model`). `spec` may use
+//! here: the model replaces them (connector settings stay JSON, see `model`). `spec` may use
 //! `mapping` and `contract` to compile; neither of them uses `spec`. Nothing here touches the
 //! network, tokio or the state store, so the spec core stays fast to build, test and fuzz.
 

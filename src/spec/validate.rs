@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::compiled::{DEFAULT_MAX_DEAD_LETTER_RECORD_BYTES, FlowPlan, Shared};
 use super::diagnostic::{Code, Diagnostic, did_you_mean};
 use super::load::{FileError, LoadOptions, Parsed};
-use super::model::{Flow, Object, TestSuite, Workspace};
+use super::model::{Endpoint, Flow, Object, TestSuite, Workspace};
 use super::raw::{FlowFile, TestFile, WorkspaceFile};
 use super::source_map::SourceMap;
 use crate::contract::Contract;
@@ -204,6 +204,19 @@ fn compile_flow(
     report: &mut Report<'_>,
 ) -> Option<Flow> {
     let spec = flow.spec;
+    // An end that did not resolve was reported (unknown system, connector or role).
+    let from = flow.from?;
+    let to = flow.to?;
+    let intake = Endpoint {
+        system: from.system.clone(),
+        connector: crate::connectors::webhook::intake(),
+        system_settings: serde_json::Value::Object(serde_json::Map::new()),
+        settings: from.settings.clone(),
+    };
+    let acknowledge = match flow.acknowledge {
+        Some(ack) => Some(ack?),
+        None => None,
+    };
     // A contract that could not be read or is not a schema was reported by the workspace
     // checks, which fails the load: nothing to add at the flow.
     checked.contracts.get(&spec.object)?.as_ref()?;
@@ -216,9 +229,10 @@ fn compile_flow(
             object: spec.object,
             pattern: spec.pattern,
             latency: spec.latency,
-            from: spec.from,
-            to: spec.to,
-            acknowledge: spec.acknowledge,
+            from,
+            intake,
+            to,
+            acknowledge,
             trigger: flow.trigger,
             retry: flow.retry,
             failures: flow.failures,

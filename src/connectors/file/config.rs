@@ -4,8 +4,6 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::raw::FileFormat;
-
 /// Connector settings of a file system.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,4 +34,14 @@ pub struct FileToConfig {
     /// The output format. Only `jsonl` is written so far.
     #[serde(default)]
     pub format: Option<FileFormat>,
+}
+
+/// A file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header row; every value is read as a string.
+    Csv,
 }

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use self::config::FileFormat;
 pub use self::config::{FileFromConfig, FileSystemConfig, FileToConfig};
 pub use self::sink::{FileSink, FileSinkError, FileWriter};
 pub use self::source::{FileSource, MAX_CSV_ROW_BYTES};
 use super::{Connector, ConnectorError, Roles, Setup, Sink, Source};
-use crate::spec::raw::FileFormat;
 
 /// The file connector (`file:` under a system).
 #[derive(Debug, Clone, Copy)]

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
+use super::config::FileFormat;
 use crate::connectors::{
     Batch, BatchRecords, ConnectorError, Malformed, Row, source_bad_data, source_unavailable,
 };
-use crate::spec::raw::FileFormat;
 
 /// The most bytes one CSV row may span. A quoted field may hold line breaks, so only the end
 /// of the file would otherwise tell an unterminated quote from a long field; past this bound
@@ -240,6 +240,7 @@ impl FileSource {
                              read as rows of their own",
                             line.number
                         ),
+                        reason: "malformed",
                     }),
                 }
             }
@@ -249,7 +250,11 @@ impl FileSource {
                     let mut bytes: Vec<u8> = lines.iter().flat_map(|l| &l.bytes).copied().collect();
                     let end = content(&bytes).len();
                     bytes.truncate(end);
-                    Malformed { bytes, error }
+                    Malformed {
+                        bytes,
+                        error,
+                        reason: "malformed",
+                    }
                 });
                 Row { line, record }
             }

@@ -5,8 +5,6 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::raw::{HttpRequestConfig, PaginationConfig};
-
 /// Connector settings of an HTTP system.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,4 +73,69 @@ pub struct HttpToConfig {
     /// Name of the header carrying the idempotency key. Defaults to `Idempotency-Key`.
     #[serde(default)]
     pub idempotency_header: Option<String>,
+}
+
+/// One HTTP request.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequestConfig {
+    /// HTTP method. Defaults to `GET` for sources and `POST` for sinks.
+    #[serde(default)]
+    pub method: Option<HttpMethod>,
+    /// Path joined to the system's base URL; a template.
+    pub path: String,
+    /// Query parameters; each value is a template.
+    #[serde(default)]
+    pub query: IndexMap<String, String>,
+    /// Extra headers; each value is a template.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+}
+
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// Read.
+    Get,
+    /// Create (or upsert where the API says so).
+    Post,
+    /// Replace.
+    Put,
+    /// Partial update.
+    Patch,
+}
+
+/// Pagination of an HTTP source. Give `offset`, `page` or `next_token`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaginationConfig {
+    /// How pages are addressed.
+    pub style: PaginationStyle,
+    /// Query parameter carrying the offset, page number or token
+    /// (defaults: `offset`, `page`, `page_token`).
+    #[serde(default)]
+    pub param: Option<String>,
+    /// Query parameter carrying the page size (default `limit`).
+    #[serde(default)]
+    pub size_param: Option<String>,
+    /// Records per page (default 100).
+    #[serde(default)]
+    pub size: Option<u32>,
+    /// `next_token` style: JSON Pointer to the next page's token in the body
+    /// (default `/next_page_token`); an absent or null token ends the listing.
+    #[serde(default)]
+    pub token_path: Option<String>,
+}
+
+/// How pages are addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaginationStyle {
+    /// A record offset that grows by the page size; a short page ends the listing.
+    Offset,
+    /// A page number starting at 1; a short page ends the listing.
+    Page,
+    /// An opaque token returned by the previous page.
+    NextToken,
 }

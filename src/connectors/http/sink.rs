@@ -5,11 +5,11 @@ use serde_json::Value;
 
 use super::HttpToConfig;
 use super::body::{ERROR_BODY_PREFIX, read_limited, read_prefix};
+use super::config::HttpMethod;
 use super::{HttpSystem, retry_after};
 use crate::connectors::{ConnectorError, Outgoing};
 use crate::connectors::{Sink, SinkStyle};
 use crate::mapping::{CompiledTemplate, Escape};
-use crate::spec::raw::HttpMethod;
 
 /// A configured HTTP sink.
 #[derive(Clone)]

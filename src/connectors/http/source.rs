@@ -23,10 +23,10 @@ use serde_json::{Value, json};
 
 use super::HttpFromConfig;
 use super::body::{BodyError, ERROR_BODY_PREFIX, read_limited, read_prefix};
+use super::config::PaginationStyle;
 use super::{HttpSystem, retry_after};
 use crate::connectors::{Batch, BatchRecords, ConnectorError, source_bad_data, source_unavailable};
 use crate::mapping::{CompiledTemplate, Escape};
-use crate::spec::raw::PaginationStyle;
 
 /// A paged listing being read.
 pub struct HttpSource {
