@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use serde_json::{Value, json};
+use switchyard::connectors::http::HttpSystemConfig;
 use switchyard::connectors::http::{HttpFromConfig, HttpSource, HttpSystem};
-use switchyard::spec::raw::HttpSystemConfig;
 
 #[derive(Default)]
 struct Api {

@@ -377,7 +377,7 @@ async fn item_15_credential_headers_are_not_forwarded_on_cross_origin_redirects(
     let other = redirects::server(std::sync::Arc::clone(&elsewhere), None).await;
     let origin: Seen = Seen::default();
     let addr = redirects::server(std::sync::Arc::clone(&origin), Some(other)).await;
-    let config: switchyard::spec::raw::HttpSystemConfig =
+    let config: switchyard::connectors::http::HttpSystemConfig =
         serde_json::from_value(serde_json::json!({
             "base_url": format!("http://{addr}"),
             "headers": {"X-Api-Key": "k-secret-123", "X-Tenant": "acme"},

@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Batch;
+use crate::spec::diagnostic::Code;
 use crate::store::Store;
 
 /// Who caused a failure: the runtime routes and reports by it.
@@ -169,19 +170,31 @@ pub trait Connector: Send + Sync + 'static {
     /// Settings of a flow's `to:` on such a system (besides `system`).
     type To: DeserializeOwned + JsonSchema + Send + Sync + 'static;
 
-    /// Checks what types alone cannot (a template that does not compile, a size that does
-    /// not parse): one message per problem, each naming the setting and the fix.
-    fn check_system(_system: &Self::System) -> Vec<String> {
+    /// Checks what types alone cannot (a duration or a size that does not parse): one
+    /// problem per mistake, each at the setting and naming the fix.
+    fn check_system(_system: &Self::System) -> Vec<Problem> {
         Vec::new()
     }
 
     /// As [`Connector::check_system`], for a flow's `from:`.
-    fn check_from(_system: &Self::System, _from: &Self::From) -> Vec<String> {
+    fn check_from(_system: &Self::System, _from: &Self::From) -> Vec<Problem> {
         Vec::new()
     }
 
     /// As [`Connector::check_system`], for a flow's `to:`.
-    fn check_to(_system: &Self::System, _to: &Self::To) -> Vec<String> {
+    fn check_to(_system: &Self::System, _to: &Self::To) -> Vec<Problem> {
+        Vec::new()
+    }
+
+    /// The templates of a `from:` (pointer relative to it, text), rendered once per read
+    /// with the source variables (`cursor`); validation checks them like every template.
+    fn source_templates(_from: &Self::From) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// The templates of a `to:` or `acknowledge:` (pointer relative to it, text), rendered
+    /// over the mapped record; validation checks them like every template.
+    fn sink_templates(_to: &Self::To) -> Vec<(String, String)> {
         Vec::new()
     }
 
@@ -290,6 +303,41 @@ pub trait Sink: Send + Sync {
     }
 }
 
+/// A mistake in connector settings, found at validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// JSON Pointer of the setting, relative to the settings checked (`/timeout`; empty for
+    /// the settings as a whole).
+    pub pointer: String,
+    /// Whether the problem is the key itself (an unknown field) rather than its value.
+    pub at_key: bool,
+    /// The diagnostic code.
+    pub code: Code,
+    /// What is wrong, naming the setting.
+    pub message: String,
+    /// How to fix it, when there is more to say.
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    /// A problem with the value at `pointer`.
+    pub fn new(pointer: impl Into<String>, code: Code, message: impl Into<String>) -> Self {
+        Self {
+            pointer: pointer.into(),
+            at_key: false,
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The same problem with a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
 /// A schema of one of a connector's settings types.
 pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
@@ -304,9 +352,18 @@ pub trait DynConnector: Send + Sync + 'static {
     fn roles(&self) -> Roles;
     /// The schemas of its system, `from:` and `to:` settings.
     fn schemas(&self) -> [SchemaFn; 3];
-    /// Checks settings: the system's, and the flow's `from:` or `to:` when given. Each
-    /// message names the setting and the fix.
-    fn check(&self, system: &Value, from: Option<&Value>, to: Option<&Value>) -> Vec<String>;
+    /// Checks a system's settings (types, then [`Connector::check_system`]).
+    fn check_system(&self, system: &Value) -> Vec<Problem>;
+    /// Checks a flow's `from:` settings on `system` (nothing when the system's own settings
+    /// are wrong: those are reported on the system).
+    fn check_from(&self, system: &Value, from: &Value) -> Vec<Problem>;
+    /// Checks a flow's `to:` (or `acknowledge:`) settings on `system`, as
+    /// [`DynConnector::check_from`].
+    fn check_to(&self, system: &Value, to: &Value) -> Vec<Problem>;
+    /// [`Connector::source_templates`] over JSON settings (none when they do not deserialize).
+    fn source_templates(&self, from: &Value) -> Vec<(String, String)>;
+    /// [`Connector::sink_templates`] over JSON settings (none when they do not deserialize).
+    fn sink_templates(&self, to: &Value) -> Vec<(String, String)>;
     /// [`Connector::source`] over JSON settings.
     async fn source(
         &self,
@@ -329,6 +386,40 @@ fn settings<T: DeserializeOwned>(what: &str, value: &Value) -> Result<T, String>
     T::deserialize(value).map_err(|err| format!("{what}: {err}"))
 }
 
+/// Deserializes settings, turning a failure into a [`Problem`] at the offending key (an
+/// unknown field) or value.
+fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, Problem> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let mut pointer = String::new();
+        for segment in err.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => {
+                    pointer.push_str(&format!("/{index}"));
+                }
+                serde_path_to_error::Segment::Map { key } => {
+                    pointer.push('/');
+                    pointer.push_str(&crate::spec::source_map::escape(key));
+                }
+                serde_path_to_error::Segment::Enum { .. }
+                | serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        let message = err.into_inner().to_string();
+        let unknown = message.starts_with("unknown field");
+        Problem {
+            pointer,
+            at_key: unknown,
+            code: if unknown {
+                Code::UnknownField
+            } else {
+                Code::InvalidValue
+            },
+            message,
+            hint: None,
+        }
+    })
+}
+
 #[async_trait]
 impl<C: Connector> DynConnector for C {
     fn name(&self) -> &'static str {
@@ -347,25 +438,45 @@ impl<C: Connector> DynConnector for C {
         ]
     }
 
-    fn check(&self, system: &Value, from: Option<&Value>, to: Option<&Value>) -> Vec<String> {
-        let system = match settings::<C::System>(C::NAME, system) {
-            Ok(system) => system,
-            Err(err) => return vec![err],
+    fn check_system(&self, system: &Value) -> Vec<Problem> {
+        match typed::<C::System>(system) {
+            Ok(system) => C::check_system(&system),
+            Err(problem) => vec![problem],
+        }
+    }
+
+    fn check_from(&self, system: &Value, from: &Value) -> Vec<Problem> {
+        let from = match typed::<C::From>(from) {
+            Ok(from) => from,
+            Err(problem) => return vec![problem],
         };
-        let mut problems = C::check_system(&system);
-        if let Some(from) = from {
-            match settings::<C::From>("from", from) {
-                Ok(from) => problems.extend(C::check_from(&system, &from)),
-                Err(err) => problems.push(err),
-            }
+        match typed::<C::System>(system) {
+            Ok(system) => C::check_from(&system, &from),
+            Err(_) => Vec::new(),
         }
-        if let Some(to) = to {
-            match settings::<C::To>("to", to) {
-                Ok(to) => problems.extend(C::check_to(&system, &to)),
-                Err(err) => problems.push(err),
-            }
+    }
+
+    fn check_to(&self, system: &Value, to: &Value) -> Vec<Problem> {
+        let to = match typed::<C::To>(to) {
+            Ok(to) => to,
+            Err(problem) => return vec![problem],
+        };
+        match typed::<C::System>(system) {
+            Ok(system) => C::check_to(&system, &to),
+            Err(_) => Vec::new(),
         }
-        problems
+    }
+
+    fn source_templates(&self, from: &Value) -> Vec<(String, String)> {
+        settings::<C::From>("from", from)
+            .map(|from| C::source_templates(&from))
+            .unwrap_or_default()
+    }
+
+    fn sink_templates(&self, to: &Value) -> Vec<(String, String)> {
+        settings::<C::To>("to", to)
+            .map(|to| C::sink_templates(&to))
+            .unwrap_or_default()
     }
 
     async fn source(

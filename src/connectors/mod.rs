@@ -15,8 +15,8 @@ pub mod recorder;
 use serde_json::Value;
 
 pub use self::api::{
-    BatchOutcome, Connector, ConnectorError, DynConnector, Encoded, Fault, Roles, Setup, Sink,
-    SinkCommit, SinkStyle, Source,
+    BatchOutcome, Connector, ConnectorError, DynConnector, Encoded, Fault, Problem, Roles, Setup,
+    Sink, SinkCommit, SinkStyle, Source,
 };
 
 /// Every connector, by the key that names it under a system. Adding a connector is one line

@@ -242,7 +242,7 @@ pub(super) async fn drain_inbox(
         let pointer = workspace
             .flows
             .get(name)
-            .and_then(|f| f.from.records.clone())
+            .and_then(|f| f.from.settings.get("records")?.as_str().map(str::to_owned))
             .unwrap_or_default();
         let mut ids = Vec::with_capacity(events.len());
         let mut records = Vec::new();

@@ -221,16 +221,6 @@ impl FlowRun {
             message,
         };
         let opening = |err: ConnectorError| setup(err.message);
-        let connector = |system: &str| {
-            let config = workspace
-                .systems
-                .get(system)
-                .ok_or_else(|| setup(format!("system `{system}` is not declared")))?;
-            config
-                .connector()
-                .and_then(|(key, settings)| Some((crate::connectors::connector(key)?, settings)))
-                .ok_or_else(|| setup(format!("system `{system}` has no connector")))
-        };
         let connector_setup = Setup {
             flow: name,
             root: &workspace.root,
@@ -241,12 +231,11 @@ impl FlowRun {
             Some(SourceOverride(records)) => Box::new(MemorySource(Some(records))),
             None => {
                 let from = &flow.from;
-                let (connector, system) = connector(&from.system)?;
-                connector
+                from.connector
                     .source(
                         &connector_setup,
-                        &system,
-                        &from.connector_settings(),
+                        &from.system_settings,
+                        &from.settings,
                         &checkpoint.position,
                     )
                     .await
@@ -259,12 +248,12 @@ impl FlowRun {
             Some(SinkOverride { sink, .. }) => sink.sink(move || clock.now_ms()),
             None => {
                 let to = &flow.to;
-                let (connector, system) = connector(&to.system)?;
-                let sink = connector
+                let sink = to
+                    .connector
                     .sink(
                         &connector_setup,
-                        &system,
-                        &to.connector_settings(),
+                        &to.system_settings,
+                        &to.settings,
                         &checkpoint.sink_state,
                     )
                     .await
@@ -276,16 +265,17 @@ impl FlowRun {
         let ack = match &flow.acknowledge {
             None => None,
             Some(ack) => {
-                let body = ack.body.clone().unwrap_or(Value::Null);
+                let body = ack.body.clone();
                 let sink = match ack_recorder {
                     Some(recorder) => recorder.sink(move || clock.now_ms()),
                     None => {
-                        let (connector, system) = connector(&ack.system)?;
-                        let sink = connector
+                        let target = &ack.endpoint;
+                        let sink = target
+                            .connector
                             .sink(
                                 &connector_setup,
-                                &system,
-                                &ack.connector_settings(),
+                                &target.system_settings,
+                                &target.settings,
                                 &Value::Null,
                             )
                             .await
@@ -293,8 +283,9 @@ impl FlowRun {
                         // An acknowledgement is an answer per record; a batch sink has none.
                         if sink.style() != SinkStyle::PerRecord {
                             return Err(setup(format!(
-                                "acknowledge: system `{}` is not an HTTP system",
-                                ack.system
+                                "acknowledge: system `{}` takes records in batches, with no \
+                                 answer per record to acknowledge with",
+                                target.system
                             )));
                         }
                         sink

@@ -334,7 +334,7 @@ fn is_syntax_error(err: &serde_saphyr::Error, lower: &str) -> bool {
 
 /// `unknown field `nmae`, expected one of version, name, model` -> a message naming the field
 /// and a `did you mean "name"?` hint (or the list of expected fields).
-fn unknown_field(message: &str) -> (String, Option<String>) {
+pub(crate) fn unknown_field(message: &str) -> (String, Option<String>) {
     let unknown = message.split('`').nth(1).unwrap_or_default();
     let expected: Vec<&str> = message
         .split_once("expected one of ")

@@ -1,9 +1,10 @@
 //! The resolved phase of a spec: a validated workspace that owns resolved values — references
 //! checked, `${ENV}` references expanded, durations and schedules parsed, and each flow's
 //! contract and templates compiled into its [`FlowPlan`] once per load. The runtime and the
-//! daemon read these types and never the raw YAML ones, with one exception for now: the
-//! connector settings of systems and of a flow's `from`/`to`/`acknowledge` are carried as
-//! written, because their meaning belongs to the connectors.
+//! daemon read these types and never the raw YAML ones. Connector settings stay JSON, because
+//! their meaning belongs to the connectors: each flow's endpoints ([`Endpoint`]) hold their
+//! connector from the registry, the system's settings (`${ENV}` expanded) and the flow's, all
+//! checked by that connector at validation.
 //!
 //! It also owns the plain value types the runtime needs (`Party`, `Action`, `SplitConfig`,
 //! ...); the raw phase embeds them so one definition serves the YAML and the runtime.
@@ -17,7 +18,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::compiled::FlowPlan;
-use super::raw::{AcknowledgeConfig, SinkConfig, SourceConfig, SystemConfig, TestFile};
+use super::raw::{SystemConfig, TestFile};
+use crate::connectors::DynConnector;
 use crate::contract::Contract;
 
 /// A workspace that passed validation, compiled. Built once per load; the daemon shares it
@@ -75,12 +77,12 @@ pub struct Flow {
     pub pattern: Pattern,
     /// Its latency class.
     pub latency: LatencyClass,
-    /// Where records come from: connector settings as written (see the module doc).
-    pub from: SourceConfig,
-    /// Where records go: connector settings as written (see the module doc).
-    pub to: SinkConfig,
-    /// The acknowledgement request sent back to the source, as written (connector settings).
-    pub acknowledge: Option<AcknowledgeConfig>,
+    /// Where records come from.
+    pub from: Endpoint,
+    /// Where records go.
+    pub to: Endpoint,
+    /// The acknowledgement sent back to the source once the sink acknowledged a record.
+    pub acknowledge: Option<Acknowledgement>,
     /// The compiled contract, templates, routes, deadline and lookups; shared by every run of
     /// this load of the workspace, so a run never compiles.
     pub plan: Arc<FlowPlan>,
@@ -96,6 +98,40 @@ pub struct Flow {
     pub max_reject_rate: Option<f64>,
     /// How webhook events are authenticated; set exactly when the trigger is a webhook.
     pub webhook_auth: Option<WebhookAuth>,
+}
+
+/// One end of a flow, resolved: the system, its connector and both settings, checked by that
+/// connector at validation. The runtime opens it without looking anything up by name.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The system's name.
+    pub system: String,
+    /// The connector the system is reached through.
+    pub connector: &'static dyn DynConnector,
+    /// The system's connector settings, `${ENV}` references expanded.
+    pub system_settings: serde_json::Value,
+    /// The flow's settings for this end (its `from:`, `to:` or `acknowledge:` connector keys).
+    pub settings: serde_json::Value,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The system settings may carry expanded secrets (headers): never printed.
+        f.debug_struct("Endpoint")
+            .field("system", &self.system)
+            .field("connector", &self.connector.name())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A resolved acknowledgement: where it goes, and the body sent.
+#[derive(Debug, Clone)]
+pub struct Acknowledgement {
+    /// The system acknowledged, written to as a per-record sink.
+    pub endpoint: Endpoint,
+    /// The body sent (`null` when none is given).
+    pub body: serde_json::Value,
 }
 
 /// Resolved HMAC settings of a webhook trigger.

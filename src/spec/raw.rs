@@ -12,11 +12,8 @@
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-// Connector settings live in their connector's folder; the spec names them here so the
-// workspace file keeps one type per YAML key.
-pub use crate::connectors::file::config::FileSystemConfig;
-pub use crate::connectors::http::config::{HttpAuth, HttpSystemConfig};
 // Plain value types the resolved model owns (the runtime reads them); the raw files embed them.
 pub use super::model::{Action, FieldControl, LatencyClass, Party, Pattern, SplitConfig};
 // The `map` section is the mapping's own config type.
@@ -175,23 +172,20 @@ pub struct Defaults {
     pub failure_owner: Option<String>,
 }
 
-/// A participating system and the connector that reaches it. Exactly one connector section
-/// (`http` or `file`) must be present.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// A participating system and the connector that reaches it: its generic keys, and exactly
+/// one connector key (`http`, `file`, ... — see [`crate::connectors::registry`]) whose value
+/// is that connector's settings. The connector checks them at validation.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SystemConfig {
     /// What this system is, in a few words (for example "Mirakl operator back office").
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The party this system acts for: `seller` or `operator`. Used by per-field ownership.
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub acts_for: Option<Party>,
-    /// Reach the system over HTTP.
-    #[serde(default)]
-    pub http: Option<HttpSystemConfig>,
-    /// Reach the system through files in a folder.
-    #[serde(default)]
-    pub file: Option<FileSystemConfig>,
+    /// The connector keys as written, with their settings (valid: exactly one, known).
+    #[serde(flatten)]
+    pub connectors: IndexMap<String, Value>,
 }
 
 /// A person or team that owns failure modes.
@@ -326,17 +320,18 @@ pub struct DeadlineConfig {
     pub window_start: Option<String>,
 }
 
-/// A request acknowledging a record at its source.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// A request acknowledging a record at its source: `system`, `body`, and the settings of
+/// that system's connector for a per-record write (for HTTP, `request`).
+#[derive(Debug, Clone, Serialize)]
 pub struct AcknowledgeConfig {
     /// The system acknowledged; usually the flow's source system.
     pub system: String,
-    /// The request; its path is a template over the mapped record.
-    pub request: HttpRequestConfig,
     /// JSON body sent as it is (for example `{accepted: true}`).
-    #[serde(default)]
-    pub body: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// The connector's keys, as written; its `to:` settings type reads them.
+    #[serde(flatten)]
+    pub settings: Map<String, Value>,
 }
 
 /// A cross-reference lookup.
@@ -412,63 +407,37 @@ pub struct WebhookAuthConfig {
     pub max_body: Option<u64>,
 }
 
-/// Where a flow's records come from. Which keys apply depends on the system's connector:
-/// `request`, `records`, `pagination` and `cursor` for HTTP; `path` and `format` for files.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// Where a flow's records come from: `system`, `author`, and the keys of the system's
+/// connector (for HTTP `request`, `records`, `pagination`, `cursor`; for files `path`,
+/// `format`), which its `from:` settings type reads.
+#[derive(Debug, Clone, Serialize)]
 pub struct SourceConfig {
     /// The system records are read from; declared under `systems`.
     pub system: String,
-    /// HTTP: the request that lists records. Templates may use `{{cursor}}`.
-    #[serde(default)]
-    pub request: Option<HttpRequestConfig>,
-    /// HTTP: JSON Pointer to the array of records in a response body (for example `/offers`).
-    /// Defaults to the whole body.
-    #[serde(default)]
-    pub records: Option<String>,
-    /// HTTP: how to fetch the next page.
-    #[serde(default)]
-    pub pagination: Option<PaginationConfig>,
-    /// Field of each record whose largest committed value is the incremental cursor
-    /// (for example `updated_at`). The cursor advances only after the sink acknowledged.
-    #[serde(default)]
-    pub cursor: Option<String>,
-    /// Files: path of the input file, relative to the system's folder.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Files: the input format. Defaults to `jsonl`.
-    #[serde(default)]
-    pub format: Option<FileFormat>,
     /// JSON Pointer to a record field naming the system that authored the change (for example
     /// `/last_updated_by`). That system must be allowed to create or update the object.
     /// Defaults to the source system itself.
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// The connector's keys, as written.
+    #[serde(flatten)]
+    pub settings: Map<String, Value>,
 }
 
-/// Where a flow's records go. `request` and `idempotency_header` apply to HTTP systems;
-/// `path` and `format` to file systems.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// Where a flow's records go: `system`, `capture`, and the keys of the system's connector
+/// (for HTTP `request`, `idempotency_header`; for files `path`, `format`), which its `to:`
+/// settings type reads.
+#[derive(Debug, Clone, Serialize)]
 pub struct SinkConfig {
     /// The system records are written to; declared under `systems`.
     pub system: String,
-    /// HTTP: the request sent per record; the mapped record is its JSON body. The path is a
-    /// template over the mapped record.
-    #[serde(default)]
-    pub request: Option<HttpRequestConfig>,
-    /// HTTP: name of the header carrying the idempotency key. Defaults to `Idempotency-Key`.
-    #[serde(default)]
-    pub idempotency_header: Option<String>,
-    /// Files: path of the output file, relative to the system's folder.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Files: the output format. Only `jsonl` is written so far.
-    #[serde(default)]
-    pub format: Option<FileFormat>,
-    /// HTTP: remember the sink's ID for the record from its response, for later lookups.
-    #[serde(default)]
+    /// Remember the sink's ID for the record from its answer, for later lookups (per-record
+    /// sinks).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureConfig>,
+    /// The connector's keys, as written.
+    #[serde(flatten)]
+    pub settings: Map<String, Value>,
 }
 
 /// One HTTP request.
@@ -758,49 +727,227 @@ pub struct ExpectedAlert {
 }
 
 impl SystemConfig {
-    /// The connector key present under this system and its settings as JSON, for the
-    /// connector named by that key to read.
-    pub fn connector(&self) -> Option<(&'static str, serde_json::Value)> {
-        let (name, settings) = if let Some(http) = &self.http {
-            ("http", serde_json::to_value(http))
-        } else if let Some(file) = &self.file {
-            ("file", serde_json::to_value(file))
-        } else {
-            return None;
-        };
-        // Plain data always serializes; an empty object only fails the connector's check.
-        Some((name, settings.unwrap_or_default()))
+    /// The one connector key under this system and its settings, when there is exactly one.
+    pub fn connector(&self) -> Option<(&str, &Value)> {
+        match self.connectors.len() {
+            1 => self
+                .connectors
+                .first()
+                .map(|(key, value)| (key.as_str(), value)),
+            _ => None,
+        }
     }
 }
 
-impl SourceConfig {
-    /// The connector's keys of this `from:` (all but `system` and `author`), as JSON.
-    pub fn connector_settings(&self) -> serde_json::Value {
-        settings_without(self, &["system", "author"])
+/// The generic keys of a connector-agnostic section; every other key goes to the connector.
+trait Section: Sized {
+    /// What the section is, for messages.
+    const EXPECTING: &'static str;
+    /// Its generic keys, in order (the first is required when `REQUIRED`).
+    const GENERIC: &'static [&'static str];
+    /// Whether the first generic key is required.
+    const REQUIRED: bool;
+    /// An empty section.
+    fn empty() -> Self;
+    /// Reads generic key `key` (one of [`Section::GENERIC`]).
+    fn read<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error>;
+    /// Keeps a connector key.
+    fn insert_connector_key(&mut self, key: String, value: Value);
+    /// Whether the required key was read.
+    fn has_required(&self) -> bool;
+}
+
+struct SectionVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Section> serde::de::Visitor<'de> for SectionVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut section = T::empty();
+        while let Some(key) = map.next_key::<String>()? {
+            if T::GENERIC.contains(&key.as_str()) {
+                section.read(&key, &mut map)?;
+            } else {
+                // Kept as written: the connector's typed settings read it at validation,
+                // reporting an unknown key at its line and column.
+                let value = map.next_value::<Value>()?;
+                section.insert_connector_key(key, value);
+            }
+        }
+        if T::REQUIRED && !section.has_required() {
+            return Err(serde::de::Error::missing_field(T::GENERIC[0]));
+        }
+        Ok(section)
     }
 }
 
-impl SinkConfig {
-    /// The connector's keys of this `to:` (all but `system` and `capture`), as JSON.
-    pub fn connector_settings(&self) -> serde_json::Value {
-        settings_without(self, &["system", "capture"])
+fn section<'de, D: serde::Deserializer<'de>, T: Section>(deserializer: D) -> Result<T, D::Error> {
+    deserializer.deserialize_map(SectionVisitor(std::marker::PhantomData))
+}
+
+impl Section for SystemConfig {
+    const EXPECTING: &'static str = "a system: `description`, `acts_for` and one connector key";
+    const GENERIC: &'static [&'static str] = &["description", "acts_for"];
+    const REQUIRED: bool = false;
+
+    fn empty() -> Self {
+        Self::default()
+    }
+
+    fn read<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match key {
+            "description" => self.description = map.next_value()?,
+            _ => self.acts_for = map.next_value()?,
+        }
+        Ok(())
+    }
+
+    fn insert_connector_key(&mut self, key: String, value: Value) {
+        self.connectors.insert(key, value);
+    }
+
+    fn has_required(&self) -> bool {
+        true
     }
 }
 
-impl AcknowledgeConfig {
-    /// The connector's keys of this acknowledgement (its `request`), as a `to:`.
-    pub fn connector_settings(&self) -> serde_json::Value {
-        serde_json::json!({ "request": self.request })
+impl Section for SourceConfig {
+    const EXPECTING: &'static str = "a source: `system`, `author` and its connector's keys";
+    const GENERIC: &'static [&'static str] = &["system", "author"];
+    const REQUIRED: bool = true;
+
+    fn empty() -> Self {
+        Self {
+            system: String::new(),
+            author: None,
+            settings: Map::new(),
+        }
+    }
+
+    fn read<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match key {
+            "system" => self.system = map.next_value()?,
+            _ => self.author = map.next_value()?,
+        }
+        Ok(())
+    }
+
+    fn insert_connector_key(&mut self, key: String, value: Value) {
+        self.settings.insert(key, value);
+    }
+
+    fn has_required(&self) -> bool {
+        !self.system.is_empty()
     }
 }
 
-/// `value` as a JSON object without the generic `keys` and without keys not given (a
-/// connector's settings type refuses keys it does not know, even empty ones).
-fn settings_without(value: &impl Serialize, keys: &[&str]) -> serde_json::Value {
-    let mut map = match serde_json::to_value(value) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    map.retain(|key, value| !value.is_null() && !keys.contains(&key.as_str()));
-    serde_json::Value::Object(map)
+impl Section for SinkConfig {
+    const EXPECTING: &'static str = "a sink: `system`, `capture` and its connector's keys";
+    const GENERIC: &'static [&'static str] = &["system", "capture"];
+    const REQUIRED: bool = true;
+
+    fn empty() -> Self {
+        Self {
+            system: String::new(),
+            capture: None,
+            settings: Map::new(),
+        }
+    }
+
+    fn read<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match key {
+            "system" => self.system = map.next_value()?,
+            _ => self.capture = map.next_value()?,
+        }
+        Ok(())
+    }
+
+    fn insert_connector_key(&mut self, key: String, value: Value) {
+        self.settings.insert(key, value);
+    }
+
+    fn has_required(&self) -> bool {
+        !self.system.is_empty()
+    }
+}
+
+impl Section for AcknowledgeConfig {
+    const EXPECTING: &'static str = "an acknowledgement: `system`, `body` and its connector's keys";
+    const GENERIC: &'static [&'static str] = &["system", "body"];
+    const REQUIRED: bool = true;
+
+    fn empty() -> Self {
+        Self {
+            system: String::new(),
+            body: None,
+            settings: Map::new(),
+        }
+    }
+
+    fn read<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match key {
+            "system" => self.system = map.next_value()?,
+            _ => self.body = map.next_value()?,
+        }
+        Ok(())
+    }
+
+    fn insert_connector_key(&mut self, key: String, value: Value) {
+        self.settings.insert(key, value);
+    }
+
+    fn has_required(&self) -> bool {
+        !self.system.is_empty()
+    }
+}
+
+macro_rules! section_impls {
+    ($($name:ident => $role:expr),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                section(deserializer)
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                super::schema::section_schema(generator, $role)
+            }
+        }
+    )*};
+}
+
+section_impls! {
+    SystemConfig => super::schema::Role::System,
+    SourceConfig => super::schema::Role::From,
+    SinkConfig => super::schema::Role::To,
+    AcknowledgeConfig => super::schema::Role::Acknowledge,
 }

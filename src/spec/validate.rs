@@ -204,6 +204,13 @@ fn compile_flow(
     report: &mut Report<'_>,
 ) -> Option<Flow> {
     let spec = flow.spec;
+    // An end that did not resolve was reported (unknown system, connector or role).
+    let from = flow.from?;
+    let to = flow.to?;
+    let acknowledge = match flow.acknowledge {
+        Some(ack) => Some(ack?),
+        None => None,
+    };
     // A contract that could not be read or is not a schema was reported by the workspace
     // checks, which fails the load: nothing to add at the flow.
     checked.contracts.get(&spec.object)?.as_ref()?;
@@ -216,9 +223,9 @@ fn compile_flow(
             object: spec.object,
             pattern: spec.pattern,
             latency: spec.latency,
-            from: spec.from,
-            to: spec.to,
-            acknowledge: spec.acknowledge,
+            from,
+            to,
+            acknowledge,
             trigger: flow.trigger,
             retry: flow.retry,
             failures: flow.failures,

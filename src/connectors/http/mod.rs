@@ -24,7 +24,9 @@ use serde_json::Value;
 pub use self::config::{HttpAuth, HttpFromConfig, HttpSystemConfig, HttpToConfig};
 pub use self::sink::HttpSink;
 pub use self::source::HttpSource;
-use super::{Connector, ConnectorError, Roles, Setup, Sink, Source};
+use super::{Connector, ConnectorError, Problem, Roles, Setup, Sink, Source};
+use crate::spec::Code;
+use crate::spec::raw::HttpRequestConfig;
 
 /// The HTTP connector (`http:` under a system).
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +42,41 @@ impl Connector for Http {
     type System = HttpSystemConfig;
     type From = HttpFromConfig;
     type To = HttpToConfig;
+
+    fn check_system(system: &HttpSystemConfig) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if let Some(timeout) = &system.timeout
+            && let Err(message) = crate::spec::parse_duration(timeout)
+        {
+            problems.push(
+                Problem::new("/timeout", Code::InvalidDuration, message)
+                    .with_hint("durations look like 30s, 15m, 1h30m, 250ms or PT15M"),
+            );
+        }
+        if let Some(size) = &system.max_response_size
+            && let Err(err) = crate::spec::parse_size(size)
+        {
+            problems.push(
+                Problem::new("/max_response_size", Code::InvalidValue, err.to_string())
+                    .with_hint("sizes look like 64MiB, 512KiB, 1GiB or 10MB"),
+            );
+        }
+        problems
+    }
+
+    fn source_templates(from: &HttpFromConfig) -> Vec<(String, String)> {
+        from.request
+            .as_ref()
+            .map(request_templates)
+            .unwrap_or_default()
+    }
+
+    fn sink_templates(to: &HttpToConfig) -> Vec<(String, String)> {
+        to.request
+            .as_ref()
+            .map(request_templates)
+            .unwrap_or_default()
+    }
 
     async fn source(
         &self,
@@ -63,6 +100,19 @@ impl Connector for Http {
         let sink = HttpSink::new(client(system)?, to).map_err(ConnectorError::spec)?;
         Ok(Arc::new(sink))
     }
+}
+
+/// The templates of a request: its path, query values and header values.
+fn request_templates(request: &HttpRequestConfig) -> Vec<(String, String)> {
+    let escape = crate::spec::source_map::escape;
+    let mut templates = vec![("/request/path".to_owned(), request.path.clone())];
+    for (name, value) in &request.query {
+        templates.push((format!("/request/query/{}", escape(name)), value.clone()));
+    }
+    for (name, value) in &request.headers {
+        templates.push((format!("/request/headers/{}", escape(name)), value.clone()));
+    }
+    templates
 }
 
 /// The client of a system, with its timeout.

@@ -60,13 +60,13 @@ fn valid_workspace_resolves() {
         StoreTarget::Sqlite("/ws/.switchyard/state.db".into())
     );
     assert_eq!(
-        workspace.systems["marketplace"]
-            .http
-            .as_ref()
-            .map(|h| h.base_url.as_str()),
+        workspace.systems["marketplace"].connectors["http"]["base_url"].as_str(),
         Some("http://m")
     );
     let flow = &workspace.flows["offers-to-storefront"];
+    // The flow's ends are resolved: connector, expanded system settings and its own keys.
+    assert_eq!(flow.from.connector.name(), "http");
+    assert_eq!(flow.from.system_settings["base_url"], "http://m");
     assert_eq!(
         flow.trigger,
         crate::spec::model::Trigger::Poll(std::time::Duration::from_secs(30))
@@ -289,4 +289,88 @@ fn state_errors_name_the_line_the_variable_and_the_accepted_forms() {
     );
     let found = state_of("state: { path: a.db }", &[]).unwrap_err();
     assert!(found[0].contains("E0004"), "{found:#?}");
+}
+
+/// The valid workspace with its flow file edited by `edit`.
+fn diagnose_flow(edit: impl Fn(&str) -> String) -> Vec<String> {
+    let mut files = valid_files();
+    files[1].1 = edit(&files[1].1);
+    load_sources(Path::new("."), &files, &env())
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}: {} {} {:?}",
+                d.line, d.column, d.code, d.message, d.hint
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_typo_in_from_is_reported_by_the_connector_at_its_key() {
+    let found = diagnose_flow(|flow| flow.replace("  records: /offers", "  recods: /offers"));
+    assert_eq!(
+        found,
+        ["10:3: E0004 unknown field \"recods\" Some(\"did you mean \\\"records\\\"?\")"]
+    );
+    // A key of the other connector is as unknown to this one.
+    let found = diagnose_flow(|flow| flow.replace("  records: /offers", "  path: in.jsonl"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("10:3: E0004 unknown field \"path\""),
+        "{found:#?}"
+    );
+    // Nested keys are found at their own place, and the generic keys stay known.
+    let found = diagnose_flow(|flow| flow.replace("method: PUT, path:", "method: PUT, pth:"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("15:27: E0004 unknown field \"pth\""),
+        "{found:#?}"
+    );
+    assert!(found[0].contains("did you mean \\\"path\\\""), "{found:#?}");
+    let found = diagnose_flow(|flow| flow.replace("  cursor: updated_at", "  autor: /by"));
+    assert!(
+        found[0].contains("did you mean \\\"author\\\""),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn connector_values_and_templates_are_checked_at_their_place() {
+    let found = diagnose_flow(|flow| flow.replace("size: 100 }", "size: many }"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("11:70: E0005 invalid type"),
+        "{found:#?}"
+    );
+    // Templates the connector declares are checked against what they render over.
+    let found = diagnose_flow(|flow| flow.replace("/catalog/offers/{{sku}}", "/c/{{skew}}"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("E0303 template uses field \"skew\""),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn system_connector_keys_come_from_the_registry() {
+    let base = valid_files()[0].1.clone();
+    let found = diagnose(&base.replace("storefront: { http: {", "storefront: { htp: {"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("switchyard.yaml:6:17: E0004 unknown connector \"htp\" under system \"storefront\" Some(\"did you mean \\\"http\\\"?\")"),
+        "{found:#?}"
+    );
+    let found = diagnose(&base.replace("storefront: { http: {", "storefront: { queue: {"));
+    assert!(found[0].contains("connectors: http, file"), "{found:#?}");
+    let found = diagnose(&base.replace(
+        "{ base_url: \"${STOREFRONT_URL}\" }",
+        "{ base_url: \"${STOREFRONT_URL}\", timeout: soon }",
+    ));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("switchyard.yaml:6:65: E0403"),
+        "{found:#?}"
+    );
 }

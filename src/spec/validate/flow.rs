@@ -5,14 +5,18 @@ use std::str::FromStr;
 
 use indexmap::IndexMap;
 
-use super::workspace::{Checked, check_owner, check_retry, check_system, resolve_retry};
+use super::workspace::{
+    Checked, check_owner, check_retry, check_system, connector_of, problem_diagnostic,
+    resolve_retry,
+};
 use super::{At, Report, seg};
 use crate::mapping::TemplateErrorKind;
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::spec::model::{
-    CronSchedule, Escalation, FailureMode, FailureRoute, Secret, Trigger, WebhookAuth,
+    Acknowledgement, CronSchedule, Endpoint, Escalation, FailureMode, FailureRoute, Secret,
+    Trigger, WebhookAuth,
 };
-use crate::spec::raw::{FailureConfig, FailuresConfig, FlowFile, HttpRequestConfig, MapField};
+use crate::spec::raw::{FailureConfig, FailuresConfig, FlowFile, MapField};
 use crate::spec::templates;
 
 /// Failure modes every flow can produce, so each needs an owner.
@@ -45,6 +49,90 @@ pub(crate) struct CheckedFlow {
     pub(crate) failures: IndexMap<FailureMode, FailureRoute>,
     pub(crate) freshness: Option<std::time::Duration>,
     pub(crate) webhook_auth: Option<WebhookAuth>,
+    /// The resolved source, when its system and connector are known.
+    pub(crate) from: Option<Endpoint>,
+    /// The resolved sink, when its system and connector are known.
+    pub(crate) to: Option<Endpoint>,
+    /// The resolved acknowledgement, when the flow has one (`Some(None)`: not resolved).
+    pub(crate) acknowledge: Option<Option<Acknowledgement>>,
+}
+
+/// Which end of a flow an endpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    From,
+    To,
+    Acknowledge,
+}
+
+impl Side {
+    /// The section's pointer in the flow file.
+    fn pointer(self) -> &'static str {
+        match self {
+            Side::From => "/from",
+            Side::To => "/to",
+            Side::Acknowledge => "/acknowledge",
+        }
+    }
+
+    /// The section's keys besides its connector's.
+    fn generic(self) -> &'static [&'static str] {
+        match self {
+            Side::From => &["system", "author"],
+            Side::To => &["system", "capture"],
+            Side::Acknowledge => &["system", "body"],
+        }
+    }
+}
+
+/// Resolves one end of a flow to its system's connector, and has the connector check the
+/// section's settings (reported at their own line and column).
+fn endpoint(
+    system: &str,
+    settings: &serde_json::Map<String, serde_json::Value>,
+    side: Side,
+    known: bool,
+    workspace: &Checked,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) -> Option<Endpoint> {
+    if !known {
+        return None;
+    }
+    // A system without exactly one known connector was reported on the workspace file.
+    let (connector, system_settings) = connector_of(workspace, system)?;
+    let roles = connector.roles();
+    let (can, role) = match side {
+        Side::From => (roles.source, "a source (`from:`)"),
+        Side::To => (roles.sink, "a sink (`to:`)"),
+        Side::Acknowledge => (roles.sink, "acknowledged (`acknowledge:`)"),
+    };
+    let base = side.pointer();
+    if !can {
+        report.push(at.error(
+            &format!("{base}/system"),
+            Code::InvalidValue,
+            format!(
+                "system \"{system}\" is reached through the `{}` connector, which cannot be {role}",
+                connector.name()
+            ),
+        ));
+        return None;
+    }
+    let settings = serde_json::Value::Object(settings.clone());
+    let problems = match side {
+        Side::From => connector.check_from(system_settings, &settings),
+        Side::To | Side::Acknowledge => connector.check_to(system_settings, &settings),
+    };
+    for problem in &problems {
+        report.push(problem_diagnostic(problem, base, side.generic(), at));
+    }
+    Some(Endpoint {
+        system: system.to_owned(),
+        connector,
+        system_settings: system_settings.clone(),
+        settings,
+    })
 }
 
 /// Checks one flow; returns it resolved (meaningful only when no error was reported).
@@ -111,7 +199,43 @@ pub(crate) fn check(
         }
     }
 
-    check_templates(spec, at, workspace, report);
+    let from = endpoint(
+        &spec.from.system,
+        &spec.from.settings,
+        Side::From,
+        source_known,
+        workspace,
+        at,
+        report,
+    );
+    let to = endpoint(
+        &spec.to.system,
+        &spec.to.settings,
+        Side::To,
+        sink_known,
+        workspace,
+        at,
+        report,
+    );
+    let acknowledge = spec.acknowledge.as_ref().map(|ack| {
+        // An unknown system is reported with the other order sections.
+        let known = systems.contains(&ack.system.as_str());
+        let endpoint = endpoint(
+            &ack.system,
+            &ack.settings,
+            Side::Acknowledge,
+            known,
+            workspace,
+            at,
+            report,
+        );
+        endpoint.map(|endpoint| Acknowledgement {
+            endpoint,
+            body: ack.body.clone().unwrap_or(serde_json::Value::Null),
+        })
+    });
+
+    check_templates(spec, at, workspace, [&from, &to], &acknowledge, report);
     check_order_sections(spec, at, workspace, report);
     let trigger = check_trigger(spec, at, report);
 
@@ -155,6 +279,9 @@ pub(crate) fn check(
     let webhook_auth = check_webhook_auth(spec, &trigger, options, at, report);
     Some(CheckedFlow {
         file: at.file.to_path_buf(),
+        from,
+        to,
+        acknowledge,
         spec: spec.clone(),
         webhook_auth,
         trigger,
@@ -332,7 +459,14 @@ fn parse_cron(expression: &str) -> Result<(String, cron::Schedule), String> {
         .map_err(|err| format!("invalid cron expression \"{expression}\": {err}"))
 }
 
-fn check_templates(spec: &FlowFile, at: &At<'_>, workspace: &Checked, report: &mut Report<'_>) {
+fn check_templates(
+    spec: &FlowFile,
+    at: &At<'_>,
+    workspace: &Checked,
+    [from, to]: [&Option<Endpoint>; 2],
+    acknowledge: &Option<Option<Acknowledgement>>,
+    report: &mut Report<'_>,
+) {
     let contract = workspace
         .spec
         .objects
@@ -390,14 +524,24 @@ fn check_templates(spec: &FlowFile, at: &At<'_>, workspace: &Checked, report: &m
     if let Some(key) = &spec.idempotency_key {
         check_template(key, "/idempotency_key", &record, at, report);
     }
-    if let Some(request) = &spec.from.request {
-        check_request(request, "/from/request", &source, at, report);
+    // Connectors say which of their settings are templates; they are checked here like
+    // every other template, against what they render over.
+    if let Some(from) = from {
+        for (pointer, template) in from.connector.source_templates(&from.settings) {
+            check_template(&template, &format!("/from{pointer}"), &source, at, report);
+        }
     }
-    if let Some(request) = &spec.to.request {
-        check_request(request, "/to/request", &mapped, at, report);
+    if let Some(to) = to {
+        for (pointer, template) in to.connector.sink_templates(&to.settings) {
+            check_template(&template, &format!("/to{pointer}"), &mapped, at, report);
+        }
     }
-    if let Some(ack) = &spec.acknowledge {
-        check_request(&ack.request, "/acknowledge/request", &mapped, at, report);
+    if let Some(Some(ack)) = acknowledge {
+        let endpoint = &ack.endpoint;
+        for (pointer, template) in endpoint.connector.sink_templates(&endpoint.settings) {
+            let pointer = format!("/acknowledge{pointer}");
+            check_template(&template, &pointer, &mapped, at, report);
+        }
     }
     let lookup_scope = Scope {
         fields: workspace.properties(&spec.object),
@@ -496,34 +640,6 @@ fn check_order_sections(
                 )),
             );
         }
-    }
-}
-
-fn check_request(
-    request: &HttpRequestConfig,
-    base: &str,
-    scope: &Scope<'_>,
-    at: &At<'_>,
-    report: &mut Report<'_>,
-) {
-    check_template(&request.path, &format!("{base}/path"), scope, at, report);
-    for (name, value) in &request.query {
-        check_template(
-            value,
-            &format!("{base}/query/{}", seg(name)),
-            scope,
-            at,
-            report,
-        );
-    }
-    for (name, value) in &request.headers {
-        check_template(
-            value,
-            &format!("{base}/headers/{}", seg(name)),
-            scope,
-            at,
-            report,
-        );
     }
 }
 

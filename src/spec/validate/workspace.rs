@@ -7,11 +7,12 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::{At, Input, Report, seg};
+use crate::connectors::{self, DynConnector, Problem};
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::spec::env;
 use crate::spec::load::{FileError, MAX_FILE_BYTES};
 use crate::spec::model::RetryPolicy;
-use crate::spec::raw::{RetryConfig, WorkspaceFile};
+use crate::spec::raw::{RetryConfig, SystemConfig, WorkspaceFile};
 use crate::store::{ACCEPTED_FORMS, StoreTarget};
 
 /// What flow checks need to know about the workspace file.
@@ -56,41 +57,7 @@ pub(crate) fn check(
     let owners: Vec<&str> = spec.owners.keys().map(String::as_str).collect();
 
     for (name, system) in &spec.systems {
-        let sections = usize::from(system.http.is_some()) + usize::from(system.file.is_some());
-        if sections != 1 {
-            let message = if sections == 0 {
-                format!("system \"{name}\" has no connector section")
-            } else {
-                format!("system \"{name}\" has more than one connector section")
-            };
-            report.push(
-                at.key_error(
-                    &format!("/systems/{}", seg(name)),
-                    Code::ConnectorSections,
-                    message,
-                )
-                .with_hint(Some("give exactly one of `http` or `file`".into())),
-            );
-        }
-        if let Some(timeout) = system.http.as_ref().and_then(|http| http.timeout.as_ref()) {
-            at.duration(
-                &format!("/systems/{}/http/timeout", seg(name)),
-                timeout,
-                report,
-            );
-        }
-        if let Some(size) = system
-            .http
-            .as_ref()
-            .and_then(|http| http.max_response_size.as_ref())
-        {
-            check_size(
-                &format!("/systems/{}/http/max_response_size", seg(name)),
-                size,
-                at,
-                report,
-            );
-        }
+        check_connector_sections(name, system, at, report);
     }
     if let Some(size) = spec
         .state
@@ -246,6 +213,100 @@ fn check_state(
             None
         }
     }
+}
+
+/// Checks a system's connector keys against the registry (exactly one, and known), then its
+/// settings through that connector.
+fn check_connector_sections(
+    name: &str,
+    system: &SystemConfig,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) {
+    let base = format!("/systems/{}", seg(name));
+    let names: Vec<&str> = connectors::registry().iter().map(|c| c.name()).collect();
+    let mut known = 0;
+    let mut unknown = 0;
+    for key in system.connectors.keys() {
+        if connectors::connector(key).is_some() {
+            known += 1;
+        } else {
+            unknown += 1;
+            let hint = did_you_mean(key, names.iter().copied())
+                .unwrap_or_else(|| format!("connectors: {}", names.join(", ")));
+            report.push(
+                at.key_error(
+                    &format!("{base}/{}", seg(key)),
+                    Code::UnknownField,
+                    format!("unknown connector \"{key}\" under system \"{name}\""),
+                )
+                .with_hint(Some(hint)),
+            );
+        }
+    }
+    if known > 1 || (known == 0 && unknown == 0) {
+        let message = if known == 0 {
+            format!("system \"{name}\" has no connector section")
+        } else {
+            format!("system \"{name}\" has more than one connector section")
+        };
+        let names: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+        report.push(
+            at.key_error(&base, Code::ConnectorSections, message)
+                .with_hint(Some(format!("give exactly one of {}", names.join(", ")))),
+        );
+    }
+    if let Some((key, settings)) = system.connector()
+        && let Some(connector) = connectors::connector(key)
+    {
+        let base = format!("{base}/{}", seg(key));
+        for problem in connector.check_system(settings) {
+            report.push(problem_diagnostic(&problem, &base, &[], at));
+        }
+    }
+}
+
+/// A connector's problem as a diagnostic at `base` + its pointer. `generic` names the keys the
+/// section has besides the connector's, so an unknown key's hint can offer them too.
+pub(crate) fn problem_diagnostic(
+    problem: &Problem,
+    base: &str,
+    generic: &[&str],
+    at: &At<'_>,
+) -> Diagnostic {
+    let pointer = format!("{base}{}", problem.pointer);
+    if problem.code == Code::UnknownField {
+        let mut message = problem.message.clone();
+        // Only the section's own level has the generic keys.
+        if problem.pointer.matches('/').count() == 1 && !generic.is_empty() {
+            let generic: Vec<String> = generic.iter().map(|key| format!("`{key}`")).collect();
+            if message.contains("expected") {
+                message = format!("{message}, {}", generic.join(", "));
+            } else {
+                message = format!("{message}, expected one of {}", generic.join(", "));
+            }
+        }
+        let (message, hint) = crate::spec::load::unknown_field(&message);
+        return at
+            .key_error(&pointer, Code::UnknownField, message)
+            .with_hint(hint);
+    }
+    let diagnostic = if problem.at_key {
+        at.key_error(&pointer, problem.code, problem.message.clone())
+    } else {
+        at.error(&pointer, problem.code, problem.message.clone())
+    };
+    diagnostic.with_hint(problem.hint.clone())
+}
+
+/// The connector of a declared system and its expanded settings, when it has exactly one
+/// known connector key (otherwise the workspace checks reported it).
+pub(crate) fn connector_of<'a>(
+    checked: &'a Checked,
+    system: &str,
+) -> Option<(&'static dyn DynConnector, &'a Value)> {
+    let (key, settings) = checked.expanded.systems.get(system)?.connector()?;
+    Some((connectors::connector(key)?, settings))
 }
 
 /// Reports a size that does not parse.
@@ -437,6 +498,24 @@ fn read_contract(
     Some(value)
 }
 
+/// Calls `expand` on every string inside `value`, with its pointer.
+fn expand_strings(value: &mut Value, pointer: String, expand: &mut dyn FnMut(&mut String, String)) {
+    match value {
+        Value::String(text) => expand(text, pointer),
+        Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                expand_strings(item, format!("{pointer}/{index}"), expand);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                expand_strings(item, format!("{pointer}/{}", seg(key)), expand);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn properties(contract: &Value) -> Option<Vec<String>> {
     contract
         .get("properties")?
@@ -469,13 +548,12 @@ fn expand_env(
         }
         *text = value;
     };
+    // Every string of a system's connector settings may name variables (URLs, headers, a
+    // password): the connector reads them expanded.
     for (name, system) in &mut expanded.systems {
-        if let Some(http) = &mut system.http {
-            let base = format!("/systems/{}/http", seg(name));
-            expand(&mut http.base_url, format!("{base}/base_url"));
-            for (header, value) in &mut http.headers {
-                expand(value, format!("{base}/headers/{}", seg(header)));
-            }
+        for (key, settings) in &mut system.connectors {
+            let base = format!("/systems/{}/{}", seg(name), seg(key));
+            expand_strings(settings, base, &mut expand);
         }
     }
     for (name, owner) in &mut expanded.owners {
