@@ -7,6 +7,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::connectors::api::Problem;
+use crate::spec::Code;
 use crate::spec::duration::parse_duration;
 
 /// Connections per system when `pool` is not set: a source reads on one, a sink writes on one.
@@ -127,118 +129,188 @@ impl PostgresFromConfig {
     }
 }
 
-/// Problems of a system's settings.
-pub(super) fn check_system(system: &PostgresConfig) -> Vec<String> {
+/// The hint of a duration that does not parse.
+const DURATION_HINT: &str = "durations look like 30s, 15m, 1h30m, 250ms or PT15M";
+
+/// Problems of a system's settings (pointers relative to `postgres:`).
+pub(super) fn check_system(system: &PostgresConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Err(err) = system.url.parse::<tokio_postgres::Config>() {
         // The URL may hold a password: name the problem, not the value.
-        problems.push(format!(
-            "postgres.url is not a PostgreSQL URL ({err}); write postgres://USER@HOST:PORT/DATABASE"
-        ));
+        problems.push(
+            Problem::new(
+                "/url",
+                Code::InvalidValue,
+                format!("url is not a PostgreSQL URL ({err})"),
+            )
+            .with_hint("write postgres://USER@HOST:PORT/DATABASE"),
+        );
     } else if !system.url.starts_with("postgres://") && !system.url.starts_with("postgresql://") {
         problems.push(
-            "postgres.url must be a URL, postgres://USER@HOST:PORT/DATABASE, not key=value \
-             settings"
-                .to_owned(),
+            Problem::new(
+                "/url",
+                Code::InvalidValue,
+                "url must be a URL, not key=value settings",
+            )
+            .with_hint("write postgres://USER@HOST:PORT/DATABASE"),
         );
     }
     if let Some(pool) = system.pool
         && !(1..=MAX_POOL).contains(&pool)
     {
-        problems.push(format!(
-            "postgres.pool is {pool}; write a number of connections from 1 to {MAX_POOL}"
+        problems.push(Problem::new(
+            "/pool",
+            Code::InvalidValue,
+            format!("pool is {pool}; write a number of connections from 1 to {MAX_POOL}"),
         ));
     }
     if let Some(timeout) = &system.statement_timeout {
         match parse_duration(timeout) {
-            Ok(duration) if duration.is_zero() => problems.push(
-                "postgres.statement_timeout is zero; write how long a statement may run, such \
-                 as 30s"
-                    .to_owned(),
-            ),
+            Ok(duration) if duration.is_zero() => problems.push(Problem::new(
+                "/statement_timeout",
+                Code::InvalidDuration,
+                "statement_timeout is zero; write how long a statement may run, such as 30s",
+            )),
             Ok(_) => {}
-            Err(err) => problems.push(format!("postgres.statement_timeout: {err}")),
+            Err(err) => problems.push(
+                Problem::new(
+                    "/statement_timeout",
+                    Code::InvalidDuration,
+                    format!("statement_timeout: {err}"),
+                )
+                .with_hint(DURATION_HINT),
+            ),
         }
     }
     problems
 }
 
-/// Problems of a flow's `from:`.
-pub(super) fn check_from(from: &PostgresFromConfig) -> Vec<String> {
+/// Problems of a flow's `from:` (pointers relative to it).
+pub(super) fn check_from(from: &PostgresFromConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
     match (&from.table, &from.query) {
-        (Some(_), Some(_)) => {
-            problems.push("from: give either table or query, not both".to_owned());
-        }
+        (Some(_), Some(_)) => problems.push(Problem::new(
+            "/query",
+            Code::InvalidValue,
+            "give either table or query, not both",
+        )),
         (None, None) => problems.push(
-            "from: give the table to read (table: orders) or a query (query: SELECT ...)"
-                .to_owned(),
+            Problem::new(
+                "",
+                Code::InvalidValue,
+                "give the table or the query to read",
+            )
+            .with_hint("write table: orders, or query: SELECT ..."),
         ),
         (Some(table), None) => {
             if let Err(err) = check_table_name(table) {
-                problems.push(format!("from.table: {err}"));
+                problems.push(Problem::new(
+                    "/table",
+                    Code::InvalidValue,
+                    format!("table: {err}"),
+                ));
             }
         }
         (None, Some(query)) => {
             if let Err(err) = check_query(query) {
-                problems.push(format!("from.query: {err}"));
+                problems.push(Problem::new(
+                    "/query",
+                    Code::InvalidValue,
+                    format!("query: {err}"),
+                ));
             }
         }
     }
     for (setting, name) in [("cursor", &from.cursor), ("key", &from.key)] {
         if let Err(err) = check_identifier(name) {
-            problems.push(format!("from.{setting}: {err}"));
+            problems.push(Problem::new(
+                format!("/{setting}"),
+                Code::InvalidValue,
+                format!("{setting}: {err}"),
+            ));
         }
     }
     if from.cursor == from.key {
-        problems.push(
-            "from.key names the cursor column; name a column unique among rows, such as id"
-                .to_owned(),
-        );
+        problems.push(Problem::new(
+            "/key",
+            Code::InvalidValue,
+            "key names the cursor column; name a column unique among rows, such as id",
+        ));
     }
     if let Some(size) = from.batch_size
         && !(1..=MAX_BATCH_SIZE).contains(&size)
     {
-        problems.push(format!(
-            "from.batch_size is {size}; write a number of rows from 1 to {MAX_BATCH_SIZE}"
+        problems.push(Problem::new(
+            "/batch_size",
+            Code::InvalidValue,
+            format!("batch_size is {size}; write a number of rows from 1 to {MAX_BATCH_SIZE}"),
         ));
     }
     if let Some(timeout) = &from.settle_timeout
         && let Err(err) = parse_duration(timeout)
     {
-        problems.push(format!("from.settle_timeout: {err}"));
+        problems.push(
+            Problem::new(
+                "/settle_timeout",
+                Code::InvalidDuration,
+                format!("settle_timeout: {err}"),
+            )
+            .with_hint(DURATION_HINT),
+        );
     }
     problems
 }
 
-/// Problems of a flow's `to:`.
-pub(super) fn check_to(to: &PostgresToConfig) -> Vec<String> {
+/// Problems of a flow's `to:` (pointers relative to it).
+pub(super) fn check_to(to: &PostgresToConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Err(err) = check_table_name(&to.table) {
-        problems.push(format!("to.table: {err}"));
+        problems.push(Problem::new(
+            "/table",
+            Code::InvalidValue,
+            format!("table: {err}"),
+        ));
     }
     if let Err(err) = check_identifier(&to.key_column) {
-        problems.push(format!("to.key_column: {err}"));
+        problems.push(Problem::new(
+            "/key_column",
+            Code::InvalidValue,
+            format!("key_column: {err}"),
+        ));
     }
     if let Some(columns) = &to.columns {
         if columns.is_empty() {
             problems.push(
-                "to.columns is empty; list the columns to fill, or leave it out to fill every \
-                 field of the mapped record"
-                    .to_owned(),
+                Problem::new("/columns", Code::InvalidValue, "columns is empty").with_hint(
+                    "list the columns to fill, or leave columns out to fill every field of the \
+                     mapped record",
+                ),
             );
         }
         let mut seen = std::collections::HashSet::new();
-        for column in columns {
+        for (index, column) in columns.iter().enumerate() {
+            let pointer = format!("/columns/{index}");
             if let Err(err) = check_identifier(column) {
-                problems.push(format!("to.columns: {err}"));
+                problems.push(Problem::new(
+                    pointer,
+                    Code::InvalidValue,
+                    format!("columns: {err}"),
+                ));
             } else if column == &to.key_column {
-                problems.push(format!(
-                    "to.columns lists \"{column}\", the key_column, which is filled from the \
-                     idempotency key; remove it"
+                problems.push(Problem::new(
+                    pointer,
+                    Code::InvalidValue,
+                    format!(
+                        "columns lists \"{column}\", the key_column, which is filled from the \
+                         idempotency key; remove it"
+                    ),
                 ));
             } else if !seen.insert(column) {
-                problems.push(format!("to.columns lists \"{column}\" twice"));
+                problems.push(Problem::new(
+                    pointer,
+                    Code::InvalidValue,
+                    format!("columns lists \"{column}\" twice"),
+                ));
             }
         }
     }
@@ -452,9 +524,15 @@ mod tests {
             statement_timeout: Some("soon".into()),
         };
         let problems = check_system(&system);
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].starts_with("postgres.pool is 0"));
-        assert!(problems[1].starts_with("postgres.statement_timeout: invalid duration"));
+        let at: Vec<&str> = problems.iter().map(|p| p.pointer.as_str()).collect();
+        assert_eq!(at, ["/pool", "/statement_timeout"], "{problems:?}");
+        assert!(problems[0].message.starts_with("pool is 0"));
+        assert_eq!(problems[1].code, Code::InvalidDuration);
+        assert!(
+            problems[1]
+                .message
+                .starts_with("statement_timeout: invalid duration")
+        );
 
         let from = PostgresFromConfig {
             table: Some("orders".into()),
@@ -465,7 +543,8 @@ mod tests {
             settle_timeout: None,
         };
         let problems = check_from(&from);
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        let at: Vec<&str> = problems.iter().map(|p| p.pointer.as_str()).collect();
+        assert_eq!(at, ["/query", "/cursor", "/batch_size"], "{problems:?}");
 
         let to = PostgresToConfig {
             table: "ledger".into(),
@@ -477,13 +556,19 @@ mod tests {
             ]),
         };
         let problems = check_to(&to);
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.pointer.as_str(), p.message.as_str()))
+            .collect();
         assert_eq!(
-            problems,
-            vec![
-                "to.columns lists \"amount\" twice".to_owned(),
-                "to.columns lists \"idempotency_key\", the key_column, which is filled from \
-                 the idempotency key; remove it"
-                    .to_owned(),
+            found,
+            [
+                ("/columns/1", "columns lists \"amount\" twice"),
+                (
+                    "/columns/2",
+                    "columns lists \"idempotency_key\", the key_column, which is filled from \
+                     the idempotency key; remove it"
+                ),
             ]
         );
     }

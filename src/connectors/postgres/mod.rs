@@ -20,7 +20,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 pub use self::config::{PostgresConfig, PostgresFromConfig, PostgresToConfig};
-use super::api::{Connector, ConnectorError, Roles, Setup, Sink, Source};
+use super::api::{Connector, ConnectorError, Problem, Roles, Setup, Sink, Source};
 
 /// How long connecting may take before the attempt counts as an outage.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,15 +39,15 @@ impl Connector for Postgres {
     type From = PostgresFromConfig;
     type To = PostgresToConfig;
 
-    fn check_system(system: &PostgresConfig) -> Vec<String> {
+    fn check_system(system: &PostgresConfig) -> Vec<Problem> {
         config::check_system(system)
     }
 
-    fn check_from(_system: &PostgresConfig, from: &PostgresFromConfig) -> Vec<String> {
+    fn check_from(_system: &PostgresConfig, from: &PostgresFromConfig) -> Vec<Problem> {
         config::check_from(from)
     }
 
-    fn check_to(_system: &PostgresConfig, to: &PostgresToConfig) -> Vec<String> {
+    fn check_to(_system: &PostgresConfig, to: &PostgresToConfig) -> Vec<Problem> {
         config::check_to(to)
     }
 
@@ -58,8 +58,8 @@ impl Connector for Postgres {
         from: &PostgresFromConfig,
         position: &Value,
     ) -> Result<Box<dyn Source>, ConnectorError> {
-        refuse_unchecked(config::check_system(system))?;
-        refuse_unchecked(config::check_from(from))?;
+        refuse_unchecked("postgres", config::check_system(system))?;
+        refuse_unchecked("from", config::check_from(from))?;
         let source = source::PostgresSource::open(system, from, position).await?;
         Ok(Box::new(source))
     }
@@ -71,21 +71,25 @@ impl Connector for Postgres {
         to: &PostgresToConfig,
         _sink_state: &Value,
     ) -> Result<Arc<dyn Sink>, ConnectorError> {
-        refuse_unchecked(config::check_system(system))?;
-        refuse_unchecked(config::check_to(to))?;
+        refuse_unchecked("postgres", config::check_system(system))?;
+        refuse_unchecked("to", config::check_to(to))?;
         let sink = sink::PostgresSink::open(system, to).await?;
         Ok(Arc::new(sink))
     }
 }
 
 /// Settings that failed their check never reach SQL, even when validation was skipped: the
-/// checks are what keeps names from carrying SQL.
-fn refuse_unchecked(problems: Vec<String>) -> Result<(), ConnectorError> {
+/// checks are what keeps names from carrying SQL. Messages name their setting; `section`
+/// says where it sits, since no file position comes with a run-time error.
+fn refuse_unchecked(section: &str, problems: Vec<Problem>) -> Result<(), ConnectorError> {
     if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ConnectorError::spec(problems.join("; ")))
+        return Ok(());
     }
+    let messages: Vec<String> = problems
+        .iter()
+        .map(|problem| format!("{section}: {}", problem.message))
+        .collect();
+    Err(ConnectorError::spec(messages.join("; ")))
 }
 
 /// A pool of connections for one source or sink. Nothing connects until the first use.

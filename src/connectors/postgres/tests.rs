@@ -12,9 +12,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::connectors::api::{
-    ConnectorError, DynConnector, Encoded, Fault, Setup, Sink, SinkStyle, Source,
+    ConnectorError, DynConnector, Encoded, Fault, Problem, Setup, Sink, SinkStyle, Source,
 };
 use crate::connectors::{Batch, RawRecord, connector};
+use crate::spec::Code;
 use crate::store::Store;
 use crate::store::testing::{fresh_schema, postgres_url as test_postgres_url, raw_postgres};
 
@@ -714,24 +715,48 @@ async fn a_connection_cut_by_the_server_is_an_outage_and_the_next_write_reconnec
 #[test]
 fn settings_are_checked_through_the_registry() {
     let system = json!({ "url": "postgres://app@db:5432/ledger" });
-    assert_eq!(postgres().check(&system, None, None), Vec::<String>::new());
+    assert_eq!(postgres().check_system(&system), []);
     let injected = json!({
         "table": "orders\"; DROP TABLE ledger; --", "cursor": "updated_at", "key": "id"
     });
-    let problems = postgres().check(&system, Some(&injected), None);
-    assert_eq!(problems.len(), 1);
-    assert!(problems[0].starts_with("from.table: "), "{problems:?}");
+    let problems = postgres().check_from(&system, &injected);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].pointer, "/table");
+    assert!(problems[0].message.starts_with("table: "), "{problems:?}");
     let two = json!({ "query": "SELECT 1; DROP TABLE ledger", "cursor": "c", "key": "k" });
+    let problems = postgres().check_from(&system, &two);
     assert_eq!(
-        postgres().check(&system, Some(&two), None),
-        ["from.query: holds more than one statement; write one SELECT"]
+        problems,
+        [Problem::new(
+            "/query",
+            Code::InvalidValue,
+            "query: holds more than one statement; write one SELECT"
+        )]
     );
+    // A typo is reported at the key itself, as an unknown field.
     let unknown = json!({ "table": "ledger", "key_column": "k", "colums": ["a"] });
-    let problems = postgres().check(&system, None, Some(&unknown));
+    let problems = postgres().check_to(&system, &unknown);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        (
+            problems[0].pointer.as_str(),
+            problems[0].at_key,
+            problems[0].code
+        ),
+        ("/colums", true, Code::UnknownField)
+    );
     assert!(
-        problems[0].contains("unknown field `colums`"),
+        problems[0].message.contains("unknown field `colums`"),
         "{problems:?}"
     );
+    // A system's own problems sit at their setting.
+    let bad = json!({ "url": "host=db dbname=ledger", "statement_timeout": "soon" });
+    let at: Vec<String> = postgres()
+        .check_system(&bad)
+        .into_iter()
+        .map(|problem| problem.pointer)
+        .collect();
+    assert_eq!(at, ["/url", "/statement_timeout"]);
 }
 
 #[tokio::test]
