@@ -94,6 +94,13 @@ fn refuse_unchecked(section: &str, problems: Vec<Problem>) -> Result<(), Connect
 
 /// A pool of connections for one source or sink. Nothing connects until the first use.
 fn pool(system: &PostgresConfig, read_only: bool) -> Result<Pool, ConnectorError> {
+    if system.url.is_empty() {
+        // An empty string parses as a URL with no setting at all, which would reach whatever
+        // server the defaults point at.
+        return Err(ConnectorError::spec(
+            "postgres.url is empty; set it (a ${VAR} that is not set expands to nothing)",
+        ));
+    }
     let mut config: tokio_postgres::Config = system
         .url
         .parse()

@@ -777,6 +777,19 @@ async fn settings_that_fail_their_check_never_reach_the_server() {
         .err()
         .unwrap();
     assert_eq!(err.fault, Fault::Spec, "{err}");
+
+    // An unset `${LEDGER_URL}` leaves the URL empty: validation lets the spec's warning about
+    // the variable speak, and opening refuses it rather than connecting to a default server.
+    let empty = json!({ "url": "" });
+    assert_eq!(postgres().check_system(&empty), []);
+    let to = json!({ "table": "ledger", "key_column": "k" });
+    let err = postgres()
+        .sink(&setup, &empty, &to, &Value::Null)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.fault, Fault::Spec, "{err}");
+    assert!(err.message.contains("url is empty"), "{err}");
 }
 
 #[test]
