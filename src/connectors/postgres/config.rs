@@ -135,10 +135,12 @@ const DURATION_HINT: &str = "durations look like 30s, 15m, 1h30m, 250ms or PT15M
 /// Problems of a system's settings (pointers relative to `postgres:`).
 pub(super) fn check_system(system: &PostgresConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
-    if system.url.is_empty() {
-        // Only an unset `${VAR}` leaves the URL empty at validation, and the spec reports that
-        // variable itself (an error with --strict). A workspace checked without the database's
-        // address, as flow tests are, stays valid; opening the connector refuses it.
+    if system.url.is_empty() || system.url.contains("${") {
+        // An unset `${VAR}` leaves the URL empty, and the spec reports that variable itself
+        // (an error with --strict): a workspace checked without the database's address, as
+        // flow tests are, stays valid, and opening the connector refuses it. A `${VAR}` still
+        // in the text means the settings were checked before expansion (the spec does so for
+        // systems today); the expanded URL is checked again when the connector opens.
     } else if let Err(err) = system.url.parse::<tokio_postgres::Config>() {
         // The URL may hold a password: name the problem, not the value.
         problems.push(

@@ -782,6 +782,8 @@ async fn settings_that_fail_their_check_never_reach_the_server() {
     // the variable speak, and opening refuses it rather than connecting to a default server.
     let empty = json!({ "url": "" });
     assert_eq!(postgres().check_system(&empty), []);
+    let unexpanded = json!({ "url": "${LEDGER_URL}" });
+    assert_eq!(postgres().check_system(&unexpanded), []);
     let to = json!({ "table": "ledger", "key_column": "k" });
     let err = postgres()
         .sink(&setup, &empty, &to, &Value::Null)
