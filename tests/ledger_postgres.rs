@@ -3,7 +3,7 @@
 //! once and dead-letters the bad ones with their owners; a rerun posts nothing new, even with
 //! the state store lost; the journal reads back into a file; and `kill -9` in the middle of
 //! posting, then a rerun, leaves every order in the ledger exactly once with the amounts
-//! summing right.
+//! summing right. Mistakes in its PostgreSQL settings are reported at their line and column.
 //!
 //! Each test copies the example, gives its ledger a fresh schema of the test server and its
 //! state the store `SWITCHYARD_TEST_STATE` picks ([`TestState`]); without a server each says
@@ -507,4 +507,74 @@ async fn kill_dash_nine_while_posting_then_rerun_posts_every_order_exactly_once(
         })
         .collect();
     assert_eq!(bad, expected_bad);
+}
+
+/// A patch of the example's copy: `from` replaced by `to` in `file`, which must hold it.
+fn patch(root: &Path, file: &str, from: &str, to: &str) {
+    let path = root.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} lacks {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn mistakes_in_the_postgres_settings_are_reported_at_their_line_and_column() {
+    // No database: validation never connects.
+    let root = std::env::temp_dir().join(format!("switchyard-ledger-lint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ledger-postgres"),
+        &root,
+    );
+    patch(
+        &root,
+        "switchyard.yaml",
+        "statement_timeout: 30s",
+        "statement_timeout: soon",
+    );
+    let post = "flows/orders-to-ledger.yaml";
+    patch(
+        &root,
+        post,
+        "key_column: idempotency_key",
+        "key_column: idempotency key",
+    );
+    patch(
+        &root,
+        post,
+        "columns: [entry_type,",
+        "columns: [entry_type, entry_type,",
+    );
+    patch(
+        &root,
+        "flows/ledger-to-close.yaml",
+        "key: id,",
+        "key: posted_at,",
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["validate", root.to_str().unwrap()])
+        .env("LEDGER_URL", "postgres://app@ledger.internal:5432/finance")
+        .output()
+        .unwrap();
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&output.stdout).as_ref(),
+            output.status.code()
+        ),
+        (
+            "flows/ledger-to-close.yaml:9:72: error[E0005]: key names the cursor column; name a \
+             column unique among rows, such as id\n\
+             flows/orders-to-ledger.yaml:11:15: error[E0005]: key_column: \"idempotency key\" is \
+             not a plain identifier; use letters, digits, _ and $, starting with a letter or _\n\
+             flows/orders-to-ledger.yaml:12:25: error[E0005]: columns lists \"entry_type\" twice\n\
+             switchyard.yaml:16:58: error[E0403]: statement_timeout: invalid duration \"soon\": \
+             write a number and a unit, such as 30s, 15m, 1h30m or 250ms\n  \
+             = hint: durations look like 30s, 15m, 1h30m, 250ms or PT15M\n\
+             4 errors, 0 warnings\n",
+            Some(1)
+        ),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }
