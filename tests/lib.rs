@@ -5,6 +5,7 @@ mod daemon;
 mod explain;
 mod files;
 mod hardening;
+mod ledger_postgres;
 mod limits;
 mod metrics;
 mod orders;
