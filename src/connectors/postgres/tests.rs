@@ -809,3 +809,219 @@ async fn a_statement_past_its_timeout_is_an_outage_worth_retrying() {
     );
     db.finish().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Findings of a review, each failing before its fix.
+
+/// A `char(n)` key: the position's key is cast back with `format_type(oid, NULL)`, which is
+/// `character`, i.e. `char(1)`, so `'k0001'` becomes `'k'`. The source must still read each
+/// row once and end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_char_n_key_reads_each_row_once_and_ends() {
+    let Some(db) = Db::new("a_char_n_key_reads_each_row_once_and_ends", "rv_char").await
+    else {
+        return;
+    };
+    db.sql(
+        "CREATE TABLE {s}.codes (code char(5) PRIMARY KEY,
+            updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+         INSERT INTO {s}.codes (code, updated_at) VALUES
+            ('k0001', '2026-01-01 10:00:01+00'), ('k0002', '2026-01-01 10:00:02+00'),
+            ('k0003', '2026-01-01 10:00:03+00')",
+    )
+    .await;
+    let from = json!({
+        "table": db.table("codes"), "cursor": "updated_at", "key": "code", "batch_size": 2
+    });
+    let mut source = db.source(from, &Value::Null).await;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(batch) = source.next_batch(100).await.unwrap() {
+            for record in values(&batch) {
+                seen.push(record["code"].as_str().unwrap().to_owned());
+            }
+            if seen.len() > 20 {
+                break;
+            }
+        }
+    })
+    .await;
+    db.finish().await;
+    assert!(read.is_ok(), "the source never ended; read so far: {seen:?}");
+    assert_eq!(seen, ["k0001", "k0002", "k0003"]);
+}
+
+/// A cursor the database assigns by default at a coarse precision (`date`, `timestamp(0)`):
+/// a transaction that starts after pass 1 takes the bound's cursor value, with a smaller
+/// key, and commits after pass 2. It is not in the open-transactions list, and the position
+/// moved past it: the row is never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_tying_the_bound_from_a_transaction_begun_after_pass_1_is_not_skipped() {
+    let Some(db) = Db::new(
+        "a_row_tying_the_bound_from_a_transaction_begun_after_pass_1_is_not_skipped",
+        "rv_tie",
+    )
+    .await
+    else {
+        return;
+    };
+    db.sql(
+        "CREATE TABLE {s}.orders (order_no text PRIMARY KEY,
+            created_on date NOT NULL DEFAULT current_date);
+         INSERT INTO {s}.orders (order_no) VALUES ('m')",
+    )
+    .await;
+    // An unrelated transaction open when the read starts: the read waits for it.
+    let unrelated = slow_writer().await;
+    unrelated
+        .batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .unwrap();
+    let late = slow_writer().await;
+    let schema = db.schema.clone();
+    let writer = tokio::spawn(async move {
+        // Begins after pass 1 (the read is settling on `unrelated`).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        late.batch_execute(&format!(
+            "BEGIN; INSERT INTO {schema}.orders (order_no) VALUES ('a')"
+        ))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        unrelated.batch_execute("COMMIT").await.unwrap();
+        // Commits after pass 2.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        late.batch_execute("COMMIT").await.unwrap();
+    });
+    let from = json!({
+        "table": db.table("orders"), "cursor": "created_on", "key": "order_no",
+        "settle_timeout": "30s"
+    });
+    let mut source = db.source(from, &Value::Null).await;
+    let mut seen = Vec::new();
+    let first = source.next_batch(100).await.unwrap().unwrap();
+    for record in values(&first) {
+        seen.push(record["order_no"].as_str().unwrap().to_owned());
+    }
+    writer.await.unwrap();
+    while let Some(batch) = source.next_batch(100).await.unwrap() {
+        for record in values(&batch) {
+            seen.push(record["order_no"].as_str().unwrap().to_owned());
+        }
+    }
+    let in_table = db.texts("SELECT order_no FROM {s}.orders ORDER BY 1").await;
+    db.finish().await;
+    assert_eq!(in_table, [Some("a".to_owned()), Some("m".to_owned())]);
+    seen.sort();
+    assert_eq!(seen, ["a", "m"], "row 'a' was committed but never read");
+}
+
+/// A trigger refusing one row (`RAISE EXCEPTION`, SQLSTATE P0001) is that row's fault: the
+/// others of the batch must be written and the one refused come back rejected, not the whole
+/// batch fail with a non-retryable error the runtime can only stop the run on, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_refused_by_a_trigger_is_rejected_alone() {
+    let Some(db) = Db::new("a_row_refused_by_a_trigger_is_rejected_alone", "rv_trig").await
+    else {
+        return;
+    };
+    db.sql(LEDGER).await;
+    db.sql(
+        "CREATE FUNCTION {s}.no_blocked() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.order_id = 'blocked' THEN RAISE EXCEPTION 'order % is blocked', NEW.order_id;
+         END IF; RETURN NEW; END $$;
+         CREATE TRIGGER no_blocked BEFORE INSERT ON {s}.ledger
+            FOR EACH ROW EXECUTE FUNCTION {s}.no_blocked()",
+    )
+    .await;
+    let sink = db.sink(ledger_to(&db)).await.unwrap();
+    let records = [
+        ("k1", posting("o-1", "10")),
+        ("k2", posting("blocked", "20")),
+        ("k3", posting("o-3", "30")),
+    ];
+    let outcome = sink.write_batch(&encoded(&records)).await;
+    let written = db.texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id").await;
+    db.finish().await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(err) => panic!(
+            "the whole batch failed (fault {:?}, retryable {}): {err}",
+            err.fault, err.retryable
+        ),
+    };
+    assert_eq!(outcome.rejected.len(), 1);
+    assert_eq!(written, [Some("k1".to_owned()), Some("k3".to_owned())]);
+}
+
+/// A deferred constraint is checked at COMMIT: the failure comes back as the whole batch's
+/// `Err` with `Fault::Record`, so no row is singled out and the same batch fails every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_constraint_refuses_one_row_not_the_batch() {
+    let Some(db) = Db::new("a_deferred_constraint_refuses_one_row_not_the_batch", "rv_defer")
+        .await
+    else {
+        return;
+    };
+    db.sql(
+        "CREATE TABLE {s}.ledger (
+            id bigserial PRIMARY KEY,
+            idempotency_key text NOT NULL UNIQUE,
+            order_id text NOT NULL,
+            amount numeric NOT NULL,
+            CONSTRAINT one_posting_per_order UNIQUE (order_id) DEFERRABLE INITIALLY DEFERRED)",
+    )
+    .await;
+    let sink = db.sink(ledger_to(&db)).await.unwrap();
+    let records = [
+        ("k1", posting("o-1", "10")),
+        ("k2", posting("o-1", "20")),
+        ("k3", posting("o-3", "30")),
+    ];
+    let outcome = sink.write_batch(&encoded(&records)).await;
+    let written = db.texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id").await;
+    db.finish().await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(err) => panic!(
+            "the whole batch failed (fault {:?}, retryable {}), written {written:?}: {err}",
+            err.fault, err.retryable
+        ),
+    };
+    assert_eq!(outcome.rejected.len(), 1);
+}
+
+/// Without `columns:`, the columns are every field of the batch's records: one record with a
+/// field the table lacks (an optional field of the mapping) makes the whole batch a 42703,
+/// a `Spec` error for the batch, and the flow stops on that batch every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_record_with_an_unknown_field_does_not_block_the_batch() {
+    let Some(db) = Db::new(
+        "one_record_with_an_unknown_field_does_not_block_the_batch",
+        "rv_field",
+    )
+    .await
+    else {
+        return;
+    };
+    db.sql(LEDGER).await;
+    let sink = db.sink(ledger_to(&db)).await.unwrap();
+    let records = [
+        ("k1", posting("o-1", "10")),
+        (
+            "k2",
+            "{\"order_id\":\"o-2\",\"amount\":20,\"note\":\"gift\"}".to_owned(),
+        ),
+        ("k3", posting("o-3", "30")),
+    ];
+    let outcome = sink.write_batch(&encoded(&records)).await;
+    let written = db.texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id").await;
+    db.finish().await;
+    match outcome {
+        Ok(outcome) => assert!(outcome.rejected.len() <= 1, "{:?}", outcome.rejected),
+        Err(err) => panic!(
+            "the whole batch failed (fault {:?}, retryable {}), written {written:?}: {err}",
+            err.fault, err.retryable
+        ),
+    }
+}
