@@ -100,11 +100,14 @@ fn pool(system: &PostgresConfig, read_only: bool) -> Result<Pool, ConnectorError
             .unwrap_or_else(|_| "postgres".into());
         config.user(user);
     }
-    // UTC and ISO dates make the text of a timestamp cursor independent of the server's
-    // settings, so a position read back parses to the same instant. A source's session is
-    // read-only: a query, however written, cannot change the data it reads.
+    // UTC, ISO dates, the standard interval style and every float digit make the text of a
+    // cursor independent of the server's and the role's settings, so a position read back
+    // parses to the same value (a float8 rounded by `extra_float_digits=0` could fall below
+    // a row and skip it). A source's session is read-only: a query, however written, cannot
+    // change the data it reads.
     let mut options = format!(
-        "-c statement_timeout={} -c TimeZone=UTC -c DateStyle=ISO",
+        "-c statement_timeout={} -c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres \
+         -c extra_float_digits=3",
         system.statement_timeout().as_millis().max(1)
     );
     if read_only {

@@ -818,8 +818,7 @@ async fn a_statement_past_its_timeout_is_an_outage_worth_retrying() {
 /// row once and end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_char_n_key_reads_each_row_once_and_ends() {
-    let Some(db) = Db::new("a_char_n_key_reads_each_row_once_and_ends", "rv_char").await
-    else {
+    let Some(db) = Db::new("a_char_n_key_reads_each_row_once_and_ends", "rv_char").await else {
         return;
     };
     db.sql(
@@ -847,7 +846,10 @@ async fn a_char_n_key_reads_each_row_once_and_ends() {
     })
     .await;
     db.finish().await;
-    assert!(read.is_ok(), "the source never ended; read so far: {seen:?}");
+    assert!(
+        read.is_ok(),
+        "the source never ended; read so far: {seen:?}"
+    );
     assert_eq!(seen, ["k0001", "k0002", "k0003"]);
 }
 
@@ -921,8 +923,7 @@ async fn a_row_tying_the_bound_from_a_transaction_begun_after_pass_1_is_not_skip
 /// batch fail with a non-retryable error the runtime can only stop the run on, forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_refused_by_a_trigger_is_rejected_alone() {
-    let Some(db) = Db::new("a_row_refused_by_a_trigger_is_rejected_alone", "rv_trig").await
-    else {
+    let Some(db) = Db::new("a_row_refused_by_a_trigger_is_rejected_alone", "rv_trig").await else {
         return;
     };
     db.sql(LEDGER).await;
@@ -941,7 +942,9 @@ async fn a_row_refused_by_a_trigger_is_rejected_alone() {
         ("k3", posting("o-3", "30")),
     ];
     let outcome = sink.write_batch(&encoded(&records)).await;
-    let written = db.texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id").await;
+    let written = db
+        .texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id")
+        .await;
     db.finish().await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -958,8 +961,11 @@ async fn a_row_refused_by_a_trigger_is_rejected_alone() {
 /// `Err` with `Fault::Record`, so no row is singled out and the same batch fails every run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deferred_constraint_refuses_one_row_not_the_batch() {
-    let Some(db) = Db::new("a_deferred_constraint_refuses_one_row_not_the_batch", "rv_defer")
-        .await
+    let Some(db) = Db::new(
+        "a_deferred_constraint_refuses_one_row_not_the_batch",
+        "rv_defer",
+    )
+    .await
     else {
         return;
     };
@@ -979,7 +985,9 @@ async fn a_deferred_constraint_refuses_one_row_not_the_batch() {
         ("k3", posting("o-3", "30")),
     ];
     let outcome = sink.write_batch(&encoded(&records)).await;
-    let written = db.texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id").await;
+    let written = db
+        .texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id")
+        .await;
     db.finish().await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -1015,7 +1023,9 @@ async fn one_record_with_an_unknown_field_does_not_block_the_batch() {
         ("k3", posting("o-3", "30")),
     ];
     let outcome = sink.write_batch(&encoded(&records)).await;
-    let written = db.texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id").await;
+    let written = db
+        .texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id")
+        .await;
     db.finish().await;
     match outcome {
         Ok(outcome) => assert!(outcome.rejected.len() <= 1, "{:?}", outcome.rejected),
