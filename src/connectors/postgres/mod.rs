@@ -147,7 +147,7 @@ fn target(system: &PostgresConfig) -> String {
 }
 
 /// Classifies a PostgreSQL error by its SQLSTATE class: data that breaks a type or a
-/// constraint is the record's fault; connection loss, serialization failures, deadlocks,
+/// constraint, or that a trigger refuses (`RAISE EXCEPTION`), is the record's fault; connection loss, serialization failures, deadlocks,
 /// exhausted resources, shutdowns and cancelled statements are outages worth retrying; a
 /// missing table, column or privilege is the workspace's. An error without SQLSTATE never
 /// reached the server's logic (refused connection, broken socket, timeout): an outage.
@@ -171,7 +171,8 @@ fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorError {
         None => format!("PostgreSQL at {target}: {} (SQLSTATE {state})", chain(err)),
     };
     let class = &state[..state.len().min(2)];
-    if class == "22" || class == "23" {
+    // P0: PL/pgSQL's own errors, above all a trigger's `RAISE EXCEPTION` refusing a row.
+    if class == "22" || class == "23" || class == "P0" {
         ConnectorError::rejected(message)
     } else if class == "08"
         || class == "53"
