@@ -1152,6 +1152,8 @@ async fn a_deferred_constraint_refuses_one_row_not_the_batch() {
         ),
     };
     assert_eq!(outcome.rejected.len(), 1);
+    assert_eq!(outcome.rejected[0].0, 1, "{:?}", outcome.rejected);
+    assert_eq!(written, [Some("k1".to_owned()), Some("k3".to_owned())]);
 }
 
 /// Without `columns:`, the columns are every field of the batch's records: one record with a
@@ -1182,11 +1184,98 @@ async fn one_record_with_an_unknown_field_does_not_block_the_batch() {
         .texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id")
         .await;
     db.finish().await;
-    match outcome {
-        Ok(outcome) => assert!(outcome.rejected.len() <= 1, "{:?}", outcome.rejected),
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
         Err(err) => panic!(
             "the whole batch failed (fault {:?}, retryable {}), written {written:?}: {err}",
             err.fault, err.retryable
         ),
-    }
+    };
+    // Rejected rather than written without the field: a mistyped mapping must not drop data.
+    assert_eq!(outcome.rejected.len(), 1, "{:?}", outcome.rejected);
+    let (index, err) = &outcome.rejected[0];
+    assert_eq!(
+        (*index, err.fault, err.retryable),
+        (1, Fault::Record, false)
+    );
+    assert!(
+        err.message.contains("note") && err.message.contains(".ledger"),
+        "{err}"
+    );
+    assert_eq!(written, [Some("k1".to_owned()), Some("k3".to_owned())]);
+}
+
+/// A key another writer (another flow) already posted: the same content is a harmless repeat,
+/// delivered; different content is not this record, and is rejected rather than counted as
+/// delivered, on the whole batch's path and on the record-by-record one alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_already_posted_with_different_content_is_rejected_not_delivered() {
+    let Some(db) = Db::new(
+        "a_key_already_posted_with_different_content_is_rejected_not_delivered",
+        "sink_conflict",
+    )
+    .await
+    else {
+        return;
+    };
+    db.sql(LEDGER).await;
+    db.sql(
+        "INSERT INTO {s}.ledger (idempotency_key, order_id, amount) VALUES
+            ('k2', 'o-2', 99), ('k3', 'o-3', 30), ('k5', 'o-5', 50)",
+    )
+    .await;
+    let sink = db.sink(ledger_to(&db)).await.unwrap();
+    let whole = [
+        ("k1", posting("o-1", "10")),
+        ("k2", posting("o-2", "20")),
+        ("k3", posting("o-3", "30.00")),
+    ];
+    let whole = sink.write_batch(&encoded(&whole)).await.unwrap();
+    // A bad row sends this batch down the record-by-record path.
+    let by_record = [
+        ("k4", posting("o-4", "-1")),
+        ("k5", posting("o-5", "51")),
+        ("k6", posting("o-6", "60")),
+    ];
+    let by_record = sink.write_batch(&encoded(&by_record)).await.unwrap();
+    let written = db
+        .texts("SELECT idempotency_key || ':' || amount FROM {s}.ledger ORDER BY idempotency_key")
+        .await;
+    db.finish().await;
+
+    assert_eq!(whole.rejected.len(), 1, "{:?}", whole.rejected);
+    let (index, err) = &whole.rejected[0];
+    assert_eq!(
+        (*index, err.fault, err.retryable),
+        (1, Fault::Record, false)
+    );
+    assert!(
+        err.message
+            .contains("idempotency key k2 is already posted in")
+            && err
+                .message
+                .contains("column amount: stored 99.0000, this record 20.0000"),
+        "{err}"
+    );
+    let refused: Vec<usize> = by_record.rejected.iter().map(|(index, _)| *index).collect();
+    assert_eq!(refused, [0, 1], "{:?}", by_record.rejected);
+    assert!(
+        by_record.rejected[1]
+            .1
+            .message
+            .contains("idempotency key k5 is already posted"),
+        "{:?}",
+        by_record.rejected
+    );
+    let expected: Vec<Option<String>> = [
+        "k1:10.0000",
+        "k2:99.0000",
+        "k3:30.0000",
+        "k5:50.0000",
+        "k6:60.0000",
+    ]
+    .iter()
+    .map(|row| Some((*row).to_owned()))
+    .collect();
+    assert_eq!(written, expected);
 }
