@@ -111,11 +111,14 @@ fn pool(system: &PostgresConfig, read_only: bool) -> Result<Pool, ConnectorError
             .unwrap_or_else(|_| "postgres".into());
         config.user(user);
     }
-    // UTC and ISO dates make the text of a timestamp cursor independent of the server's
-    // settings, so a position read back parses to the same instant. A source's session is
-    // read-only: a query, however written, cannot change the data it reads.
+    // UTC, ISO dates, the standard interval style and every float digit make the text of a
+    // cursor independent of the server's and the role's settings, so a position read back
+    // parses to the same value (a float8 rounded by `extra_float_digits=0` could fall below
+    // a row and skip it). A source's session is read-only: a query, however written, cannot
+    // change the data it reads.
     let mut options = format!(
-        "-c statement_timeout={} -c TimeZone=UTC -c DateStyle=ISO",
+        "-c statement_timeout={} -c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres \
+         -c extra_float_digits=3",
         system.statement_timeout().as_millis().max(1)
     );
     if read_only {
@@ -155,7 +158,7 @@ fn target(system: &PostgresConfig) -> String {
 }
 
 /// Classifies a PostgreSQL error by its SQLSTATE class: data that breaks a type or a
-/// constraint is the record's fault; connection loss, serialization failures, deadlocks,
+/// constraint, or that a trigger refuses (`RAISE EXCEPTION`), is the record's fault; connection loss, serialization failures, deadlocks,
 /// exhausted resources, shutdowns and cancelled statements are outages worth retrying; a
 /// missing table, column or privilege is the workspace's. An error without SQLSTATE never
 /// reached the server's logic (refused connection, broken socket, timeout): an outage.
@@ -179,7 +182,8 @@ fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorError {
         None => format!("PostgreSQL at {target}: {} (SQLSTATE {state})", chain(err)),
     };
     let class = &state[..state.len().min(2)];
-    if class == "22" || class == "23" {
+    // P0: PL/pgSQL's own errors, above all a trigger's `RAISE EXCEPTION` refusing a row.
+    if class == "22" || class == "23" || class == "P0" {
         ConnectorError::rejected(message)
     } else if class == "08"
         || class == "53"

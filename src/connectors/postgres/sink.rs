@@ -3,10 +3,19 @@
 //! Every record's idempotency key goes into the key column, under a unique constraint, and a
 //! row whose key is already there is left alone (`ON CONFLICT DO NOTHING`): a batch written
 //! again, after a crash between this transaction and the state store's commit, posts nothing
-//! twice. Values travel as JSON text and are converted by PostgreSQL itself
-//! (`jsonb_populate_record`), so a decimal keeps every digit. When the batch fails on a
-//! record's data, it is written again record by record under savepoints, in one transaction
-//! still, and only the records PostgreSQL refuses come back rejected.
+//! twice. A key already there is compared with the record, column by column: the same content
+//! is that harmless repeat; different content means another writer (another flow) used the
+//! key, and the record is rejected rather than counted as delivered. Values travel as JSON
+//! text and are converted by PostgreSQL itself (`jsonb_populate_record`), so a decimal keeps
+//! every digit.
+//!
+//! When the batch fails on a record's data (a type, a constraint, a trigger's `RAISE`, a
+//! deferred constraint at `COMMIT`), it is written again record by record under savepoints,
+//! in one transaction still, with every constraint checked at once so that a deferred one
+//! fails at its record's savepoint; only the records PostgreSQL refuses come back rejected.
+//! Without `columns:`, a record carrying a field the table lacks is rejected alone, naming it.
+
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
@@ -25,8 +34,12 @@ pub(super) struct PostgresSink {
     table: String,
     /// The key column, as named.
     key_column: String,
+    /// The table, as named, for messages.
+    table_name: String,
     /// The columns to fill, when the flow names them; otherwise the records' fields.
     columns: Option<Vec<String>>,
+    /// The table's columns, read at open: a record's field outside them is refused alone.
+    table_columns: HashSet<String>,
 }
 
 impl PostgresSink {
@@ -43,7 +56,9 @@ impl PostgresSink {
             target,
             table: quote_table(&to.table),
             key_column: to.key_column.clone(),
+            table_name: to.table.clone(),
             columns: to.columns.clone(),
+            table_columns: HashSet::new(),
         };
         let mut client = connection(&sink.pool, &sink.target).await?;
         let columns = sink.columns.clone().unwrap_or_default();
@@ -55,8 +70,21 @@ impl PostgresSink {
         tx.execute(&sink.insert_sql(&columns), &[&none, &none])
             .await
             .map_err(pg)?;
+        let described = tx
+            .prepare(&format!("SELECT * FROM {} LIMIT 0", sink.table))
+            .await
+            .map_err(pg)?;
         tx.rollback().await.map_err(pg)?;
-        Ok(sink)
+        let table_columns = described
+            .columns()
+            .iter()
+            .map(|column| column.name().to_owned())
+            .collect();
+        drop(client);
+        Ok(Self {
+            table_columns,
+            ..sink
+        })
     }
 
     /// Inserts one row per element of `$1` (the records' JSON) and `$2` (their keys), filling
@@ -73,12 +101,46 @@ impl PostgresSink {
               CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, \
                     u.body::jsonb || jsonb_build_object({key_literal}, u.ikey)) AS r \
               ORDER BY u.n \
-             ON CONFLICT ({key}) DO NOTHING",
+             ON CONFLICT ({key}) DO NOTHING \
+             RETURNING {key}::text",
             table = self.table,
             names = names.join(", "),
             values = values.join(", "),
             key_literal = quote_literal(&self.key_column),
         )
+    }
+
+    /// Compares the records of `$1` (JSON) and `$2` (keys) with the rows already holding
+    /// their keys, on `columns`: one row per differing column, with the key, the column, the
+    /// stored value and the record's, as text. `None` when there is nothing but the key.
+    fn compare_sql(&self, columns: &[String]) -> Option<String> {
+        if columns.is_empty() {
+            return None;
+        }
+        let key = quote_ident(&self.key_column);
+        let pairs: Vec<String> = columns
+            .iter()
+            .map(|column| {
+                let name = quote_ident(column);
+                format!(
+                    "({}, t.{name}::text, r.{name}::text)",
+                    quote_literal(column)
+                )
+            })
+            .collect();
+        Some(format!(
+            "SELECT u.ikey, d.col, d.stored, d.given \
+               FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(body, ikey, n) \
+              CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, \
+                    u.body::jsonb || jsonb_build_object({key_literal}, u.ikey)) AS r \
+               JOIN {table} AS t ON t.{key} = r.{key} \
+              CROSS JOIN LATERAL (VALUES {pairs}) AS d(col, stored, given) \
+              WHERE d.stored IS DISTINCT FROM d.given \
+              ORDER BY u.n",
+            table = self.table,
+            key_literal = quote_literal(&self.key_column),
+            pairs = pairs.join(", "),
+        ))
     }
 
     /// The columns to fill for `records`: the configured ones, or every top-level field in
@@ -92,11 +154,31 @@ impl PostgresSink {
         for (index, record) in records.iter().enumerate() {
             // Only the names are read: numbers are not parsed, so none is rounded on the way.
             match serde_json::from_slice::<indexmap::IndexMap<String, IgnoredAny>>(record.json) {
-                Ok(fields) => {
-                    if self.columns.is_none() {
+                Ok(fields) if self.columns.is_none() => {
+                    // A field the table lacks refuses its record alone: ignoring it could drop
+                    // data a mistyped mapping meant to write; adding it to the statement would
+                    // fail every record of the batch.
+                    let unknown: Vec<&str> = fields
+                        .keys()
+                        .filter(|name| !self.table_columns.contains(name.as_str()))
+                        .map(String::as_str)
+                        .collect();
+                    if unknown.is_empty() {
                         seen.extend(fields.into_keys());
+                    } else {
+                        rejected.push((
+                            index,
+                            ConnectorError::rejected(format!(
+                                "record {}: field(s) {} are not columns of the table {}; \
+                                 map them to columns of the table, or drop them in the mapping",
+                                record.idempotency_key,
+                                unknown.join(", "),
+                                self.table_name
+                            )),
+                        ));
                     }
                 }
+                Ok(_) => {}
                 Err(err) => rejected.push((
                     index,
                     ConnectorError::rejected(format!(
@@ -146,9 +228,19 @@ impl Sink for PostgresSink {
             .collect();
 
         let mut client = connection(&self.pool, &self.target).await?;
-        let sql = self.insert_sql(&columns);
+        let statements = Statements {
+            insert: self.insert_sql(&columns),
+            compare: self.compare_sql(&columns),
+        };
         let written = self
-            .insert(&mut client, &sql, &sendable, &bodies, &keys, &mut rejected)
+            .insert(
+                &mut client,
+                &statements,
+                &sendable,
+                &bodies,
+                &keys,
+                &mut rejected,
+            )
             .await;
         if let Err(err) = &written
             && err.fault == Fault::External
@@ -162,45 +254,97 @@ impl Sink for PostgresSink {
     }
 }
 
+/// The statements of one batch.
+struct Statements {
+    /// Inserts records, returning the keys written.
+    insert: String,
+    /// Compares records with the rows holding their keys already.
+    compare: Option<String>,
+}
+
 impl PostgresSink {
     /// Inserts the records `sendable` (with their `bodies` and `keys`) in one transaction:
-    /// all at once, or, when a record's data breaks the statement, one by one under
-    /// savepoints, adding those refused to `rejected`.
+    /// all at once, or, when a record's data breaks the statement or the commit, one by one
+    /// under savepoints, adding those refused to `rejected`.
     async fn insert(
         &self,
         client: &mut Object,
-        sql: &str,
+        statements: &Statements,
         sendable: &[usize],
         bodies: &[&str],
         keys: &[&str],
         rejected: &mut Vec<(usize, ConnectorError)>,
     ) -> Result<(), ConnectorError> {
         let pg = |err: tokio_postgres::Error| classify(&err, &self.target);
-        let statement = client.prepare_cached(sql).await.map_err(pg)?;
+        let statement = client
+            .prepare_cached(&statements.insert)
+            .await
+            .map_err(pg)?;
 
-        let tx = client.transaction().await.map_err(pg)?;
-        let whole = tx.execute(&statement, &[&bodies, &keys]).await;
-        match whole {
-            Ok(_) => {
-                return tx.commit().await.map_err(pg);
-            }
-            Err(err) => {
-                let err = pg(err);
-                if err.fault != Fault::Record {
-                    return Err(err);
+        // The transaction ends with this block, whichever way it went.
+        let failed = {
+            let tx = client.transaction().await.map_err(pg)?;
+            let whole = tx.query(&statement, &[&bodies, &keys]).await;
+            match whole {
+                Ok(rows) => {
+                    let written: HashSet<String> = rows.iter().map(|row| row.get(0)).collect();
+                    let mut repeated = Vec::new();
+                    for (position, key) in keys.iter().enumerate() {
+                        if !written.contains(*key) {
+                            repeated.push(position);
+                        }
+                    }
+                    self.refuse_different(
+                        &tx, statements, &repeated, sendable, bodies, keys, rejected,
+                    )
+                    .await?;
+                    // A deferred constraint speaks only now: for the batch as a whole.
+                    match tx.commit().await.map_err(pg) {
+                        Ok(()) => return Ok(()),
+                        Err(err) => err,
+                    }
                 }
-                // Some record's data broke a type or a constraint: find which, below.
-                tx.rollback().await.map_err(pg)?;
+                Err(err) => {
+                    let err = pg(err);
+                    if err.fault == Fault::Record {
+                        tx.rollback().await.map_err(pg)?;
+                    }
+                    err
+                }
             }
+        };
+        if failed.fault != Fault::Record {
+            return Err(failed);
         }
+        // Some record's data broke a type, a constraint or a trigger: find which, below.
+        rejected.retain(|(index, _)| !sendable.contains(index));
 
         let mut tx = client.transaction().await.map_err(pg)?;
+        // Every constraint at once: a deferred one then fails at its record's savepoint, not
+        // at COMMIT for the whole batch.
+        tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
+            .await
+            .map_err(pg)?;
         for (position, &index) in sendable.iter().enumerate() {
             let savepoint = tx.savepoint("record").await.map_err(pg)?;
             let (body, key) = (&bodies[position..=position], &keys[position..=position]);
-            let one = savepoint.execute(&statement, &[&body, &key]).await;
+            let one = savepoint.query(&statement, &[&body, &key]).await;
             match one {
-                Ok(_) => savepoint.commit().await.map_err(pg)?,
+                Ok(rows) => {
+                    if rows.is_empty() {
+                        self.refuse_different(
+                            &savepoint,
+                            statements,
+                            &[0],
+                            &sendable[position..=position],
+                            body,
+                            key,
+                            rejected,
+                        )
+                        .await?;
+                    }
+                    savepoint.commit().await.map_err(pg)?
+                }
                 Err(err) => {
                     let err = pg(err);
                     if err.fault != Fault::Record {
@@ -213,5 +357,62 @@ impl PostgresSink {
             }
         }
         tx.commit().await.map_err(pg)
+    }
+
+    /// Of the records at `repeated` (positions in `bodies` and `keys`), whose keys were
+    /// already in the table, rejects those whose stored row differs: another writer used the
+    /// key for something else, and counting the record as delivered would lose it.
+    #[allow(clippy::too_many_arguments)]
+    async fn refuse_different(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        statements: &Statements,
+        repeated: &[usize],
+        sendable: &[usize],
+        bodies: &[&str],
+        keys: &[&str],
+        rejected: &mut Vec<(usize, ConnectorError)>,
+    ) -> Result<(), ConnectorError> {
+        let Some(compare) = &statements.compare else {
+            return Ok(());
+        };
+        if repeated.is_empty() {
+            return Ok(());
+        }
+        let pg = |err: tokio_postgres::Error| classify(&err, &self.target);
+        let their_bodies: Vec<&str> = repeated.iter().map(|&at| bodies[at]).collect();
+        let their_keys: Vec<&str> = repeated.iter().map(|&at| keys[at]).collect();
+        let statement = tx.prepare_cached(compare).await.map_err(pg)?;
+        let differing = tx
+            .query(&statement, &[&their_bodies, &their_keys])
+            .await
+            .map_err(pg)?;
+        let position_of: HashMap<&str, usize> = repeated.iter().map(|&at| (keys[at], at)).collect();
+        let mut refused = HashSet::new();
+        for row in &differing {
+            let key: String = row.get(0);
+            let Some(&at) = position_of.get(key.as_str()) else {
+                continue;
+            };
+            if !refused.insert(at) {
+                continue;
+            }
+            let (column, stored, given): (String, Option<String>, Option<String>) =
+                (row.get(1), row.get(2), row.get(3));
+            let shown = |value: Option<String>| value.unwrap_or_else(|| "NULL".to_owned());
+            rejected.push((
+                sendable[at],
+                ConnectorError::rejected(format!(
+                    "record {key}: idempotency key {key} is already posted in {} with different \
+                     content (column {column}: stored {}, this record {}); another flow or \
+                     writer uses the same keys: make the keys unique to this flow (a prefix in \
+                     the mapping), or remove the stored row if it is wrong",
+                    self.table_name,
+                    shown(stored),
+                    shown(given)
+                )),
+            ));
+        }
+        Ok(())
     }
 }

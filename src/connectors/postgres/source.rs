@@ -7,15 +7,34 @@
 //! one. So each batch is read in two passes:
 //!
 //! 1. the bound: the `(cursor, key)` of the last row of the next batch, as visible now;
-//! 2. then the transactions open at that moment (`pg_stat_activity`, and prepared
-//!    transactions) are waited for; whatever they commit with a cursor value up to the bound
-//!    is visible after they end, and any transaction starting later takes a larger value;
-//! 3. the batch is read again up to the bound, and its position is its last row.
+//! 2. the horizon: the largest cursor value visible now, and whether the clock has passed it;
+//! 3. then the transactions open at that moment (`pg_stat_activity`, and prepared
+//!    transactions) are waited for: whatever they commit is visible after they end, and any
+//!    transaction starting later takes a cursor value at or above the horizon;
+//! 4. the batch is read again up to the bound, keeping only rows strictly below the horizon,
+//!    or on it when the clock has passed it; its position is its last row.
 //!
-//! That holds for cursor values the database assigns when the row is written, by a default or
-//! a trigger: `now()`, `clock_timestamp()`, a sequence (without a per-session `CACHE`). A
-//! value the client computes (its own clock) carries no such order, and nothing here can make
-//! up for it. Rows whose cursor or key is NULL are never read.
+//! Why the horizon: a later transaction takes a value *at or above* the horizon, not above it.
+//! With a coarse cursor (`date DEFAULT current_date`, `timestamp(0)`) it can take the very
+//! value of the last row read, with a smaller key, and commit after the position moved past:
+//! that row would be lost. So rows on the horizon wait until `now()`, cast to the cursor's own
+//! type (its precision and rounding), is above it: a `timestamp(0)` cursor's last second is
+//! read a second later, a `date` cursor's rows of today tomorrow. A full-precision `now()` or
+//! `clock_timestamp()` cursor is past its horizon at once, and a cursor that is not a date or
+//! timestamp is taken to be a sequence, which never hands a value out twice, so it never waits.
+//!
+//! What is guaranteed, then, for cursor values the database assigns when the row is written,
+//! by a default or a trigger: `now()`, `clock_timestamp()`, `current_date`, at the column's
+//! precision, or a sequence (without a per-session `CACHE`): no committed row is skipped and
+//! none is read twice (unless updated, when it is read again with its new cursor). Not
+//! covered: a value the client computes (its own clock), a clock coarser than the column's
+//! type (`date_trunc('minute', now())` in a `timestamptz`), a non-unique integer (epoch
+//! seconds), and a `date` or `timestamp` (without time zone) written in a time zone behind
+//! UTC, the zone the horizon is taken in. Nothing here can make up for those.
+//!
+//! A row whose cursor or key is NULL has no place in the order: a table's cursor and key
+//! columns must be NOT NULL (refused at open otherwise), and a query or view holding such a
+//! row fails the read with an error naming it, once the read has caught up.
 
 use std::time::{Duration, Instant};
 
@@ -63,8 +82,18 @@ pub(super) struct PostgresSource {
     /// is one), then the limit.
     bound_sql: [String; 2],
     /// Selects the records up to a bound: `$1, $2` the position (when there is one), then the
-    /// bound's cursor and key, then the limit.
+    /// bound's cursor and key, then the horizon and whether it is passed, then the limit.
     rows_sql: [String; 2],
+    /// Selects the horizon (the largest cursor value, as text), whether the clock has passed
+    /// it, and whether the bound `$1` is within it.
+    horizon_sql: String,
+    /// Selects the cursor and key of a row where either is NULL, for a source whose columns
+    /// may hold NULL (a query, a view).
+    nulls_sql: Option<String>,
+    /// The cursor column, for messages.
+    cursor: String,
+    /// The key column, for messages.
+    key: String,
     batch_size: usize,
     settle_timeout: Duration,
     /// The `(cursor, key)` of the last row handed out, as text.
@@ -116,7 +145,6 @@ impl PostgresSource {
                 columns
                 .iter()
                 .find(|column| column.name() == name)
-                .map(|column| column.type_().oid())
                 .ok_or_else(|| {
                     let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
                     ConnectorError::spec(format!(
@@ -126,16 +154,28 @@ impl PostgresSource {
                     ))
                 })
             };
-        let cursor_oid = find("cursor", &from.cursor)?;
-        let key_oid = find("key", &from.key)?;
+        let cursor_column = find("cursor", &from.cursor)?;
+        let key_column = find("key", &from.key)?;
+        // The full type, with its modifier: without it `char(5)` reads as `character`, which
+        // is `char(1)`, and a position cast back through it would be truncated.
         let types = client
             .query_one(
-                "SELECT format_type($1::oid, NULL), format_type($2::oid, NULL)",
-                &[&cursor_oid, &key_oid],
+                "SELECT format_type($1::oid, $2), format_type($3::oid, $4)",
+                &[
+                    &cursor_column.type_().oid(),
+                    &cursor_column.type_modifier(),
+                    &key_column.type_().oid(),
+                    &key_column.type_modifier(),
+                ],
             )
             .await
             .map_err(|err| classify(&err, &target))?;
         let (cursor_type, key_type): (String, String) = (types.get(0), types.get(1));
+        // A table's NOT NULL columns are refused at open when nullable; a view's or a
+        // query's rows are checked for NULLs whenever the read has caught up.
+        let not_null = from.table.is_some()
+            && refuse_nullable(&client, &target, "cursor", cursor_column).await?
+            && refuse_nullable(&client, &target, "key", key_column).await?;
 
         // `to_jsonb` maps every type; numeric is then replaced by its text, because a JSON
         // number becomes a binary float on the way and money must keep every digit.
@@ -177,19 +217,53 @@ impl PostgresSource {
                 first + 1
             )
         };
+        // Below the horizon, or on it once the clock has passed it (see the module doc).
+        let within = |first: usize| {
+            format!(
+                "({c} < CAST(${first}::text AS {cursor_type}) \
+                  OR (${}::bool AND {c} = CAST(${first}::text AS {cursor_type})))",
+                first + 1
+            )
+        };
         let bound_sql = [
             select("1", &["true".to_owned()], 1),
             select("1", &[after(1)], 3),
         ];
         let rows_sql = [
-            select(&record, &[up_to(1)], 3),
-            select(&record, &[after(1), up_to(3)], 5),
+            select(&record, &[up_to(1), within(3)], 5),
+            select(&record, &[after(1), up_to(3), within(5)], 7),
         ];
+        // Whether a later transaction may still take the horizon's own value: only a cursor
+        // from a clock can tie (a sequence never hands a value out twice), and the clock has
+        // moved past the horizon when `now()` in the cursor's own type (its precision, its
+        // rounding) is above it.
+        let clock_passed = match *cursor_column.type_() {
+            Type::DATE | Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+                format!("CAST(now() AS {cursor_type}) > m.h")
+            }
+            _ => "true".to_owned(),
+        };
+        let horizon_sql = format!(
+            "SELECT x.h::text, x.ok, coalesce(CAST($1::text AS {cursor_type}) < x.h \
+                    OR (x.ok AND CAST($1::text AS {cursor_type}) = x.h), false) \
+               FROM (SELECT m.h, coalesce({clock_passed}, false) AS ok \
+                       FROM (SELECT max({c}) AS h FROM {wrapped}) AS m) AS x"
+        );
+        let nulls_sql = (!not_null).then(|| {
+            format!(
+                "SELECT {c}::text, {k}::text FROM {wrapped} \
+                 WHERE {c} IS NULL OR {k} IS NULL LIMIT 1"
+            )
+        });
         Ok(Self {
             pool,
             target,
             bound_sql,
+            horizon_sql,
             rows_sql,
+            nulls_sql,
+            cursor: from.cursor.clone(),
+            key: from.key.clone(),
             batch_size: from.batch_size(),
             settle_timeout: from.settle_timeout(),
             position,
@@ -269,29 +343,50 @@ impl PostgresSource {
             }
             .map_err(pg)?;
             let Some(last) = bounds.last() else {
+                self.refuse_nulls(client).await?;
                 return Ok(None);
             };
             let bound: (String, String) = (last.get(1), last.get(2));
+
+            // The horizon, taken before the open transactions are listed: any transaction
+            // not in that list starts later and takes a cursor value at or above it.
+            let horizon = client
+                .query_one(&self.horizon_sql, &[&bound.0])
+                .await
+                .map_err(pg)?;
+            let (horizon, passed, bound_within): (Option<String>, bool, bool) =
+                (horizon.get(0), horizon.get(1), horizon.get(2));
 
             // Rows up to the bound that are not visible yet belong to transactions open now.
             let open = open_transactions(client, &self.target).await?;
             self.settle(client, open).await?;
 
-            // Pass 2: the same stretch again, now complete.
+            // Pass 2: the same stretch again, now complete, up to the horizon.
             let rows = match &self.position {
                 None => {
                     client
-                        .query(&rows_sql[0], &[&bound.0, &bound.1, &limit])
+                        .query(
+                            &rows_sql[0],
+                            &[&bound.0, &bound.1, &horizon, &passed, &limit],
+                        )
                         .await
                 }
                 Some((cursor, key)) => {
                     client
-                        .query(&rows_sql[1], &[cursor, key, &bound.0, &bound.1, &limit])
+                        .query(
+                            &rows_sql[1],
+                            &[cursor, key, &bound.0, &bound.1, &horizon, &passed, &limit],
+                        )
                         .await
                 }
             }
             .map_err(pg)?;
             let Some(last) = rows.last() else {
+                if !bound_within {
+                    // What is left ties the horizon, and a transaction may still add to it:
+                    // read it once the clock has moved on.
+                    return Ok(None);
+                }
                 // Every row of the stretch moved on (updated past the bound) or went: nothing
                 // can appear up to the bound any more, so the next read starts after it.
                 self.position = Some(bound);
@@ -310,6 +405,71 @@ impl PostgresSource {
             return Ok(Some(batch));
         }
     }
+
+    /// Fails when the source holds a row whose cursor or key is NULL: such a row has no
+    /// place in the read's order and would be skipped without a word.
+    async fn refuse_nulls(&self, client: &Object) -> Result<(), ConnectorError> {
+        let Some(sql) = &self.nulls_sql else {
+            return Ok(());
+        };
+        let found = client
+            .query_opt(sql.as_str(), &[])
+            .await
+            .map_err(|err| classify(&err, &self.target))?;
+        let Some(row) = found else {
+            return Ok(());
+        };
+        let (cursor, key): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+        let shown = |value: Option<String>| value.unwrap_or_else(|| "NULL".to_owned());
+        Err(ConnectorError::spec(format!(
+            "PostgreSQL at {}: a row has {} = {} and {} = {}: a row whose cursor or key is \
+             NULL has no place in the read's order and would never be read; filter such rows \
+             out of from.query (or the view), or give them a value (coalesce)",
+            self.target,
+            self.cursor,
+            shown(cursor),
+            self.key,
+            shown(key)
+        )))
+    }
+}
+
+/// For a column of a table: refuses it when it may hold NULL, and says whether NOT NULL is
+/// enforced. A column of a view or a computed column (no NOT NULL to rely on): `false`.
+async fn refuse_nullable(
+    client: &Object,
+    target: &str,
+    setting: &str,
+    column: &tokio_postgres::Column,
+) -> Result<bool, ConnectorError> {
+    let (Some(table), Some(number)) = (column.table_oid(), column.column_id()) else {
+        return Ok(false);
+    };
+    let row = client
+        .query_opt(
+            "SELECT a.attnotnull, c.relkind IN ('r', 'p') \
+               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+              WHERE a.attrelid = $1 AND a.attnum = $2",
+            &[&table, &number],
+        )
+        .await
+        .map_err(|err| classify(&err, target))?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let (not_null, is_table): (bool, bool) = (row.get(0), row.get(1));
+    if !is_table {
+        return Ok(false);
+    }
+    if !not_null {
+        return Err(ConnectorError::spec(format!(
+            "from.{setting}: the column \"{}\" may hold NULL, and a row whose {setting} is \
+             NULL has no place in the read's order, so it would never be read; make the \
+             column NOT NULL (ALTER TABLE ... ALTER COLUMN ... SET NOT NULL)",
+            column.name()
+        )));
+    }
+    Ok(true)
 }
 
 /// The transactions that may still commit rows, each named, with when it started.
