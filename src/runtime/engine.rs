@@ -16,16 +16,17 @@ use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
 use super::events::{
     BatchRead, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer, RecordDeadLettered,
-    RecordDelivered, RecordsWritten, RunFinished, RunStarted, SinkOutageDeclared,
+    RecordDelivered, RecordsWritten, RunFinished, RunStarted, SinkFailed, SinkOutageDeclared,
     SourceUnavailable,
 };
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
 use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
-use super::retry::Outage;
+use super::retry::{self, Delivery, Outage, RetryClock};
 use crate::connectors::recorder::RecorderSink;
 use crate::connectors::{
-    Batch, ConnectorError, Encoded, RawRecord, Setup, Sink, SinkStyle, Source,
+    Batch, BatchOutcome, ConnectorError, Encoded, Fault, RawRecord, Setup, Sink, SinkStyle,
+    Source,
 };
 use crate::spec::model::{FailureMode, Workspace};
 use crate::store::{
@@ -184,6 +185,29 @@ struct Settled {
     key_hash: Option<u64>,
     // Boxed: most records have none, and a batch holds one `Settled` per record.
     dead_letter: Option<Box<(NewDeadLetter, Option<OutboxAlert>)>>,
+}
+
+/// How a batch sink's write of a batch's records ended (a failure no retry cures and that is
+/// no record's fault stops the run instead).
+enum BatchWrite {
+    /// Written, but for the records the sink refused: index into the records, and why.
+    Written(Vec<(usize, ConnectorError)>),
+    /// The sink stayed unavailable past the retry window: the records from `from` on are not
+    /// written and go back to the source; those before were, but for `rejected`.
+    Unavailable {
+        from: usize,
+        rejected: Vec<(usize, ConnectorError)>,
+        error: String,
+    },
+}
+
+/// One write of a batch sink, retried while the failure is retryable.
+enum Attempt {
+    Written(BatchOutcome),
+    /// Still failing when the retry window closed.
+    Unavailable(String),
+    /// Failed in a way retrying cannot cure.
+    Refused(ConnectorError),
 }
 
 impl FlowRun {
@@ -349,14 +373,42 @@ impl FlowRun {
             .await?;
         let progress = self.progress_bar();
         let mut committer = Committer::spawn(self.store.clone(), self.events.clone());
-        let mut report = RunReport::default();
         if matches!(self.options.clock, super::clock::Clock::System) {
             self.lease.keep_alive(self.events.clone());
         }
         self.events.emit(RunStarted);
+        let looped = self
+            .run_loop(&mut committer, &mut processed, progress.as_ref())
+            .await;
+        // Every way out waits for the committer, errors included: the lease is released
+        // after this returns, and must not be while a batch may still be committing.
+        let finished = self.finish(committer).await;
+        let report = match (looped, finished) {
+            (Ok(report), Ok(())) => report,
+            (Err(err), Ok(())) | (Ok(_), Err(err)) => return Err(err),
+            (Err(err), Err(also)) => {
+                tracing::error!(flow = %flow, error = %also, "Commit also failed while the run stopped.");
+                return Err(err);
+            }
+        };
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        self.events.emit(RunFinished { report: &report });
+        Ok(report)
+    }
+
+    /// The batches of a run; the caller finishes the committer whatever this returns.
+    async fn run_loop(
+        &mut self,
+        committer: &mut Committer,
+        processed: &mut KeySet,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<RunReport, RunError> {
+        let flow = self.plan.name.clone();
+        let mut report = RunReport::default();
         loop {
             if self.lease.lost() {
-                self.finish(committer).await?;
                 return Err(RunError::Store(StoreError::LockLost { flow: flow.clone() }));
             }
             self.report_committed(committer.committed()).await?;
@@ -366,7 +418,6 @@ impl FlowRun {
                 Ok(None) => break,
                 Err(source) => {
                     self.alert_source_unavailable(&source).await;
-                    self.finish(committer).await?;
                     return Err(RunError::Source {
                         flow: flow.clone(),
                         source,
@@ -380,7 +431,7 @@ impl FlowRun {
             let mut batch = batch;
             self.look_up(&mut batch).await?;
             let unsettled_before = report.unsettled;
-            let (settled, stop) = self.settle(&batch, &mut processed, &mut report).await?;
+            let (settled, stop) = self.settle(&batch, processed, &mut report).await?;
             // The cursor never passes a record that is not settled: with any left, the
             // checkpoint stays where the batch started and the next run reads it again.
             let settled_in_full = report.unsettled == unsettled_before;
@@ -421,7 +472,7 @@ impl FlowRun {
                     records: batch.len() as u64,
                 })
                 .await?;
-            if let Some(bar) = &progress {
+            if let Some(bar) = progress {
                 bar.set_position(report.read);
                 bar.set_message(format!(
                     "delivered {} · dead letters {} · duplicates {}",
@@ -443,11 +494,6 @@ impl FlowRun {
                 break;
             }
         }
-        self.finish(committer).await?;
-        if let Some(bar) = progress {
-            bar.finish_and_clear();
-        }
-        self.events.emit(RunFinished { report: &report });
         Ok(report)
     }
 
@@ -661,6 +707,8 @@ impl FlowRun {
                 }
             }
         }
+        let mut stop = None;
+        let mut abandoned_units: Vec<(usize, Unit)> = Vec::new();
         if !lines.is_empty() {
             let encoded: Vec<Encoded<'_>> = lines
                 .iter()
@@ -669,22 +717,31 @@ impl FlowRun {
                     json,
                 })
                 .collect();
-            let outcome = self
-                .sink
-                .write_batch(&encoded)
-                .await
-                .map_err(|err| self.sink_error(err))?;
-            let written = (lines.len() - outcome.rejected.len()) as u64;
+            let (written_up_to, rejected) = match self.write_records(&encoded).await? {
+                BatchWrite::Written(rejected) => (lines.len(), rejected),
+                BatchWrite::Unavailable {
+                    from,
+                    rejected,
+                    error,
+                } => {
+                    stop = Some(outage_reason(&error));
+                    // Not written: their records go back to the source whole, as a
+                    // per-record sink's abandoned units do.
+                    for (index, unit, _) in lines.drain(from..) {
+                        abandoned_units.push((index, unit));
+                    }
+                    (from, rejected)
+                }
+            };
+            let written = (written_up_to - rejected.len()) as u64;
             report.delivered += written;
             self.events.emit(RecordsWritten { records: written });
-            for (at, error) in outcome.rejected {
+            for (at, error) in rejected {
                 if let Some((index, unit, _)) = lines.get(at) {
                     failed.push((*index, sink_rejected(unit, error), 1));
                 }
             }
         }
-        let mut stop = None;
-        let mut abandoned_units: Vec<(usize, Unit)> = Vec::new();
         let mut unavailable = std::collections::HashSet::new();
         for (index, unit, outcome) in self.deliver_all(pending, report).await? {
             let (mode, attempts, error) = match outcome {
@@ -704,10 +761,7 @@ impl FlowRun {
             };
             if mode == FailureMode::SinkUnavailable {
                 unavailable.insert(index);
-                stop = Some(format!(
-                    "the sink stayed unavailable past the retry window ({error}); the \
-                     checkpoint stays before the records not yet settled"
-                ));
+                stop = Some(outage_reason(&error));
             }
             let reason = match mode {
                 FailureMode::SinkRejected => "sink_rejected",
@@ -779,6 +833,7 @@ impl FlowRun {
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
         let mut settled = Vec::with_capacity(batch.len());
         let mut index = 0;
+        let mut stop = None;
         for (lines, prepared) in prepare_all_encoded(&self.plan, batch) {
             // (batch index, index into `settled`, idempotency key, line range) of each record
             // to write.
@@ -822,15 +877,33 @@ impl FlowRun {
                     json: &lines[range.clone()],
                 })
                 .collect();
-            let outcome = self
-                .sink
-                .write_batch(&encoded)
-                .await
-                .map_err(|err| self.sink_error(err))?;
-            let delivered = (written.len() - outcome.rejected.len()) as u64;
+            // Once the sink is declared down, later records are not written either: the
+            // output keeps the source's order.
+            let outcome = match stop {
+                Some(_) => None,
+                None => Some(self.write_records(&encoded).await?),
+            };
+            let (written_up_to, rejected) = match outcome {
+                Some(BatchWrite::Written(rejected)) => (written.len(), rejected),
+                Some(BatchWrite::Unavailable {
+                    from,
+                    rejected,
+                    error,
+                }) => {
+                    stop = Some(outage_reason(&error));
+                    (from, rejected)
+                }
+                None => (0, Vec::new()),
+            };
+            for (_, slot, _, _, _) in written.get(written_up_to..).unwrap_or_default() {
+                // Unsettled: no processed key, so the next run reads and writes it again.
+                settled[*slot].key_hash = None;
+                report.unsettled += 1;
+            }
+            let delivered = (written_up_to - rejected.len()) as u64;
             report.delivered += delivered;
             self.events.emit(RecordsWritten { records: delivered });
-            for (at, error) in outcome.rejected {
+            for (at, error) in rejected {
                 let Some((index, slot, record_key, key, _)) = written.get(at) else {
                     continue;
                 };
@@ -850,7 +923,138 @@ impl FlowRun {
                 settled[*slot].dead_letter = letter.dead_letter;
             }
         }
-        Ok((settled, None))
+        Ok((settled, stop))
+    }
+
+    /// Writes records to a batch sink, classified as a per-record sink's deliveries are: a
+    /// retryable failure is retried under the flow's retry policy; past the window the
+    /// records go back to the source and the owner of `sink-unavailable` is alerted; a
+    /// record's fault makes the records go one at a time, so only the guilty ones are refused;
+    /// any other failure stops the run and alerts that owner too (the sink takes no record
+    /// until someone fixes the workspace or the host, which is an outage to whoever runs the
+    /// flow, not a record to correct).
+    async fn write_records(&self, records: &[Encoded<'_>]) -> Result<BatchWrite, RunError> {
+        let Some(first) = records.first() else {
+            return Ok(BatchWrite::Written(Vec::new()));
+        };
+        let error = match self.write_retrying(records, first.idempotency_key).await? {
+            Attempt::Written(outcome) => return Ok(BatchWrite::Written(outcome.rejected)),
+            Attempt::Unavailable(error) => {
+                return Ok(self.declare_outage(0, Vec::new(), error).await);
+            }
+            Attempt::Refused(error) if error.fault == Fault::Record => error,
+            Attempt::Refused(error) => return Err(self.sink_failed(error).await),
+        };
+        tracing::warn!(
+            flow = %self.plan.name, records = records.len(), error = %error,
+            "Batch refused for a record's data; writing its records one at a time."
+        );
+        let mut rejected = Vec::new();
+        for (at, record) in records.iter().enumerate() {
+            let one = std::slice::from_ref(record);
+            match self.write_retrying(one, record.idempotency_key).await? {
+                Attempt::Written(outcome) => {
+                    rejected.extend(outcome.rejected.into_iter().map(|(_, error)| (at, error)));
+                }
+                Attempt::Refused(error) if error.fault == Fault::Record => {
+                    rejected.push((at, error));
+                }
+                Attempt::Refused(error) => return Err(self.sink_failed(error).await),
+                Attempt::Unavailable(error) => {
+                    return Ok(self.declare_outage(at, rejected, error).await);
+                }
+            }
+        }
+        Ok(BatchWrite::Written(rejected))
+    }
+
+    /// One `write_batch`, retried under the flow's policy while retryable. Its retry clock is
+    /// keyed `batch:` and the idempotency key of the first record written: a batch left
+    /// unsettled is read again from the same checkpoint, so its retry starts with the same
+    /// record and its window keeps running across runs and restarts, as a record's does; the
+    /// prefix keeps it apart from that record's own clock.
+    async fn write_retrying(
+        &self,
+        records: &[Encoded<'_>],
+        first_key: &str,
+    ) -> Result<Attempt, RunError> {
+        let flow = &self.plan.name;
+        let key = format!("batch:{first_key}");
+        // One read per batch (not per record): a clock left by an earlier run continues.
+        let failed_before = self.store.retry_state(flow, &key).await?.is_some();
+        let written = std::sync::Mutex::new(None);
+        let last = std::sync::Mutex::new(None);
+        let delivery = retry::deliver(
+            &self.plan.retry,
+            &self.options.clock,
+            &self.store,
+            RetryClock {
+                flow,
+                key: &key,
+                failed_before,
+                events: Some(&self.events),
+            },
+            None,
+            || async {
+                match self.sink.write_batch(records).await {
+                    Ok(outcome) => {
+                        *lock(&written) = Some(outcome);
+                        Ok(())
+                    }
+                    Err(error) => {
+                        *lock(&last) = Some(error.clone());
+                        Err(error)
+                    }
+                }
+            },
+        )
+        .await?;
+        let attempt = match delivery {
+            Delivery::Delivered { .. } => {
+                return Ok(Attempt::Written(lock(&written).take().unwrap_or_default()));
+            }
+            Delivery::Rejected { error, .. } => Attempt::Refused(
+                lock(&last)
+                    .take()
+                    .unwrap_or_else(|| ConnectorError::internal(error)),
+            ),
+            Delivery::Unavailable { error, .. } => Attempt::Unavailable(error),
+            Delivery::Abandoned { .. } => Attempt::Unavailable("abandoned".into()),
+        };
+        // The clock has done its work either way. Past the window the records go back to
+        // the source; a fresh clock gives the next run a whole window before the owner is
+        // alerted again, rather than one failed attempt and an alert on every tick.
+        self.store.clear_retry(flow, &key).await?;
+        Ok(attempt)
+    }
+
+    /// The sink stayed unavailable past the retry window: reported once, its owner alerted.
+    async fn declare_outage(
+        &self,
+        from: usize,
+        rejected: Vec<(usize, ConnectorError)>,
+        error: String,
+    ) -> BatchWrite {
+        self.events.emit(SinkOutageDeclared { error: &error });
+        self.alert_owner(FailureMode::SinkUnavailable, &error).await;
+        BatchWrite::Unavailable {
+            from,
+            rejected,
+            error,
+        }
+    }
+
+    /// A batch sink failed for good, not for a record: the owner of `sink-unavailable` is
+    /// alerted and the run stops with the error.
+    async fn sink_failed(&self, error: ConnectorError) -> RunError {
+        let route = self.plan.route(FailureMode::SinkUnavailable);
+        self.events.emit(SinkFailed {
+            owner: &route.owner,
+            error: &error,
+        });
+        self.alert_owner(FailureMode::SinkUnavailable, &error.message)
+            .await;
+        self.sink_error(error)
     }
 
     fn sink_error(&self, source: ConnectorError) -> RunError {
@@ -1032,14 +1236,22 @@ impl FlowRun {
             owner: &route.owner,
             error,
         });
+        self.alert_owner(FailureMode::SourceUnavailable, &error.to_string())
+            .await;
+    }
+
+    /// Queues an alert of a failure of the flow as a whole (no record's) to its mode's owner,
+    /// when the owner has an alert webhook.
+    async fn alert_owner(&self, mode: FailureMode, error: &str) {
+        let route = self.plan.route(mode);
         let Some(url) = self.plan.alert_urls.get(&route.owner) else {
             return;
         };
         let payload = json!({
             "flow": self.plan.name, "object": self.plan.object, "record_key": null,
-            "failure": FailureMode::SourceUnavailable.as_str(), "owner": route.owner,
+            "failure": mode.as_str(), "owner": route.owner,
             "action": route.action, "runbook": route.runbook, "escalation": route.escalate,
-            "error": error.to_string(), "at": crate::store::now_rfc3339(),
+            "error": error, "at": crate::store::now_rfc3339(),
         });
         let alert = OutboxAlert {
             owner: route.owner,
@@ -1205,6 +1417,14 @@ pub(crate) async fn claim_output(
         })
         .await?;
     Ok(())
+}
+
+/// Why a run stopped when its sink stayed unavailable past the retry window.
+fn outage_reason(error: &str) -> String {
+    format!(
+        "the sink stayed unavailable past the retry window ({error}); the checkpoint stays \
+         before the records not yet settled"
+    )
 }
 
 /// A record a batch sink refused: dead-lettered as rejected by the sink.

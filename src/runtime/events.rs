@@ -355,6 +355,27 @@ impl RuntimeEvent for SinkOutageDeclared<'_> {
     }
 }
 
+/// A batch sink failed in a way no retry can cure and that is not one record's fault (a
+/// table or path that does not exist, a local disk full): the run stops and the owner of
+/// `sink-unavailable` is alerted. Counted by the failed run itself (`RUNS_FAILED` where the
+/// run's error is handled), so only logged here.
+#[derive(Debug)]
+pub struct SinkFailed<'a> {
+    /// The owner alerted.
+    pub owner: &'a str,
+    /// The failure.
+    pub error: &'a ConnectorError,
+}
+
+impl RuntimeEvent for SinkFailed<'_> {
+    fn emit(self, events: &FlowEvents) {
+        tracing::error!(
+            flow = %events.flow(), owner = %self.owner, error = %self.error,
+            "Sink failed; the run stops."
+        );
+    }
+}
+
 /// The run could not take its flow's lock: another process holds it.
 #[derive(Debug)]
 pub struct FlowLockRefused<'a> {
