@@ -347,6 +347,13 @@ impl FlowRun {
         self
     }
 
+    /// Writes to `sink` instead (tests of the sink interface).
+    #[cfg(test)]
+    pub(crate) fn with_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
     /// The compiled flow.
     pub fn plan(&self) -> &FlowPlan {
         &self.plan
