@@ -30,7 +30,7 @@ use crate::connectors::{
 };
 use crate::spec::model::{FailureMode, Workspace};
 use crate::store::{
-    Checkpoint, CommitBatch, NewDeadLetter, Original, OutboxAlert, Store, StoreError,
+    Checkpoint, CommitBatch, NewDeadLetter, Original, OutboxAlert, Resolution, Store, StoreError,
 };
 
 /// How to run a flow.
@@ -530,8 +530,14 @@ impl FlowRun {
 
     /// Runs one stored record (a dead letter's original) through the current spec and
     /// delivers it with one attempt per request, skipping duplicate detection. Returns
-    /// `Ok(())` when every unit was delivered, or the first error.
-    pub async fn deliver_stored(&self, original: &[u8]) -> Result<Result<(), String>, RunError> {
+    /// `Ok(())` when every unit was delivered, or the first error. Once delivered, `resolves`
+    /// is applied while this run still holds the flow's lease: for a batch sink in the very
+    /// commit of the write, so the record can never be written with its letter still open.
+    pub async fn deliver_stored(
+        &self,
+        original: &[u8],
+        resolves: &Resolution,
+    ) -> Result<Result<(), String>, RunError> {
         let prepared = record::prepare(&self.plan, &RawRecord::Line(original));
         let ready = match record::admit(prepared, &mut KeySet::default()) {
             Admission::Deliver(ready) => ready,
@@ -542,7 +548,7 @@ impl FlowRun {
             Admission::Duplicate => return Ok(Err("taken for a duplicate".into())),
         };
         if self.sink.style() == SinkStyle::Batch {
-            return self.append_stored(ready).await;
+            return self.append_stored(ready, resolves).await;
         }
         let mut plan = (*self.plan).clone();
         // One attempt: an operator replaying wants an answer now, not a 30-minute wait.
@@ -577,12 +583,21 @@ impl FlowRun {
                 return Ok(Err(format!("{mode}: {error}")));
             }
         }
+        // Under the lease: a second replay waits for it, then finds the letter resolved.
+        // (The write itself is idempotent by key at a per-record sink.)
+        self.store
+            .resolve_dead_letter(resolves.id, resolves.status, &resolves.actor, &resolves.note)
+            .await?;
         Ok(Ok(()))
     }
 
     /// Replays one record to a batch sink: a batch of one, committed with the checkpoint
     /// where it stands (the flow's lease is held, so no run writes beside it).
-    async fn append_stored(&self, ready: record::Ready) -> Result<Result<(), String>, RunError> {
+    async fn append_stored(
+        &self,
+        ready: record::Ready,
+        resolves: &Resolution,
+    ) -> Result<Result<(), String>, RunError> {
         let record::Output::One(body) = ready.body else {
             return Ok(Err("split records are not replayed to files yet".into()));
         };
@@ -626,6 +641,7 @@ impl FlowRun {
                 },
                 delivered: 1,
                 lock: Some(self.lease.holder_id().to_owned()),
+                resolves: Some(resolves.clone()),
                 ..CommitBatch::default()
             })
             .await?;
