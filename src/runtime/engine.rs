@@ -15,9 +15,8 @@ use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
 use super::events::{
-    BatchRead, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer, RecordDeadLettered,
-    RecordDelivered, RecordsWritten, RunFinished, RunStarted, SinkFailed, SinkOutageDeclared,
-    SourceUnavailable,
+    BatchRead, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer, RecordAcknowledged,
+    RunFinished, RunStarted, SinkFailed, SinkOutageDeclared, SourceUnavailable,
 };
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
@@ -25,8 +24,7 @@ use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
 use super::retry::{self, Delivery, Outage, RetryClock};
 use crate::connectors::recorder::RecorderSink;
 use crate::connectors::{
-    Batch, BatchOutcome, ConnectorError, Encoded, Fault, RawRecord, Setup, Sink, SinkStyle,
-    Source,
+    Batch, BatchOutcome, ConnectorError, Encoded, Fault, RawRecord, Setup, Sink, SinkStyle, Source,
 };
 use crate::spec::model::{FailureMode, Workspace};
 use crate::store::{
@@ -438,6 +436,7 @@ impl FlowRun {
             let mut batch = batch;
             self.look_up(&mut batch).await?;
             let unsettled_before = report.unsettled;
+            let delivered_before = report.delivered;
             let (settled, stop) = self.settle(&batch, processed, &mut report).await?;
             // The cursor never passes a record that is not settled: with any left, the
             // checkpoint stays where the batch started and the next run reads it again.
@@ -477,6 +476,7 @@ impl FlowRun {
                     sync: sink_commit.durable,
                     settled: settled_in_full.then(|| self.position.clone()),
                     records: batch.len() as u64,
+                    delivered: report.delivered - delivered_before,
                 })
                 .await?;
             if let Some(bar) = progress {
@@ -586,7 +586,12 @@ impl FlowRun {
         // Under the lease: a second replay waits for it, then finds the letter resolved.
         // (The write itself is idempotent by key at a per-record sink.)
         self.store
-            .resolve_dead_letter(resolves.id, resolves.status, &resolves.actor, &resolves.note)
+            .resolve_dead_letter(
+                resolves.id,
+                resolves.status,
+                &resolves.actor,
+                &resolves.note,
+            )
             .await?;
         Ok(Ok(()))
     }
@@ -758,7 +763,6 @@ impl FlowRun {
             };
             let written = (written_up_to - rejected.len()) as u64;
             report.delivered += written;
-            self.events.emit(RecordsWritten { records: written });
             for (at, error) in rejected {
                 if let Some((index, unit, _)) = lines.get(at) {
                     failed.push((*index, sink_rejected(unit, error), 1));
@@ -925,7 +929,6 @@ impl FlowRun {
             }
             let delivered = (written_up_to - rejected.len()) as u64;
             report.delivered += delivered;
-            self.events.emit(RecordsWritten { records: delivered });
             for (at, error) in rejected {
                 let Some((index, slot, record_key, key, _)) = written.get(at) else {
                     continue;
@@ -1156,8 +1159,10 @@ impl FlowRun {
                     }
                     lock(&open).remove(&unit.record_key);
                     if let Outcome::Delivered = &outcome {
-                        let latency = Some(read_at.elapsed());
-                        events.emit(RecordDelivered { latency });
+                        // Observed now (a latency is not a count of records); the record
+                        // counts as delivered with its batch's commit.
+                        let latency = read_at.elapsed();
+                        events.emit(RecordAcknowledged { latency });
                     }
                     results.push((index, unit, outcome));
                 }
@@ -1242,7 +1247,7 @@ impl FlowRun {
         let letter = build_dead_letter(&self.plan, &rejected, attempts, original, line);
         report.dead_lettered += 1;
         *report.by_failure.entry(letter.failure.clone()).or_default() += 1;
-        self.events.emit(RecordDeadLettered { letter: &letter });
+        // Counted (and logged) once the batch carrying it is committed.
         let alert = build_alert(&self.plan, &letter);
         Settled {
             key_hash: rejected

@@ -239,7 +239,9 @@ mod tests {
         let stale = store.dead_letter(letters[0].id).await.expect("letter");
         let first = replay(&fixed, &store, stale.id, "alice").await.expect("A");
         assert_eq!(first, ReplayOutcome::Delivered);
-        let second = replay_letter(&fixed, &store, stale, "bob").await.expect("B");
+        let second = replay_letter(&fixed, &store, stale, "bob")
+            .await
+            .expect("B");
         assert_eq!(
             second,
             ReplayOutcome::AlreadyResolved(DeadLetterStatus::Replayed)

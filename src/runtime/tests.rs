@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Clock, FlowRun, RunOptions, SinkOverride, SourceOverride};
+use super::{Clock, FlowRun, Observer, RunOptions, SinkOverride, SourceOverride};
 use crate::connectors::recorder::{PlannedFault, RecorderSink};
 use crate::connectors::{
     Batch, BatchOutcome, BatchRecords, ConnectorError, Encoded, Sink, SinkCommit, SinkStyle, Source,
@@ -148,6 +148,9 @@ struct ScriptedSink {
     /// How long making the first commit durable takes (a slow fsync).
     slow_first_sync: Option<Duration>,
     syncs: Arc<AtomicU32>,
+    /// When set, each write first takes the flow's lock over, as a process finding this
+    /// run stalled would: the batch's commit is then refused.
+    thief: Option<Store>,
 }
 
 impl ScriptedSink {
@@ -163,11 +166,15 @@ impl ScriptedSink {
             written: Mutex::new(Vec::new()),
             slow_first_sync: None,
             syncs: Arc::new(AtomicU32::new(0)),
+            thief: None,
         }
     }
 
     fn written(&self) -> Vec<String> {
-        self.written.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -179,6 +186,20 @@ impl Sink for ScriptedSink {
 
     async fn write_batch(&self, records: &[Encoded<'_>]) -> Result<BatchOutcome, ConnectorError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(store) = &self.thief {
+            let holder = store.flow_lock_holder(FLOW).await.expect("holder");
+            if let Some(holder) = holder {
+                store
+                    .release_flow_lock(FLOW, &holder.id)
+                    .await
+                    .expect("release");
+            }
+            let thief = crate::store::LockHolder::this_process();
+            store
+                .acquire_flow_lock(FLOW, &thief)
+                .await
+                .expect("take over");
+        }
         let outcome = (self.script)(call, records)?;
         let refused: Vec<usize> = outcome.rejected.iter().map(|(at, _)| *at).collect();
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
@@ -213,6 +234,16 @@ async fn run_batch_sink(
     sink: Arc<ScriptedSink>,
     store: &Store,
 ) -> Result<super::RunReport, super::RunError> {
+    run_observed(batches, sink, store, Observer::default()).await
+}
+
+/// [`run_batch_sink`], counting its events into `observer`.
+async fn run_observed(
+    batches: Vec<Batch>,
+    sink: Arc<ScriptedSink>,
+    store: &Store,
+    observer: Observer,
+) -> Result<super::RunReport, super::RunError> {
     let source = RecordingSource {
         batches: batches.into_iter(),
         committed: Arc::new(Mutex::new(Vec::new())),
@@ -224,6 +255,7 @@ async fn run_batch_sink(
         RunOptions {
             clock: Clock::virtual_now(),
             progress: false,
+            observer,
             ..RunOptions::default()
         },
         Some(SourceOverride(Vec::new())),
@@ -270,13 +302,20 @@ async fn a_batch_sink_failing_transiently_is_retried_until_it_writes() {
     assert_eq!(report.delivered, 3, "{report:?}");
     assert_eq!(report.stopped_early, None);
     assert_eq!(sink.written(), vec![key(0), key(1), key(2)]);
-    let checkpoint = store.checkpoint(FLOW).await.expect("read").expect("committed");
+    let checkpoint = store
+        .checkpoint(FLOW)
+        .await
+        .expect("read")
+        .expect("committed");
     assert_eq!(checkpoint.position, json!({"n": 1}));
     let clock = store
         .retry_state(FLOW, &format!("batch:{}", key(0)))
         .await
         .expect("read");
-    assert_eq!(clock, None, "the batch's retry clock is cleared once written");
+    assert_eq!(
+        clock, None,
+        "the batch's retry clock is cleared once written"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -291,11 +330,21 @@ async fn a_batch_sink_down_past_the_window_leaves_the_batch_unsettled_and_alerts
         .expect("an outage is a report, not an error");
     assert_eq!(report.unsettled, 3, "{report:?}");
     assert_eq!(report.delivered, 0);
-    assert_eq!(report.dead_lettered, 0, "an outage is not the records' fault");
+    assert_eq!(
+        report.dead_lettered, 0,
+        "an outage is not the records' fault"
+    );
     let reason = report.stopped_early.expect("stops early");
     assert!(reason.contains("retry window"), "{reason}");
-    assert!(sink.calls.load(Ordering::SeqCst) > 2, "retried before giving up");
-    let position = store.checkpoint(FLOW).await.expect("read").map(|c| c.position);
+    assert!(
+        sink.calls.load(Ordering::SeqCst) > 2,
+        "retried before giving up"
+    );
+    let position = store
+        .checkpoint(FLOW)
+        .await
+        .expect("read")
+        .map(|c| c.position);
     assert!(
         position.as_ref().is_none_or(Value::is_null),
         "checkpoint moved: {position:?}"
@@ -312,7 +361,9 @@ async fn a_batch_refused_for_a_record_is_written_one_at_a_time_and_only_it_dead_
     let guilty = key(1);
     let sink = Arc::new(ScriptedSink::new(move |_, records| {
         if records.iter().any(|r| r.idempotency_key == guilty) {
-            Err(ConnectorError::rejected("price violates a check constraint"))
+            Err(ConnectorError::rejected(
+                "price violates a check constraint",
+            ))
         } else {
             Ok(BatchOutcome::default())
         }
@@ -330,7 +381,11 @@ async fn a_batch_refused_for_a_record_is_written_one_at_a_time_and_only_it_dead_
         .expect("letters");
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].letter.idempotency_key, Some(key(1)));
-    let checkpoint = store.checkpoint(FLOW).await.expect("read").expect("committed");
+    let checkpoint = store
+        .checkpoint(FLOW)
+        .await
+        .expect("read")
+        .expect("committed");
     assert_eq!(checkpoint.position, json!({"n": 1}), "settled in full");
 }
 
@@ -372,4 +427,101 @@ async fn a_run_failing_on_a_write_waits_for_the_batch_being_committed() {
         Some(json!({"n": 1})),
         "the run returned (and let go of its lease) before its commit ended"
     );
+}
+
+/// The flow's count of `metric` (dead letters summed over their failure and owner).
+fn counted(observer: &Observer, metric: &crate::metrics::Metric) -> f64 {
+    let metrics = observer.metrics();
+    if metric.name == crate::metrics::catalog::RECORDS_DEAD_LETTERED.name {
+        let labels = [
+            ("flow", FLOW),
+            ("failure", "contract-violation"),
+            ("owner", "seller-support"),
+        ];
+        return metrics.counter(metric, &labels);
+    }
+    metrics.counter(metric, &[("flow", FLOW)])
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_count_once_their_batch_is_committed() {
+    use crate::metrics::catalog::{RECORDS_DEAD_LETTERED, RECORDS_DELIVERED};
+    let mut records = offers(0, 3);
+    // Breaks the offer contract: a dead letter.
+    records[1]["price"] = json!(true);
+    let store = Store::in_memory().expect("store");
+    let written = || ScriptedSink::new(|_, _| Ok(BatchOutcome::default()));
+
+    // The lock is lost while the batch is written: its commit is refused, nothing counts.
+    let observer = Observer::default();
+    let mut stolen = written();
+    stolen.thief = Some(store.clone());
+    let err = run_observed(
+        vec![batch(records.clone(), 1)],
+        Arc::new(stolen),
+        &store,
+        observer.clone(),
+    )
+    .await
+    .expect_err("the commit is refused");
+    assert!(err.to_string().contains("lost its lock"), "{err}");
+    assert_eq!(counted(&observer, &RECORDS_DELIVERED), 0.0);
+    assert_eq!(counted(&observer, &RECORDS_DEAD_LETTERED), 0.0);
+
+    // The next run (the thief gone) delivers the batch again: counted once, on commit.
+    let holder = store.flow_lock_holder(FLOW).await.expect("holder");
+    if let Some(holder) = holder {
+        store
+            .release_flow_lock(FLOW, &holder.id)
+            .await
+            .expect("release");
+    }
+    let report = run_observed(
+        vec![batch(records, 1)],
+        Arc::new(written()),
+        &store,
+        observer.clone(),
+    )
+    .await
+    .expect("run");
+    assert_eq!(
+        (report.delivered, report.dead_lettered),
+        (2, 1),
+        "{report:?}"
+    );
+    assert_eq!(counted(&observer, &RECORDS_DELIVERED), 2.0);
+    assert_eq!(counted(&observer, &RECORDS_DEAD_LETTERED), 1.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_per_record_sink_counts_its_deliveries_on_commit() {
+    use crate::metrics::catalog::RECORDS_DELIVERED;
+    let observer = Observer::default();
+    let recorder = RecorderSink::new(Vec::new());
+    let report = FlowRun::new(
+        &workspace(),
+        FLOW,
+        Store::in_memory().expect("store"),
+        RunOptions {
+            clock: Clock::virtual_now(),
+            progress: false,
+            observer: observer.clone(),
+            ..RunOptions::default()
+        },
+        Some(SourceOverride(offers(0, 4))),
+        Some(SinkOverride {
+            sink: recorder,
+            acks: RecorderSink::new(Vec::new()),
+        }),
+    )
+    .await
+    .expect("flow opens")
+    .run()
+    .await
+    .expect("run");
+    assert_eq!(report.delivered, 4);
+    assert_eq!(counted(&observer, &RECORDS_DELIVERED), 4.0);
+    let text = observer.metrics().render();
+    let latency = "switchyard_delivery_latency_seconds_count{flow=\"offers-to-storefront\"} 4\n";
+    assert!(text.contains(latency), "{text}");
 }

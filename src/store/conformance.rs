@@ -453,7 +453,10 @@ mod cases {
         let checkpoint = store.checkpoint("offers").await.unwrap().unwrap();
         assert_eq!(checkpoint.position, json!({ "line": 1 }));
         assert_eq!(checkpoint.sink_state, json!({ "len": 10 }));
-        assert_eq!(store.audit_trail(1).await.unwrap()[0].action, "batch-committed");
+        assert_eq!(
+            store.audit_trail(1).await.unwrap()[0].action,
+            "batch-committed"
+        );
 
         // Another flow's batch cannot resolve this flow's letter.
         let open = store

@@ -290,9 +290,16 @@ impl StateBackend for PostgresBackend {
                 "record_key": row.get::<_, Option<String>>(1), "note": resolution.note,
             });
             let action = resolution.status.audit_action();
-            audit(&tx, Some(&batch.flow), action, &resolution.actor, &detail, &now)
-                .await
-                .map_err(pg)?;
+            audit(
+                &tx,
+                Some(&batch.flow),
+                action,
+                &resolution.actor,
+                &detail,
+                &now,
+            )
+            .await
+            .map_err(pg)?;
         }
         let detail = batch.audit_detail();
         audit(
