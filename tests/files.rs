@@ -353,3 +353,58 @@ async fn item_07_dead_letter_keeps_original_bytes() {
         show.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_replays_of_one_letter_append_its_line_once() {
+    let jsonl = b"{\"id\":\"1\",\"name\":\"lamp\"}\n{\"id\":\"2\"}\n";
+    let (root, _state) = file_workspace("replay-race", "items.jsonl", "jsonl", jsonl);
+    let workspace = load(&root);
+    run(&workspace, 10_000).await.unwrap();
+    let letters = dead_letters(&workspace).await;
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    // The spec is fixed: a missing name is now allowed and mapped to nothing.
+    std::fs::write(
+        root.join("contracts/item.json"),
+        r#"{"type": "object", "required": ["id"],
+            "properties": { "id": { "type": "string" }, "name": { "type": "string" } }}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.join(format!("flows/{FLOW}.yaml")),
+        std::fs::read_to_string(root.join(format!("flows/{FLOW}.yaml")))
+            .unwrap()
+            .replace("  name: \"{{name}}\"\n", ""),
+    )
+    .unwrap();
+    let workspace = load(&root);
+    let id = letters[0].id;
+    let store = Store::open_target(&workspace.state).await.unwrap();
+    // Each keeps trying while the other holds the flow's lease, as two operators would.
+    let replayer = |actor: &'static str| {
+        let (workspace, store) = (workspace.clone(), store.clone());
+        async move {
+            loop {
+                match replay(&workspace, &store, id, actor).await {
+                    Err(RunError::Store(switchyard::store::StoreError::FlowLocked { .. })) => {
+                        tokio::task::yield_now().await;
+                    }
+                    other => return other.unwrap(),
+                }
+            }
+        }
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(replayer("alice")),
+        tokio::spawn(replayer("bob"))
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        [
+            ReplayOutcome::AlreadyResolved(switchyard::store::DeadLetterStatus::Replayed),
+            ReplayOutcome::Delivered,
+        ]
+    );
+    assert_eq!(delivered_ids(&root), ["1", "2"], "the replayed line once");
+}

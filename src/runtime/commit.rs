@@ -8,8 +8,8 @@ use serde_json::Value;
 use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender, channel};
 use tokio::task::JoinHandle;
 
-use super::events::{BatchCommitted, FlowEvents};
-use crate::store::{CommitBatch, Store, StoreError};
+use super::events::{BatchCommitted, FlowEvents, RecordDeadLettered, RecordsWritten};
+use crate::store::{CommitBatch, NewDeadLetter, Original, OutboxAlert, Store, StoreError};
 
 /// What a sink makes durable before the checkpoint is written (an fsync).
 pub(super) type Durable = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
@@ -23,6 +23,9 @@ pub(super) struct Job {
     pub(super) settled: Option<Value>,
     /// Records the batch read (for its event).
     pub(super) records: u64,
+    /// Records the batch delivered: counted once it is committed, as are its dead letters, so
+    /// a batch whose commit fails (and is read again by the next run) is counted once.
+    pub(super) delivered: u64,
 }
 
 /// Handle on the committer task.
@@ -111,15 +114,44 @@ async fn work(
         }
         let records = job.records;
         let position = job.batch.checkpoint.position.clone();
+        let letters: Vec<NewDeadLetter> = job.batch.dead_letters.iter().map(told).collect();
         store.commit(job.batch).await?;
         events.emit(BatchCommitted {
             records,
             position: &position,
         });
+        if job.delivered > 0 {
+            events.emit(RecordsWritten {
+                records: job.delivered,
+            });
+        }
+        for letter in &letters {
+            events.emit(RecordDeadLettered { letter });
+        }
         if let Some(position) = job.settled {
             // The engine may have stopped listening (a failed run): nothing to tell then.
             let _ = reporter.send(position);
         }
     }
     Ok(())
+}
+
+/// What the event of a dead letter tells of it: everything but the original record, which may
+/// be large and is not logged.
+fn told((letter, _): &(NewDeadLetter, Option<OutboxAlert>)) -> NewDeadLetter {
+    NewDeadLetter {
+        flow: letter.flow.clone(),
+        object: letter.object.clone(),
+        record_key: letter.record_key.clone(),
+        idempotency_key: letter.idempotency_key.clone(),
+        failure: letter.failure.clone(),
+        reason: letter.reason.clone(),
+        error: letter.error.clone(),
+        attempts: letter.attempts,
+        owner: letter.owner.clone(),
+        action: letter.action.clone(),
+        record: Original::new(Vec::new()),
+        line: letter.line,
+        record_truncated: None,
+    }
 }

@@ -15,21 +15,20 @@ use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
 use super::events::{
-    BatchRead, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer, RecordDeadLettered,
-    RecordDelivered, RecordsWritten, RunFinished, RunStarted, SinkOutageDeclared,
-    SourceUnavailable,
+    BatchRead, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer, RecordAcknowledged,
+    RunFinished, RunStarted, SinkFailed, SinkOutageDeclared, SourceUnavailable,
 };
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
 use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
-use super::retry::Outage;
+use super::retry::{self, Delivery, Outage, RetryClock};
 use crate::connectors::recorder::RecorderSink;
 use crate::connectors::{
-    Batch, ConnectorError, Encoded, RawRecord, Setup, Sink, SinkStyle, Source,
+    Batch, BatchOutcome, ConnectorError, Encoded, Fault, RawRecord, Setup, Sink, SinkStyle, Source,
 };
 use crate::spec::model::{FailureMode, Workspace};
 use crate::store::{
-    Checkpoint, CommitBatch, NewDeadLetter, Original, OutboxAlert, Store, StoreError,
+    Checkpoint, CommitBatch, NewDeadLetter, Original, OutboxAlert, Resolution, Store, StoreError,
 };
 
 /// How to run a flow.
@@ -190,6 +189,29 @@ struct Settled {
     dead_letter: Option<Box<(NewDeadLetter, Option<OutboxAlert>)>>,
 }
 
+/// How a batch sink's write of a batch's records ended (a failure no retry cures and that is
+/// no record's fault stops the run instead).
+enum BatchWrite {
+    /// Written, but for the records the sink refused: index into the records, and why.
+    Written(Vec<(usize, ConnectorError)>),
+    /// The sink stayed unavailable past the retry window: the records from `from` on are not
+    /// written and go back to the source; those before were, but for `rejected`.
+    Unavailable {
+        from: usize,
+        rejected: Vec<(usize, ConnectorError)>,
+        error: String,
+    },
+}
+
+/// One write of a batch sink, retried while the failure is retryable.
+enum Attempt {
+    Written(BatchOutcome),
+    /// Still failing when the retry window closed.
+    Unavailable(String),
+    /// Failed in a way retrying cannot cure.
+    Refused(ConnectorError),
+}
+
 impl FlowRun {
     /// Prepares flow `name` of `workspace`, reading its checkpoint from `store`.
     pub async fn new(
@@ -322,6 +344,13 @@ impl FlowRun {
         self
     }
 
+    /// Writes to `sink` instead (tests of the sink interface).
+    #[cfg(test)]
+    pub(crate) fn with_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
     /// The compiled flow.
     pub fn plan(&self) -> &FlowPlan {
         &self.plan
@@ -348,14 +377,42 @@ impl FlowRun {
             .await?;
         let progress = self.progress_bar();
         let mut committer = Committer::spawn(self.store.clone(), self.events.clone());
-        let mut report = RunReport::default();
         if matches!(self.options.clock, super::clock::Clock::System) {
             self.lease.keep_alive(self.events.clone());
         }
         self.events.emit(RunStarted);
+        let looped = self
+            .run_loop(&mut committer, &mut processed, progress.as_ref())
+            .await;
+        // Every way out waits for the committer, errors included: the lease is released
+        // after this returns, and must not be while a batch may still be committing.
+        let finished = self.finish(committer).await;
+        let report = match (looped, finished) {
+            (Ok(report), Ok(())) => report,
+            (Err(err), Ok(())) | (Ok(_), Err(err)) => return Err(err),
+            (Err(err), Err(also)) => {
+                tracing::error!(flow = %flow, error = %also, "Commit also failed while the run stopped.");
+                return Err(err);
+            }
+        };
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        self.events.emit(RunFinished { report: &report });
+        Ok(report)
+    }
+
+    /// The batches of a run; the caller finishes the committer whatever this returns.
+    async fn run_loop(
+        &mut self,
+        committer: &mut Committer,
+        processed: &mut KeySet,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<RunReport, RunError> {
+        let flow = self.plan.name.clone();
+        let mut report = RunReport::default();
         loop {
             if self.lease.lost() {
-                self.finish(committer).await?;
                 return Err(RunError::Store(StoreError::LockLost { flow: flow.clone() }));
             }
             self.report_committed(committer.committed()).await?;
@@ -365,7 +422,6 @@ impl FlowRun {
                 Ok(None) => break,
                 Err(source) => {
                     self.alert_source_unavailable(&source).await;
-                    self.finish(committer).await?;
                     return Err(RunError::Source {
                         flow: flow.clone(),
                         source,
@@ -379,7 +435,8 @@ impl FlowRun {
             let mut batch = batch;
             self.look_up(&mut batch).await?;
             let unsettled_before = report.unsettled;
-            let (settled, stop) = self.settle(&batch, &mut processed, &mut report).await?;
+            let delivered_before = report.delivered;
+            let (settled, stop) = self.settle(&batch, processed, &mut report).await?;
             // The cursor never passes a record that is not settled: with any left, the
             // checkpoint stays where the batch started and the next run reads it again.
             let settled_in_full = report.unsettled == unsettled_before;
@@ -418,9 +475,10 @@ impl FlowRun {
                     sync: sink_commit.durable,
                     settled: settled_in_full.then(|| self.position.clone()),
                     records: batch.len() as u64,
+                    delivered: report.delivered - delivered_before,
                 })
                 .await?;
-            if let Some(bar) = &progress {
+            if let Some(bar) = progress {
                 bar.set_position(report.read);
                 bar.set_message(format!(
                     "delivered {} · dead letters {} · duplicates {}",
@@ -442,11 +500,6 @@ impl FlowRun {
                 break;
             }
         }
-        self.finish(committer).await?;
-        if let Some(bar) = progress {
-            bar.finish_and_clear();
-        }
-        self.events.emit(RunFinished { report: &report });
         Ok(report)
     }
 
@@ -476,8 +529,14 @@ impl FlowRun {
 
     /// Runs one stored record (a dead letter's original) through the current spec and
     /// delivers it with one attempt per request, skipping duplicate detection. Returns
-    /// `Ok(())` when every unit was delivered, or the first error.
-    pub async fn deliver_stored(&self, original: &[u8]) -> Result<Result<(), String>, RunError> {
+    /// `Ok(())` when every unit was delivered, or the first error. Once delivered, `resolves`
+    /// is applied while this run still holds the flow's lease: for a batch sink in the very
+    /// commit of the write, so the record can never be written with its letter still open.
+    pub async fn deliver_stored(
+        &self,
+        original: &[u8],
+        resolves: &Resolution,
+    ) -> Result<Result<(), String>, RunError> {
         let prepared = record::prepare(&self.plan, &RawRecord::Line(original));
         let ready = match record::admit(prepared, &mut KeySet::default()) {
             Admission::Deliver(ready) => ready,
@@ -488,7 +547,7 @@ impl FlowRun {
             Admission::Duplicate => return Ok(Err("taken for a duplicate".into())),
         };
         if self.sink.style() == SinkStyle::Batch {
-            return self.append_stored(ready).await;
+            return self.append_stored(ready, resolves).await;
         }
         let mut plan = (*self.plan).clone();
         // One attempt: an operator replaying wants an answer now, not a 30-minute wait.
@@ -523,12 +582,26 @@ impl FlowRun {
                 return Ok(Err(format!("{mode}: {error}")));
             }
         }
+        // Under the lease: a second replay waits for it, then finds the letter resolved.
+        // (The write itself is idempotent by key at a per-record sink.)
+        self.store
+            .resolve_dead_letter(
+                resolves.id,
+                resolves.status,
+                &resolves.actor,
+                &resolves.note,
+            )
+            .await?;
         Ok(Ok(()))
     }
 
     /// Replays one record to a batch sink: a batch of one, committed with the checkpoint
     /// where it stands (the flow's lease is held, so no run writes beside it).
-    async fn append_stored(&self, ready: record::Ready) -> Result<Result<(), String>, RunError> {
+    async fn append_stored(
+        &self,
+        ready: record::Ready,
+        resolves: &Resolution,
+    ) -> Result<Result<(), String>, RunError> {
         let record::Output::One(body) = ready.body else {
             return Ok(Err("split records are not replayed to files yet".into()));
         };
@@ -572,6 +645,7 @@ impl FlowRun {
                 },
                 delivered: 1,
                 lock: Some(self.lease.holder_id().to_owned()),
+                resolves: Some(resolves.clone()),
                 ..CommitBatch::default()
             })
             .await?;
@@ -660,6 +734,8 @@ impl FlowRun {
                 }
             }
         }
+        let mut stop = None;
+        let mut abandoned_units: Vec<(usize, Unit)> = Vec::new();
         if !lines.is_empty() {
             let encoded: Vec<Encoded<'_>> = lines
                 .iter()
@@ -668,22 +744,30 @@ impl FlowRun {
                     json,
                 })
                 .collect();
-            let outcome = self
-                .sink
-                .write_batch(&encoded)
-                .await
-                .map_err(|err| self.sink_error(err))?;
-            let written = (lines.len() - outcome.rejected.len()) as u64;
+            let (written_up_to, rejected) = match self.write_records(&encoded).await? {
+                BatchWrite::Written(rejected) => (lines.len(), rejected),
+                BatchWrite::Unavailable {
+                    from,
+                    rejected,
+                    error,
+                } => {
+                    stop = Some(outage_reason(&error));
+                    // Not written: their records go back to the source whole, as a
+                    // per-record sink's abandoned units do.
+                    for (index, unit, _) in lines.drain(from..) {
+                        abandoned_units.push((index, unit));
+                    }
+                    (from, rejected)
+                }
+            };
+            let written = (written_up_to - rejected.len()) as u64;
             report.delivered += written;
-            self.events.emit(RecordsWritten { records: written });
-            for (at, error) in outcome.rejected {
+            for (at, error) in rejected {
                 if let Some((index, unit, _)) = lines.get(at) {
                     failed.push((*index, sink_rejected(unit, error), 1));
                 }
             }
         }
-        let mut stop = None;
-        let mut abandoned_units: Vec<(usize, Unit)> = Vec::new();
         let mut unavailable = std::collections::HashSet::new();
         for (index, unit, outcome) in self.deliver_all(pending, report).await? {
             let (mode, attempts, error) = match outcome {
@@ -703,10 +787,7 @@ impl FlowRun {
             };
             if mode == FailureMode::SinkUnavailable {
                 unavailable.insert(index);
-                stop = Some(format!(
-                    "the sink stayed unavailable past the retry window ({error}); the \
-                     checkpoint stays before the records not yet settled"
-                ));
+                stop = Some(outage_reason(&error));
             }
             let reason = match mode {
                 FailureMode::SinkRejected => "sink_rejected",
@@ -778,6 +859,7 @@ impl FlowRun {
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
         let mut settled = Vec::with_capacity(batch.len());
         let mut index = 0;
+        let mut stop = None;
         for (lines, prepared) in prepare_all_encoded(&self.plan, batch) {
             // (batch index, index into `settled`, idempotency key, line range) of each record
             // to write.
@@ -821,15 +903,32 @@ impl FlowRun {
                     json: &lines[range.clone()],
                 })
                 .collect();
-            let outcome = self
-                .sink
-                .write_batch(&encoded)
-                .await
-                .map_err(|err| self.sink_error(err))?;
-            let delivered = (written.len() - outcome.rejected.len()) as u64;
+            // Once the sink is declared down, later records are not written either: the
+            // output keeps the source's order.
+            let outcome = match stop {
+                Some(_) => None,
+                None => Some(self.write_records(&encoded).await?),
+            };
+            let (written_up_to, rejected) = match outcome {
+                Some(BatchWrite::Written(rejected)) => (written.len(), rejected),
+                Some(BatchWrite::Unavailable {
+                    from,
+                    rejected,
+                    error,
+                }) => {
+                    stop = Some(outage_reason(&error));
+                    (from, rejected)
+                }
+                None => (0, Vec::new()),
+            };
+            for (_, slot, _, _, _) in written.get(written_up_to..).unwrap_or_default() {
+                // Unsettled: no processed key, so the next run reads and writes it again.
+                settled[*slot].key_hash = None;
+                report.unsettled += 1;
+            }
+            let delivered = (written_up_to - rejected.len()) as u64;
             report.delivered += delivered;
-            self.events.emit(RecordsWritten { records: delivered });
-            for (at, error) in outcome.rejected {
+            for (at, error) in rejected {
                 let Some((index, slot, record_key, key, _)) = written.get(at) else {
                     continue;
                 };
@@ -849,7 +948,138 @@ impl FlowRun {
                 settled[*slot].dead_letter = letter.dead_letter;
             }
         }
-        Ok((settled, None))
+        Ok((settled, stop))
+    }
+
+    /// Writes records to a batch sink, classified as a per-record sink's deliveries are: a
+    /// retryable failure is retried under the flow's retry policy; past the window the
+    /// records go back to the source and the owner of `sink-unavailable` is alerted; a
+    /// record's fault makes the records go one at a time, so only the guilty ones are refused;
+    /// any other failure stops the run and alerts that owner too (the sink takes no record
+    /// until someone fixes the workspace or the host, which is an outage to whoever runs the
+    /// flow, not a record to correct).
+    async fn write_records(&self, records: &[Encoded<'_>]) -> Result<BatchWrite, RunError> {
+        let Some(first) = records.first() else {
+            return Ok(BatchWrite::Written(Vec::new()));
+        };
+        let error = match self.write_retrying(records, first.idempotency_key).await? {
+            Attempt::Written(outcome) => return Ok(BatchWrite::Written(outcome.rejected)),
+            Attempt::Unavailable(error) => {
+                return Ok(self.declare_outage(0, Vec::new(), error).await);
+            }
+            Attempt::Refused(error) if error.fault == Fault::Record => error,
+            Attempt::Refused(error) => return Err(self.sink_failed(error).await),
+        };
+        tracing::warn!(
+            flow = %self.plan.name, records = records.len(), error = %error,
+            "Batch refused for a record's data; writing its records one at a time."
+        );
+        let mut rejected = Vec::new();
+        for (at, record) in records.iter().enumerate() {
+            let one = std::slice::from_ref(record);
+            match self.write_retrying(one, record.idempotency_key).await? {
+                Attempt::Written(outcome) => {
+                    rejected.extend(outcome.rejected.into_iter().map(|(_, error)| (at, error)));
+                }
+                Attempt::Refused(error) if error.fault == Fault::Record => {
+                    rejected.push((at, error));
+                }
+                Attempt::Refused(error) => return Err(self.sink_failed(error).await),
+                Attempt::Unavailable(error) => {
+                    return Ok(self.declare_outage(at, rejected, error).await);
+                }
+            }
+        }
+        Ok(BatchWrite::Written(rejected))
+    }
+
+    /// One `write_batch`, retried under the flow's policy while retryable. Its retry clock is
+    /// keyed `batch:` and the idempotency key of the first record written: a batch left
+    /// unsettled is read again from the same checkpoint, so its retry starts with the same
+    /// record and its window keeps running across runs and restarts, as a record's does; the
+    /// prefix keeps it apart from that record's own clock.
+    async fn write_retrying(
+        &self,
+        records: &[Encoded<'_>],
+        first_key: &str,
+    ) -> Result<Attempt, RunError> {
+        let flow = &self.plan.name;
+        let key = format!("batch:{first_key}");
+        // One read per batch (not per record): a clock left by an earlier run continues.
+        let failed_before = self.store.retry_state(flow, &key).await?.is_some();
+        let written = std::sync::Mutex::new(None);
+        let last = std::sync::Mutex::new(None);
+        let delivery = retry::deliver(
+            &self.plan.retry,
+            &self.options.clock,
+            &self.store,
+            RetryClock {
+                flow,
+                key: &key,
+                failed_before,
+                events: Some(&self.events),
+            },
+            None,
+            || async {
+                match self.sink.write_batch(records).await {
+                    Ok(outcome) => {
+                        *lock(&written) = Some(outcome);
+                        Ok(())
+                    }
+                    Err(error) => {
+                        *lock(&last) = Some(error.clone());
+                        Err(error)
+                    }
+                }
+            },
+        )
+        .await?;
+        let attempt = match delivery {
+            Delivery::Delivered { .. } => {
+                return Ok(Attempt::Written(lock(&written).take().unwrap_or_default()));
+            }
+            Delivery::Rejected { error, .. } => Attempt::Refused(
+                lock(&last)
+                    .take()
+                    .unwrap_or_else(|| ConnectorError::internal(error)),
+            ),
+            Delivery::Unavailable { error, .. } => Attempt::Unavailable(error),
+            Delivery::Abandoned { .. } => Attempt::Unavailable("abandoned".into()),
+        };
+        // The clock has done its work either way. Past the window the records go back to
+        // the source; a fresh clock gives the next run a whole window before the owner is
+        // alerted again, rather than one failed attempt and an alert on every tick.
+        self.store.clear_retry(flow, &key).await?;
+        Ok(attempt)
+    }
+
+    /// The sink stayed unavailable past the retry window: reported once, its owner alerted.
+    async fn declare_outage(
+        &self,
+        from: usize,
+        rejected: Vec<(usize, ConnectorError)>,
+        error: String,
+    ) -> BatchWrite {
+        self.events.emit(SinkOutageDeclared { error: &error });
+        self.alert_owner(FailureMode::SinkUnavailable, &error).await;
+        BatchWrite::Unavailable {
+            from,
+            rejected,
+            error,
+        }
+    }
+
+    /// A batch sink failed for good, not for a record: the owner of `sink-unavailable` is
+    /// alerted and the run stops with the error.
+    async fn sink_failed(&self, error: ConnectorError) -> RunError {
+        let route = self.plan.route(FailureMode::SinkUnavailable);
+        self.events.emit(SinkFailed {
+            owner: &route.owner,
+            error: &error,
+        });
+        self.alert_owner(FailureMode::SinkUnavailable, &error.message)
+            .await;
+        self.sink_error(error)
     }
 
     fn sink_error(&self, source: ConnectorError) -> RunError {
@@ -928,8 +1158,10 @@ impl FlowRun {
                     }
                     lock(&open).remove(&unit.record_key);
                     if let Outcome::Delivered = &outcome {
-                        let latency = Some(read_at.elapsed());
-                        events.emit(RecordDelivered { latency });
+                        // Observed now (a latency is not a count of records); the record
+                        // counts as delivered with its batch's commit.
+                        let latency = read_at.elapsed();
+                        events.emit(RecordAcknowledged { latency });
                     }
                     results.push((index, unit, outcome));
                 }
@@ -1014,7 +1246,7 @@ impl FlowRun {
         let letter = build_dead_letter(&self.plan, &rejected, attempts, original, line);
         report.dead_lettered += 1;
         *report.by_failure.entry(letter.failure.clone()).or_default() += 1;
-        self.events.emit(RecordDeadLettered { letter: &letter });
+        // Counted (and logged) once the batch carrying it is committed.
         let alert = build_alert(&self.plan, &letter);
         Settled {
             key_hash: rejected
@@ -1031,14 +1263,22 @@ impl FlowRun {
             owner: &route.owner,
             error,
         });
+        self.alert_owner(FailureMode::SourceUnavailable, &error.to_string())
+            .await;
+    }
+
+    /// Queues an alert of a failure of the flow as a whole (no record's) to its mode's owner,
+    /// when the owner has an alert webhook.
+    async fn alert_owner(&self, mode: FailureMode, error: &str) {
+        let route = self.plan.route(mode);
         let Some(url) = self.plan.alert_urls.get(&route.owner) else {
             return;
         };
         let payload = json!({
             "flow": self.plan.name, "object": self.plan.object, "record_key": null,
-            "failure": FailureMode::SourceUnavailable.as_str(), "owner": route.owner,
+            "failure": mode.as_str(), "owner": route.owner,
             "action": route.action, "runbook": route.runbook, "escalation": route.escalate,
-            "error": error.to_string(), "at": crate::store::now_rfc3339(),
+            "error": error, "at": crate::store::now_rfc3339(),
         });
         let alert = OutboxAlert {
             owner: route.owner,
@@ -1204,6 +1444,14 @@ pub(crate) async fn claim_output(
         })
         .await?;
     Ok(())
+}
+
+/// Why a run stopped when its sink stayed unavailable past the retry window.
+fn outage_reason(error: &str) -> String {
+    format!(
+        "the sink stayed unavailable past the retry window ({error}); the checkpoint stays \
+         before the records not yet settled"
+    )
 }
 
 /// A record a batch sink refused: dead-lettered as rejected by the sink.

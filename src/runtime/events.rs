@@ -195,8 +195,25 @@ impl RuntimeEvent for RecordDelivered {
     }
 }
 
-/// A batch sink wrote records of a batch (files, PostgreSQL): they count as delivered, with
-/// no per-record latency.
+/// A record was acknowledged by a per-record sink: its latency is observed as it happens;
+/// it counts as delivered only once its batch is committed ([`RecordsWritten`]), so a batch
+/// whose commit fails is not counted twice when the next run delivers it again.
+#[derive(Debug)]
+pub struct RecordAcknowledged {
+    /// From the record's batch being read to its acknowledgement.
+    pub latency: Duration,
+}
+
+impl RuntimeEvent for RecordAcknowledged {
+    fn emit(self, events: &FlowEvents) {
+        tracing::trace!(flow = %events.flow(), "Record acknowledged.");
+        events.inner.latency.observe(self.latency.as_secs_f64());
+    }
+}
+
+/// Records of a batch were delivered (acknowledged one by one, or written by a batch sink)
+/// and the batch is committed: they count as delivered. Emitted once per batch, after its
+/// commit.
 #[derive(Debug)]
 pub struct RecordsWritten {
     /// Records written.
@@ -352,6 +369,27 @@ impl RuntimeEvent for SinkOutageDeclared<'_> {
         );
         let metrics = &events.inner.metrics;
         metrics.count(&SINK_OUTAGES, events.labels(), 1);
+    }
+}
+
+/// A batch sink failed in a way no retry can cure and that is not one record's fault (a
+/// table or path that does not exist, a local disk full): the run stops and the owner of
+/// `sink-unavailable` is alerted. Counted by the failed run itself (`RUNS_FAILED` where the
+/// run's error is handled), so only logged here.
+#[derive(Debug)]
+pub struct SinkFailed<'a> {
+    /// The owner alerted.
+    pub owner: &'a str,
+    /// The failure.
+    pub error: &'a ConnectorError,
+}
+
+impl RuntimeEvent for SinkFailed<'_> {
+    fn emit(self, events: &FlowEvents) {
+        tracing::error!(
+            flow = %events.flow(), owner = %self.owner, error = %self.error,
+            "Sink failed; the run stops."
+        );
     }
 }
 

@@ -130,6 +130,7 @@ macro_rules! conformance {
 conformance!(
     checkpoints_and_processed_keys,
     dead_letters,
+    resolving_commits,
     retry_clocks,
     inbox,
     outbox,
@@ -400,6 +401,83 @@ mod cases {
             store.dead_letter(999_999).await,
             Err(StoreError::NoSuchDeadLetter(999_999))
         ));
+    }
+
+    /// A batch that resolves a dead letter (a replay to a batch sink) commits the letter's
+    /// new status with its checkpoint, or nothing at all when the letter is no longer open.
+    pub(super) async fn resolving_commits(fixture: &Fixture) {
+        let store = &fixture.store;
+        let ids = store
+            .commit(CommitBatch {
+                flow: "offers".into(),
+                dead_letters: vec![(letter("offers", "contract-violation", "1"), None)],
+                ..CommitBatch::default()
+            })
+            .await
+            .unwrap();
+        let replayed = |position: i64| CommitBatch {
+            flow: "offers".into(),
+            checkpoint: Checkpoint {
+                position: json!({ "line": position }),
+                sink_state: json!({ "len": position * 10 }),
+            },
+            delivered: 1,
+            resolves: Some(Resolution {
+                id: ids[0],
+                status: DeadLetterStatus::Replayed,
+                actor: "alice".into(),
+                note: "delivered on replay".into(),
+            }),
+            ..CommitBatch::default()
+        };
+        store.commit(replayed(1)).await.unwrap();
+        let resolved = store.dead_letter(ids[0]).await.unwrap();
+        assert_eq!(resolved.status, DeadLetterStatus::Replayed);
+        assert_eq!(resolved.resolved_by.as_deref(), Some("alice"));
+        assert_eq!(resolved.note.as_deref(), Some("delivered on replay"));
+        let actions: Vec<String> = store
+            .audit_trail(2)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.action)
+            .collect();
+        assert_eq!(actions, ["batch-committed", "dead-letter-replayed"]);
+
+        // A second replay's commit: refused whole, the checkpoint where the first left it.
+        let refused = store.commit(replayed(2)).await.unwrap_err();
+        assert!(
+            matches!(refused, StoreError::DeadLetterResolved(id) if id == ids[0]),
+            "{refused}"
+        );
+        let checkpoint = store.checkpoint("offers").await.unwrap().unwrap();
+        assert_eq!(checkpoint.position, json!({ "line": 1 }));
+        assert_eq!(checkpoint.sink_state, json!({ "len": 10 }));
+        assert_eq!(
+            store.audit_trail(1).await.unwrap()[0].action,
+            "batch-committed"
+        );
+
+        // Another flow's batch cannot resolve this flow's letter.
+        let open = store
+            .commit(CommitBatch {
+                flow: "offers".into(),
+                dead_letters: vec![(letter("offers", "contract-violation", "2"), None)],
+                ..CommitBatch::default()
+            })
+            .await
+            .unwrap();
+        let mut foreign = replayed(3);
+        foreign.flow = "orders".into();
+        foreign.resolves = foreign.resolves.map(|r| Resolution { id: open[0], ..r });
+        assert!(matches!(
+            store.commit(foreign).await,
+            Err(StoreError::DeadLetterResolved(_))
+        ));
+        assert_eq!(
+            store.dead_letter(open[0]).await.unwrap().status,
+            DeadLetterStatus::Open
+        );
     }
 
     pub(super) async fn retry_clocks(fixture: &Fixture) {

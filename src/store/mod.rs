@@ -109,6 +109,10 @@ pub enum StoreError {
     /// No dead letter has this ID.
     #[error("no dead letter #{0}")]
     NoSuchDeadLetter(i64),
+    /// A commit was to resolve a dead letter that is no longer open (another replay or an
+    /// operator resolved it first); nothing of the commit was kept.
+    #[error("dead letter #{0} is no longer open; nothing was committed")]
+    DeadLetterResolved(i64),
     /// The state file exists but cannot be trusted; nothing was read or sent.
     #[error("state store {path} {problem}; nothing was sent. {fix}")]
     Unusable {
@@ -172,6 +176,24 @@ pub struct CommitBatch {
     pub duplicates: u64,
     /// The holder ID of the run's flow lock: the commit is refused unless it still holds it.
     pub lock: Option<String>,
+    /// A dead letter this batch resolves (a replay to a batch sink): resolved in the same
+    /// transaction as the write it proves, so a crash or a second replay can never find the
+    /// record written and the letter still open. The commit is refused with
+    /// [`StoreError::DeadLetterResolved`] unless the letter is still open.
+    pub resolves: Option<Resolution>,
+}
+
+/// A dead letter resolved by a [`CommitBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The dead letter.
+    pub id: i64,
+    /// Its new status.
+    pub status: DeadLetterStatus,
+    /// Who resolved it (for the audit trail).
+    pub actor: String,
+    /// Why.
+    pub note: String,
 }
 
 /// The retry clock of one record: when it first failed and how often.

@@ -48,6 +48,7 @@ async fn a_batch_commits_everything_or_nothing_and_survives_reopening() {
         delivered: 2,
         duplicates: 0,
         lock: None,
+        resolves: None,
     };
     let ids = store.commit(batch).await.unwrap();
     assert_eq!(ids.len(), 1);

@@ -263,6 +263,44 @@ impl StateBackend for PostgresBackend {
         let ids = insert_dead_letters(&tx, &batch.dead_letters, &now)
             .await
             .map_err(pg)?;
+        if let Some(resolution) = &batch.resolves {
+            let resolved = tx
+                .query_opt(
+                    "UPDATE dead_letters SET status = $2, resolved_by = $3, note = $4,
+                       updated_at = $5
+                     WHERE id = $1 AND flow = $6 AND status = 'open'
+                     RETURNING failure, record_key",
+                    &[
+                        &resolution.id,
+                        &resolution.status.as_str(),
+                        &resolution.actor,
+                        &text(&resolution.note),
+                        &now,
+                        &batch.flow,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            // Dropping the transaction rolls it back: nothing of the batch is kept.
+            let Some(row) = resolved else {
+                return Err(StoreError::DeadLetterResolved(resolution.id));
+            };
+            let detail = serde_json::json!({
+                "dead_letter": resolution.id, "failure": row.get::<_, String>(0),
+                "record_key": row.get::<_, Option<String>>(1), "note": resolution.note,
+            });
+            let action = resolution.status.audit_action();
+            audit(
+                &tx,
+                Some(&batch.flow),
+                action,
+                &resolution.actor,
+                &detail,
+                &now,
+            )
+            .await
+            .map_err(pg)?;
+        }
         let detail = batch.audit_detail();
         audit(
             &tx,

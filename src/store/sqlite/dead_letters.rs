@@ -8,8 +8,50 @@ use super::{Db, audit};
 use crate::store::dead_letters::DEAD_LETTER_COLUMNS as COLUMNS;
 use crate::store::{
     DeadLetter, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, Original, RecordTruncation,
-    StoreError, now_rfc3339,
+    Resolution, StoreError, now_rfc3339,
 };
+
+/// Resolves an open dead letter of `flow` inside a batch's transaction, with its audit
+/// entry; `false` (nothing changed) when it is not open.
+pub(super) fn resolve_open(
+    conn: &Connection,
+    resolution: &Resolution,
+    flow: &str,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    let resolved = conn
+        .query_row(
+            "UPDATE dead_letters SET status = ?2, resolved_by = ?3, note = ?4, updated_at = ?5
+             WHERE id = ?1 AND flow = ?6 AND status = 'open'
+             RETURNING failure, record_key",
+            params![
+                resolution.id,
+                resolution.status.as_str(),
+                resolution.actor,
+                resolution.note,
+                now,
+                flow
+            ],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)),
+        )
+        .optional()?;
+    let Some((failure, record_key)) = resolved else {
+        return Ok(false);
+    };
+    let detail = serde_json::json!({
+        "dead_letter": resolution.id, "failure": failure,
+        "record_key": record_key, "note": resolution.note,
+    });
+    audit(
+        conn,
+        Some(flow),
+        resolution.status.audit_action(),
+        &resolution.actor,
+        &detail,
+        now,
+    )?;
+    Ok(true)
+}
 
 pub(super) fn insert(
     conn: &Connection,

@@ -186,7 +186,8 @@ impl Db {
                 flow: batch.flow.clone(),
             });
         }
-        let ids = (|| -> rusqlite::Result<Vec<i64>> {
+        // `None`: the dead letter the batch resolves is no longer open.
+        let ids = (|| -> rusqlite::Result<Option<Vec<i64>>> {
             tx.execute(
                 "INSERT INTO checkpoints (flow, position, sink_state, updated_at)
                  VALUES (?1, ?2, ?3, ?4)
@@ -217,6 +218,11 @@ impl Db {
                 }
                 ids.push(id);
             }
+            if let Some(resolution) = &batch.resolves
+                && !dead_letters::resolve_open(&tx, resolution, &batch.flow, &now)?
+            {
+                return Ok(None);
+            }
             let detail = batch.audit_detail();
             audit(
                 &tx,
@@ -226,9 +232,15 @@ impl Db {
                 &detail,
                 &now,
             )?;
-            Ok(ids)
+            Ok(Some(ids))
         })()
         .map_err(|e| self.sqlite(e))?;
+        let Some(ids) = ids else {
+            // Dropping the transaction rolls it back: nothing of the batch is kept.
+            return Err(StoreError::DeadLetterResolved(
+                batch.resolves.as_ref().map_or(0, |r| r.id),
+            ));
+        };
         tx.commit().map_err(|e| self.sqlite(e))?;
         Ok(ids)
     }
