@@ -122,7 +122,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             read,
             metrics.counter(&RECORDS_DELIVERED, &flow),
             metrics.counter(&RECORDS_DUPLICATE, &flow),
-            by_failure.iter().map(|(_, count)| count).sum::<f64>(),
+            // Counts are whole numbers; summed as integers, an empty list prints 0, not -0.
+            by_failure
+                .iter()
+                .map(|(_, count)| *count as u64)
+                .sum::<u64>(),
             elapsed.as_secs_f64(),
             rate
         );
