@@ -391,7 +391,10 @@ impl FlowRun {
             (Ok(report), Ok(())) => report,
             (Err(err), Ok(())) | (Ok(_), Err(err)) => return Err(err),
             (Err(err), Err(also)) => {
-                tracing::error!(flow = %flow, error = %also, "Commit also failed while the run stopped.");
+                // A failed commit stops the loop and the committer alike: said once.
+                if !matches!(err, RunError::Commit(_)) {
+                    tracing::error!(flow = %flow, error = %also, "Commit also failed while the run stopped.");
+                }
                 return Err(err);
             }
         };
