@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 use switchyard::connectors::file::FileSource;
-use switchyard::spec::raw::FileFormat;
+use switchyard::connectors::file::config::FileFormat;
 
 /// One file per fuzzing process, rewritten for every input.
 fn scratch() -> &'static PathBuf {
