@@ -9,6 +9,7 @@ pub mod cli;
 pub mod connectors;
 pub mod contract;
 pub mod daemon;
+pub mod error_text;
 pub mod flowtest;
 pub mod mapping;
 pub mod metrics;

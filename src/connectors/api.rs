@@ -420,6 +420,23 @@ fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, Problem> {
     })
 }
 
+/// Checks a flow's `from:` or `to:` settings: their types, then `check` against the system's
+/// settings (nothing more when those are wrong: they are reported on the system).
+fn check_endpoint<C: Connector, T: DeserializeOwned>(
+    system: &Value,
+    endpoint: &Value,
+    check: fn(&C::System, &T) -> Vec<Problem>,
+) -> Vec<Problem> {
+    let endpoint = match typed::<T>(endpoint) {
+        Ok(endpoint) => endpoint,
+        Err(problem) => return vec![problem],
+    };
+    match typed::<C::System>(system) {
+        Ok(system) => check(&system, &endpoint),
+        Err(_) => Vec::new(),
+    }
+}
+
 #[async_trait]
 impl<C: Connector> DynConnector for C {
     fn name(&self) -> &'static str {
@@ -446,25 +463,11 @@ impl<C: Connector> DynConnector for C {
     }
 
     fn check_from(&self, system: &Value, from: &Value) -> Vec<Problem> {
-        let from = match typed::<C::From>(from) {
-            Ok(from) => from,
-            Err(problem) => return vec![problem],
-        };
-        match typed::<C::System>(system) {
-            Ok(system) => C::check_from(&system, &from),
-            Err(_) => Vec::new(),
-        }
+        check_endpoint::<C, C::From>(system, from, C::check_from)
     }
 
     fn check_to(&self, system: &Value, to: &Value) -> Vec<Problem> {
-        let to = match typed::<C::To>(to) {
-            Ok(to) => to,
-            Err(problem) => return vec![problem],
-        };
-        match typed::<C::System>(system) {
-            Ok(system) => C::check_to(&system, &to),
-            Err(_) => Vec::new(),
-        }
+        check_endpoint::<C, C::To>(system, to, C::check_to)
     }
 
     fn source_templates(&self, from: &Value) -> Vec<(String, String)> {

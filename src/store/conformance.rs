@@ -56,7 +56,7 @@ impl Fixture {
         }
         let store = Store::connect(&testing::with_schema(&url, &schema))
             .await
-            .unwrap_or_else(|err| panic!("{test}: {}", testing::chain(&err)));
+            .unwrap_or_else(|err| panic!("{test}: {}", crate::error_text::with_causes(&err)));
         Some(Self {
             store,
             backend: Backend::Postgres { url, schema },

@@ -76,7 +76,7 @@ pub async fn drop_schema(url: &str, schema: &str) -> Result<(), String> {
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
         .await
-        .map_err(|e| chain(&e))
+        .map_err(|e| crate::error_text::with_causes(&e))
 }
 
 /// A plain connection to the test server, for what a test does behind the store's back.
@@ -92,20 +92,7 @@ pub async fn raw_postgres(url: &str) -> Result<tokio_postgres::Client, String> {
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| crate::error_text::with_causes(&e))?;
     tokio::spawn(connection);
     Ok(client)
-}
-
-/// An error with its causes: the driver's own message ("error connecting to server") does not
-/// say why.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

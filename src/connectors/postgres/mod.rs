@@ -21,6 +21,7 @@ use tokio_postgres::error::SqlState;
 
 pub use self::config::{PostgresConfig, PostgresFromConfig, PostgresToConfig};
 use super::api::{Connector, ConnectorError, Problem, Roles, Setup, Sink, Source};
+use crate::error_text::with_causes;
 
 /// How long connecting may take before the attempt counts as an outage.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,7 +165,10 @@ fn target(system: &PostgresConfig) -> String {
 /// reached the server's logic (refused connection, broken socket, timeout): an outage.
 fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorError {
     let Some(code) = err.code() else {
-        return ConnectorError::unavailable(format!("PostgreSQL at {target}: {}", chain(err)));
+        return ConnectorError::unavailable(format!(
+            "PostgreSQL at {target}: {}",
+            with_causes(err)
+        ));
     };
     let state = code.code();
     let message = match err.as_db_error() {
@@ -179,7 +183,10 @@ fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorError {
             }
             text
         }
-        None => format!("PostgreSQL at {target}: {} (SQLSTATE {state})", chain(err)),
+        None => format!(
+            "PostgreSQL at {target}: {} (SQLSTATE {state})",
+            with_causes(err)
+        ),
     };
     let class = &state[..state.len().min(2)];
     // P0: PL/pgSQL's own errors, above all a trigger's `RAISE EXCEPTION` refusing a row.
@@ -207,19 +214,6 @@ fn classify(err: &tokio_postgres::Error, target: &str) -> ConnectorError {
             ..ConnectorError::unavailable(message)
         }
     }
-}
-
-/// An error with its causes: the driver's own message ("error connecting to server") does not
-/// say why.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

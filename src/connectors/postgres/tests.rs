@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::connectors::api::{
-    ConnectorError, DynConnector, Encoded, Fault, Problem, Setup, Sink, SinkStyle, Source,
+    BatchOutcome, ConnectorError, DynConnector, Encoded, Fault, Problem, Setup, Sink, SinkStyle,
+    Source,
 };
 use crate::connectors::{Batch, RawRecord, connector};
 use crate::spec::Code;
@@ -1140,18 +1141,7 @@ async fn a_row_refused_by_a_trigger_is_rejected_alone() {
         ("k2", posting("blocked", "20")),
         ("k3", posting("o-3", "30")),
     ];
-    let outcome = sink.write_batch(&encoded(&records)).await;
-    let written = db
-        .texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id")
-        .await;
-    db.finish().await;
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(err) => panic!(
-            "the whole batch failed (fault {:?}, retryable {}): {err}",
-            err.fault, err.retryable
-        ),
-    };
+    let (outcome, written) = write_and_list_keys(db, sink.as_ref(), &records).await;
     assert_eq!(outcome.rejected.len(), 1);
     assert_eq!(written, [Some("k1".to_owned()), Some("k3".to_owned())]);
 }
@@ -1183,18 +1173,7 @@ async fn a_deferred_constraint_refuses_one_row_not_the_batch() {
         ("k2", posting("o-1", "20")),
         ("k3", posting("o-3", "30")),
     ];
-    let outcome = sink.write_batch(&encoded(&records)).await;
-    let written = db
-        .texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id")
-        .await;
-    db.finish().await;
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(err) => panic!(
-            "the whole batch failed (fault {:?}, retryable {}), written {written:?}: {err}",
-            err.fault, err.retryable
-        ),
-    };
+    let (outcome, written) = write_and_list_keys(db, sink.as_ref(), &records).await;
     assert_eq!(outcome.rejected.len(), 1);
     assert_eq!(outcome.rejected[0].0, 1, "{:?}", outcome.rejected);
     assert_eq!(written, [Some("k1".to_owned()), Some("k3".to_owned())]);
@@ -1223,18 +1202,7 @@ async fn one_record_with_an_unknown_field_does_not_block_the_batch() {
         ),
         ("k3", posting("o-3", "30")),
     ];
-    let outcome = sink.write_batch(&encoded(&records)).await;
-    let written = db
-        .texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id")
-        .await;
-    db.finish().await;
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(err) => panic!(
-            "the whole batch failed (fault {:?}, retryable {}), written {written:?}: {err}",
-            err.fault, err.retryable
-        ),
-    };
+    let (outcome, written) = write_and_list_keys(db, sink.as_ref(), &records).await;
     // Rejected rather than written without the field: a mistyped mapping must not drop data.
     assert_eq!(outcome.rejected.len(), 1, "{:?}", outcome.rejected);
     let (index, err) = &outcome.rejected[0];
@@ -1322,4 +1290,25 @@ async fn a_key_already_posted_with_different_content_is_rejected_not_delivered()
     .map(|row| Some((*row).to_owned()))
     .collect();
     assert_eq!(written, expected);
+}
+
+/// Writes `records` as one batch, lists the ledger's idempotency keys in insertion order and
+/// drops the test's schema; the batch must not fail as a whole.
+async fn write_and_list_keys(
+    db: Db,
+    sink: &dyn Sink,
+    records: &[(&str, String)],
+) -> (BatchOutcome, Vec<Option<String>>) {
+    let outcome = sink.write_batch(&encoded(records)).await;
+    let written = db
+        .texts("SELECT idempotency_key FROM {s}.ledger ORDER BY id")
+        .await;
+    db.finish().await;
+    match outcome {
+        Ok(outcome) => (outcome, written),
+        Err(err) => panic!(
+            "the whole batch failed (fault {:?}, retryable {}), written {written:?}: {err}",
+            err.fault, err.retryable
+        ),
+    }
 }
