@@ -14,7 +14,9 @@ use switchyard::runtime::{Clock, FlowRun, RunOptions, SinkOverride, SourceOverri
 use switchyard::sandbox::{Fault, Sandbox, SandboxConfig};
 use switchyard::store::{LockHolder, STALE_AFTER, Store, StoreError};
 
-use crate::runtime::{FLOW, delivered_offer_ids, load, run_flow, workspace_copy};
+use crate::runtime::{
+    FLOW, assert_each_valid_offer_once, delivered_offer_ids, load, run_flow, workspace_copy,
+};
 use crate::util::TestState;
 
 /// Every offer of the marketplace's listing, in its order, through its own paged API.
@@ -158,11 +160,7 @@ async fn item_04_two_runs_of_one_flow_deliver_each_record_once() {
     );
     assert!(!refused.contains("already exists"), "{refused}");
 
-    let mut ids = delivered_offer_ids(&sandbox);
-    ids.sort_unstable();
-    let mut expected = sandbox.summary().valid_offer_ids;
-    expected.sort_unstable();
-    assert_eq!(ids, expected, "each valid offer exactly once");
+    assert_each_valid_offer_once(&sandbox, "each valid offer exactly once");
     let store = state.open().await;
     let letters = store
         .dead_letters(&switchyard::store::DeadLetterFilter::default())

@@ -16,7 +16,7 @@ use serde_json::Value;
 use switchyard::sandbox::{Fault, Sandbox, SandboxConfig};
 use switchyard::store::{Store, testing};
 
-use crate::runtime::{FLOW, delivered_offer_ids, workspace_copy};
+use crate::runtime::{FLOW, assert_each_valid_offer_once, workspace_copy};
 
 /// A fresh schema of the test server for `test`, dropped when this is dropped (kept when the
 /// test failed); `None` when PostgreSQL does not answer and is not required.
@@ -293,13 +293,9 @@ async fn a_second_run_is_refused_and_a_killed_holder_is_taken_over() {
         stderr.contains("Taking over the lock of a crashed run."),
         "{stderr}"
     );
-    let mut ids = delivered_offer_ids(&sandbox);
-    ids.sort_unstable();
-    let mut expected = sandbox.summary().valid_offer_ids;
-    expected.sort_unstable();
-    assert_eq!(
-        ids, expected,
-        "after kill -9 and a takeover: each valid offer exactly once"
+    assert_each_valid_offer_once(
+        &sandbox,
+        "after kill -9 and a takeover: each valid offer exactly once",
     );
     let store = Store::connect(&schema.target()).await.unwrap();
     assert_eq!(
@@ -399,13 +395,9 @@ async fn a_stalled_holder_loses_its_lease_and_cannot_commit_after_the_takeover()
         "{stderr}"
     );
 
-    let mut ids = delivered_offer_ids(&sandbox);
-    ids.sort_unstable();
-    let mut expected = sandbox.summary().valid_offer_ids;
-    expected.sort_unstable();
-    assert_eq!(
-        ids, expected,
-        "after a stall and a takeover: each valid offer exactly once"
+    assert_each_valid_offer_once(
+        &sandbox,
+        "after a stall and a takeover: each valid offer exactly once",
     );
     sandbox.shutdown().await;
 }

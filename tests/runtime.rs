@@ -70,6 +70,16 @@ pub(crate) async fn run_flow(
         .expect("run")
 }
 
+/// Asserts the storefront received every valid offer of the sandbox exactly once, and nothing
+/// else.
+pub(crate) fn assert_each_valid_offer_once(sandbox: &Sandbox, context: &str) {
+    let mut ids = delivered_offer_ids(sandbox);
+    ids.sort_unstable();
+    let mut expected = sandbox.summary().valid_offer_ids;
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "{context}");
+}
+
 pub(crate) fn delivered_offer_ids(sandbox: &Sandbox) -> Vec<i64> {
     sandbox
         .received()
@@ -87,11 +97,7 @@ async fn every_valid_offer_once_every_bad_one_dead_lettered_with_owner_and_alert
     let report = run_flow(&workspace, &store).await;
     let summary = sandbox.summary();
 
-    let mut ids = delivered_offer_ids(&sandbox);
-    ids.sort_unstable();
-    let mut expected = summary.valid_offer_ids.clone();
-    expected.sort_unstable();
-    assert_eq!(ids, expected, "each valid offer exactly once, nothing else");
+    assert_each_valid_offer_once(&sandbox, "each valid offer exactly once, nothing else");
     assert_eq!(report.delivered as usize, summary.valid);
     assert_eq!(report.duplicates as usize, summary.duplicates);
 
@@ -278,13 +284,9 @@ async fn kill_dash_nine_mid_run_then_rerun_delivers_each_offer_exactly_once() {
     sandbox.clear_storefront_faults();
     let status = run(&root).status().unwrap();
     assert!(status.success() || status.code() == Some(1), "{status:?}");
-    let mut ids = delivered_offer_ids(&sandbox);
-    ids.sort_unstable();
-    let mut expected = sandbox.summary().valid_offer_ids;
-    expected.sort_unstable();
-    assert_eq!(
-        ids, expected,
-        "after kill -9 and a rerun: each valid offer exactly once"
+    assert_each_valid_offer_once(
+        &sandbox,
+        "after kill -9 and a rerun: each valid offer exactly once",
     );
     sandbox.shutdown().await;
 }

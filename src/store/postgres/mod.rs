@@ -134,7 +134,7 @@ impl PostgresBackend {
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|err| StoreError::Pool {
             target: self.target.clone(),
-            message: err.to_string(),
+            message: crate::error_text::with_causes(&err),
         })
     }
 
