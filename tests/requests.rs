@@ -131,3 +131,264 @@ async fn a_field_used_only_by_the_path_stays_out_of_the_body() {
     assert_eq!(seen[0].path, "/orders/A1/ship");
     assert_eq!(seen[0].body, json!({ "carrier": "DHL", "tracking": "T-9" }));
 }
+
+// ---- acknowledge.map, whatever the flow's sink ----------------------------------------
+
+/// A marketplace stand-in: records each acceptance call, refuses the orders listed in
+/// `refuse` with 400.
+#[derive(Default)]
+struct Marketplace {
+    calls: Vec<(String, Value)>,
+    refuse: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Marketplace>>;
+
+async fn accept(
+    State(market): State<Shared>,
+    uri: Uri,
+    body: String,
+) -> (axum::http::StatusCode, String) {
+    let mut market = market.lock().unwrap();
+    let path = uri.path().to_owned();
+    market.calls.push((
+        path.clone(),
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    ));
+    if market.refuse.iter().any(|id| path.contains(id.as_str())) {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            r#"{"message":"order_lines is required"}"#.into(),
+        );
+    }
+    (axum::http::StatusCode::NO_CONTENT, String::new())
+}
+
+async fn marketplace(refuse: &[&str]) -> (String, Shared) {
+    let market: Shared = Arc::new(Mutex::new(Marketplace {
+        calls: Vec::new(),
+        refuse: refuse.iter().map(|s| (*s).to_owned()).collect(),
+    }));
+    let app = axum::Router::new()
+        .fallback(accept)
+        .with_state(market.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), market)
+}
+
+/// The acknowledgement every flow below sends: the path from the mapped record, the body
+/// from the record as read (`seller_id` and `lines` are not mapped).
+const ACKNOWLEDGE: &str = r#"
+acknowledge:
+  system: marketplace-api
+  request: { method: PUT, path: "/orders/{{order_id}}/accept" }
+  map:
+    seller: "{{seller_id}}"
+    accepted: { template: "true", type: boolean }
+    order_lines: { from: /lines }
+"#;
+
+/// A copy of `examples/ledger-postgres` with a `marketplace-api` HTTP system, the flow
+/// `orders-to-file` (order drop → file) and `acknowledge` on both order flows.
+fn ack_workspace(test: &str, schema: Option<&str>) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("switchyard-ack-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    crate::util::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ledger-postgres"),
+        &root,
+    );
+    let _ = std::fs::remove_file(root.join("out/journal.jsonl"));
+    let _ = std::fs::remove_file(root.join("out/orders.jsonl"));
+    let workspace = std::fs::read_to_string(root.join("switchyard.yaml"))
+        .unwrap()
+        .replace("consume: [ledger]", "consume: [ledger, close-folder]")
+        .replace(
+            "owners:",
+            "  marketplace-api:\n    description: Accepts orders.\n    http: { base_url: \"${ACK_URL}\" }\nowners:",
+        );
+    std::fs::write(root.join("switchyard.yaml"), workspace).unwrap();
+    let ledger_flow = root.join("flows/orders-to-ledger.yaml");
+    let mut text = std::fs::read_to_string(&ledger_flow).unwrap() + ACKNOWLEDGE;
+    if let Some(schema) = schema {
+        text = text.replace("ledger.journal", &format!("{schema}.journal"));
+    }
+    std::fs::write(&ledger_flow, text).unwrap();
+    let file_flow = format!(
+        "flow: orders-to-file\nobject: order\npattern: batch\nlatency: finance-close\n\
+         from: {{ system: order-drop, path: orders.jsonl, format: jsonl }}\n\
+         to: {{ system: close-folder, path: orders.jsonl, format: jsonl }}\n\
+         idempotency_key: \"{{{{order_id}}}}\"\n\
+         map:\n  order_id: \"{{{{order_id}}}}\"\n  total: {{ from: /total }}\n{ACKNOWLEDGE}"
+    );
+    std::fs::write(root.join("flows/orders-to-file.yaml"), file_flow).unwrap();
+    root
+}
+
+fn load(
+    root: &std::path::Path,
+    ack_url: &str,
+    ledger_url: &str,
+) -> switchyard::spec::model::Workspace {
+    let env = switchyard::spec::EnvLookup::empty()
+        .with("ACK_URL", ack_url)
+        .with("LEDGER_URL", ledger_url);
+    let loaded = switchyard::spec::load_workspace(
+        root,
+        &switchyard::spec::LoadOptions { strict: false, env },
+    );
+    loaded
+        .workspace
+        .unwrap_or_else(|| panic!("does not load: {:?}", loaded.diagnostics))
+}
+
+async fn run_flow(
+    workspace: &switchyard::spec::model::Workspace,
+    flow: &str,
+    store: &switchyard::store::Store,
+) -> switchyard::runtime::RunReport {
+    switchyard::runtime::FlowRun::new(
+        workspace,
+        flow,
+        store.clone(),
+        switchyard::runtime::RunOptions {
+            progress: false,
+            ..switchyard::runtime::RunOptions::default()
+        },
+        None,
+        None,
+    )
+    .await
+    .unwrap()
+    .run()
+    .await
+    .unwrap()
+}
+
+/// The orders of the example's drop whose contract holds, in file order (the drop also
+/// carries invalid ones, dead-lettered before any write).
+fn valid_orders(root: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(root.join("out/orders.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn source_orders(root: &std::path::Path) -> HashMap<String, Value> {
+    std::fs::read_to_string(root.join("data/orders.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|o| Some((o.get("order_id")?.as_str()?.to_owned(), o)))
+        .collect()
+}
+
+/// Checks each written order was accepted exactly once, with the body built from the record
+/// as read.
+fn assert_each_accepted_once(written: &[String], market: &Shared, root: &std::path::Path) {
+    let source = source_orders(root);
+    let calls = market.lock().unwrap().calls.clone();
+    assert_eq!(calls.len(), written.len(), "{calls:?}");
+    for id in written {
+        let call: Vec<_> = calls
+            .iter()
+            .filter(|(path, _)| *path == format!("/orders/{id}/accept"))
+            .collect();
+        assert_eq!(call.len(), 1, "order {id} accepted {} times", call.len());
+        let order = &source[id];
+        assert_eq!(
+            call[0].1,
+            json!({ "seller": order["seller_id"], "accepted": true, "order_lines": order["lines"] }),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_file_sink_acknowledges_each_written_record_once_with_the_mapped_body() {
+    let (ack_url, market) = marketplace(&[]).await;
+    let root = ack_workspace("file", None);
+    let workspace = load(&root, &ack_url, "postgres://unused");
+    let store = switchyard::store::Store::in_memory().unwrap();
+    let report = run_flow(&workspace, "orders-to-file", &store).await;
+    let written: Vec<String> = valid_orders(&root)
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!written.is_empty());
+    assert_eq!(report.delivered, written.len() as u64, "{report:?}");
+    assert_each_accepted_once(&written, &market, &root);
+    // The mapped record carries the path's field and no acknowledgement field.
+    assert!(
+        valid_orders(&root)
+            .iter()
+            .all(|o| o.get("seller").is_none())
+    );
+    // A second run reads nothing new and acknowledges nothing again.
+    run_flow(&workspace, "orders-to-file", &store).await;
+    assert_eq!(market.lock().unwrap().calls.len(), written.len());
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[tokio::test(start_paused = false)]
+async fn a_refused_acknowledgement_after_a_file_write_is_a_dead_letter() {
+    let root = ack_workspace("file-refused", None);
+    let refused = source_orders(&root).keys().min().cloned().unwrap();
+    let (ack_url, market) = marketplace(&[refused.as_str()]).await;
+    let workspace = load(&root, &ack_url, "postgres://unused");
+    let store = switchyard::store::Store::in_memory().unwrap();
+    let report = run_flow(&workspace, "orders-to-file", &store).await;
+    let letters = store
+        .dead_letters(&switchyard::store::DeadLetterFilter::default())
+        .await
+        .unwrap();
+    let letter = letters
+        .iter()
+        .find(|l| l.letter.record_key.as_deref() == Some(refused.as_str()))
+        .unwrap_or_else(|| panic!("no dead letter for {refused}: {letters:?}"));
+    assert_eq!(letter.letter.failure, "sink-rejected", "{letter:?}");
+    assert!(
+        letter.letter.error.contains("acknowledgement"),
+        "{letter:?}"
+    );
+    let written = valid_orders(&root).len() as u64;
+    assert_eq!(report.delivered, written - 1, "{report:?}");
+    // Refused once (a 400 is not retried), every other order accepted once.
+    let calls = market.lock().unwrap().calls.clone();
+    assert_eq!(calls.len() as u64, written);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[tokio::test]
+async fn a_postgres_sink_acknowledges_each_written_record_once_with_the_mapped_body() {
+    use switchyard::store::testing;
+    let url = testing::postgres_url();
+    let schema = testing::unique_schema("ack_postgres");
+    if !testing::fresh_schema("requests::ack_postgres", &url, &schema).await {
+        return;
+    }
+    let (ack_url, market) = marketplace(&[]).await;
+    let root = ack_workspace("postgres", Some(&schema));
+    let ddl = std::fs::read_to_string(root.join("sql/schema.sql"))
+        .unwrap()
+        .replace(
+            "SCHEMA IF NOT EXISTS ledger;",
+            &format!("SCHEMA IF NOT EXISTS {schema};"),
+        )
+        .replace("ledger.journal", &format!("{schema}.journal"));
+    let client = testing::raw_postgres(&url).await.unwrap();
+    client.batch_execute(&ddl).await.unwrap();
+    let workspace = load(&root, &ack_url, &url);
+    let store = switchyard::store::Store::in_memory().unwrap();
+    let report = run_flow(&workspace, "orders-to-ledger", &store).await;
+    let rows = client
+        .query(&format!("SELECT order_id FROM {schema}.journal"), &[])
+        .await
+        .unwrap();
+    let written: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    assert!(!written.is_empty());
+    assert_eq!(report.delivered, written.len() as u64, "{report:?}");
+    assert_each_accepted_once(&written, &market, &root);
+    let _ = std::fs::remove_dir_all(root);
+}

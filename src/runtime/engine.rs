@@ -966,7 +966,8 @@ impl FlowRun {
             for ((index, slot), unit, outcome) in self.acknowledge_written(to_ack).await? {
                 if let Some(rejected) = ack_failure(unit, outcome) {
                     let (rejected, attempts) = rejected;
-                    let letter = self.dead_letter(rejected, attempts, original_of(batch, index), report);
+                    let letter =
+                        self.dead_letter(rejected, attempts, original_of(batch, index), report);
                     // The record was written: its key stays processed, with the dead letter
                     // of its acknowledgement beside it.
                     settled[slot].dead_letter = letter.dead_letter;

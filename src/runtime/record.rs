@@ -476,10 +476,11 @@ fn split_legs(plan: &FlowPlan, split: &SplitConfig, record: &Value) -> Result<Ve
                     serde_json::json!({"key": key, "index": index, "count": count}),
                 );
             }
-            let (result, ack) = match map(plan, &leg).and_then(|body| Ok((body, ack_body(plan, &leg)?))) {
-                Ok((body, ack)) => (Ok(body), ack),
-                Err(rejection) => (Err(rejection), None),
-            };
+            let (result, ack) =
+                match map(plan, &leg).and_then(|body| Ok((body, ack_body(plan, &leg)?))) {
+                    Ok((body, ack)) => (Ok(body), ack),
+                    Err(rejection) => (Err(rejection), None),
+                };
             Leg { result, key, ack }
         })
         .collect())

@@ -132,8 +132,8 @@ pub(crate) fn section_schema(
                 schema,
                 "JSON body sent as it is (for example `{accepted: true}`).",
             );
-            let schema =
-                generator.subschema_for::<Option<indexmap::IndexMap<String, crate::mapping::MapField>>>();
+            let schema = generator
+                .subschema_for::<Option<indexmap::IndexMap<String, crate::mapping::MapField>>>();
             generic(
                 generator,
                 "map",

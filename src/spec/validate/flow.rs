@@ -563,7 +563,12 @@ fn check_templates(
 
 /// `acknowledge:`'s body: `map` (checked like a flow's `map:`, over the record as read) or
 /// `body`, not both.
-fn check_ack_body(ack: &AcknowledgeConfig, record: &Scope<'_>, at: &At<'_>, report: &mut Report<'_>) {
+fn check_ack_body(
+    ack: &AcknowledgeConfig,
+    record: &Scope<'_>,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) {
     if ack.map.is_some() && ack.body.is_some() {
         report.push(
             at.error(
