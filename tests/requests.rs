@@ -392,3 +392,55 @@ async fn a_postgres_sink_acknowledges_each_written_record_once_with_the_mapped_b
     assert_each_accepted_once(&written, &market, &root);
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// `switchyard test` asserts on the acknowledgement calls: their path and the body
+/// `acknowledge.map` built; a body that differs fails the case with both shown.
+#[test]
+fn flow_tests_assert_on_acknowledgement_paths_and_bodies() {
+    let root = ack_workspace("flowtest", None);
+    let order = json!({
+        "order_id": "MKP-000001-A", "seller_id": "S-ACME", "channel": "web", "currency": "EUR",
+        "total": "10.00", "commission": "1.00", "paid_at": "2025-03-01T08:00:00Z",
+        "lines": [{ "sku": "SKU-1", "quantity": 1, "unit_price": "10.00" }]
+    });
+    let case = |body: Value| {
+        json!({
+            "flow": "orders-to-file",
+            "cases": [{
+                "name": "the order is accepted with its lines",
+                "input": [order],
+                "expect": {
+                    "delivered": [{ "order_id": "MKP-000001-A", "total": "10.00" }],
+                    "acknowledgements": [{
+                        "key": "MKP-000001-A",
+                        "path": "/orders/MKP-000001-A/accept",
+                        "body": body
+                    }]
+                }
+            }]
+        })
+    };
+    std::fs::create_dir_all(root.join("tests")).unwrap();
+    let _ = std::fs::remove_file(root.join("tests/orders-to-ledger.yaml"));
+    let _ = std::fs::remove_file(root.join("tests/ledger-to-close.yaml"));
+    let right = json!({ "seller": "S-ACME", "accepted": true, "order_lines": order["lines"] });
+    let file = root.join("tests/orders-to-file.yaml");
+    std::fs::write(&file, case(right).to_string()).unwrap();
+    let results =
+        switchyard::flowtest::run_all(&load(&root, "http://127.0.0.1:1", "postgres://x"), None);
+    assert_eq!(results.len(), 1);
+    assert!(results[0].passed(), "{:?}", results[0].failures);
+    std::fs::write(&file, case(json!({ "accepted": true })).to_string()).unwrap();
+    let results =
+        switchyard::flowtest::run_all(&load(&root, "http://127.0.0.1:1", "postgres://x"), None);
+    let failure = results[0].failures.join("\n");
+    assert!(failure.contains("acknowledgements differ"), "{failure}");
+    assert!(
+        failure.contains(
+            r#"- key MKP-000001-A, path /orders/MKP-000001-A/accept, body {"accepted":true}"#
+        ),
+        "{failure}"
+    );
+    assert!(failure.contains(r#""seller":"S-ACME""#), "{failure}");
+    let _ = std::fs::remove_dir_all(root);
+}

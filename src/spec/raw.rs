@@ -626,6 +626,26 @@ pub struct TestExpectation {
     /// Idempotency keys of the records acknowledged at their source (`acknowledge`), in order.
     #[serde(default)]
     pub acknowledged: Option<Vec<String>>,
+    /// The acknowledgement calls sent (`acknowledge`), in order: each one's body and, for an
+    /// HTTP acknowledgement, its path. Only the keys given are compared.
+    #[serde(default)]
+    pub acknowledgements: Option<Vec<ExpectedAcknowledgement>>,
+}
+
+/// An expected acknowledgement call.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedAcknowledgement {
+    /// The idempotency key of the record acknowledged.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The request path (HTTP acknowledgements), as rendered, for example
+    /// `/api/orders/MKP-1/accept`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The JSON body sent, exactly.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
 }
 
 /// An expected dead letter.
