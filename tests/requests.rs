@@ -444,3 +444,21 @@ fn flow_tests_assert_on_acknowledgement_paths_and_bodies() {
     assert!(failure.contains(r#""seller":"S-ACME""#), "{failure}");
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// `explain` describes the acknowledgement: target, method and path, the body's fields.
+#[test]
+fn explain_describes_the_acknowledgement() {
+    let root = ack_workspace("explain", None);
+    let workspace = load(&root, "http://127.0.0.1:1", "postgres://x");
+    let text = switchyard::spec::explain::flow_summary(&workspace.flows["orders-to-file"]);
+    assert!(
+        text.contains(
+            "Each delivered record is acknowledged at marketplace-api \
+             (PUT /orders/{{order_id}}/accept) once its write is durable; the body is mapped \
+             from the record as read: seller, accepted, order_lines. A failed acknowledgement \
+             is retried, then dead-lettered."
+        ),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -232,6 +232,12 @@ pub(crate) fn check(
         endpoint.map(|endpoint| Acknowledgement {
             endpoint,
             body: ack.body.clone().unwrap_or(serde_json::Value::Null),
+            map_fields: ack
+                .map
+                .iter()
+                .flatten()
+                .map(|(name, _)| name.clone())
+                .collect(),
         })
     });
 
