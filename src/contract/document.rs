@@ -21,6 +21,8 @@ pub struct ContractRef<'a> {
 pub struct SelectError {
     /// What is wrong.
     pub message: String,
+    /// The pointer token that was not found (empty when the pointer itself is malformed).
+    pub token: String,
     /// The names found where the pointer went wrong, for a "did you mean".
     pub candidates: Vec<String>,
 }
@@ -50,6 +52,7 @@ pub fn select(document: &Value, pointer: &str) -> Result<Value, SelectError> {
     if !pointer.is_empty() && !pointer.starts_with('/') {
         return Err(SelectError {
             message: format!("`#{pointer}` is not a JSON Pointer; write `#/{pointer}`"),
+            token: String::new(),
             candidates: Vec::new(),
         });
     }
@@ -74,6 +77,7 @@ pub fn select(document: &Value, pointer: &str) -> Result<Value, SelectError> {
             };
             return Err(SelectError {
                 message: format!("`#{pointer}` leads nowhere: {at} has no `{token}`"),
+                token,
                 candidates,
             });
         };
@@ -84,6 +88,7 @@ pub fn select(document: &Value, pointer: &str) -> Result<Value, SelectError> {
     let Value::Object(schema) = node else {
         return Err(SelectError {
             message: format!("`#{pointer}` is not a schema (an object) but {node}"),
+            token: String::new(),
             candidates: Vec::new(),
         });
     };
