@@ -15,8 +15,8 @@ use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
 use super::events::{
-    BatchRead, ContractNullsTolerated, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer, RecordAcknowledged,
-    RunFinished, RunStarted, SinkFailed, SinkOutageDeclared, SourceUnavailable,
+    BatchRead, ContractNullsTolerated, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer,
+    RecordAcknowledged, RunFinished, RunStarted, SinkFailed, SinkOutageDeclared, SourceUnavailable,
 };
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};

@@ -521,8 +521,9 @@ fn read_contract(
                 format!("contract {path} is not a usable JSON Schema: {err}"),
             )
             .with_hint(Some(
-                "every `$ref` must point inside the same file (`#/components/schemas/...` or \
-                 `#/definitions/...`); copy schemas from other files into it"
+                "check the contract's `$ref`s: each must name a schema the same file has \
+                 (`#/components/schemas/...` or `#/definitions/...`); copy schemas from other \
+                 files into it"
                     .into(),
             )),
         );
