@@ -59,6 +59,53 @@ pub struct MapFieldSpec {
     pub optional: bool,
 }
 
+impl MapFieldSpec {
+    /// What is wrong with the field's shape, if anything, as the key to report it at and the
+    /// message: not exactly one source, `each` without `map` (or the reverse), `type` on an
+    /// `each`, or `optional` beside a different `missing`. Templates are checked elsewhere.
+    pub fn shape_problem(&self) -> Option<(&'static str, String)> {
+        let sources = [
+            self.template.is_some(),
+            self.from.is_some(),
+            self.value.is_some(),
+            self.each.is_some(),
+        ];
+        if self.map.is_some() && self.each.is_none() {
+            return Some((
+                "map",
+                "`map` is the per-item mapping of `each`; add `each: /<array>`".into(),
+            ));
+        }
+        if sources.iter().filter(|given| **given).count() != 1 {
+            return Some((
+                "",
+                "give exactly one of `template`, `from`, `value` or `each`".into(),
+            ));
+        }
+        if self.each.is_some() && self.map.is_none() {
+            return Some((
+                "each",
+                "`each` needs `map:`, the fields of one output item".into(),
+            ));
+        }
+        if self.each.is_some() && self.value_type.is_some() {
+            return Some((
+                "type",
+                "`type` does not apply to `each` (it builds an array); give each item field \
+                 its own `type`"
+                    .into(),
+            ));
+        }
+        if self.optional && !matches!(self.missing, None | Some(Missing::Null)) {
+            return Some((
+                "optional",
+                "`optional: true` means `missing: null`; write only `missing:`".into(),
+            ));
+        }
+        None
+    }
+}
+
 /// What a mapped field gives when its input value is absent or `null`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -102,6 +102,9 @@ impl Mapping {
                     (compile(source).map_err(fail)?, None, Missing::Error)
                 }
                 MapField::Detailed(spec) => {
+                    if let Some((_, message)) = spec.shape_problem() {
+                        return Err(fail(message));
+                    }
                     let value = compile_source(spec, depth).map_err(|err| match err {
                         SourceError::Message(message) => fail(message),
                         SourceError::Inner(inner) => MappingCompileError {
@@ -109,24 +112,11 @@ impl Mapping {
                             message: inner.message,
                         },
                     })?;
-                    let missing = match (spec.missing, spec.optional) {
-                        (Some(Missing::Null) | None, true) => Missing::Null,
-                        (Some(_), true) => {
-                            return Err(fail(
-                                "`optional: true` means `missing: null`; write only `missing:`"
-                                    .into(),
-                            ));
-                        }
-                        (Some(missing), false) => missing,
-                        (None, false) => Missing::Error,
+                    let missing = match spec.missing {
+                        Some(missing) => missing,
+                        None if spec.optional => Missing::Null,
+                        None => Missing::Error,
                     };
-                    if matches!(value, ValueSource::Each(..)) && spec.value_type.is_some() {
-                        return Err(fail(
-                            "`type` does not apply to `each` (it builds an array); give each \
-                             item field its own `type`"
-                                .into(),
-                        ));
-                    }
                     (value, spec.value_type, missing)
                 }
             };
@@ -335,11 +325,6 @@ fn compile_source(spec: &MapFieldSpec, depth: usize) -> Result<ValueSource, Sour
             )))
         }
     };
-    if spec.map.is_some() && spec.each.is_none() {
-        return Err(message(
-            "`map` is the per-item mapping of `each`; add `each: /<array>`".into(),
-        ));
-    }
     match (&spec.template, &spec.from, &spec.value, &spec.each) {
         (Some(source), None, None, None) => compile(source).map_err(message),
         (None, Some(from), None, None) => pointer(from, "from").map(ValueSource::Pointer),
@@ -347,9 +332,7 @@ fn compile_source(spec: &MapFieldSpec, depth: usize) -> Result<ValueSource, Sour
         (None, None, None, Some(each)) => {
             let array = pointer(each, "each")?;
             let Some(map) = &spec.map else {
-                return Err(message(
-                    "`each` needs `map:`, the fields of one output item".into(),
-                ));
+                return Err(message("`each` needs `map:`".into()));
             };
             if depth >= MAX_EACH_DEPTH {
                 return Err(message(format!(
