@@ -131,10 +131,12 @@ async fn lenient_nulls_are_delivered_and_counted_as_warnings() {
         bodies,
         vec![
             json!({"order_id": "O-1", "total": "59.90", "currency": "EUR", "order_lines": [
-                {"id": "L-1", "accepted": true, "sku": "A", "quantity": 2, "price": "29.95"}]}),
+                {"id": "L-1", "accepted": true, "sku": "A", "quantity": 2, "price": "29.95",
+                 "order_ref": "O-1/L-1"}]}),
             json!({"order_id": "O-2", "total": "59.90", "currency": "EUR", "note": "ring twice",
                    "order_lines": [
-                {"id": "L-1", "accepted": true, "sku": "B", "quantity": 1, "price": "59.90"}]}),
+                {"id": "L-1", "accepted": true, "sku": "B", "quantity": 1, "price": "59.90",
+                 "order_ref": "O-2/L-1"}]}),
         ]
     );
     let flow = [("flow", "orders-to-oms")];

@@ -25,7 +25,14 @@ pub use self::template::{CompiledTemplate, Escape, FieldPath, RenderError};
 #[derive(Debug, Clone)]
 pub struct Mapping {
     fields: Vec<FieldMapping>,
+    /// Whether a field reads [`ROOT_FIELD`] (only an `each` item map can); items are then
+    /// given the whole record under that name, which costs a copy per item.
+    reads_root: bool,
 }
+
+/// The name under which an `each` item map reads the whole record:
+/// `{{_root.order_id}}`, `from: /_root/order_id`.
+pub const ROOT_FIELD: &str = "_root";
 
 /// How deep `each` fields may nest (an `each` inside an `each` is depth 2). Deeper nesting is
 /// refused at load: real payloads need two or three levels, and a bound keeps a typo from
@@ -130,7 +137,20 @@ impl Mapping {
                 missing,
             });
         }
-        Ok(Self { fields })
+        let reads_root = depth > 1
+            && map.values().any(|field| match field {
+                MapField::Template(source) => source.contains(ROOT_FIELD),
+                MapField::Detailed(spec) => {
+                    spec.template
+                        .as_deref()
+                        .is_some_and(|t| t.contains(ROOT_FIELD))
+                        || spec
+                            .from
+                            .as_deref()
+                            .is_some_and(|p| p.starts_with(&format!("/{ROOT_FIELD}")))
+                }
+            });
+        Ok(Self { fields, reads_root })
     }
 
     /// Whether records pass through unchanged.
@@ -140,12 +160,18 @@ impl Mapping {
 
     /// Maps one record.
     pub fn apply(&self, record: &Value) -> Result<Value, MappingError> {
+        self.apply_within(record, record)
+    }
+
+    /// Maps `record` (an array item inside an `each`, or the record itself) whose whole
+    /// record is `root`.
+    fn apply_within(&self, record: &Value, root: &Value) -> Result<Value, MappingError> {
         if self.fields.is_empty() {
             return Ok(record.clone());
         }
         let mut out = Map::with_capacity(self.fields.len());
         for field in &self.fields {
-            if let Some(value) = field.value_of(record)? {
+            if let Some(value) = field.value_of(record, root)? {
                 out.insert(field.name.clone(), value.into_owned());
             }
         }
@@ -174,7 +200,7 @@ impl Mapping {
         out.push(b'{');
         let mut first = true;
         for field in &self.fields {
-            let Some(value) = field.value_of(record)? else {
+            let Some(value) = field.value_of(record, record)? else {
                 continue;
             };
             if !first {
@@ -193,7 +219,12 @@ impl Mapping {
 impl FieldMapping {
     /// The field's value for one record, borrowed from the record when it is copied as is;
     /// `None` when the input is missing and the field is omitted.
-    fn value_of<'r>(&'r self, record: &'r Value) -> Result<Option<Cow<'r, Value>>, MappingError> {
+    /// `root` is the whole record, for `each` item maps that read it.
+    fn value_of<'r>(
+        &'r self,
+        record: &'r Value,
+        root: &Value,
+    ) -> Result<Option<Cow<'r, Value>>, MappingError> {
         let raw = match &self.value {
             ValueSource::Template(template) => match template.evaluate_borrowed(record) {
                 Ok(value) => value,
@@ -214,7 +245,7 @@ impl FieldMapping {
                     Some(Value::Null) | None => {
                         self.when_missing(|| format!("array `{pointer}` is missing"))
                     }
-                    Some(Value::Array(items)) => self.each(items, mapping).map(Some),
+                    Some(Value::Array(items)) => self.each(items, mapping, root).map(Some),
                     Some(other) => {
                         Err(self.error(format!("`{pointer}` is {}, not an array", kind_of(other))))
                     }
@@ -244,17 +275,34 @@ impl FieldMapping {
 
     /// Maps every item of an input array; an error names the item's index
     /// (`order_lines[3].quantity`).
-    fn each<'r>(&self, items: &[Value], mapping: &Mapping) -> Result<Cow<'r, Value>, MappingError> {
+    fn each<'r>(
+        &self,
+        items: &[Value],
+        mapping: &Mapping,
+        root: &Value,
+    ) -> Result<Cow<'r, Value>, MappingError> {
         let mut out = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let mapped = mapping.apply(item).map_err(|inner| MappingError {
-                field: if inner.field.is_empty() {
-                    format!("{}[{index}]", self.name)
-                } else {
-                    format!("{}[{index}].{}", self.name, inner.field)
-                },
-                message: inner.message,
-            })?;
+            let with_root;
+            let context = match item {
+                Value::Object(fields) if mapping.reads_root => {
+                    let mut fields = fields.clone();
+                    fields.insert(ROOT_FIELD.to_owned(), root.clone());
+                    with_root = Value::Object(fields);
+                    &with_root
+                }
+                _ => item,
+            };
+            let mapped = mapping
+                .apply_within(context, root)
+                .map_err(|inner| MappingError {
+                    field: if inner.field.is_empty() {
+                        format!("{}[{index}]", self.name)
+                    } else {
+                        format!("{}[{index}].{}", self.name, inner.field)
+                    },
+                    message: inner.message,
+                })?;
             out.push(mapped);
         }
         Ok(Cow::Owned(Value::Array(out)))
@@ -819,5 +867,30 @@ mod tests {
             yaml = format!("a: {{ each: /a, map: {{ {yaml} }} }}");
         }
         assert!(message(&yaml).contains("nests deeper"), "{yaml}");
+    }
+
+    #[test]
+    fn item_maps_reach_the_whole_record_as_root() {
+        let mapping = from_yaml(
+            "lines:\n\
+             \x20 each: /lines\n\
+             \x20 map:\n\
+             \x20   ref: \"{{_root.order_id}}-{{id}}\"\n\
+             \x20   currency: { from: /_root/currency }\n\
+             \x20   parts:\n\
+             \x20     each: /parts\n\
+             \x20     map:\n\
+             \x20       order: { from: /_root/order_id }\n\
+             \x20       sku: \"{{sku}}\"\n",
+        )
+        .unwrap();
+        let record = json!({"order_id": "O-7", "currency": "EUR", "lines": [
+            {"id": "L-1", "parts": [{"sku": "a"}, {"sku": "b"}]}
+        ]});
+        assert_eq!(
+            apply_checked(&mapping, &record).unwrap(),
+            json!({"lines": [{"ref": "O-7-L-1", "currency": "EUR", "parts": [
+                {"order": "O-7", "sku": "a"}, {"order": "O-7", "sku": "b"}]}]})
+        );
     }
 }
