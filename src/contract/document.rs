@@ -3,6 +3,10 @@
 //! selects becomes the contract's root, and the document's schema collections
 //! (`components`, `definitions`) travel with it, so the `$ref`s inside it
 //! (`#/components/schemas/Line`) resolve locally, exactly as they did in the document.
+//!
+//! OpenAPI 3.0 marks optional nulls with `nullable: true` (and Swagger 2 vendors with
+//! `x-nullable: true`), which JSON Schema does not know: such a schema's `type` (and `enum`)
+//! are widened to admit `null`, so a payload the document allows is never refused.
 
 use serde_json::{Map, Value};
 
@@ -100,7 +104,40 @@ pub fn select(document: &Value, pointer: &str) -> Result<Value, SelectError> {
             root.insert(collection.to_owned(), value.clone());
         }
     }
-    Ok(Value::Object(root))
+    let mut root = Value::Object(root);
+    admit_declared_nulls(&mut root);
+    Ok(root)
+}
+
+/// Widens every schema marked `nullable: true` or `x-nullable: true` to admit `null`.
+fn admit_declared_nulls(node: &mut Value) {
+    match node {
+        Value::Object(map) => {
+            let nullable = ["nullable", "x-nullable"]
+                .iter()
+                .any(|key| map.get(*key) == Some(&Value::Bool(true)));
+            if nullable {
+                match map.get_mut("type") {
+                    Some(Value::String(kind)) if kind != "null" => {
+                        let kind = std::mem::take(kind);
+                        map.insert("type".into(), serde_json::json!([kind, "null"]));
+                    }
+                    Some(Value::Array(kinds)) if !kinds.contains(&Value::from("null")) => {
+                        kinds.push(Value::from("null"));
+                    }
+                    _ => {}
+                }
+                if let Some(Value::Array(values)) = map.get_mut("enum")
+                    && !values.contains(&Value::Null)
+                {
+                    values.push(Value::Null);
+                }
+            }
+            map.values_mut().for_each(admit_declared_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(admit_declared_nulls),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +217,24 @@ mod tests {
         }}});
         let schema = select(&doc, "/components/schemas/Order").unwrap();
         assert!(jsonschema::validator_for(&schema).is_err());
+    }
+
+    #[test]
+    fn declared_nullable_fields_admit_null() {
+        let doc = json!({"openapi": "3.0.3", "components": {"schemas": {"Order": {
+            "type": "object",
+            "properties": {
+                "note": {"type": "string", "nullable": true},
+                "state": {"type": "string", "enum": ["A", "B"], "nullable": true},
+                "tracking": {"type": "string"},
+                "legacy": {"type": ["string", "integer"], "x-nullable": true}
+            }
+        }}}});
+        let schema = select(&doc, "/components/schemas/Order").unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        assert!(validator.is_valid(&json!({"note": null, "state": null, "legacy": null})));
+        assert!(!validator.is_valid(&json!({"state": "C"})));
+        // Undeclared nulls are still refused (a lenient contract counts them instead).
+        assert!(!validator.is_valid(&json!({"tracking": null})));
     }
 }
