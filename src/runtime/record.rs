@@ -108,6 +108,8 @@ pub struct Prepared<B = Output> {
     pub result: Result<B, Rejection>,
     /// When the record must be delivered and acknowledged by, if the flow has a deadline.
     pub deadline: Option<Deadline>,
+    /// `null`s in typed fields a lenient contract accepted (reported as warnings).
+    pub contract_nulls: usize,
 }
 
 /// What mapping produced.
@@ -260,17 +262,20 @@ fn prepare_with<B>(
             },
         );
     }
-    if let Err(violation) = plan.contract.check(record) {
-        return rejected_early(
-            record_key,
-            idempotency,
-            Rejection {
-                mode: FailureMode::ContractViolation,
-                reason: violation.reason.clone(),
-                error: violation.messages.join("; "),
-            },
-        );
-    }
+    let contract_nulls = match plan.contract.check_counting_nulls(record) {
+        Ok(tolerated) => tolerated,
+        Err(violation) => {
+            return rejected_early(
+                record_key,
+                idempotency,
+                Rejection {
+                    mode: FailureMode::ContractViolation,
+                    reason: violation.reason.clone(),
+                    error: violation.messages.join("; "),
+                },
+            );
+        }
+    };
     let deadline = match deadline_of(plan, record) {
         Ok(deadline) => deadline,
         Err(rejection) => return rejected_early(record_key, idempotency, rejection),
@@ -296,6 +301,7 @@ fn prepare_with<B>(
         idempotency,
         result,
         deadline,
+        contract_nulls,
     }
 }
 
@@ -496,6 +502,7 @@ fn rejected_early<B>(
         idempotency,
         result: Err(rejection),
         deadline: None,
+        contract_nulls: 0,
     }
 }
 
