@@ -4,6 +4,13 @@
 //! reports can be grouped: `missing_<field>` for a required field that is absent or `null`,
 //! the `x-reason` annotation of the failing property when the contract gives one (for example
 //! `"quantity": {"minimum": 0, "x-reason": "negative_quantity"}`), `invalid_<field>` otherwise.
+//!
+//! Vendors publish schemas their own payloads break, most often with `null` in a field typed
+//! `string`. A contract with lenient nulls ([`Contract::with_lenient_nulls`]) accepts a record
+//! whose only violations are such nulls and counts them, so the runtime reports a warning
+//! instead of a dead letter; any other violation still fails the record.
+
+pub mod document;
 
 use serde_json::Value;
 
@@ -11,6 +18,7 @@ use serde_json::Value;
 pub struct Contract {
     schema: Value,
     validator: jsonschema::Validator,
+    lenient_nulls: bool,
 }
 
 impl std::fmt::Debug for Contract {
@@ -45,7 +53,14 @@ impl Contract {
         Ok(Self {
             schema: schema.clone(),
             validator,
+            lenient_nulls: false,
         })
+    }
+
+    /// Whether `null` in a typed field is tolerated (counted) instead of a violation.
+    pub fn with_lenient_nulls(mut self, lenient: bool) -> Self {
+        self.lenient_nulls = lenient;
+        self
     }
 
     /// The top-level property names the contract declares.
@@ -59,12 +74,37 @@ impl Contract {
 
     /// Checks one record.
     pub fn check(&self, record: &Value) -> Result<(), ContractViolation> {
+        self.check_counting_nulls(record).map(|_| ())
+    }
+
+    /// Checks one record; with lenient nulls, returns how many `null`s in typed fields were
+    /// tolerated (0 for a record that satisfies the contract as written).
+    pub fn check_counting_nulls(&self, record: &Value) -> Result<usize, ContractViolation> {
         if self.validator.is_valid(record) {
-            return Ok(());
+            return Ok(0);
+        }
+        let mut tolerated = 0;
+        if self.lenient_nulls {
+            let mut other = false;
+            for error in self.validator.iter_errors(record) {
+                if is_null_in_typed_field(&error) {
+                    tolerated += 1;
+                } else {
+                    other = true;
+                    break;
+                }
+            }
+            if !other {
+                return Ok(tolerated);
+            }
         }
         let mut reason = None;
         let mut messages = Vec::new();
-        for error in self.validator.iter_errors(record).take(MAX_MESSAGES) {
+        let errors = self
+            .validator
+            .iter_errors(record)
+            .filter(|error| !(self.lenient_nulls && is_null_in_typed_field(error)));
+        for error in errors.take(MAX_MESSAGES) {
             let instance_path = error.instance_path().to_string();
             if reason.is_none() {
                 reason = Some(self.reason_for(&error, &instance_path));
@@ -106,6 +146,16 @@ impl Contract {
             format!("invalid_{field}")
         }
     }
+}
+
+/// A `null` where the schema declares a type (`"type": "string"`): the vendor habit lenient
+/// contracts tolerate. A `null` for the record itself is never tolerated.
+fn is_null_in_typed_field(error: &jsonschema::ValidationError<'_>) -> bool {
+    matches!(
+        error.kind(),
+        jsonschema::error::ValidationErrorKind::Type { .. }
+    ) && error.instance().is_null()
+        && !error.instance_path().to_string().is_empty()
 }
 
 #[cfg(test)]
@@ -167,5 +217,36 @@ mod tests {
     #[test]
     fn invalid_schemas_are_refused() {
         assert!(Contract::compile(&json!({"type": "no-such-type"})).is_err());
+    }
+
+    #[test]
+    fn lenient_nulls_are_counted_not_refused() {
+        let strict = offer_contract();
+        let record =
+            json!({"offer_id": 1, "price": null, "quantity": 1, "currency_iso_code": null});
+        assert_eq!(strict.check(&record).unwrap_err().reason, "missing_price");
+        let lenient = offer_contract().with_lenient_nulls(true);
+        // `price` is typed; `currency_iso_code` is an enum without a type, so its null stays
+        // a violation.
+        let err = lenient.check_counting_nulls(&record).unwrap_err();
+        assert_eq!(err.reason, "missing_currency_iso_code");
+        assert_eq!(err.messages.len(), 1, "{err:?}");
+        let record = json!({"offer_id": 1, "price": null, "quantity": null});
+        assert_eq!(lenient.check_counting_nulls(&record), Ok(2));
+        assert_eq!(lenient.check(&record), Ok(()));
+        // Absent required fields and wrong types are still violations.
+        assert!(
+            lenient
+                .check(&json!({"offer_id": 1, "quantity": 1}))
+                .is_err()
+        );
+        let err = lenient
+            .check(&json!({"offer_id": "x", "price": null, "quantity": 1}))
+            .unwrap_err();
+        assert_eq!(err.reason, "invalid_offer_id");
+        assert_eq!(
+            lenient.check_counting_nulls(&json!({"offer_id": 1, "price": "1", "quantity": 1})),
+            Ok(0)
+        );
     }
 }

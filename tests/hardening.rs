@@ -420,6 +420,20 @@ async fn item_05_corrupted_state_file_is_refused() {
         "{err}"
     );
 
+    // Cut short after its first pages (a copy or a disk that filled up): the header is
+    // right, the rest is missing.
+    std::fs::write(&state, &bytes[..2 * 4096]).unwrap();
+    let err = Store::open(&state).unwrap_err().to_string();
+    assert!(
+        err.contains("is damaged (") && err.contains(".recover"),
+        "a truncated file names the damage and the fix: {err}"
+    );
+    assert_eq!(
+        err.matches("malformed").count() + err.matches("not a database").count(),
+        1,
+        "SQLite's reason is quoted once: {err}"
+    );
+
     std::fs::write(&state, b"this is not a database, just some text").unwrap();
     let err = Store::open(&state).unwrap_err().to_string();
     assert!(err.contains("is not a SQLite database"), "{err}");

@@ -7,6 +7,7 @@ mod files;
 mod hardening;
 mod ledger_postgres;
 mod limits;
+mod mapping;
 mod metrics;
 mod orders;
 mod paging;

@@ -101,7 +101,9 @@ pub fn main() -> ExitCode {
         // The reader of stdout has gone (`| head`): it has what it wanted.
         Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            errln!("error: {err:#}");
+            // Errors that quote their cause in their own message are not repeated.
+            let error: &(dyn std::error::Error + 'static) = err.as_ref();
+            errln!("error: {}", crate::error_text::with_causes(error));
             ExitCode::FAILURE
         }
     }

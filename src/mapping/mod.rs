@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-pub use self::config::{MapField, MapFieldSpec, ValueType};
+pub use self::config::{MapField, MapFieldSpec, Missing, ValueType};
 pub use self::syntax::{
     MAX_HANDLEBARS_TEMPLATE_BYTES, MAX_NESTING, TemplateErrorKind, TemplateInfo,
     TemplateSyntaxError, inspect,
@@ -25,7 +25,19 @@ pub use self::template::{CompiledTemplate, Escape, FieldPath, RenderError};
 #[derive(Debug, Clone)]
 pub struct Mapping {
     fields: Vec<FieldMapping>,
+    /// Whether a field reads [`ROOT_FIELD`] (only an `each` item map can); items are then
+    /// given the whole record under that name, which costs a copy per item.
+    reads_root: bool,
 }
+
+/// The name under which an `each` item map reads the whole record:
+/// `{{_root.order_id}}`, `from: /_root/order_id`.
+pub const ROOT_FIELD: &str = "_root";
+
+/// How deep `each` fields may nest (an `each` inside an `each` is depth 2). Deeper nesting is
+/// refused at load: real payloads need two or three levels, and a bound keeps a typo from
+/// building a runaway plan.
+pub const MAX_EACH_DEPTH: usize = 4;
 
 #[derive(Debug, Clone)]
 struct FieldMapping {
@@ -34,13 +46,16 @@ struct FieldMapping {
     json_key: Vec<u8>,
     value: ValueSource,
     value_type: Option<ValueType>,
-    optional: bool,
+    missing: Missing,
 }
 
 #[derive(Debug, Clone)]
 enum ValueSource {
     Template(CompiledTemplate),
     Pointer(Pointer),
+    Constant(Value),
+    /// An array built item by item: `each` points at the input array, `map` maps one item.
+    Each(Pointer, Box<Mapping>),
 }
 
 /// A JSON Pointer split into unescaped tokens once, at compile time; looks up what
@@ -74,28 +89,42 @@ pub struct MappingError {
 impl Mapping {
     /// Compiles a flow's `map`. An empty map passes records through unchanged.
     pub fn compile(map: &IndexMap<String, MapField>) -> Result<Self, MappingCompileError> {
+        Self::compile_at(map, 1)
+    }
+
+    /// Compiles a map at `depth` levels of `each` (the flow's own map is depth 1); an error
+    /// inside an `each` names the path to it (`order_lines[].quantity`).
+    fn compile_at(
+        map: &IndexMap<String, MapField>,
+        depth: usize,
+    ) -> Result<Self, MappingCompileError> {
         let mut fields = Vec::with_capacity(map.len());
         for (name, field) in map {
             let fail = |message: String| MappingCompileError {
                 field: name.clone(),
                 message,
             };
-            let (value, value_type, optional) = match field {
-                MapField::Template(source) => (compile(source).map_err(fail)?, None, false),
+            let (value, value_type, missing) = match field {
+                MapField::Template(source) => {
+                    (compile(source).map_err(fail)?, None, Missing::Error)
+                }
                 MapField::Detailed(spec) => {
-                    let value = match (&spec.template, &spec.from) {
-                        (Some(source), None) => compile(source).map_err(fail)?,
-                        (None, Some(pointer)) if pointer.is_empty() || pointer.starts_with('/') => {
-                            ValueSource::Pointer(Pointer::parse(pointer))
-                        }
-                        (None, Some(pointer)) => {
-                            return Err(fail(format!(
-                                "`from: {pointer}` is not a JSON Pointer; write `/{pointer}`"
-                            )));
-                        }
-                        _ => return Err(fail("give exactly one of `template` or `from`".into())),
+                    if let Some((_, message)) = spec.shape_problem() {
+                        return Err(fail(message));
+                    }
+                    let value = compile_source(spec, depth).map_err(|err| match err {
+                        SourceError::Message(message) => fail(message),
+                        SourceError::Inner(inner) => MappingCompileError {
+                            field: format!("{name}[].{}", inner.field),
+                            message: inner.message,
+                        },
+                    })?;
+                    let missing = match spec.missing {
+                        Some(missing) => missing,
+                        None if spec.optional => Missing::Null,
+                        None => Missing::Error,
                     };
-                    (value, spec.value_type, spec.optional)
+                    (value, spec.value_type, missing)
                 }
             };
             let mut json_key = serde_json::to_vec(name).map_err(|err| fail(err.to_string()))?;
@@ -105,10 +134,23 @@ impl Mapping {
                 json_key,
                 value,
                 value_type,
-                optional,
+                missing,
             });
         }
-        Ok(Self { fields })
+        let reads_root = depth > 1
+            && map.values().any(|field| match field {
+                MapField::Template(source) => source.contains(ROOT_FIELD),
+                MapField::Detailed(spec) => {
+                    spec.template
+                        .as_deref()
+                        .is_some_and(|t| t.contains(ROOT_FIELD))
+                        || spec
+                            .from
+                            .as_deref()
+                            .is_some_and(|p| p.starts_with(&format!("/{ROOT_FIELD}")))
+                }
+            });
+        Ok(Self { fields, reads_root })
     }
 
     /// Whether records pass through unchanged.
@@ -118,12 +160,20 @@ impl Mapping {
 
     /// Maps one record.
     pub fn apply(&self, record: &Value) -> Result<Value, MappingError> {
+        self.apply_within(record, record)
+    }
+
+    /// Maps `record` (an array item inside an `each`, or the record itself) whose whole
+    /// record is `root`.
+    fn apply_within(&self, record: &Value, root: &Value) -> Result<Value, MappingError> {
         if self.fields.is_empty() {
             return Ok(record.clone());
         }
         let mut out = Map::with_capacity(self.fields.len());
         for field in &self.fields {
-            out.insert(field.name.clone(), field.value_of(record)?.into_owned());
+            if let Some(value) = field.value_of(record, root)? {
+                out.insert(field.name.clone(), value.into_owned());
+            }
         }
         Ok(Value::Object(out))
     }
@@ -148,11 +198,15 @@ impl Mapping {
             });
         }
         out.push(b'{');
-        for (index, field) in self.fields.iter().enumerate() {
-            let value = field.value_of(record)?;
-            if index > 0 {
+        let mut first = true;
+        for field in &self.fields {
+            let Some(value) = field.value_of(record, record)? else {
+                continue;
+            };
+            if !first {
                 out.push(b',');
             }
+            first = false;
             out.extend_from_slice(&field.json_key);
             serde_json::to_writer(&mut *out, value.as_ref())
                 .map_err(|err| field.error(err.to_string()))?;
@@ -163,27 +217,95 @@ impl Mapping {
 }
 
 impl FieldMapping {
-    /// The field's value for one record, borrowed from the record when it is copied as is.
-    fn value_of<'r>(&'r self, record: &'r Value) -> Result<Cow<'r, Value>, MappingError> {
+    /// The field's value for one record, borrowed from the record when it is copied as is;
+    /// `None` when the input is missing and the field is omitted.
+    /// `root` is the whole record, for `each` item maps that read it.
+    fn value_of<'r>(
+        &'r self,
+        record: &'r Value,
+        root: &Value,
+    ) -> Result<Option<Cow<'r, Value>>, MappingError> {
         let raw = match &self.value {
             ValueSource::Template(template) => match template.evaluate_borrowed(record) {
                 Ok(value) => value,
-                Err(RenderError::MissingField(_)) if self.optional => Cow::Owned(Value::Null),
+                Err(RenderError::MissingField(field)) => {
+                    return self.when_missing(|| format!("field `{field}` is missing"));
+                }
                 Err(err) => return Err(self.error(err.to_string())),
             },
             ValueSource::Pointer(pointer) => match pointer.lookup(record) {
-                Some(Value::Null) | None if self.optional => Cow::Owned(Value::Null),
                 Some(Value::Null) | None => {
-                    return Err(self.error(format!("field `{pointer}` is missing")));
+                    return self.when_missing(|| format!("field `{pointer}` is missing"));
                 }
                 Some(value) => Cow::Borrowed(value),
             },
+            ValueSource::Constant(value) => Cow::Borrowed(value),
+            ValueSource::Each(pointer, mapping) => {
+                return match pointer.lookup(record) {
+                    Some(Value::Null) | None => {
+                        self.when_missing(|| format!("array `{pointer}` is missing"))
+                    }
+                    Some(Value::Array(items)) => self.each(items, mapping, root).map(Some),
+                    Some(other) => {
+                        Err(self.error(format!("`{pointer}` is {}, not an array", kind_of(other))))
+                    }
+                };
+            }
         };
         match self.value_type {
-            Some(_) if raw.is_null() => Ok(Cow::Owned(Value::Null)),
-            Some(value_type) => convert_borrowed(raw, value_type).map_err(|m| self.error(m)),
-            None => Ok(raw),
+            Some(_) if raw.is_null() => Ok(Some(Cow::Owned(Value::Null))),
+            Some(value_type) => convert_borrowed(raw, value_type)
+                .map(Some)
+                .map_err(|m| self.error(m)),
+            None => Ok(Some(raw)),
         }
+    }
+
+    /// Applies the field's `missing` rule; `why` says what is missing, for the error.
+    fn when_missing<'r>(
+        &self,
+        why: impl FnOnce() -> String,
+    ) -> Result<Option<Cow<'r, Value>>, MappingError> {
+        match self.missing {
+            Missing::Error => Err(self.error(why())),
+            Missing::Null => Ok(Some(Cow::Owned(Value::Null))),
+            Missing::Omit => Ok(None),
+        }
+    }
+
+    /// Maps every item of an input array; an error names the item's index
+    /// (`order_lines[3].quantity`).
+    fn each<'r>(
+        &self,
+        items: &[Value],
+        mapping: &Mapping,
+        root: &Value,
+    ) -> Result<Cow<'r, Value>, MappingError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let with_root;
+            let context = match item {
+                Value::Object(fields) if mapping.reads_root => {
+                    let mut fields = fields.clone();
+                    fields.insert(ROOT_FIELD.to_owned(), root.clone());
+                    with_root = Value::Object(fields);
+                    &with_root
+                }
+                _ => item,
+            };
+            let mapped = mapping
+                .apply_within(context, root)
+                .map_err(|inner| MappingError {
+                    field: if inner.field.is_empty() {
+                        format!("{}[{index}]", self.name)
+                    } else {
+                        format!("{}[{index}].{}", self.name, inner.field)
+                    },
+                    message: inner.message,
+                })?;
+            out.push(mapped);
+        }
+        Ok(Cow::Owned(Value::Array(out)))
     }
 
     fn error(&self, message: String) -> MappingError {
@@ -231,6 +353,59 @@ fn array_index(token: &str) -> Option<usize> {
         return None;
     }
     token.parse().ok()
+}
+
+/// Why a detailed field's source did not compile: its own fault, or a field of its `each` map.
+enum SourceError {
+    Message(String),
+    Inner(MappingCompileError),
+}
+
+/// Compiles the one source a detailed field gives: `template`, `from`, `value` or `each`.
+fn compile_source(spec: &MapFieldSpec, depth: usize) -> Result<ValueSource, SourceError> {
+    let message = |text: String| SourceError::Message(text);
+    let pointer = |pointer: &str, key: &str| {
+        if pointer.is_empty() || pointer.starts_with('/') {
+            Ok(Pointer::parse(pointer))
+        } else {
+            Err(message(format!(
+                "`{key}: {pointer}` is not a JSON Pointer; write `/{pointer}`"
+            )))
+        }
+    };
+    match (&spec.template, &spec.from, &spec.value, &spec.each) {
+        (Some(source), None, None, None) => compile(source).map_err(message),
+        (None, Some(from), None, None) => pointer(from, "from").map(ValueSource::Pointer),
+        (None, None, Some(value), None) => Ok(ValueSource::Constant(value.clone())),
+        (None, None, None, Some(each)) => {
+            let array = pointer(each, "each")?;
+            let Some(map) = &spec.map else {
+                return Err(message("`each` needs `map:`".into()));
+            };
+            if depth >= MAX_EACH_DEPTH {
+                return Err(message(format!(
+                    "`each` nests deeper than {MAX_EACH_DEPTH} levels; flatten the mapping"
+                )));
+            }
+            let inner = Mapping::compile_at(map, depth + 1).map_err(SourceError::Inner)?;
+            Ok(ValueSource::Each(array, Box::new(inner)))
+        }
+        _ => Err(message(
+            "give exactly one of `template`, `from`, `value` or `each`".into(),
+        )),
+    }
+}
+
+/// A JSON value's kind, for errors.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn compile(source: &str) -> Result<ValueSource, String> {
@@ -294,7 +469,7 @@ pub fn convert(value: Value, value_type: ValueType) -> Result<Value, String> {
             _ => Err(format!("{} is not a number", describe(&value))),
         },
         ValueType::Decimal => helpers::parse_decimal(&value)
-            .map(|d| Value::String(d.normalize().to_string()))
+            .map(|d| Value::String(d.to_string()))
             .map_err(|_| format!("{} is not a decimal amount", describe(&value))),
         ValueType::Boolean => match &value {
             Value::Bool(_) => Ok(value),
@@ -322,7 +497,7 @@ mod tests {
             template: template.map(str::to_owned),
             from: from.map(str::to_owned),
             value_type: Some(t),
-            optional: false,
+            ..MapFieldSpec::default()
         })
     }
 
@@ -437,7 +612,10 @@ mod tests {
         assert_eq!(convert(json!("12"), ValueType::Integer), Ok(json!(12)));
         assert!(convert(json!("12.5"), ValueType::Integer).is_err());
         assert_eq!(convert(json!(12.0), ValueType::Integer), Ok(json!(12)));
-        assert_eq!(convert(json!("1.50"), ValueType::Decimal), Ok(json!("1.5")));
+        assert_eq!(
+            convert(json!("1.50"), ValueType::Decimal),
+            Ok(json!("1.50"))
+        );
         assert_eq!(convert(json!(3), ValueType::String), Ok(json!("3")));
         assert_eq!(
             convert(json!("{\"a\":1}"), ValueType::Json),
@@ -461,6 +639,258 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("/quantity")
+        );
+    }
+
+    /// Parses a `map:` section as a flow file writes it.
+    fn from_yaml(yaml: &str) -> Result<Mapping, MappingCompileError> {
+        let map: IndexMap<String, MapField> = serde_saphyr::from_str(yaml).unwrap();
+        Mapping::compile(&map)
+    }
+
+    /// `apply` and `encode` agree on every record, so the fast path cannot drift.
+    fn apply_checked(mapping: &Mapping, record: &Value) -> Result<Value, MappingError> {
+        let mut out = Vec::new();
+        let encoded = mapping.encode(record, &mut out);
+        let applied = mapping.apply(record);
+        match &applied {
+            Ok(value) => assert_eq!(out, serde_json::to_vec(value).unwrap()),
+            Err(err) => assert_eq!(encoded.as_ref(), Err(err)),
+        }
+        applied
+    }
+
+    #[test]
+    fn decimal_keeps_the_scale_it_came_with() {
+        // Failed before: `type: decimal` normalised "59.90" to "59.9".
+        let mapping = from_yaml("amount: { from: /price, type: decimal }").unwrap();
+        for (price, expected) in [
+            (json!("59.90"), "59.90"),
+            (json!("0.00"), "0.00"),
+            (json!("-3.100"), "-3.100"),
+            (json!(12), "12"),
+            (json!(" 7.5 "), "7.5"),
+        ] {
+            assert_eq!(
+                apply_checked(&mapping, &json!({"price": price})).unwrap(),
+                json!({"amount": expected}),
+                "{price}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_omit_leaves_the_field_out() {
+        let mapping = from_yaml(
+            "id: \"{{id}}\"\n\
+             note: { from: /note, missing: omit }\n\
+             tag: { template: \"{{upper tag}}\", missing: omit }\n\
+             qty: { from: /qty, type: integer, missing: omit }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            apply_checked(&mapping, &json!({"id": "a", "note": null})).unwrap(),
+            json!({"id": "a"})
+        );
+        assert_eq!(
+            apply_checked(
+                &mapping,
+                &json!({"id": "a", "note": "n", "tag": "x", "qty": "2"})
+            )
+            .unwrap(),
+            json!({"id": "a", "note": "n", "tag": "X", "qty": 2})
+        );
+        // Only the omitted field is skipped: the first one too, without a stray comma.
+        let mapping = from_yaml("a: { from: /a, missing: omit }\nb: { from: /b }\n").unwrap();
+        assert_eq!(
+            apply_checked(&mapping, &json!({"b": 1})).unwrap(),
+            json!({"b": 1})
+        );
+        let mapping = from_yaml("a: { from: /a, missing: omit }").unwrap();
+        assert_eq!(apply_checked(&mapping, &json!({})).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn missing_null_error_and_the_optional_synonym() {
+        let record = json!({});
+        for yaml in [
+            "a: { from: /a, missing: null }",
+            "a: { from: /a, optional: true }",
+            "a: { template: \"x{{a}}\", missing: null }",
+        ] {
+            assert_eq!(
+                apply_checked(&from_yaml(yaml).unwrap(), &record).unwrap(),
+                json!({"a": null}),
+                "{yaml}"
+            );
+        }
+        let err = apply_checked(
+            &from_yaml("a: { from: /a, missing: error }").unwrap(),
+            &record,
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "map.a: field `/a` is missing");
+        let err = from_yaml("a: { from: /a, missing: omit, optional: true }").unwrap_err();
+        assert!(err.message.contains("missing: null"), "{err}");
+    }
+
+    #[test]
+    fn constants_are_written_as_given() {
+        let mapping = from_yaml(
+            "accepted: { value: true }\nreason: { value: null }\nmeta: { value: {a: [1, \"x\"]} }\n\
+             code: { value: \"12\", type: integer }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            apply_checked(&mapping, &json!({})).unwrap(),
+            json!({"accepted": true, "reason": null, "meta": {"a": [1, "x"]}, "code": 12})
+        );
+    }
+
+    fn acceptance_mapping() -> Mapping {
+        from_yaml(
+            "order_id: \"{{order_id}}\"\n\
+             order_lines:\n\
+             \x20 each: /order_lines\n\
+             \x20 map:\n\
+             \x20   id: \"{{order_line_id}}\"\n\
+             \x20   accepted: { value: true }\n\
+             \x20   quantity: { from: /quantity, type: integer }\n\
+             \x20   reason: { from: /reason, missing: omit }\n\
+             \x20   taxes:\n\
+             \x20     each: /taxes\n\
+             \x20     missing: omit\n\
+             \x20     map:\n\
+             \x20       code: \"{{code}}\"\n\
+             \x20       amount: { from: /amount, type: decimal }\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn each_maps_an_array_item_by_item() {
+        let record = json!({
+            "order_id": "O-1",
+            "order_lines": [
+                {"order_line_id": "L-1", "quantity": "2", "taxes": [{"code": "VAT", "amount": "1.90"}]},
+                {"order_line_id": "L-\"2\"", "quantity": 1, "reason": "x"}
+            ]
+        });
+        assert_eq!(
+            apply_checked(&acceptance_mapping(), &record).unwrap(),
+            json!({
+                "order_id": "O-1",
+                "order_lines": [
+                    {"id": "L-1", "accepted": true, "quantity": 2,
+                     "taxes": [{"code": "VAT", "amount": "1.90"}]},
+                    {"id": "L-\"2\"", "accepted": true, "quantity": 1, "reason": "x"}
+                ]
+            })
+        );
+        let empty = json!({"order_id": "O-2", "order_lines": []});
+        assert_eq!(
+            apply_checked(&acceptance_mapping(), &empty).unwrap(),
+            json!({"order_id": "O-2", "order_lines": []})
+        );
+    }
+
+    #[test]
+    fn each_errors_name_the_item_index() {
+        let record = json!({"order_id": "O-1", "order_lines": [
+            {"order_line_id": "L-1", "quantity": 1},
+            {"order_line_id": "L-2", "quantity": 1},
+            {"order_line_id": "L-3", "quantity": 1},
+            {"order_line_id": "L-4", "quantity": "many"}
+        ]});
+        let err = apply_checked(&acceptance_mapping(), &record).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "map.order_lines[3].quantity: \"many\" is not an integer"
+        );
+        let record = json!({"order_id": "O-1", "order_lines": [
+            {"order_line_id": "L-1", "quantity": 1, "taxes": [{"code": "VAT"}]}
+        ]});
+        let err = apply_checked(&acceptance_mapping(), &record).unwrap_err();
+        assert_eq!(err.field, "order_lines[0].taxes[0].amount");
+    }
+
+    #[test]
+    fn each_follows_the_missing_rule() {
+        let err = apply_checked(&acceptance_mapping(), &json!({"order_id": "O"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "map.order_lines: array `/order_lines` is missing"
+        );
+        let err = apply_checked(
+            &acceptance_mapping(),
+            &json!({"order_id": "O", "order_lines": {"a": 1}}),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("not an array"), "{err}");
+        let omit =
+            from_yaml("lines: { each: /lines, missing: omit, map: { id: \"{{id}}\" } }").unwrap();
+        assert_eq!(
+            apply_checked(&omit, &json!({"lines": null})).unwrap(),
+            json!({})
+        );
+        let null =
+            from_yaml("lines: { each: /lines, missing: null, map: { id: \"{{id}}\" } }").unwrap();
+        assert_eq!(
+            apply_checked(&null, &json!({})).unwrap(),
+            json!({"lines": null})
+        );
+    }
+
+    #[test]
+    fn each_is_checked_at_compile_time() {
+        let message = |yaml: &str| from_yaml(yaml).unwrap_err().to_string();
+        assert!(message("a: { each: lines, map: { x: \"{{x}}\" } }").contains("/lines"));
+        assert!(message("a: { each: /lines }").contains("needs `map:`"));
+        assert!(message("a: { map: { x: \"{{x}}\" } }").contains("add `each"));
+        assert!(message("a: { from: /a, value: 1 }").contains("exactly one"));
+        assert!(message("a: { each: /l, type: string, map: { x: \"{{x}}\" } }").contains("type"));
+        assert_eq!(
+            message("a: { each: /l, map: { x: \"{{lower\" } }"),
+            from_yaml("a: { each: /l, map: { x: \"{{lower\" } }")
+                .unwrap_err()
+                .to_string()
+        );
+        assert_eq!(
+            from_yaml("a: { each: /l, map: { x: \"{{lower\" } }")
+                .unwrap_err()
+                .field,
+            "a[].x"
+        );
+        // Nesting is bounded.
+        let mut yaml = String::from("x: \"{{x}}\"");
+        for _ in 0..MAX_EACH_DEPTH {
+            yaml = format!("a: {{ each: /a, map: {{ {yaml} }} }}");
+        }
+        assert!(message(&yaml).contains("nests deeper"), "{yaml}");
+    }
+
+    #[test]
+    fn item_maps_reach_the_whole_record_as_root() {
+        let mapping = from_yaml(
+            "lines:\n\
+             \x20 each: /lines\n\
+             \x20 map:\n\
+             \x20   ref: \"{{_root.order_id}}-{{id}}\"\n\
+             \x20   currency: { from: /_root/currency }\n\
+             \x20   parts:\n\
+             \x20     each: /parts\n\
+             \x20     map:\n\
+             \x20       order: { from: /_root/order_id }\n\
+             \x20       sku: \"{{sku}}\"\n",
+        )
+        .unwrap();
+        let record = json!({"order_id": "O-7", "currency": "EUR", "lines": [
+            {"id": "L-1", "parts": [{"sku": "a"}, {"sku": "b"}]}
+        ]});
+        assert_eq!(
+            apply_checked(&mapping, &record).unwrap(),
+            json!({"lines": [{"ref": "O-7-L-1", "currency": "EUR", "parts": [
+                {"order": "O-7", "sku": "a"}, {"order": "O-7", "sku": "b"}]}]})
         );
     }
 }

@@ -119,6 +119,13 @@ pub static DEADLINE_WARNINGS: Metric = Metric {
     kind: Kind::Counter,
     labels: FLOW,
 };
+/// `null`s in typed fields accepted by a lenient contract (`contract_nulls: lenient`).
+pub static CONTRACT_NULL_WARNINGS: Metric = Metric {
+    name: "switchyard_contract_null_warnings_total",
+    help: "Nulls in typed fields that a lenient contract accepted instead of refusing the record.",
+    kind: Kind::Counter,
+    labels: FLOW,
+};
 /// Source reads that failed (the run stops; the owner of `source-unavailable` is alerted).
 pub static SOURCE_UNAVAILABLE: Metric = Metric {
     name: "switchyard_source_unavailable_total",
@@ -210,6 +217,7 @@ pub static ALL: &[&Metric] = &[
     &RUN_DURATION,
     &DELIVERY_LATENCY,
     &DEADLINE_WARNINGS,
+    &CONTRACT_NULL_WARNINGS,
     &SOURCE_UNAVAILABLE,
     &SINK_OUTAGES,
     &FLOW_LOCK_REFUSED,

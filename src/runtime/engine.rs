@@ -15,8 +15,8 @@ use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
 use super::events::{
-    BatchRead, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer, RecordAcknowledged,
-    RunFinished, RunStarted, SinkFailed, SinkOutageDeclared, SourceUnavailable,
+    BatchRead, ContractNullsTolerated, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer,
+    RecordAcknowledged, RunFinished, RunStarted, SinkFailed, SinkOutageDeclared, SourceUnavailable,
 };
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
@@ -711,6 +711,7 @@ impl FlowRun {
         // Units for a batch sink, encoded: written in one call once the batch is admitted.
         let mut lines: Vec<(usize, Unit, Vec<u8>)> = Vec::new();
         for (index, item) in prepared.into_iter().enumerate() {
+            self.note_contract_nulls(&item);
             let ready = match record::admit(item, processed) {
                 Admission::Duplicate => {
                     report.duplicates += 1;
@@ -878,6 +879,7 @@ impl FlowRun {
             // to write.
             let mut written = Vec::with_capacity(prepared.len());
             for item in prepared {
+                self.note_contract_nulls(&item);
                 match record::admit(item, processed) {
                     Admission::Duplicate => {
                         report.duplicates += 1;
@@ -1458,6 +1460,18 @@ pub(crate) fn build_alert(plan: &FlowPlan, letter: &NewDeadLetter) -> Option<Out
             "at": crate::store::now_rfc3339(),
         }),
     })
+}
+
+impl FlowRun {
+    /// Reports the `null`s a lenient contract accepted in one record as warnings.
+    fn note_contract_nulls<B>(&self, item: &Prepared<B>) {
+        if item.contract_nulls > 0 {
+            self.events.emit(ContractNullsTolerated {
+                record_key: item.record_key.as_deref(),
+                count: item.contract_nulls,
+            });
+        }
+    }
 }
 
 /// Runs the pure stage over a batch, on two threads when the batch is large.

@@ -19,9 +19,10 @@ use serde_json::Value;
 use super::RunReport;
 use crate::connectors::ConnectorError;
 use crate::metrics::catalog::{
-    BATCHES_COMMITTED, DEADLINE_WARNINGS, DELIVERY_LATENCY, FLOW_LEASE_LOST, FLOW_LOCK_REFUSED,
-    RECORDS_DEAD_LETTERED, RECORDS_DELIVERED, RECORDS_DUPLICATE, RECORDS_RECEIVED, RECORDS_RETRIED,
-    RUN_DURATION, RUNS_FINISHED, SINK_OUTAGES, SOURCE_UNAVAILABLE,
+    BATCHES_COMMITTED, CONTRACT_NULL_WARNINGS, DEADLINE_WARNINGS, DELIVERY_LATENCY,
+    FLOW_LEASE_LOST, FLOW_LOCK_REFUSED, RECORDS_DEAD_LETTERED, RECORDS_DELIVERED,
+    RECORDS_DUPLICATE, RECORDS_RECEIVED, RECORDS_RETRIED, RUN_DURATION, RUNS_FINISHED,
+    SINK_OUTAGES, SOURCE_UNAVAILABLE,
 };
 use crate::metrics::{Counter, Histogram, Labels, Metrics};
 use crate::spec::model::FailureMode;
@@ -51,6 +52,7 @@ struct FlowHandles {
     retried: Counter,
     batches: Counter,
     deadline_warnings: Counter,
+    contract_nulls: Counter,
     latency: Histogram,
 }
 
@@ -86,6 +88,7 @@ impl Observer {
                 retried: metrics.counter_handle(&RECORDS_RETRIED, labels()),
                 batches: metrics.counter_handle(&BATCHES_COMMITTED, labels()),
                 deadline_warnings: metrics.counter_handle(&DEADLINE_WARNINGS, labels()),
+                contract_nulls: metrics.counter_handle(&CONTRACT_NULL_WARNINGS, labels()),
                 latency: metrics.histogram_handle(&DELIVERY_LATENCY, labels()),
             }),
         }
@@ -235,6 +238,28 @@ impl RuntimeEvent for DuplicateSkipped {
     fn emit(self, events: &FlowEvents) {
         tracing::trace!(flow = %events.flow(), "Duplicate record skipped.");
         events.inner.duplicates.add(1);
+    }
+}
+
+/// A lenient contract accepted a record with `null`s in typed fields (vendor payloads that
+/// break their own schema); each is counted as a warning instead of dead-lettering the record.
+#[derive(Debug)]
+pub struct ContractNullsTolerated<'a> {
+    /// The record, when its key could be read (a log field only, never a label).
+    pub record_key: Option<&'a str>,
+    /// How many `null`s were tolerated.
+    pub count: usize,
+}
+
+impl RuntimeEvent for ContractNullsTolerated<'_> {
+    fn emit(self, events: &FlowEvents) {
+        // Per record, so below `info`: a vendor that sends nulls sends them in every record;
+        // the counter is what operators watch.
+        tracing::debug!(
+            flow = %events.flow(), record_key = self.record_key.unwrap_or("-"),
+            nulls = self.count, "Contract nulls tolerated; record accepted."
+        );
+        events.inner.contract_nulls.add(self.count as u64);
     }
 }
 
@@ -447,7 +472,12 @@ mod tests {
             delay: Duration::from_secs(1),
             error: "503",
         });
+        events.emit(ContractNullsTolerated {
+            record_key: Some("k"),
+            count: 2,
+        });
         let metrics = observer.metrics();
+        assert_eq!(count(metrics, &CONTRACT_NULL_WARNINGS), 2.0);
         assert_eq!(count(metrics, &RECORDS_RECEIVED), 3.0);
         assert_eq!(count(metrics, &RECORDS_DELIVERED), 2.0);
         assert_eq!(count(metrics, &RECORDS_DUPLICATE), 1.0);

@@ -111,6 +111,8 @@ pub struct Prepared<B = Output> {
     /// The acknowledgement's body built by `acknowledge.map` (a split record's legs carry
     /// their own); `None` when the flow has no such map.
     pub ack: Option<Value>,
+    /// `null`s in typed fields a lenient contract accepted (reported as warnings).
+    pub contract_nulls: usize,
 }
 
 /// What mapping produced.
@@ -267,17 +269,20 @@ fn prepare_with<B>(
             },
         );
     }
-    if let Err(violation) = plan.contract.check(record) {
-        return rejected_early(
-            record_key,
-            idempotency,
-            Rejection {
-                mode: FailureMode::ContractViolation,
-                reason: violation.reason.clone(),
-                error: violation.messages.join("; "),
-            },
-        );
-    }
+    let contract_nulls = match plan.contract.check_counting_nulls(record) {
+        Ok(tolerated) => tolerated,
+        Err(violation) => {
+            return rejected_early(
+                record_key,
+                idempotency,
+                Rejection {
+                    mode: FailureMode::ContractViolation,
+                    reason: violation.reason.clone(),
+                    error: violation.messages.join("; "),
+                },
+            );
+        }
+    };
     let deadline = match deadline_of(plan, record) {
         Ok(deadline) => deadline,
         Err(rejection) => return rejected_early(record_key, idempotency, rejection),
@@ -313,6 +318,7 @@ fn prepare_with<B>(
         result,
         deadline,
         ack,
+        contract_nulls,
     }
 }
 
@@ -529,6 +535,7 @@ fn rejected_early<B>(
         result: Err(rejection),
         deadline: None,
         ack: None,
+        contract_nulls: 0,
     }
 }
 

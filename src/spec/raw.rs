@@ -217,8 +217,13 @@ pub struct ObjectConfig {
     /// Fields that together identify one object (for example `[shop_id, offer_id]`).
     pub key: Vec<String>,
     /// Path of the JSON Schema every record of this object must satisfy, relative to the
-    /// workspace folder.
+    /// workspace folder; `file#/pointer` selects one schema inside an OpenAPI 3 or Swagger 2
+    /// document (`specs/orders.json#/components/schemas/Order`), its `$ref`s resolved there.
     pub contract: String,
+    /// `lenient` accepts `null` in fields the contract types (vendor payloads that break their
+    /// own schemas) and counts each as a warning; `strict` (the default) refuses them.
+    #[serde(default)]
+    pub contract_nulls: ContractNulls,
     /// The system whose copy is authoritative.
     pub source_of_truth: String,
     /// Systems allowed to create the object.
@@ -233,6 +238,18 @@ pub struct ObjectConfig {
     /// Per-field control: which party sets a field and whether the operator may override it.
     #[serde(default)]
     pub fields: IndexMap<String, FieldControl>,
+}
+
+/// How a contract treats `null` in a typed field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContractNulls {
+    /// A `null` where the contract declares a type is a contract violation (a dead letter).
+    #[default]
+    Strict,
+    /// A `null` where the contract declares a type is accepted and counted as a warning
+    /// (`switchyard_contract_null_warnings_total`); other violations still dead-letter.
+    Lenient,
 }
 
 /// A flow file, `flows/<name>.yaml`: how one business object moves from one system to another.

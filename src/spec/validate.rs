@@ -151,7 +151,12 @@ fn shared_values(checked: &workspace::Checked) -> Shared {
         .iter()
         .filter_map(|(name, schema)| {
             // An invalid schema was reported by the workspace checks; no flow compiles then.
-            let contract = Contract::compile(schema.as_ref()?).ok()?;
+            let lenient = spec.objects.get(name).is_some_and(|object| {
+                object.contract_nulls == crate::spec::raw::ContractNulls::Lenient
+            });
+            let contract = Contract::compile(schema.as_ref()?)
+                .ok()?
+                .with_lenient_nulls(lenient);
             Some((name.clone(), Arc::new(contract)))
         })
         .collect();

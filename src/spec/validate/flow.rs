@@ -513,20 +513,7 @@ fn check_templates(
         what: "source request variables (only `cursor`)",
     };
 
-    for (name, field) in &spec.map {
-        let base = format!("/map/{}", seg(name));
-        match field {
-            MapField::Template(template) => check_template(template, &base, &record, at, report),
-            MapField::Detailed(detail) => {
-                if let Some(template) = &detail.template {
-                    check_template(template, &format!("{base}/template"), &record, at, report);
-                }
-                if let Some(pointer) = &detail.from {
-                    check_pointer(pointer, &format!("{base}/from"), &record, at, report);
-                }
-            }
-        }
-    }
+    check_map(&spec.map, "/map", &record, 1, at, report);
     if let Some(key) = &spec.idempotency_key {
         check_template(key, "/idempotency_key", &record, at, report);
     }
@@ -690,6 +677,68 @@ fn check_order_sections(
     }
 }
 
+/// Checks a `map` (or an `each` field's item `map`) over `scope`: templates and pointers, and
+/// each detailed field's shape. Item fields read an array item whose fields the contract does
+/// not list at the top, so only their syntax and shape are checked.
+fn check_map(
+    map: &IndexMap<String, MapField>,
+    base: &str,
+    scope: &Scope<'_>,
+    depth: usize,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) {
+    for (name, field) in map {
+        let base = format!("{base}/{}", seg(name));
+        let detail = match field {
+            MapField::Template(template) => {
+                check_template(template, &base, scope, at, report);
+                continue;
+            }
+            MapField::Detailed(detail) => detail,
+        };
+        if let Some((key, message)) = detail.shape_problem() {
+            let pointer = if key.is_empty() {
+                base.clone()
+            } else {
+                format!("{base}/{key}")
+            };
+            report.push(
+                at.error(&pointer, Code::InvalidValue, message)
+                    .with_hint(Some(
+                        "see docs/mapping.md for the forms of a mapped field".into(),
+                    )),
+            );
+            continue;
+        }
+        if let Some(template) = &detail.template {
+            check_template(template, &format!("{base}/template"), scope, at, report);
+        }
+        if let Some(pointer) = &detail.from {
+            check_pointer(pointer, &format!("{base}/from"), scope, at, report);
+        }
+        if let (Some(each), Some(items)) = (&detail.each, &detail.map) {
+            check_pointer(each, &format!("{base}/each"), scope, at, report);
+            if depth >= crate::mapping::MAX_EACH_DEPTH {
+                report.push(at.error(
+                    &format!("{base}/each"),
+                    Code::InvalidValue,
+                    format!(
+                        "`each` nests deeper than {} levels; flatten the mapping",
+                        crate::mapping::MAX_EACH_DEPTH
+                    ),
+                ));
+                continue;
+            }
+            let item = Scope {
+                fields: None,
+                what: "array item",
+            };
+            check_map(items, &format!("{base}/map"), &item, depth + 1, at, report);
+        }
+    }
+}
+
 fn check_template(
     source: &str,
     pointer: &str,
@@ -786,7 +835,8 @@ fn check_pointer(
                 pointer,
                 Code::UnknownTemplateField,
                 format!(
-                    "`from` names field \"{first}\", which is not in the {}",
+                    "`{}` names field \"{first}\", which is not in the {}",
+                    pointer.rsplit('/').next().unwrap_or("from"),
                     scope.what
                 ),
             )

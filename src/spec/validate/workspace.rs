@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{At, Input, Report, seg};
 use crate::connectors::{self, DynConnector, Problem};
+use crate::contract::document::{self, ContractRef};
 use crate::spec::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::spec::env;
 use crate::spec::load::{FileError, MAX_FILE_BYTES};
@@ -428,6 +429,8 @@ fn read_contract(
     input: &Input<'_>,
     report: &mut Report<'_>,
 ) -> Option<Value> {
+    let reference = ContractRef::parse(path);
+    let path = reference.file;
     let text = match (input.read_contract)(Path::new(path)) {
         Ok(text) => text,
         Err(FileError::Unreadable(_)) => {
@@ -466,7 +469,7 @@ fn read_contract(
             return None;
         }
     };
-    let value: Value = match serde_json::from_str(&text) {
+    let mut value: Value = match serde_json::from_str(&text) {
         Ok(value) => value,
         Err(err) => {
             report.push(Diagnostic::error(
@@ -478,6 +481,29 @@ fn read_contract(
             return None;
         }
     };
+    if let Some(selector) = reference.pointer {
+        value = match document::select(&value, selector) {
+            Ok(schema) => schema,
+            Err(err) => {
+                let hint = did_you_mean(&err.token, err.candidates.iter().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        "point at a schema in the document, for example \
+                         `#/components/schemas/Order` (OpenAPI 3) or `#/definitions/Order` \
+                         (Swagger 2)"
+                            .into()
+                    });
+                report.push(
+                    at.error(
+                        pointer,
+                        Code::ContractInvalidSchema,
+                        format!("contract {path}: {err}"),
+                    )
+                    .with_hint(Some(hint)),
+                );
+                return None;
+            }
+        };
+    }
     if let Err(err) = jsonschema::meta::validate(&value) {
         report.push(at.error(
             pointer,
@@ -488,11 +514,19 @@ fn read_contract(
     }
     // The meta-schema does not resolve references; building a validator does.
     if let Err(err) = jsonschema::validator_for(&value) {
-        report.push(at.error(
-            pointer,
-            Code::ContractInvalidSchema,
-            format!("contract {path} is not a usable JSON Schema: {err}"),
-        ));
+        report.push(
+            at.error(
+                pointer,
+                Code::ContractInvalidSchema,
+                format!("contract {path} is not a usable JSON Schema: {err}"),
+            )
+            .with_hint(Some(
+                "check the contract's `$ref`s: each must name a schema the same file has \
+                 (`#/components/schemas/...` or `#/definitions/...`); copy schemas from other \
+                 files into it"
+                    .into(),
+            )),
+        );
         return None;
     }
     Some(value)

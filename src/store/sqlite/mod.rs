@@ -68,9 +68,16 @@ impl SqliteBackend {
             }
             Ok(_) => check_header(path)?,
         }
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
+        // A file cut short or overwritten past its header fails here, in SQLite's words
+        // ("database disk image is malformed"): say what that means and how to recover.
+        let sqlite = |source: rusqlite::Error| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                damaged(path, &sqlite_reason(&source))
+            }
+            _ => StoreError::Sqlite {
+                path: path.to_owned(),
+                source,
+            },
         };
         let mut conn = connect(path).map_err(sqlite)?;
         check_integrity(&conn, path)?;
@@ -488,16 +495,27 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A state file SQLite cannot read past its header, with how to recover it.
+fn damaged(path: &Path, detail: &str) -> StoreError {
+    unusable(
+        path,
+        &format!("is damaged ({detail})"),
+        "Restore the state file from a backup, or salvage it with \
+         `sqlite3 BROKEN.db .recover | sqlite3 RECOVERED.db` and point --state at the \
+         result after checking it.",
+    )
+}
+
+/// SQLite's own words for a failure, once (its error and that error's source repeat them).
+fn sqlite_reason(err: &rusqlite::Error) -> String {
+    match err {
+        rusqlite::Error::SqliteFailure(_, Some(message)) if !message.is_empty() => message.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let damaged = |detail: String| {
-        unusable(
-            path,
-            &format!("is damaged ({detail})"),
-            "Restore the state file from a backup, or salvage it with \
-             `sqlite3 BROKEN.db .recover | sqlite3 RECOVERED.db` and point --state at the \
-             result after checking it.",
-        )
-    };
+    let damaged = |detail: String| damaged(path, &detail);
     let problems: Vec<String> = conn
         .prepare("PRAGMA quick_check(5)")
         .and_then(|mut stmt| {
