@@ -462,3 +462,66 @@ fn explain_describes_the_acknowledgement() {
     );
     let _ = std::fs::remove_dir_all(root);
 }
+
+fn diagnostics(root: &std::path::Path) -> Vec<switchyard::spec::Diagnostic> {
+    let env = switchyard::spec::EnvLookup::empty()
+        .with("ACK_URL", "http://127.0.0.1:1")
+        .with("LEDGER_URL", "postgres://x");
+    switchyard::spec::load_workspace(root, &switchyard::spec::LoadOptions { strict: false, env })
+        .diagnostics
+}
+
+/// `acknowledge` with both `body` and `map`, and a listing request with a `body`, are
+/// refused at their line with the fix.
+#[test]
+fn an_acknowledgement_with_body_and_map_and_a_listing_with_a_body_are_refused() {
+    let root = ack_workspace("invalid", None);
+    let flow = root.join("flows/orders-to-file.yaml");
+    let text = std::fs::read_to_string(&flow).unwrap().replace(
+        "  map:\n    seller:",
+        "  body: { accepted: true }\n  map:\n    seller:",
+    );
+    std::fs::write(&flow, text).unwrap();
+    let found = diagnostics(&root);
+    let both = found
+        .iter()
+        .find(|d| d.message.contains("both `body` and `map`"))
+        .unwrap_or_else(|| panic!("{found:?}"));
+    assert!(both.file.ends_with("flows/orders-to-file.yaml"), "{both:?}");
+    assert!(both.line > 1, "{both:?}");
+    assert!(
+        both.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("keep one"),
+        "{both:?}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+
+    let root = ack_workspace("listing-body", None);
+    std::fs::write(
+        root.join("flows/orders-from-api.yaml"),
+        "flow: orders-from-api\nobject: order\npattern: batch\nlatency: finance-close\n\
+         from:\n  system: marketplace-api\n  request: { path: /orders, body: { x: \"{{cursor}}\" } }\n\
+         to: { system: close-folder, path: api.jsonl, format: jsonl }\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(root.join("switchyard.yaml"))
+        .unwrap()
+        .replace(
+            "create: [order-drop]",
+            "create: [order-drop, marketplace-api]",
+        );
+    std::fs::write(root.join("switchyard.yaml"), text).unwrap();
+    let found = diagnostics(&root);
+    let listing = found
+        .iter()
+        .find(|d| d.message.contains("sends no body"))
+        .unwrap_or_else(|| panic!("{found:?}"));
+    assert!(
+        listing.file.ends_with("flows/orders-from-api.yaml"),
+        "{listing:?}"
+    );
+    assert_eq!(listing.line, 7, "{listing:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -576,19 +576,8 @@ fn check_ack_body(
             )),
         );
     }
-    for (name, field) in ack.map.iter().flatten() {
-        let base = format!("/acknowledge/map/{}", seg(name));
-        match field {
-            MapField::Template(template) => check_template(template, &base, record, at, report),
-            MapField::Detailed(detail) => {
-                if let Some(template) = &detail.template {
-                    check_template(template, &format!("{base}/template"), record, at, report);
-                }
-                if let Some(pointer) = &detail.from {
-                    check_pointer(pointer, &format!("{base}/from"), record, at, report);
-                }
-            }
-        }
+    if let Some(map) = &ack.map {
+        check_map(map, "/acknowledge/map", record, 1, at, report);
     }
 }
 
