@@ -8,10 +8,12 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::connectors::http::HttpToConfig;
 use crate::connectors::recorder::{PlannedFault, RecorderSink};
+use crate::mapping::{CompiledTemplate, Escape};
 use crate::runtime::{Clock, FlowRun, RunOptions, SinkOverride, SourceOverride};
 use crate::spec::model::Workspace;
-use crate::spec::raw::{ExpectedAlert, ExpectedDeadLetter, TestCase};
+use crate::spec::raw::{ExpectedAcknowledgement, ExpectedAlert, ExpectedDeadLetter, TestCase};
 use crate::store::{DeadLetterFilter, Store};
 
 /// The result of one case.
@@ -150,6 +152,21 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 ));
             }
         }
+        if let Some(expected) = &case.expect.acknowledgements {
+            let path = ack_path_template(workspace, flow);
+            let actual: Vec<ActualAck> = acks
+                .received()
+                .into_iter()
+                .map(|r| ActualAck {
+                    key: r.idempotency_key.trim_start_matches("ack:").to_owned(),
+                    path: path
+                        .as_ref()
+                        .and_then(|t| t.render(&r.context, Escape::Url).ok()),
+                    body: r.body,
+                })
+                .collect();
+            compare_acks(expected, &actual, &mut failures);
+        }
         if let Some(expected) = case.expect.duplicates
             && expected != report.duplicates
         {
@@ -160,6 +177,84 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
         }
         Ok(failures)
     })
+}
+
+/// An acknowledgement call the recorder received.
+struct ActualAck {
+    key: String,
+    path: Option<String>,
+    body: Value,
+}
+
+/// The path template of the flow's acknowledgement when it goes through HTTP (flow tests
+/// record acknowledgements instead of sending them, so the path is rendered here).
+fn ack_path_template(workspace: &Workspace, flow: &str) -> Option<CompiledTemplate> {
+    let endpoint = &workspace.flows.get(flow)?.acknowledge.as_ref()?.endpoint;
+    if endpoint.connector.name() != "http" {
+        return None;
+    }
+    let to: HttpToConfig = serde_json::from_value(endpoint.settings.clone()).ok()?;
+    CompiledTemplate::compile(&to.request?.path).ok()
+}
+
+/// Compares acknowledgement calls in order, each on the keys the case gives.
+fn compare_acks(
+    expected: &[ExpectedAcknowledgement],
+    actual: &[ActualAck],
+    failures: &mut Vec<String>,
+) {
+    let describe = |key: &str, path: Option<&str>, body: Option<&Value>| {
+        let mut text = format!("key {key}");
+        if let Some(path) = path {
+            let _ = write!(text, ", path {path}");
+        }
+        if let Some(body) = body {
+            let _ = write!(text, ", body {body}");
+        }
+        text
+    };
+    let matches = |e: &ExpectedAcknowledgement, a: &ActualAck| {
+        e.key.as_ref().is_none_or(|k| *k == a.key)
+            && e.path.as_ref().is_none_or(|p| Some(p) == a.path.as_ref())
+            && e.body.as_ref().is_none_or(|b| *b == a.body)
+    };
+    if expected.len() == actual.len() && expected.iter().zip(actual).all(|(e, a)| matches(e, a)) {
+        return;
+    }
+    let mut diff = format!(
+        "acknowledgements differ (expected {}, got {}):\n",
+        expected.len(),
+        actual.len()
+    );
+    for index in 0..expected.len().max(actual.len()) {
+        match (expected.get(index), actual.get(index)) {
+            (Some(e), Some(a)) if matches(e, a) => {
+                let _ = writeln!(
+                    diff,
+                    "    {}",
+                    describe(&a.key, a.path.as_deref(), Some(&a.body))
+                );
+            }
+            (e, a) => {
+                if let Some(e) = e {
+                    let key = e.key.as_deref().unwrap_or("(any)");
+                    let _ = writeln!(
+                        diff,
+                        "  - {}",
+                        describe(key, e.path.as_deref(), e.body.as_ref())
+                    );
+                }
+                if let Some(a) = a {
+                    let _ = writeln!(
+                        diff,
+                        "  + {}",
+                        describe(&a.key, a.path.as_deref(), Some(&a.body))
+                    );
+                }
+            }
+        }
+    }
+    failures.push(diff.trim_end().to_owned());
 }
 
 fn compare_records(expected: &[Value], actual: &[Value], failures: &mut Vec<String>) {

@@ -12,6 +12,7 @@ mod metrics;
 mod orders;
 mod paging;
 mod postgres_state;
+mod requests;
 mod runtime;
 mod schema;
 mod security;

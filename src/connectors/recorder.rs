@@ -30,6 +30,9 @@ pub struct Recorded {
     pub idempotency_key: String,
     /// The body.
     pub body: Value,
+    /// What the request's templates (an HTTP path) render over: the mapped record; `null`
+    /// when the write was handed to [`RecorderSink::send`] directly.
+    pub context: Value,
 }
 
 /// An in-memory sink; clones share state.
@@ -61,6 +64,16 @@ impl RecorderSink {
 
     /// Handles one write at clock time `now_ms`.
     pub fn send(&self, outgoing: &Outgoing, now_ms: i64) -> Result<(), ConnectorError> {
+        self.send_in(outgoing, &Value::Null, now_ms)
+    }
+
+    /// [`RecorderSink::send`], remembering what the request's templates render over.
+    fn send_in(
+        &self,
+        outgoing: &Outgoing,
+        context: &Value,
+        now_ms: i64,
+    ) -> Result<(), ConnectorError> {
         let mut state = self.lock();
         state.attempts += 1;
         while let Some((fault, started)) = state.faults.front_mut() {
@@ -86,6 +99,7 @@ impl RecorderSink {
             state.received.push(Recorded {
                 idempotency_key: outgoing.idempotency_key.clone(),
                 body: outgoing.body.clone(),
+                context: context.clone(),
             });
         } else {
             state.replays += 1;
@@ -139,7 +153,7 @@ impl Sink for RecordingSink {
             body: body.clone(),
         };
         self.recorder
-            .send(&write, (self.now_ms)())
+            .send_in(&write, &record.body, (self.now_ms)())
             .map(|()| Value::Null)
     }
 }

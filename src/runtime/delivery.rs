@@ -30,6 +30,8 @@ pub(super) struct Unit {
     pub(super) idempotency_key: String,
     pub(super) body: Value,
     pub(super) deadline: Option<Deadline>,
+    /// The acknowledgement body from `acknowledge.map`; `None`: the static `body` is sent.
+    pub(super) ack: Option<Value>,
 }
 
 /// How one unit's delivery ended.
@@ -54,6 +56,7 @@ pub(super) fn units(ready: Ready) -> Vec<Result<Unit, Rejected>> {
             idempotency_key: ready.idempotency_key,
             body,
             deadline: ready.deadline,
+            ack: ready.ack,
         })],
         Output::Legs(legs) => legs
             .into_iter()
@@ -66,6 +69,7 @@ pub(super) fn units(ready: Ready) -> Vec<Result<Unit, Rejected>> {
                         idempotency_key,
                         body,
                         deadline: ready.deadline,
+                        ack: leg.ack,
                     }),
                     Err(rejection) => Err(Rejected {
                         record_key: Some(record_key),
@@ -166,6 +170,16 @@ impl Delivering {
             };
             self.store.put_xref(&xref, &plan.name).await?;
         }
+        self.acknowledge(unit).await
+    }
+
+    /// Acknowledges a written unit at its source (with retries, before its deadline); a unit
+    /// of a flow without `acknowledge` is delivered as it is. Per-record sinks call it after
+    /// the write, batch sinks once the batch is durable.
+    pub(super) async fn acknowledge(&self, unit: &Unit) -> Result<Outcome, StoreError> {
+        let plan = &self.plan;
+        let due = unit.deadline.map(|d| d.due_ms);
+        let passed = |clock: &Clock| due.is_some_and(|due| clock.now_ms() >= due);
         let Some(ack) = &self.ack else {
             return Ok(Outcome::Delivered);
         };
@@ -191,7 +205,8 @@ impl Delivering {
                 if passed(&self.clock) {
                     return Err(deadline_failure());
                 }
-                ack.sink.send(&ack_out, &ack.body).await.map(drop)
+                let body = unit.ack.as_ref().unwrap_or(&ack.body);
+                ack.sink.send(&ack_out, body).await.map(drop)
             },
         )
         .await?;

@@ -764,11 +764,21 @@ impl FlowRun {
                     (from, rejected)
                 }
             };
-            let written = (written_up_to - rejected.len()) as u64;
-            report.delivered += written;
+            let mut to_ack = Vec::new();
+            for (at, (index, unit, _)) in lines.iter().enumerate().take(written_up_to) {
+                if !rejected.iter().any(|(refused, _)| *refused == at) {
+                    to_ack.push((*index, unit.clone()));
+                }
+            }
             for (at, error) in rejected {
                 if let Some((index, unit, _)) = lines.get(at) {
                     failed.push((*index, sink_rejected(unit, error), 1));
+                }
+            }
+            for (index, unit, outcome) in self.acknowledge_written(to_ack).await? {
+                match ack_failure(unit, outcome) {
+                    None => report.delivered += 1,
+                    Some((rejected, attempts)) => failed.push((index, rejected, attempts)),
                 }
             }
         }
@@ -892,6 +902,7 @@ impl FlowRun {
                             ready.record_key,
                             ready.idempotency_key,
                             ready.body,
+                            (ready.ack, ready.deadline),
                         ));
                         settled.push(Settled {
                             key_hash: Some(ready.key_hash),
@@ -903,7 +914,7 @@ impl FlowRun {
             }
             let encoded: Vec<Encoded<'_>> = written
                 .iter()
-                .map(|(_, _, _, key, range)| Encoded {
+                .map(|(_, _, _, key, range, _)| Encoded {
                     idempotency_key: key,
                     json: &lines[range.clone()],
                 })
@@ -926,15 +937,49 @@ impl FlowRun {
                 }
                 None => (0, Vec::new()),
             };
-            for (_, slot, _, _, _) in written.get(written_up_to..).unwrap_or_default() {
+            for (_, slot, _, _, _, _) in written.get(written_up_to..).unwrap_or_default() {
                 // Unsettled: no processed key, so the next run reads and writes it again.
                 settled[*slot].key_hash = None;
                 report.unsettled += 1;
             }
-            let delivered = (written_up_to - rejected.len()) as u64;
+            // The records written and not refused are acknowledged at their source, once
+            // durable; an acknowledgement that fails dead-letters its record.
+            let mut to_ack = Vec::new();
+            for (at, (index, slot, record_key, key, range, (ack, deadline))) in
+                written.iter().enumerate().take(written_up_to)
+            {
+                if self.ack.is_none() || rejected.iter().any(|(refused, _)| *refused == at) {
+                    continue;
+                }
+                let body = lines
+                    .get(range.clone())
+                    .and_then(|line| serde_json::from_slice(line).ok())
+                    .unwrap_or(Value::Null);
+                let unit = Unit {
+                    record_key: record_key.clone(),
+                    idempotency_key: key.clone(),
+                    body,
+                    deadline: *deadline,
+                    ack: ack.clone(),
+                };
+                to_ack.push(((*index, *slot), unit));
+            }
+            let mut ack_failed = 0;
+            for ((index, slot), unit, outcome) in self.acknowledge_written(to_ack).await? {
+                if let Some(rejected) = ack_failure(unit, outcome) {
+                    let (rejected, attempts) = rejected;
+                    let letter =
+                        self.dead_letter(rejected, attempts, original_of(batch, index), report);
+                    // The record was written: its key stays processed, with the dead letter
+                    // of its acknowledgement beside it.
+                    settled[slot].dead_letter = letter.dead_letter;
+                    ack_failed += 1;
+                }
+            }
+            let delivered = (written_up_to - rejected.len() - ack_failed) as u64;
             report.delivered += delivered;
             for (at, error) in rejected {
-                let Some((index, slot, record_key, key, _)) = written.get(at) else {
+                let Some((index, slot, record_key, key, _, _)) = written.get(at) else {
                     continue;
                 };
                 let unit = Unit {
@@ -942,6 +987,7 @@ impl FlowRun {
                     idempotency_key: key.clone(),
                     body: Value::Null,
                     deadline: None,
+                    ack: None,
                 };
                 let letter = self.dead_letter(
                     sink_rejected(&unit, error),
@@ -954,6 +1000,56 @@ impl FlowRun {
             }
         }
         Ok((settled, stop))
+    }
+
+    /// Acknowledges records a batch sink has written: the batch is made durable first (a
+    /// source must never hear "accepted" of a record a crash could still take back), then
+    /// each record is acknowledged with the flow's retry policy. Without `acknowledge` every
+    /// record counts as delivered as it is.
+    async fn acknowledge_written<T>(
+        &self,
+        written: Vec<(T, Unit)>,
+    ) -> Result<Vec<(T, Unit, Outcome)>, RunError> {
+        if self.ack.is_none() || written.is_empty() {
+            return Ok(written
+                .into_iter()
+                .map(|(at, unit)| (at, unit, Outcome::Delivered))
+                .collect());
+        }
+        let commit = self
+            .sink
+            .prepare_commit()
+            .await
+            .map_err(|err| self.sink_error(err))?;
+        if let Some(durable) = commit.durable {
+            tokio::task::spawn_blocking(durable)
+                .await
+                .map_err(|_| RunError::Commit(CommitError::Gone))?
+                .map_err(commit_io)?;
+        }
+        let failed_before = running_retry_clocks(
+            &self.store,
+            &self.plan.name,
+            written.iter().map(|(_, unit)| unit),
+            true,
+        )
+        .await?;
+        let delivery = Delivering {
+            sink: self.sink.clone(),
+            ack: self.ack.clone(),
+            store: self.store.clone(),
+            plan: self.plan.clone(),
+            clock: self.options.clock,
+            outage: None,
+            failed_before,
+            events: Some(self.events.clone()),
+        };
+        let mut outcomes = Vec::with_capacity(written.len());
+        for (at, unit) in written {
+            let outcome = delivery.acknowledge(&unit).await?;
+            outcomes.push((at, unit, outcome));
+        }
+        Ok(outcomes)
     }
 
     /// Writes records to a batch sink, classified as a per-record sink's deliveries are: a
@@ -1472,6 +1568,35 @@ fn outage_reason(error: &str) -> String {
 }
 
 /// A record a batch sink refused: dead-lettered as rejected by the sink.
+/// The dead letter of a written record whose acknowledgement failed, with its attempts;
+/// `None` when it was acknowledged. (A batch sink's acknowledgements are never abandoned: the
+/// record is written and durable, so only its acknowledgement is left to settle.)
+fn ack_failure(unit: Unit, outcome: Outcome) -> Option<(Rejected, u32)> {
+    let (mode, attempts, error) = match outcome {
+        Outcome::Delivered | Outcome::Abandoned => return None,
+        Outcome::Failed {
+            mode,
+            attempts,
+            error,
+        } => (mode, attempts, error),
+    };
+    let reason = match mode {
+        FailureMode::DeadlineMissed => "deadline_missed",
+        FailureMode::SinkUnavailable => "ack_unavailable",
+        _ => "ack_rejected",
+    };
+    let rejected = Rejected {
+        record_key: Some(unit.record_key),
+        idempotency_key: Some(unit.idempotency_key),
+        rejection: Rejection {
+            mode,
+            reason: reason.into(),
+            error: format!("written, but the acknowledgement failed: {error}"),
+        },
+    };
+    Some((rejected, attempts))
+}
+
 fn sink_rejected(unit: &Unit, error: ConnectorError) -> Rejected {
     Rejected {
         record_key: Some(unit.record_key.clone()),

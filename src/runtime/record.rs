@@ -108,6 +108,9 @@ pub struct Prepared<B = Output> {
     pub result: Result<B, Rejection>,
     /// When the record must be delivered and acknowledged by, if the flow has a deadline.
     pub deadline: Option<Deadline>,
+    /// The acknowledgement's body built by `acknowledge.map` (a split record's legs carry
+    /// their own); `None` when the flow has no such map.
+    pub ack: Option<Value>,
     /// `null`s in typed fields a lenient contract accepted (reported as warnings).
     pub contract_nulls: usize,
 }
@@ -128,6 +131,8 @@ pub struct Leg {
     pub key: String,
     /// The mapped leg, or why not.
     pub result: Result<Value, Rejection>,
+    /// The leg's acknowledgement body (`acknowledge.map` over the leg), when the flow has one.
+    pub ack: Option<Value>,
 }
 
 /// A record's deadline window, in Unix milliseconds.
@@ -174,6 +179,8 @@ pub struct Ready<B = Output> {
     pub body: B,
     /// The deadline, if the flow has one.
     pub deadline: Option<Deadline>,
+    /// The acknowledgement body built by `acknowledge.map`, if the flow has one.
+    pub ack: Option<Value>,
 }
 
 /// A record headed for the dead-letter queue.
@@ -281,6 +288,15 @@ fn prepare_with<B>(
         Err(rejection) => return rejected_early(record_key, idempotency, rejection),
     };
     let result = check_ownership(plan, record).and_then(|()| map(record));
+    // The acknowledgement body is built here, before anything is written: a record whose
+    // acknowledgement cannot be built is a mapping error, not a write left unacknowledged.
+    let (result, ack) = match (result, plan.split.is_none()) {
+        (Ok(body), true) => match ack_body(plan, record) {
+            Ok(ack) => (Ok(body), ack),
+            Err(rejection) => (Err(rejection), None),
+        },
+        (result, _) => (result, None),
+    };
     let result = match (&record_key, &idempotency, result) {
         (None, _, Ok(_)) | (_, None, Ok(_)) => Err(Rejection {
             mode: FailureMode::ContractViolation,
@@ -301,8 +317,21 @@ fn prepare_with<B>(
         idempotency,
         result,
         deadline,
+        ack,
         contract_nulls,
     }
+}
+
+/// `acknowledge.map` applied to the record as read (with its lookups, and `_leg` for a leg).
+fn ack_body(plan: &FlowPlan, record: &Value) -> Result<Option<Value>, Rejection> {
+    let Some(mapping) = &plan.ack_mapping else {
+        return Ok(None);
+    };
+    mapping.apply(record).map(Some).map_err(|err| Rejection {
+        mode: FailureMode::MappingError,
+        reason: "ack_mapping_failed".into(),
+        error: format!("acknowledge.map: {err}"),
+    })
 }
 
 /// The ordered stage: duplicate detection against every key processed so far.
@@ -320,6 +349,7 @@ pub fn admit<B>(prepared: Prepared<B>, processed: &mut KeySet) -> Admission<B> {
                 key_hash,
                 body,
                 deadline: prepared.deadline,
+                ack: prepared.ack,
             }),
             // `prepare` never returns a body without both keys.
             (record_key, idempotency) => Admission::Reject(Rejected {
@@ -452,10 +482,12 @@ fn split_legs(plan: &FlowPlan, split: &SplitConfig, record: &Value) -> Result<Ve
                     serde_json::json!({"key": key, "index": index, "count": count}),
                 );
             }
-            Leg {
-                result: map(plan, &leg),
-                key,
-            }
+            let (result, ack) =
+                match map(plan, &leg).and_then(|body| Ok((body, ack_body(plan, &leg)?))) {
+                    Ok((body, ack)) => (Ok(body), ack),
+                    Err(rejection) => (Err(rejection), None),
+                };
+            Leg { result, key, ack }
         })
         .collect())
 }
@@ -502,6 +534,7 @@ fn rejected_early<B>(
         idempotency,
         result: Err(rejection),
         deadline: None,
+        ack: None,
         contract_nulls: 0,
     }
 }

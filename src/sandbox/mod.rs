@@ -22,7 +22,7 @@
 //! | `POST, DELETE /_sandbox/marketplace/faults` | queue or clear faults on the list endpoints |
 //! | `GET /marketplace/api/orders?updated_since=&offset=&max=` | orders, offset pages |
 //! | `GET /marketplace/api/orders/{order_id}` | one order |
-//! | `PUT /marketplace/api/orders/{order_id}/accept` | accept or refuse lines before the deadline |
+//! | `PUT /marketplace/api/orders/{order_id}/accept` | accept or refuse every line by ID (`order_lines: [{id, accepted}]`; a whole-order `accepted` is a 400) before the deadline |
 //! | `POST /marketplace/api/orders/{order_id}/shipments` | ship some or all accepted quantities |
 //! | `GET /_sandbox/marketplace/orders/summary` | order states and counters |
 //! | `GET /_sandbox/marketplace/orders/shipments` | shipments posted to the marketplace |

@@ -614,9 +614,17 @@ pub(crate) async fn shipments(State(state): State<Arc<SandboxState>>) -> Json<Va
 }
 
 /// Turns an accept body into one decision per line, in line order. Every line must be
-/// decided, as on real marketplaces: a partial answer is refused, not guessed.
+/// decided by its ID, as on real marketplaces: a whole-order `accepted` is refused like a
+/// real acceptance API refuses it (400, `order_lines` required), and a partial answer is
+/// refused, not guessed.
 fn resolve_decision(order: &Order, body: AcceptBody) -> Result<Vec<bool>, ApiError> {
     match (body.order_lines, body.accepted) {
+        (None, Some(_)) => Err(ApiError::bad_request(format!(
+            "order_lines is required: give every line of order {} as \
+             {{\"id\": <order_line_id>, \"accepted\": true|false}} (a whole-order \
+             `accepted` is not supported)",
+            order.order_id
+        ))),
         (Some(lines), None) => {
             let mut decision: Vec<Option<bool>> = vec![None; order.order_lines.len()];
             for line in lines {
@@ -645,9 +653,9 @@ fn resolve_decision(order: &Order, body: AcceptBody) -> Result<Vec<bool>, ApiErr
                 })
                 .collect()
         }
-        (None, Some(accepted)) => Ok(vec![accepted; order.order_lines.len()]),
         _ => Err(ApiError::bad_request(
-            "expected either `order_lines` or `accepted`",
+            "order_lines is required: give every line as {\"id\": <order_line_id>, \
+             \"accepted\": true|false}",
         )),
     }
 }

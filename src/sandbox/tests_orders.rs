@@ -34,6 +34,26 @@ async fn get_order(client: &reqwest::Client, sandbox: &Sandbox, id: &str) -> Val
     response.json().await.expect("JSON order")
 }
 
+/// Accepts (or refuses) every line of an order by its ID, as the acceptance API requires.
+async fn decide_all(
+    client: &reqwest::Client,
+    sandbox: &Sandbox,
+    id: &str,
+    accepted: bool,
+) -> reqwest::Response {
+    let order = get_order(client, sandbox, id).await;
+    let lines: Vec<Value> = order["order_lines"]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| json!({ "id": l["order_line_id"], "accepted": accepted }))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![json!({ "id": "L-1", "accepted": accepted })]);
+    accept(client, sandbox, id, json!({ "order_lines": lines })).await
+}
+
 async fn accept(
     client: &reqwest::Client,
     sandbox: &Sandbox,
@@ -179,7 +199,18 @@ async fn accept_before_deadline_ships_after_deadline_is_refused_and_auto_cancell
     let first = str_of(&orders[0], "order_id").to_owned();
     let second = str_of(&orders[1], "order_id").to_owned();
 
-    let response = accept(&client, &sandbox, &first, json!({ "accepted": true })).await;
+    // A whole-order `accepted` is refused like a real acceptance API refuses it.
+    let whole = accept(&client, &sandbox, &first, json!({ "accepted": true })).await;
+    assert_eq!(whole.status(), StatusCode::BAD_REQUEST);
+    let error: Value = whole.json().await.expect("JSON error");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("order_lines is required"),
+        "{error}"
+    );
+    let response = decide_all(&client, &sandbox, &first, true).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let order = get_order(&client, &sandbox, &first).await;
     assert_eq!(str_of(&order, "order_state"), "SHIPPING");
@@ -200,7 +231,7 @@ async fn accept_before_deadline_ships_after_deadline_is_refused_and_auto_cancell
         .collect();
     let again = accept(&client, &sandbox, &first, json!({ "order_lines": lines })).await;
     assert_eq!(again.status(), StatusCode::NO_CONTENT);
-    let changed = accept(&client, &sandbox, &first, json!({ "accepted": false })).await;
+    let changed = decide_all(&client, &sandbox, &first, false).await;
     assert_eq!(changed.status(), StatusCode::CONFLICT);
     let unknown = accept(
         &client,
@@ -220,7 +251,7 @@ async fn accept_before_deadline_ships_after_deadline_is_refused_and_auto_cancell
     })
     .await;
     assert!(cancelled, "{:?}", sandbox.orders_summary());
-    let late = accept(&client, &sandbox, &second, json!({ "accepted": true })).await;
+    let late = decide_all(&client, &sandbox, &second, true).await;
     assert_eq!(late.status(), StatusCode::CONFLICT);
     let error: Value = late.json().await.expect("JSON error");
     assert_eq!(error["error"], "deadline passed; order auto-cancelled");
@@ -229,7 +260,7 @@ async fn accept_before_deadline_ships_after_deadline_is_refused_and_auto_cancell
         "CANCELED"
     );
     // The accepted order stays accepted after its deadline.
-    let late_replay = accept(&client, &sandbox, &first, json!({ "accepted": true })).await;
+    let late_replay = decide_all(&client, &sandbox, &first, true).await;
     assert_eq!(late_replay.status(), StatusCode::NO_CONTENT);
 
     let summary = sandbox.orders_summary();
@@ -269,7 +300,7 @@ async fn refusing_every_line_refuses_the_order_and_listing_follows_updates() {
     assert_eq!(listed["total_count"], orders.len());
     assert_eq!(listed["orders"].as_array().expect("orders").len(), 4);
 
-    let response = accept(&client, &sandbox, &id, json!({ "accepted": false })).await;
+    let response = decide_all(&client, &sandbox, &id, false).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let order = get_order(&client, &sandbox, &id).await;
     assert_eq!(str_of(&order, "order_state"), "REFUSED");
@@ -319,7 +350,7 @@ async fn partial_shipment_keeps_shipping_full_shipment_ships_and_overshipping_is
 
     let early = ship(&client, &sandbox, &id, &[(&lines[0].0, 1)]).await;
     assert_eq!(early.status(), StatusCode::CONFLICT, "not accepted yet");
-    let response = accept(&client, &sandbox, &id, json!({ "accepted": true })).await;
+    let response = decide_all(&client, &sandbox, &id, true).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 
     let first = ship(&client, &sandbox, &id, &[(&lines[0].0, lines[0].1)]).await;

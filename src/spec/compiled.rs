@@ -35,6 +35,8 @@ pub struct FlowPlan {
     pub idempotency_key: Option<CompiledTemplate>,
     /// The mapping.
     pub mapping: Mapping,
+    /// `acknowledge.map`: the acknowledgement's body, built over the record as read.
+    pub ack_mapping: Option<Mapping>,
     /// JSON Pointer to the field naming the system that authored a change.
     pub author: Option<String>,
     /// The source system.
@@ -137,6 +139,12 @@ impl FlowPlan {
             .cloned()
             .ok_or_else(|| fail(format!("object `{}` has no contract loaded", spec.object)))?;
         let mapping = Mapping::compile(&spec.map).map_err(|e| fail(e.to_string()))?;
+        let ack_mapping = match spec.acknowledge.as_ref().and_then(|ack| ack.map.as_ref()) {
+            Some(map) => {
+                Some(Mapping::compile(map).map_err(|e| fail(format!("acknowledge.map: {e}")))?)
+            }
+            None => None,
+        };
         let idempotency_key = spec
             .idempotency_key
             .as_deref()
@@ -201,6 +209,7 @@ impl FlowPlan {
             key_fields: object.key.iter().map(|k| FieldPath::parse(k)).collect(),
             idempotency_key,
             mapping,
+            ack_mapping,
             author: spec.from.author.clone(),
             source_system: spec.from.system.clone(),
             writers,

@@ -135,6 +135,9 @@ pub fn flow_summary(flow: &Flow) -> String {
         human(flow.retry.max_delay),
         human(flow.retry.window),
     );
+    if let Some(ack) = &flow.acknowledge {
+        let _ = write!(text, " {}", acknowledgement(ack));
+    }
     let failures: Vec<String> = flow
         .failures
         .iter()
@@ -167,6 +170,42 @@ pub fn flow_summary(flow: &Flow) -> String {
             let _ = write!(text, " SLA: {}.", parts.join(" and "));
         }
     }
+    text
+}
+
+/// One sentence on a flow's acknowledgement: where it goes, the request (HTTP) and its body.
+fn acknowledgement(ack: &super::model::Acknowledgement) -> String {
+    let endpoint = &ack.endpoint;
+    let mut text = format!(
+        "Each delivered record is acknowledged at {}",
+        endpoint.system
+    );
+    if endpoint.connector.name() == "http"
+        && let Ok(to) = serde_json::from_value::<crate::connectors::http::HttpToConfig>(
+            endpoint.settings.clone(),
+        )
+        && let Some(request) = to.request
+    {
+        let method = request
+            .method
+            .and_then(|m| serde_json::to_value(m).ok())
+            .and_then(|m| m.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "POST".into());
+        let _ = write!(text, " ({method} {})", request.path);
+    }
+    text.push_str(" once its write is durable; ");
+    if !ack.map_fields.is_empty() {
+        let _ = write!(
+            text,
+            "the body is mapped from the record as read: {}.",
+            ack.map_fields.join(", ")
+        );
+    } else if ack.body.is_null() {
+        text.push_str("no body is sent.");
+    } else {
+        let _ = write!(text, "the body is {}.", ack.body);
+    }
+    text.push_str(" A failed acknowledgement is retried, then dead-lettered.");
     text
 }
 

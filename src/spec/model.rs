@@ -133,8 +133,11 @@ impl std::fmt::Debug for Endpoint {
 pub struct Acknowledgement {
     /// The system acknowledged, written to as a per-record sink.
     pub endpoint: Endpoint,
-    /// The body sent (`null` when none is given).
+    /// The body sent (`null` when none is given); unused when `map_fields` is not empty.
     pub body: serde_json::Value,
+    /// The fields of `acknowledge.map`, when the body is built per record (the mapping itself
+    /// is compiled in the flow plan).
+    pub map_fields: Vec<String>,
 }
 
 /// Resolved HMAC settings of a webhook trigger.

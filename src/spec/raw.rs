@@ -337,8 +337,8 @@ pub struct DeadlineConfig {
     pub window_start: Option<String>,
 }
 
-/// A request acknowledging a record at its source: `system`, `body`, and the settings of
-/// that system's connector for a per-record write (for HTTP, `request`).
+/// A request acknowledging a record at its source: `system`, `map` or `body`, and the
+/// settings of that system's connector for a per-record write (for HTTP, `request`).
 #[derive(Debug, Clone, Serialize)]
 pub struct AcknowledgeConfig {
     /// The system acknowledged; usually the flow's source system.
@@ -346,6 +346,10 @@ pub struct AcknowledgeConfig {
     /// JSON body sent as it is (for example `{accepted: true}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
+    /// The body as a mapping over the record as read (with its lookups, and `_leg` for a
+    /// leg of a split record), like a flow's `map:`. Give `map` or `body`, not both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<IndexMap<String, MapField>>,
     /// The connector's keys, as written; its `to:` settings type reads them.
     #[serde(flatten)]
     pub settings: Map<String, Value>,
@@ -639,6 +643,26 @@ pub struct TestExpectation {
     /// Idempotency keys of the records acknowledged at their source (`acknowledge`), in order.
     #[serde(default)]
     pub acknowledged: Option<Vec<String>>,
+    /// The acknowledgement calls sent (`acknowledge`), in order: each one's body and, for an
+    /// HTTP acknowledgement, its path. Only the keys given are compared.
+    #[serde(default)]
+    pub acknowledgements: Option<Vec<ExpectedAcknowledgement>>,
+}
+
+/// An expected acknowledgement call.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedAcknowledgement {
+    /// The idempotency key of the record acknowledged.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The request path (HTTP acknowledgements), as rendered, for example
+    /// `/api/orders/MKP-1/accept`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The JSON body sent, exactly.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
 }
 
 /// An expected dead letter.
@@ -822,14 +846,16 @@ impl Section for SinkConfig {
 }
 
 impl Section for AcknowledgeConfig {
-    const EXPECTING: &'static str = "an acknowledgement: `system`, `body` and its connector's keys";
-    const GENERIC: &'static [&'static str] = &["system", "body"];
+    const EXPECTING: &'static str =
+        "an acknowledgement: `system`, `map` or `body`, and its connector's keys";
+    const GENERIC: &'static [&'static str] = &["system", "body", "map"];
     const REQUIRED: bool = true;
 
     fn empty() -> Self {
         Self {
             system: String::new(),
             body: None,
+            map: None,
             settings: Map::new(),
         }
     }
@@ -841,6 +867,7 @@ impl Section for AcknowledgeConfig {
     ) -> Result<(), A::Error> {
         match key {
             "system" => self.system = map.next_value()?,
+            "map" => self.map = map.next_value()?,
             _ => self.body = map.next_value()?,
         }
         Ok(())

@@ -36,7 +36,7 @@ pub(crate) enum Role {
     From,
     /// A flow's `to:`: `system`, `capture` and the sink connectors' keys.
     To,
-    /// A flow's `acknowledge:`: `system`, `body` and the sink connectors' keys.
+    /// A flow's `acknowledge:`: `system`, `map` or `body`, and the sink connectors' keys.
     Acknowledge,
 }
 
@@ -132,6 +132,15 @@ pub(crate) fn section_schema(
                 schema,
                 "JSON body sent as it is (for example `{accepted: true}`).",
             );
+            let schema = generator
+                .subschema_for::<Option<indexmap::IndexMap<String, crate::mapping::MapField>>>();
+            generic(
+                generator,
+                "map",
+                schema,
+                "The body as a mapping over the record as read (with its lookups, and `_leg` \
+                 for a leg of a split record), like a flow's `map:`. Give `map` or `body`.",
+            );
             &["system"]
         }
     };
@@ -168,7 +177,7 @@ pub(crate) fn section_schema(
             "Where a flow's records go: `system`, `capture` and the keys of the system's connector."
         }
         Role::Acknowledge => {
-            "A request acknowledging a record at its source: `system`, `body` and the keys of the system's connector."
+            "A request acknowledging a record at its source: `system`, `map` or `body`, and the keys of the system's connector."
         }
     };
     schemars::json_schema!({

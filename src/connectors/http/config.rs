@@ -5,6 +5,8 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::mapping::MapField;
+
 /// Connector settings of an HTTP system.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -66,8 +68,9 @@ pub struct HttpFromConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpToConfig {
-    /// The request sent per record; the mapped record is its JSON body. The path is a
-    /// template over the mapped record.
+    /// The request sent per record. Its path, query values and header values are templates
+    /// over the mapped record; its JSON body is the mapped record, or `request.body` applied
+    /// to it (so a field the path needs need not be sent).
     #[serde(default)]
     pub request: Option<HttpRequestConfig>,
     /// Name of the header carrying the idempotency key. Defaults to `Idempotency-Key`.
@@ -87,9 +90,15 @@ pub struct HttpRequestConfig {
     /// Query parameters; each value is a template.
     #[serde(default)]
     pub query: IndexMap<String, String>,
-    /// Extra headers; each value is a template.
+    /// Extra headers; each value is a template, rendered per record (sinks) or per page
+    /// (sources).
     #[serde(default)]
     pub headers: IndexMap<String, String>,
+    /// Sinks only: the JSON body, a mapping over the mapped record (same syntax as a flow's
+    /// `map:`). Without it the body is the whole mapped record. Lets the path, query and
+    /// headers use fields (say `order_id`) that the body must not carry.
+    #[serde(default)]
+    pub body: Option<IndexMap<String, MapField>>,
 }
 
 /// An HTTP method.

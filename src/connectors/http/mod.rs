@@ -64,6 +64,20 @@ impl Connector for Http {
         problems
     }
 
+    fn check_from(_system: &HttpSystemConfig, from: &HttpFromConfig) -> Vec<Problem> {
+        match from.request.as_ref().and_then(|r| r.body.as_ref()) {
+            Some(_) => vec![
+                Problem::new(
+                    "/request/body",
+                    Code::InvalidValue,
+                    "a listing request (`from:`) sends no body",
+                )
+                .with_hint("remove `body`; use `query` or `headers` to pass values to a listing"),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     fn source_templates(from: &HttpFromConfig) -> Vec<(String, String)> {
         from.request
             .as_ref()
@@ -111,6 +125,17 @@ fn request_templates(request: &HttpRequestConfig) -> Vec<(String, String)> {
     }
     for (name, value) in &request.headers {
         templates.push((format!("/request/headers/{}", escape(name)), value.clone()));
+    }
+    for (name, field) in request.body.iter().flatten() {
+        let at = format!("/request/body/{}", escape(name));
+        match field {
+            crate::mapping::MapField::Template(template) => templates.push((at, template.clone())),
+            crate::mapping::MapField::Detailed(detail) => {
+                if let Some(template) = &detail.template {
+                    templates.push((format!("{at}/template"), template.clone()));
+                }
+            }
+        }
     }
     templates
 }

@@ -9,7 +9,7 @@ use super::config::HttpMethod;
 use super::{HttpSystem, retry_after};
 use crate::connectors::{ConnectorError, Outgoing};
 use crate::connectors::{Sink, SinkStyle};
-use crate::mapping::{CompiledTemplate, Escape};
+use crate::mapping::{CompiledTemplate, Escape, Mapping};
 
 /// A configured HTTP sink.
 #[derive(Clone)]
@@ -17,6 +17,12 @@ pub struct HttpSink {
     system: HttpSystem,
     method: reqwest::Method,
     path: CompiledTemplate,
+    /// Query parameters, each value rendered per record.
+    query: Vec<(String, CompiledTemplate)>,
+    /// Per-call headers, each value rendered per record.
+    headers: Vec<(String, CompiledTemplate)>,
+    /// `request.body`: the body as its own mapping over the mapped record.
+    body: Option<Mapping>,
     idempotency_header: String,
 }
 
@@ -33,10 +39,27 @@ impl HttpSink {
             HttpMethod::Put => reqwest::Method::PUT,
             HttpMethod::Patch => reqwest::Method::PATCH,
         };
+        let compile = |s: &str| CompiledTemplate::compile(s).map_err(|e| e.to_string());
+        let compile_all = |pairs: &indexmap::IndexMap<String, String>| {
+            pairs
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), compile(value)?)))
+                .collect::<Result<Vec<_>, String>>()
+        };
+        let body = match &request.body {
+            Some(map) => Some(
+                Mapping::compile(map)
+                    .map_err(|e| format!("request.body.{}: {}", e.field, e.message))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             system,
             method,
-            path: CompiledTemplate::compile(&request.path).map_err(|e| e.to_string())?,
+            path: compile(&request.path)?,
+            query: compile_all(&request.query)?,
+            headers: compile_all(&request.headers)?,
+            body,
             idempotency_header: config
                 .idempotency_header
                 .clone()
@@ -70,12 +93,38 @@ impl HttpSink {
             .render(path_context, Escape::Url)
             .map_err(|e| ConnectorError::rejected(format!("request path: {e}")))?;
         let url = format!("{}{}", self.system.base_url, path);
+        let mut query = Vec::with_capacity(self.query.len());
+        for (name, template) in &self.query {
+            let value = template
+                .render(path_context, Escape::None)
+                .map_err(|e| ConnectorError::rejected(format!("request query `{name}`: {e}")))?;
+            query.push((name.as_str(), value));
+        }
         let mut request = self
             .system
             .request(self.method.clone(), &url)
+            .query(&query)
             .header(&self.idempotency_header, idempotency_key);
+        for (name, template) in &self.headers {
+            let value = template
+                .render(path_context, Escape::None)
+                .map_err(|e| ConnectorError::rejected(format!("request header `{name}`: {e}")))?;
+            let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                ConnectorError::rejected(format!(
+                    "request header `{name}`: the rendered value is not a valid header value \
+                     (a line break or another control character)"
+                ))
+            })?;
+            request = request.header(name.as_str(), value);
+        }
+        let body = match &self.body {
+            Some(mapping) => std::borrow::Cow::Owned(mapping.apply(body).map_err(|e| {
+                ConnectorError::rejected(format!("request.body.{}: {}", e.field, e.message))
+            })?),
+            None => std::borrow::Cow::Borrowed(body),
+        };
         if !body.is_null() {
-            request = request.json(body);
+            request = request.json(body.as_ref());
         }
         let mut response =
             self.system.send(request).await.map_err(|err| {

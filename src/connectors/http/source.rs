@@ -33,6 +33,8 @@ pub struct HttpSource {
     system: HttpSystem,
     path: CompiledTemplate,
     query: Vec<(String, CompiledTemplate)>,
+    /// Per-call headers, each value rendered per page (over `cursor`).
+    headers: Vec<(String, CompiledTemplate)>,
     records: String,
     pagination: Option<Paging>,
     cursor_field: Option<String>,
@@ -124,6 +126,11 @@ impl HttpSource {
             .iter()
             .map(|(k, v)| Ok((k.clone(), compile(v)?)))
             .collect::<Result<_, String>>()?;
+        let headers: Vec<(String, CompiledTemplate)> = request
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), compile(v)?)))
+            .collect::<Result<_, String>>()?;
         let pagination = config.pagination.as_ref().map(|p| Paging {
             style: p.style,
             param: p.param.clone().unwrap_or_else(|| {
@@ -156,6 +163,7 @@ impl HttpSource {
             system,
             path: compile(&request.path)?,
             query,
+            headers,
             records: config.records.clone().unwrap_or_default(),
             pagination,
             cursor_field: config.cursor.clone(),
@@ -391,10 +399,25 @@ impl HttpSource {
             }
             query.push((paging.size_param.clone(), paging.size.to_string()));
         }
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (name, template) in &self.headers {
+            // Like a query parameter, a header whose value is not known yet is left out.
+            if let Ok(value) = template.render(&context, Escape::None)
+                && !value.is_empty()
+            {
+                let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                    source_bad_data(format!(
+                        "request header `{name}`: the rendered value is not a valid header \
+                         value (a line break or another control character)"
+                    ))
+                })?;
+                headers.push((name.clone(), value));
+            }
+        }
         let url = format!("{}{}", self.system.base_url, path);
         let mut last = String::new();
         for attempt in 1..=PAGE_ATTEMPTS {
-            match self.get(&url, &query).await {
+            match self.get(&url, &query, &headers).await {
                 Ok(body) => return Ok(body),
                 Err(failure) if !failure.retryable => {
                     return Err(source_unavailable(format!(
@@ -420,8 +443,16 @@ impl HttpSource {
         )))
     }
 
-    async fn get(&self, url: &str, query: &[(String, String)]) -> Result<Value, ConnectorError> {
-        let request = self.system.request(reqwest::Method::GET, url).query(query);
+    async fn get(
+        &self,
+        url: &str,
+        query: &[(String, String)],
+        headers: &[(String, reqwest::header::HeaderValue)],
+    ) -> Result<Value, ConnectorError> {
+        let mut request = self.system.request(reqwest::Method::GET, url).query(query);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.clone());
+        }
         let mut response = self
             .system
             .send(request)

@@ -16,7 +16,7 @@ use crate::spec::model::{
     Acknowledgement, CronSchedule, Endpoint, Escalation, FailureMode, FailureRoute, Secret,
     Trigger, WebhookAuth,
 };
-use crate::spec::raw::{FailureConfig, FailuresConfig, FlowFile, MapField};
+use crate::spec::raw::{AcknowledgeConfig, FailureConfig, FailuresConfig, FlowFile, MapField};
 use crate::spec::templates;
 
 /// Failure modes every flow can produce, so each needs an owner.
@@ -80,7 +80,7 @@ impl Side {
         match self {
             Side::From => &["system", "author"],
             Side::To => &["system", "capture"],
-            Side::Acknowledge => &["system", "body"],
+            Side::Acknowledge => &["system", "body", "map"],
         }
     }
 }
@@ -232,6 +232,12 @@ pub(crate) fn check(
         endpoint.map(|endpoint| Acknowledgement {
             endpoint,
             body: ack.body.clone().unwrap_or(serde_json::Value::Null),
+            map_fields: ack
+                .map
+                .iter()
+                .flatten()
+                .map(|(name, _)| name.clone())
+                .collect(),
         })
     });
 
@@ -523,6 +529,9 @@ fn check_templates(
             check_template(&template, &format!("/to{pointer}"), &mapped, at, report);
         }
     }
+    if let Some(ack) = &spec.acknowledge {
+        check_ack_body(ack, &record, at, report);
+    }
     if let Some(Some(ack)) = acknowledge {
         let endpoint = &ack.endpoint;
         for (pointer, template) in endpoint.connector.sink_templates(&endpoint.settings) {
@@ -542,6 +551,33 @@ fn check_templates(
             at,
             report,
         );
+    }
+}
+
+/// `acknowledge:`'s body: `map` (checked like a flow's `map:`, over the record as read) or
+/// `body`, not both.
+fn check_ack_body(
+    ack: &AcknowledgeConfig,
+    record: &Scope<'_>,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) {
+    if ack.map.is_some() && ack.body.is_some() {
+        report.push(
+            at.error(
+                "/acknowledge/body",
+                Code::InvalidValue,
+                "`acknowledge` has both `body` and `map`",
+            )
+            .with_hint(Some(
+                "keep one: `map` builds the body from each record, `body` sends the same JSON \
+                 for every record"
+                    .to_owned(),
+            )),
+        );
+    }
+    if let Some(map) = &ack.map {
+        check_map(map, "/acknowledge/map", record, 1, at, report);
     }
 }
 
