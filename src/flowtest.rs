@@ -158,6 +158,14 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 report.duplicates
             ));
         }
+        if let Some(expected) = case.expect.filtered
+            && expected != report.filtered
+        {
+            failures.push(format!(
+                "filtered: expected {expected}, got {}",
+                report.filtered
+            ));
+        }
         Ok(failures)
     })
 }

@@ -16,7 +16,7 @@ use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
 use super::events::{
     BatchRead, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer, RecordAcknowledged,
-    RunFinished, RunStarted, SinkFailed, SinkOutageDeclared, SourceUnavailable,
+    RecordFiltered, RunFinished, RunStarted, SinkFailed, SinkOutageDeclared, SourceUnavailable,
 };
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
@@ -91,6 +91,10 @@ pub struct RunReport {
     pub delivered: u64,
     /// Records dropped as duplicates.
     pub duplicates: u64,
+    /// Records filtered out by the flow's `where:` conditions (not delivered, not dead
+    /// letters).
+    #[serde(default)]
+    pub filtered: u64,
     /// Records dead-lettered.
     pub dead_lettered: u64,
     /// Dead letters by failure mode.
@@ -548,6 +552,11 @@ impl FlowRun {
                 return Ok(Err(format!("{}: {}", r.mode, r.error)));
             }
             Admission::Duplicate => return Ok(Err("taken for a duplicate".into())),
+            Admission::Filtered(condition) => {
+                return Ok(Err(format!(
+                    "filtered out: the `where:` condition {condition} does not hold"
+                )));
+            }
         };
         if self.sink.style() == SinkStyle::Batch {
             return self.append_stored(ready, resolves).await;
@@ -717,6 +726,13 @@ impl FlowRun {
                     self.events.emit(DuplicateSkipped);
                     continue;
                 }
+                Admission::Filtered(condition) => {
+                    report.filtered += 1;
+                    self.events.emit(RecordFiltered {
+                        condition: &condition,
+                    });
+                    continue;
+                }
                 Admission::Reject(rejected) => {
                     settled.push(self.dead_letter(rejected, 0, original(index), report));
                     continue;
@@ -872,6 +888,12 @@ impl FlowRun {
                     Admission::Duplicate => {
                         report.duplicates += 1;
                         self.events.emit(DuplicateSkipped);
+                    }
+                    Admission::Filtered(condition) => {
+                        report.filtered += 1;
+                        self.events.emit(RecordFiltered {
+                            condition: &condition,
+                        });
                     }
                     Admission::Reject(rejected) => {
                         let original = original_of(batch, index);

@@ -108,6 +108,8 @@ pub struct Prepared<B = Output> {
     pub result: Result<B, Rejection>,
     /// When the record must be delivered and acknowledged by, if the flow has a deadline.
     pub deadline: Option<Deadline>,
+    /// The `where:` condition the record fails, if it fails one: it is filtered out.
+    pub filtered: Option<String>,
 }
 
 /// What mapping produced.
@@ -155,6 +157,8 @@ pub enum Admission<B = Output> {
     Deliver(Ready<B>),
     /// Drop it: the same change was processed before.
     Duplicate,
+    /// Drop it and count it: it fails the flow's `where:` condition given.
+    Filtered(String),
     /// Dead-letter it.
     Reject(Rejected),
 }
@@ -260,6 +264,21 @@ fn prepare_with<B>(
             },
         );
     }
+    // Before the contract: a record the flow does not act on is none of its business, even
+    // when it lacks fields only the records it acts on carry.
+    if let Some(condition) = plan.filter.rejects(record) {
+        return Prepared {
+            record_key,
+            idempotency,
+            result: Err(Rejection {
+                mode: FailureMode::ContractViolation,
+                reason: "filtered".into(),
+                error: format!("filtered out: the `where:` condition {condition} does not hold"),
+            }),
+            deadline: None,
+            filtered: Some(condition),
+        };
+    }
     if let Err(violation) = plan.contract.check(record) {
         return rejected_early(
             record_key,
@@ -296,11 +315,16 @@ fn prepare_with<B>(
         idempotency,
         result,
         deadline,
+        filtered: None,
     }
 }
 
 /// The ordered stage: duplicate detection against every key processed so far.
 pub fn admit<B>(prepared: Prepared<B>, processed: &mut KeySet) -> Admission<B> {
+    // Not marked processed: should the record change so that it passes, the flow acts on it.
+    if let Some(condition) = prepared.filtered {
+        return Admission::Filtered(condition);
+    }
     if let Some((_, hash)) = &prepared.idempotency
         && !processed.insert(*hash)
     {
@@ -496,6 +520,7 @@ fn rejected_early<B>(
         idempotency,
         result: Err(rejection),
         deadline: None,
+        filtered: None,
     }
 }
 

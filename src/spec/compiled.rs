@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use super::filter::RecordFilter;
 use super::model::{FailureMode, FailureRoute, Object, Party, RetryPolicy, SplitConfig};
 use super::raw::FlowFile;
 use crate::contract::Contract;
@@ -64,6 +65,8 @@ pub struct FlowPlan {
     pub sink_system: String,
     /// The most of a rejected record's original a dead letter keeps, in bytes.
     pub max_dead_letter_record: u64,
+    /// The flow's `where:` conditions; a record failing one is filtered out.
+    pub filter: RecordFilter,
 }
 
 /// A compiled deadline.
@@ -188,7 +191,9 @@ impl FlowPlan {
                 })
             })
             .collect::<Result<Vec<_>, PlanError>>()?;
+        let filter = RecordFilter::compile(&spec.filter).map_err(|e| fail(e.to_string()))?;
         Ok(Self {
+            filter,
             max_dead_letter_record: shared.max_dead_letter_record,
             deadline,
             split: spec.split.clone(),

@@ -123,6 +123,14 @@ pub fn flow_summary(flow: &Flow) -> String {
         text,
         ". It is {pattern}, {trigger}; its latency class is {latency}."
     );
+    let conditions = flow.plan.filter.describe();
+    if !conditions.is_empty() {
+        let _ = write!(
+            text,
+            " It acts only on records where {}; others are counted as filtered, neither delivered nor dead-lettered.",
+            conditions.join(" and ")
+        );
+    }
     let _ = write!(
         text,
         " A failing delivery is retried with {} backoff from {} up to {} apart for {}, then dead-lettered.",

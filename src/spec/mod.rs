@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod env;
 pub mod explain;
+pub mod filter;
 pub mod load;
 pub mod model;
 pub mod raw;

@@ -293,6 +293,10 @@ pub struct FlowFile {
     /// flows stored (for example the marketplace order ID of an OMS order).
     #[serde(default)]
     pub lookup: IndexMap<String, LookupConfig>,
+    /// Which records the flow acts on: every condition must hold; the others are counted as
+    /// filtered, never delivered nor dead-lettered (see [`crate::spec::filter`]).
+    #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
+    pub filter: Vec<crate::spec::filter::ConditionConfig>,
 }
 
 /// Where a record's deadline comes from. Give `at`, or `from` and `plus`.
@@ -619,6 +623,9 @@ pub struct TestExpectation {
     /// Number of records dropped as duplicates.
     #[serde(default)]
     pub duplicates: Option<u64>,
+    /// Number of records the flow's `where:` conditions filtered out.
+    #[serde(default)]
+    pub filtered: Option<u64>,
     /// Idempotency keys of the records acknowledged at their source (`acknowledge`), in order.
     #[serde(default)]
     pub acknowledged: Option<Vec<String>>,

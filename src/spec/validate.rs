@@ -5,6 +5,7 @@
 //! expansion, parsed durations) happens here too because it needs the same facts; the
 //! resolved [`Workspace`] is only returned when there is no error.
 
+mod conditions;
 mod flow;
 mod workspace;
 

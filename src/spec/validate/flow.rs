@@ -237,6 +237,7 @@ pub(crate) fn check(
 
     check_templates(spec, at, workspace, [&from, &to], &acknowledge, report);
     check_order_sections(spec, at, workspace, report);
+    super::conditions::check_conditions(spec, at, workspace, report);
     let trigger = check_trigger(spec, at, report);
 
     if let Some(retry) = &spec.retry {
