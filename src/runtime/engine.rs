@@ -328,6 +328,16 @@ impl FlowRun {
                 Some(AckTarget { sink, body })
             }
         };
+        // Guards are checked, and outcomes recorded, per record, beside each write: a sink
+        // that takes records in batches has no such moment.
+        if sink.style() != SinkStyle::PerRecord
+            && (plan.guard.is_some() || !plan.outcomes_required.is_empty())
+        {
+            return Err(setup(format!(
+                "system `{}` takes records in batches: a `requires:` guard, or a flow another                  flow's guard requires, needs a sink that takes records one by one (HTTP)",
+                flow.to.system
+            )));
+        }
         Ok(Self {
             plan,
             store,
@@ -590,8 +600,14 @@ impl FlowRun {
                     return Ok(Err(format!("{}: {}", r.mode, r.error)));
                 }
             };
-            if let Outcome::Failed { mode, error, .. } = delivery.deliver(&unit).await? {
-                return Ok(Err(format!("{mode}: {error}")));
+            match delivery.deliver(&unit).await? {
+                Outcome::Delivered => {}
+                Outcome::Failed { mode, error, .. } => {
+                    return Ok(Err(format!("{mode}: {error}")));
+                }
+                // Not sent: the letter stays open.
+                Outcome::Skipped(error) => return Ok(Err(error)),
+                Outcome::Abandoned => return Ok(Err("the sink was declared down".into())),
             }
         }
         // Under the lease: a second replay waits for it, then finds the letter resolved.
@@ -798,6 +814,11 @@ impl FlowRun {
                     abandoned_units.push((index, unit));
                     continue;
                 }
+                Outcome::Skipped(reason) => {
+                    report.filtered += 1;
+                    self.events.emit(RecordFiltered { condition: &reason });
+                    continue;
+                }
                 Outcome::Failed {
                     mode,
                     attempts,
@@ -811,6 +832,7 @@ impl FlowRun {
             let reason = match mode {
                 FailureMode::SinkRejected => "sink_rejected",
                 FailureMode::DeadlineMissed => "deadline_missed",
+                FailureMode::GuardUnmet => "guard_unmet",
                 _ => "sink_unavailable",
             };
             let rejected = Rejected {

@@ -80,6 +80,10 @@ pub struct OrderSummary {
     pub shipments: usize,
     /// Orders in `SHIPPING` with some but not all quantities shipped.
     pub partially_shipped: usize,
+    /// Calls refused because the order was in the wrong state for them: an acceptance of an
+    /// order no longer waiting for one, a shipment of an order not in `SHIPPING` (not yet
+    /// accepted, say). A client that respects the order lifecycle makes none.
+    pub calls_out_of_order: usize,
 }
 
 /// One seeded order, one seller leg of a basket.
@@ -400,6 +404,7 @@ impl Orders {
         }
         let order = &mut stored.order;
         if order.order_state != OrderState::WaitingAcceptance {
+            self.summary.calls_out_of_order += 1;
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!(
@@ -445,6 +450,7 @@ impl Orders {
         let shipment_number = self.shipments.len() + 1;
         let order = &mut self.orders[position].order;
         if order.order_state != OrderState::Shipping {
+            self.summary.calls_out_of_order += 1;
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!("order is {:?}, not SHIPPING", order.order_state),

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod env;
 pub mod explain;
 pub mod filter;
+pub mod guard;
 pub mod load;
 pub mod model;
 pub mod raw;

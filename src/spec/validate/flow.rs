@@ -268,7 +268,14 @@ pub(crate) fn check(
     }
 
     let default_owner = defaults.and_then(|d| d.failure_owner.clone());
-    let failures = check_failures(&spec.failures, default_owner, &owners, at, report);
+    // A guard that can dead-letter needs its failure mode routed too.
+    let extra: &[FailureMode] = match &spec.requires {
+        Some(guard) if guard.otherwise != crate::spec::guard::Otherwise::Skip => {
+            &[FailureMode::GuardUnmet]
+        }
+        _ => &[],
+    };
+    let failures = check_failures(&spec.failures, default_owner, &owners, extra, at, report);
 
     let freshness = spec
         .sla
@@ -749,7 +756,7 @@ fn check_pointer(
     }
 }
 
-fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 9] {
+fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 10] {
     [
         (FailureMode::ContractViolation, &failures.contract_violation),
         (
@@ -766,6 +773,7 @@ fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>)
             FailureMode::ReconciliationVariance,
             &failures.reconciliation_variance,
         ),
+        (FailureMode::GuardUnmet, &failures.guard_unmet),
     ]
 }
 
@@ -773,6 +781,7 @@ fn check_failures(
     failures: &FailuresConfig,
     default_owner: Option<String>,
     owners: &[&str],
+    extra: &[FailureMode],
     at: &At<'_>,
     report: &mut Report<'_>,
 ) -> IndexMap<FailureMode, FailureRoute> {
@@ -825,6 +834,7 @@ fn check_failures(
         .collect();
     let missing: Vec<FailureMode> = POSSIBLE
         .into_iter()
+        .chain(extra.iter().copied())
         .filter(|mode| !declared_modes.contains(mode))
         .collect();
     match default_owner {
