@@ -576,6 +576,23 @@ pub(crate) async fn get_order(
     Ok(Json(order).into_response())
 }
 
+/// `GET /marketplace/api/orders/{order_id}/items`: the order's lines, as an enrichment call
+/// fetches them (`{"items": [...]}`).
+pub(crate) async fn get_order_items(
+    State(state): State<Arc<SandboxState>>,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Orders).await {
+        return Ok(failure);
+    }
+    let order = state
+        .orders()
+        .get(&order_id)
+        .ok_or_else(|| ApiError::not_found(format!("no order {order_id:?}")))?;
+    let items = order.get("order_lines").cloned().unwrap_or(Value::Null);
+    Ok(Json(json!({ "order_id": order_id, "items": items })).into_response())
+}
+
 /// `PUT /marketplace/api/orders/{order_id}/accept`.
 pub(crate) async fn accept_order(
     State(state): State<Arc<SandboxState>>,
