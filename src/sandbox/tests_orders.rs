@@ -764,7 +764,10 @@ async fn order_items_are_served_and_a_shipment_before_acceptance_counts_as_out_o
     let order = sandbox.marketplace_orders()[0].clone();
     let id = str_of(&order, "order_id").to_owned();
     let items: Value = client
-        .get(format!("{}/api/orders/{id}/items", sandbox.marketplace_url()))
+        .get(format!(
+            "{}/api/orders/{id}/items",
+            sandbox.marketplace_url()
+        ))
         .send()
         .await
         .expect("request")
@@ -773,7 +776,10 @@ async fn order_items_are_served_and_a_shipment_before_acceptance_counts_as_out_o
         .expect("JSON items");
     assert_eq!(items["items"], order["order_lines"]);
     let missing = client
-        .get(format!("{}/api/orders/NOPE/items", sandbox.marketplace_url()))
+        .get(format!(
+            "{}/api/orders/NOPE/items",
+            sandbox.marketplace_url()
+        ))
         .send()
         .await
         .expect("request");
