@@ -99,6 +99,10 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             };
             store.put_xref(&xref, "test-setup").await?;
         }
+        for prior in &case.outcomes {
+            crate::runtime::guard::seed_outcome(&store, &prior.flow, prior.outcome, &prior.key)
+                .await?;
+        }
         let options = RunOptions {
             clock: Clock::virtual_now(),
             batch_size: 1_000,
@@ -173,6 +177,14 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             failures.push(format!(
                 "duplicates: expected {expected}, got {}",
                 report.duplicates
+            ));
+        }
+        if let Some(expected) = case.expect.filtered
+            && expected != report.filtered
+        {
+            failures.push(format!(
+                "filtered: expected {expected}, got {}",
+                report.filtered
             ));
         }
         Ok(failures)

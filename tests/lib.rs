@@ -4,6 +4,7 @@
 mod daemon;
 mod explain;
 mod files;
+mod guards;
 mod hardening;
 mod ledger_postgres;
 mod limits;

@@ -81,6 +81,11 @@ async fn a_thousand_baskets_are_acknowledged_in_time_split_deduplicated_and_ship
             .is_some_and(|id| id.starts_with("MKP-"))
     }));
     assert!(sandbox.orders_summary().partially_shipped > 0 || sandbox.orders_summary().shipped > 0);
+    assert_eq!(
+        sandbox.orders_summary().calls_out_of_order,
+        0,
+        "no shipment before its order's acceptance (the shipments flow's guard)"
+    );
     let (_, metrics) = daemon.get("/metrics").await;
     assert!(
         metrics.contains("switchyard_delivery_latency_seconds_bucket{flow=\"orders-to-oms\""),

@@ -12,7 +12,7 @@ use clap::Args;
 use super::output::{errln, outln};
 use crate::metrics::Metrics;
 use crate::metrics::catalog::{
-    RECORDS_DEAD_LETTERED, RECORDS_DELIVERED, RECORDS_DUPLICATE, RECORDS_RECEIVED,
+    RECORDS_DEAD_LETTERED, RECORDS_DELIVERED, RECORDS_DUPLICATE, RECORDS_FILTERED, RECORDS_RECEIVED,
 };
 use crate::runtime::{FlowRun, Observer, RunOptions, alerts};
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -130,6 +130,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             elapsed.as_secs_f64(),
             rate
         );
+        // Only when the flow filters: the summary line stays as scripts know it.
+        let filtered = metrics.counter(&RECORDS_FILTERED, &flow);
+        if filtered > 0.0 {
+            errln!("  filtered out (where): {}", filtered as u64);
+        }
         // A failure mode can have several owners over a flow's history; one line per mode.
         let mut merged: std::collections::BTreeMap<String, f64> = Default::default();
         for (failure, count) in by_failure {

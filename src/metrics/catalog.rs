@@ -63,6 +63,13 @@ pub static RECORDS_DUPLICATE: Metric = Metric {
     kind: Kind::Counter,
     labels: FLOW,
 };
+/// Records a flow's `where:` conditions filtered out.
+pub static RECORDS_FILTERED: Metric = Metric {
+    name: "switchyard_records_filtered_total",
+    help: "Records filtered out by a flow's where conditions (neither delivered nor dead-lettered).",
+    kind: Kind::Counter,
+    labels: FLOW,
+};
 /// Records dead-lettered, by failure mode and owner.
 pub static RECORDS_DEAD_LETTERED: Metric = Metric {
     name: "switchyard_records_dead_lettered_total",
@@ -209,6 +216,7 @@ pub static ALL: &[&Metric] = &[
     &RECORDS_RECEIVED,
     &RECORDS_DELIVERED,
     &RECORDS_DUPLICATE,
+    &RECORDS_FILTERED,
     &RECORDS_DEAD_LETTERED,
     &RECORDS_RETRIED,
     &BATCHES_COMMITTED,

@@ -9,10 +9,12 @@ use serde_json::Value;
 
 use super::clock::Clock;
 use super::events::FlowEvents;
+use super::guard::{self, Verdict};
 use super::plan::FlowPlan;
 use super::record::{Deadline, Output, Ready, Rejected};
 use super::retry::{self, Delivery, Outage, RetryClock};
 use crate::connectors::{ConnectorError, Outgoing, Sink};
+use crate::spec::guard::{GuardPlan, Otherwise, RequiredOutcome};
 use crate::spec::model::FailureMode;
 use crate::store::{Store, StoreError};
 
@@ -45,6 +47,8 @@ pub(super) enum Outcome {
         attempts: u32,
         error: String,
     },
+    /// Not sent: its `requires:` guard is unmet and the rule says skip. Counted as filtered.
+    Skipped(String),
 }
 
 /// The deliverable units of a ready record: itself, or each of its legs (a leg that failed
@@ -133,6 +137,11 @@ impl Delivering {
             idempotency_key: unit.idempotency_key.clone(),
             body: unit.body.clone(),
         };
+        if let Some(guard) = &plan.guard
+            && let Some(outcome) = self.await_guard(guard, unit).await?
+        {
+            return Ok(outcome);
+        }
         let response = std::sync::Mutex::new(Value::Null);
         let delivery = retry::deliver(
             &plan.retry,
@@ -170,6 +179,13 @@ impl Delivering {
             };
             self.store.put_xref(&xref, &plan.name).await?;
         }
+        guard::record_outcome(
+            &self.store,
+            plan,
+            RequiredOutcome::Delivered,
+            &unit.record_key,
+        )
+        .await?;
         self.acknowledge(unit).await
     }
 
@@ -210,7 +226,78 @@ impl Delivering {
             },
         )
         .await?;
-        Ok(failed(acknowledged, passed(&self.clock)).unwrap_or(Outcome::Delivered))
+        if let Some(outcome) = failed(acknowledged, passed(&self.clock)) {
+            return Ok(outcome);
+        }
+        guard::record_outcome(
+            &self.store,
+            plan,
+            RequiredOutcome::Acknowledged,
+            &unit.record_key,
+        )
+        .await?;
+        Ok(Outcome::Delivered)
+    }
+
+    /// Holds a unit back until the outcome its guard requires is committed, by the guard's
+    /// rule; `None` once it is (send), or how the unit ends without being sent.
+    async fn await_guard(
+        &self,
+        guard: &GuardPlan,
+        unit: &Unit,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let error = match guard::check(&self.store, guard, &unit.body).await? {
+            Verdict::Met => return Ok(None),
+            Verdict::Unmet(error) => error,
+        };
+        match guard.otherwise {
+            Otherwise::Skip => return Ok(Some(Outcome::Skipped(error))),
+            Otherwise::DeadLetter => {
+                return Ok(Some(Outcome::Failed {
+                    mode: FailureMode::GuardUnmet,
+                    attempts: 1,
+                    error,
+                }));
+            }
+            Otherwise::Wait => {}
+        }
+        // Waiting is a retry of the check on the flow's policy, with its own clock in the
+        // store (it keeps running across restarts); the sink is never involved, so an
+        // unmet guard can never declare the sink down.
+        let key = format!("guard:{}", unit.idempotency_key);
+        let waited = retry::deliver(
+            &self.plan.retry,
+            &self.clock,
+            &self.store,
+            RetryClock {
+                flow: &self.plan.name,
+                key: &key,
+                failed_before: true,
+                events: self.events.as_ref(),
+            },
+            None,
+            || async {
+                match guard::check(&self.store, guard, &unit.body).await {
+                    Ok(Verdict::Met) => Ok(()),
+                    Ok(Verdict::Unmet(error)) => Err(ConnectorError::unavailable(error)),
+                    Err(err) => Err(ConnectorError::unavailable(format!(
+                        "the state store could not be read for the guard: {err}"
+                    ))),
+                }
+            },
+        )
+        .await?;
+        Ok(match waited {
+            Delivery::Delivered { .. } => None,
+            Delivery::Abandoned { .. } => Some(Outcome::Abandoned),
+            Delivery::Rejected { attempts, error } | Delivery::Unavailable { attempts, error } => {
+                Some(Outcome::Failed {
+                    mode: FailureMode::GuardUnmet,
+                    attempts,
+                    error,
+                })
+            }
+        })
     }
 }
 

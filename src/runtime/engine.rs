@@ -16,7 +16,8 @@ use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
 use super::events::{
     BatchRead, ContractNullsTolerated, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer,
-    RecordAcknowledged, RunFinished, RunStarted, SinkFailed, SinkOutageDeclared, SourceUnavailable,
+    RecordAcknowledged, RecordFiltered, RunFinished, RunStarted, SinkFailed, SinkOutageDeclared,
+    SourceUnavailable,
 };
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
@@ -91,6 +92,10 @@ pub struct RunReport {
     pub delivered: u64,
     /// Records dropped as duplicates.
     pub duplicates: u64,
+    /// Records filtered out by the flow's `where:` conditions (not delivered, not dead
+    /// letters).
+    #[serde(default)]
+    pub filtered: u64,
     /// Records dead-lettered.
     pub dead_lettered: u64,
     /// Dead letters by failure mode.
@@ -324,6 +329,16 @@ impl FlowRun {
                 Some(AckTarget { sink, body })
             }
         };
+        // Guards are checked, and outcomes recorded, per record, beside each write: a sink
+        // that takes records in batches has no such moment.
+        if sink.style() != SinkStyle::PerRecord
+            && (plan.guard.is_some() || !plan.outcomes_required.is_empty())
+        {
+            return Err(setup(format!(
+                "system `{}` takes records in batches: a `requires:` guard, or a flow another                  flow's guard requires, needs a sink that takes records one by one (HTTP)",
+                flow.to.system
+            )));
+        }
         Ok(Self {
             plan,
             store,
@@ -548,6 +563,11 @@ impl FlowRun {
                 return Ok(Err(format!("{}: {}", r.mode, r.error)));
             }
             Admission::Duplicate => return Ok(Err("taken for a duplicate".into())),
+            Admission::Filtered(condition) => {
+                return Ok(Err(format!(
+                    "filtered out: the `where:` condition {condition} does not hold"
+                )));
+            }
         };
         if self.sink.style() == SinkStyle::Batch {
             return self.append_stored(ready, resolves).await;
@@ -581,8 +601,14 @@ impl FlowRun {
                     return Ok(Err(format!("{}: {}", r.mode, r.error)));
                 }
             };
-            if let Outcome::Failed { mode, error, .. } = delivery.deliver(&unit).await? {
-                return Ok(Err(format!("{mode}: {error}")));
+            match delivery.deliver(&unit).await? {
+                Outcome::Delivered => {}
+                Outcome::Failed { mode, error, .. } => {
+                    return Ok(Err(format!("{mode}: {error}")));
+                }
+                // Not sent: the letter stays open.
+                Outcome::Skipped(error) => return Ok(Err(error)),
+                Outcome::Abandoned => return Ok(Err("the sink was declared down".into())),
             }
         }
         // Under the lease: a second replay waits for it, then finds the letter resolved.
@@ -718,6 +744,13 @@ impl FlowRun {
                     self.events.emit(DuplicateSkipped);
                     continue;
                 }
+                Admission::Filtered(condition) => {
+                    report.filtered += 1;
+                    self.events.emit(RecordFiltered {
+                        condition: &condition,
+                    });
+                    continue;
+                }
                 Admission::Reject(rejected) => {
                     settled.push(self.dead_letter(rejected, 0, original(index), report));
                     continue;
@@ -793,6 +826,11 @@ impl FlowRun {
                     abandoned_units.push((index, unit));
                     continue;
                 }
+                Outcome::Skipped(reason) => {
+                    report.filtered += 1;
+                    self.events.emit(RecordFiltered { condition: &reason });
+                    continue;
+                }
                 Outcome::Failed {
                     mode,
                     attempts,
@@ -806,6 +844,7 @@ impl FlowRun {
             let reason = match mode {
                 FailureMode::SinkRejected => "sink_rejected",
                 FailureMode::DeadlineMissed => "deadline_missed",
+                FailureMode::GuardUnmet => "guard_unmet",
                 _ => "sink_unavailable",
             };
             let rejected = Rejected {
@@ -884,6 +923,12 @@ impl FlowRun {
                     Admission::Duplicate => {
                         report.duplicates += 1;
                         self.events.emit(DuplicateSkipped);
+                    }
+                    Admission::Filtered(condition) => {
+                        report.filtered += 1;
+                        self.events.emit(RecordFiltered {
+                            condition: &condition,
+                        });
                     }
                     Admission::Reject(rejected) => {
                         let original = original_of(batch, index);
@@ -1567,13 +1612,13 @@ fn outage_reason(error: &str) -> String {
     )
 }
 
-/// A record a batch sink refused: dead-lettered as rejected by the sink.
 /// The dead letter of a written record whose acknowledgement failed, with its attempts;
 /// `None` when it was acknowledged. (A batch sink's acknowledgements are never abandoned: the
 /// record is written and durable, so only its acknowledgement is left to settle.)
 fn ack_failure(unit: Unit, outcome: Outcome) -> Option<(Rejected, u32)> {
     let (mode, attempts, error) = match outcome {
-        Outcome::Delivered | Outcome::Abandoned => return None,
+        // Guards (the only source of `Skipped`) are refused on batch sinks at run start.
+        Outcome::Delivered | Outcome::Abandoned | Outcome::Skipped(_) => return None,
         Outcome::Failed {
             mode,
             attempts,
@@ -1597,6 +1642,7 @@ fn ack_failure(unit: Unit, outcome: Outcome) -> Option<(Rejected, u32)> {
     Some((rejected, attempts))
 }
 
+/// A record a batch sink refused: dead-lettered as rejected by the sink.
 fn sink_rejected(unit: &Unit, error: ConnectorError) -> Rejected {
     Rejected {
         record_key: Some(unit.record_key.clone()),

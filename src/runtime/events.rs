@@ -21,8 +21,8 @@ use crate::connectors::ConnectorError;
 use crate::metrics::catalog::{
     BATCHES_COMMITTED, CONTRACT_NULL_WARNINGS, DEADLINE_WARNINGS, DELIVERY_LATENCY,
     FLOW_LEASE_LOST, FLOW_LOCK_REFUSED, RECORDS_DEAD_LETTERED, RECORDS_DELIVERED,
-    RECORDS_DUPLICATE, RECORDS_RECEIVED, RECORDS_RETRIED, RUN_DURATION, RUNS_FINISHED,
-    SINK_OUTAGES, SOURCE_UNAVAILABLE,
+    RECORDS_DUPLICATE, RECORDS_FILTERED, RECORDS_RECEIVED, RECORDS_RETRIED, RUN_DURATION,
+    RUNS_FINISHED, SINK_OUTAGES, SOURCE_UNAVAILABLE,
 };
 use crate::metrics::{Counter, Histogram, Labels, Metrics};
 use crate::spec::model::FailureMode;
@@ -49,6 +49,7 @@ struct FlowHandles {
     received: Counter,
     delivered: Counter,
     duplicates: Counter,
+    filtered: Counter,
     retried: Counter,
     batches: Counter,
     deadline_warnings: Counter,
@@ -85,6 +86,7 @@ impl Observer {
                 received: metrics.counter_handle(&RECORDS_RECEIVED, labels()),
                 delivered: metrics.counter_handle(&RECORDS_DELIVERED, labels()),
                 duplicates: metrics.counter_handle(&RECORDS_DUPLICATE, labels()),
+                filtered: metrics.counter_handle(&RECORDS_FILTERED, labels()),
                 retried: metrics.counter_handle(&RECORDS_RETRIED, labels()),
                 batches: metrics.counter_handle(&BATCHES_COMMITTED, labels()),
                 deadline_warnings: metrics.counter_handle(&DEADLINE_WARNINGS, labels()),
@@ -134,6 +136,7 @@ impl RuntimeEvent for RunFinished<'_> {
         tracing::info!(
             flow = %events.flow(), read = report.read, delivered = report.delivered,
             dead_lettered = report.dead_lettered, duplicates = report.duplicates,
+            filtered = report.filtered,
             "Flow run finished."
         );
         let handles = &events.inner;
@@ -260,6 +263,24 @@ impl RuntimeEvent for ContractNullsTolerated<'_> {
             nulls = self.count, "Contract nulls tolerated; record accepted."
         );
         events.inner.contract_nulls.add(self.count as u64);
+    }
+}
+
+/// A record failed one of its flow's `where:` conditions: not delivered, not a dead letter,
+/// not marked processed; only counted.
+#[derive(Debug)]
+pub struct RecordFiltered<'a> {
+    /// The condition it failed, described.
+    pub condition: &'a str,
+}
+
+impl RuntimeEvent for RecordFiltered<'_> {
+    fn emit(self, events: &FlowEvents) {
+        tracing::trace!(
+            flow = %events.flow(), condition = self.condition,
+            "Record filtered out."
+        );
+        events.inner.filtered.add(1);
     }
 }
 

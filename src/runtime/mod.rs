@@ -14,6 +14,7 @@ pub mod deadlines;
 mod delivery;
 pub mod engine;
 pub mod events;
+pub mod guard;
 mod lease;
 mod original;
 pub mod plan;

@@ -113,6 +113,8 @@ pub struct Prepared<B = Output> {
     pub ack: Option<Value>,
     /// `null`s in typed fields a lenient contract accepted (reported as warnings).
     pub contract_nulls: usize,
+    /// The `where:` condition the record fails, if it fails one: it is filtered out.
+    pub filtered: Option<String>,
 }
 
 /// What mapping produced.
@@ -162,6 +164,8 @@ pub enum Admission<B = Output> {
     Deliver(Ready<B>),
     /// Drop it: the same change was processed before.
     Duplicate,
+    /// Drop it and count it: it fails the flow's `where:` condition given.
+    Filtered(String),
     /// Dead-letter it.
     Reject(Rejected),
 }
@@ -269,6 +273,23 @@ fn prepare_with<B>(
             },
         );
     }
+    // Before the contract: a record the flow does not act on is none of its business, even
+    // when it lacks fields only the records it acts on carry.
+    if let Some(condition) = plan.filter.rejects(record) {
+        return Prepared {
+            record_key,
+            idempotency,
+            result: Err(Rejection {
+                mode: FailureMode::ContractViolation,
+                reason: "filtered".into(),
+                error: format!("filtered out: the `where:` condition {condition} does not hold"),
+            }),
+            deadline: None,
+            filtered: Some(condition),
+            ack: None,
+            contract_nulls: 0,
+        };
+    }
     let contract_nulls = match plan.contract.check_counting_nulls(record) {
         Ok(tolerated) => tolerated,
         Err(violation) => {
@@ -319,6 +340,7 @@ fn prepare_with<B>(
         deadline,
         ack,
         contract_nulls,
+        filtered: None,
     }
 }
 
@@ -336,6 +358,10 @@ fn ack_body(plan: &FlowPlan, record: &Value) -> Result<Option<Value>, Rejection>
 
 /// The ordered stage: duplicate detection against every key processed so far.
 pub fn admit<B>(prepared: Prepared<B>, processed: &mut KeySet) -> Admission<B> {
+    // Not marked processed: should the record change so that it passes, the flow acts on it.
+    if let Some(condition) = prepared.filtered {
+        return Admission::Filtered(condition);
+    }
     if let Some((_, hash)) = &prepared.idempotency
         && !processed.insert(*hash)
     {
@@ -536,6 +562,7 @@ fn rejected_early<B>(
         deadline: None,
         ack: None,
         contract_nulls: 0,
+        filtered: None,
     }
 }
 

@@ -129,6 +129,9 @@ fn still_invalid(flow: &crate::spec::model::Flow, record: &[u8]) -> Option<Strin
             Output::One(_) => None,
         },
         Admission::Duplicate => None,
+        Admission::Filtered(condition) => Some(format!(
+            "filtered out: the `where:` condition {condition} does not hold"
+        )),
     }
 }
 

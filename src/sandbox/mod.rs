@@ -22,6 +22,7 @@
 //! | `POST, DELETE /_sandbox/marketplace/faults` | queue or clear faults on the list endpoints |
 //! | `GET /marketplace/api/orders?updated_since=&offset=&max=` | orders, offset pages |
 //! | `GET /marketplace/api/orders/{order_id}` | one order |
+//! | `GET /marketplace/api/orders/{order_id}/items` | one order's lines, `{"items": [...]}` |
 //! | `PUT /marketplace/api/orders/{order_id}/accept` | accept or refuse every line by ID (`order_lines: [{id, accepted}]`; a whole-order `accepted` is a 400) before the deadline |
 //! | `POST /marketplace/api/orders/{order_id}/shipments` | ship some or all accepted quantities |
 //! | `GET /_sandbox/marketplace/orders/summary` | order states and counters |
@@ -236,6 +237,10 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         )
         .route("/marketplace/api/orders", get(orders::list_orders))
         .route("/marketplace/api/orders/{order_id}", get(orders::get_order))
+        .route(
+            "/marketplace/api/orders/{order_id}/items",
+            get(orders::get_order_items),
+        )
         .route(
             "/marketplace/api/orders/{order_id}/accept",
             put(orders::accept_order),

@@ -80,6 +80,10 @@ pub struct OrderSummary {
     pub shipments: usize,
     /// Orders in `SHIPPING` with some but not all quantities shipped.
     pub partially_shipped: usize,
+    /// Calls refused because the order was in the wrong state for them: an acceptance of an
+    /// order no longer waiting for one, a shipment of an order not in `SHIPPING` (not yet
+    /// accepted, say). A client that respects the order lifecycle makes none.
+    pub calls_out_of_order: usize,
 }
 
 /// One seeded order, one seller leg of a basket.
@@ -400,6 +404,7 @@ impl Orders {
         }
         let order = &mut stored.order;
         if order.order_state != OrderState::WaitingAcceptance {
+            self.summary.calls_out_of_order += 1;
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!(
@@ -445,6 +450,7 @@ impl Orders {
         let shipment_number = self.shipments.len() + 1;
         let order = &mut self.orders[position].order;
         if order.order_state != OrderState::Shipping {
+            self.summary.calls_out_of_order += 1;
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!("order is {:?}, not SHIPPING", order.order_state),
@@ -568,6 +574,23 @@ pub(crate) async fn get_order(
         .ok_or_else(|| ApiError::not_found(format!("no order {order_id:?}")))?;
     drop(orders);
     Ok(Json(order).into_response())
+}
+
+/// `GET /marketplace/api/orders/{order_id}/items`: the order's lines, as an enrichment call
+/// fetches them (`{"items": [...]}`).
+pub(crate) async fn get_order_items(
+    State(state): State<Arc<SandboxState>>,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    if let Some(failure) = super::faults::apply(&state, super::faults::Faulty::Orders).await {
+        return Ok(failure);
+    }
+    let order = state
+        .orders()
+        .get(&order_id)
+        .ok_or_else(|| ApiError::not_found(format!("no order {order_id:?}")))?;
+    let items = order.get("order_lines").cloned().unwrap_or(Value::Null);
+    Ok(Json(json!({ "order_id": order_id, "items": items })).into_response())
 }
 
 /// `PUT /marketplace/api/orders/{order_id}/accept`.

@@ -788,3 +788,38 @@ async fn order_faults_and_env() {
     );
     sandbox.shutdown().await;
 }
+
+#[tokio::test]
+async fn order_items_are_served_and_a_shipment_before_acceptance_counts_as_out_of_order() {
+    let (sandbox, client) = start(with_orders(5)).await;
+    let order = sandbox.marketplace_orders()[0].clone();
+    let id = str_of(&order, "order_id").to_owned();
+    let items: Value = client
+        .get(format!(
+            "{}/api/orders/{id}/items",
+            sandbox.marketplace_url()
+        ))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON items");
+    assert_eq!(items["items"], order["order_lines"]);
+    let missing = client
+        .get(format!(
+            "{}/api/orders/NOPE/items",
+            sandbox.marketplace_url()
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // Still WAITING_ACCEPTANCE: the shipment is refused and counted.
+    let line = str_of(&order["order_lines"][0], "order_line_id").to_owned();
+    let response = ship(&client, &sandbox, &id, &[(&line, 1)]).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(sandbox.orders_summary().calls_out_of_order, 1);
+    sandbox.shutdown().await;
+}

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use super::filter::RecordFilter;
+use super::guard::{GuardPlan, RequiredOutcome};
 use super::model::{FailureMode, FailureRoute, Object, Party, RetryPolicy, SplitConfig};
 use super::raw::FlowFile;
 use crate::contract::Contract;
@@ -66,6 +68,13 @@ pub struct FlowPlan {
     pub sink_system: String,
     /// The most of a rejected record's original a dead letter keeps, in bytes.
     pub max_dead_letter_record: u64,
+    /// The flow's `where:` conditions; a record failing one is filtered out.
+    pub filter: RecordFilter,
+    /// The outcome of another flow each record needs before it is sent, if any.
+    pub guard: Option<GuardPlan>,
+    /// The outcomes of this flow that other flows' guards require: recorded in the store as
+    /// they happen (none when no flow requires any, so nothing is written for nothing).
+    pub outcomes_required: HashSet<RequiredOutcome>,
 }
 
 /// A compiled deadline.
@@ -118,6 +127,8 @@ pub(crate) struct Shared {
     pub(crate) alert_urls: Arc<IndexMap<String, String>>,
     /// The dead-letter size limit.
     pub(crate) max_dead_letter_record: u64,
+    /// The outcomes each flow must record because another flow's `requires:` names them.
+    pub(crate) outcomes_required: IndexMap<String, HashSet<RequiredOutcome>>,
 }
 
 impl FlowPlan {
@@ -196,7 +207,21 @@ impl FlowPlan {
                 })
             })
             .collect::<Result<Vec<_>, PlanError>>()?;
+        let filter = RecordFilter::compile(&spec.filter).map_err(|e| fail(e.to_string()))?;
+        let guard = spec
+            .requires
+            .as_ref()
+            .map(GuardPlan::compile)
+            .transpose()
+            .map_err(fail)?;
         Ok(Self {
+            filter,
+            guard,
+            outcomes_required: shared
+                .outcomes_required
+                .get(&spec.flow)
+                .cloned()
+                .unwrap_or_default(),
             max_dead_letter_record: shared.max_dead_letter_record,
             deadline,
             split: spec.split.clone(),

@@ -123,6 +123,28 @@ pub fn flow_summary(flow: &Flow) -> String {
         text,
         ". It is {pattern}, {trigger}; its latency class is {latency}."
     );
+    let conditions = flow.plan.filter.describe();
+    if !conditions.is_empty() {
+        let _ = write!(
+            text,
+            " It acts only on records where {}; others are counted as filtered, neither delivered nor dead-lettered.",
+            conditions.join(" and ")
+        );
+    }
+    if let Some(guard) = &flow.plan.guard {
+        let otherwise = match guard.otherwise {
+            crate::spec::guard::Otherwise::Wait => {
+                "waits for it (checked again on the retry policy below), then is dead-lettered as guard-unmet"
+            }
+            crate::spec::guard::Otherwise::Skip => "is skipped and counted as filtered",
+            crate::spec::guard::Otherwise::DeadLetter => "is dead-lettered as guard-unmet at once",
+        };
+        let _ = write!(
+            text,
+            " A record is sent only once {} (read from the state store); until then it {otherwise}.",
+            guard.describe()
+        );
+    }
     let _ = write!(
         text,
         " A failing delivery is retried with {} backoff from {} up to {} apart for {}, then dead-lettered.",

@@ -9,6 +9,8 @@ pub mod diagnostic;
 pub mod duration;
 pub mod env;
 pub mod explain;
+pub mod filter;
+pub mod guard;
 pub mod load;
 pub mod model;
 pub mod raw;

@@ -263,11 +263,13 @@ pub enum FailureMode {
     DeadlineMissed,
     /// A reconciliation found a variance.
     ReconciliationVariance,
+    /// A record's `requires:` guard stayed unmet.
+    GuardUnmet,
 }
 
 impl FailureMode {
     /// Every failure mode, in documentation order.
-    pub const ALL: [FailureMode; 9] = [
+    pub const ALL: [FailureMode; 10] = [
         FailureMode::ContractViolation,
         FailureMode::OwnershipViolation,
         FailureMode::Duplicate,
@@ -277,6 +279,7 @@ impl FailureMode {
         FailureMode::SinkUnavailable,
         FailureMode::DeadlineMissed,
         FailureMode::ReconciliationVariance,
+        FailureMode::GuardUnmet,
     ];
 
     /// The name used in specs, metrics and alerts.
@@ -291,6 +294,7 @@ impl FailureMode {
             FailureMode::SinkUnavailable => "sink-unavailable",
             FailureMode::DeadlineMissed => "deadline-missed",
             FailureMode::ReconciliationVariance => "reconciliation-variance",
+            FailureMode::GuardUnmet => "guard-unmet",
         }
     }
 

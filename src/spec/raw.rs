@@ -310,6 +310,14 @@ pub struct FlowFile {
     /// flows stored (for example the marketplace order ID of an OMS order).
     #[serde(default)]
     pub lookup: IndexMap<String, LookupConfig>,
+    /// Which records the flow acts on: every condition must hold; the others are counted as
+    /// filtered, never delivered nor dead-lettered (see [`crate::spec::filter`]).
+    #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
+    pub filter: Vec<crate::spec::filter::ConditionConfig>,
+    /// An outcome another flow must have reached for the same record before this flow sends
+    /// it (see [`crate::spec::guard`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<crate::spec::guard::GuardConfig>,
 }
 
 /// Where a record's deadline comes from. Give `at`, or `from` and `plus`.
@@ -522,6 +530,10 @@ pub struct FailuresConfig {
     /// A reconciliation found amounts that do not match.
     #[serde(default, rename = "reconciliation-variance")]
     pub reconciliation_variance: Option<FailureConfig>,
+    /// A record's `requires:` guard stayed unmet (past the retry window with `otherwise:
+    /// wait`, or at once with `otherwise: dead-letter`).
+    #[serde(default, rename = "guard-unmet")]
+    pub guard_unmet: Option<FailureConfig>,
 }
 
 /// Who owns one failure mode and what they do.
@@ -589,8 +601,23 @@ pub struct TestCase {
     /// Cross-references stored before the case runs, as earlier flows would have.
     #[serde(default)]
     pub cross_references: Vec<CrossReference>,
+    /// Outcomes earlier flows reached before the case runs, for `requires:` guards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<PriorOutcome>,
     /// What must come out.
     pub expect: TestExpectation,
+}
+
+/// An outcome another flow reached for a record, seeded by a flow test.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriorOutcome {
+    /// The flow (for example `orders-to-oms`).
+    pub flow: String,
+    /// The outcome it reached.
+    pub outcome: crate::spec::guard::RequiredOutcome,
+    /// The record's identity key in that flow (for example `MKP-000123-A`).
+    pub key: String,
 }
 
 /// A cross-reference between a system's ID and an object's identity key.
@@ -640,6 +667,9 @@ pub struct TestExpectation {
     /// Number of records dropped as duplicates.
     #[serde(default)]
     pub duplicates: Option<u64>,
+    /// Number of records the flow's `where:` conditions filtered out.
+    #[serde(default)]
+    pub filtered: Option<u64>,
     /// Idempotency keys of the records acknowledged at their source (`acknowledge`), in order.
     #[serde(default)]
     pub acknowledged: Option<Vec<String>>,

@@ -5,7 +5,9 @@
 //! expansion, parsed durations) happens here too because it needs the same facts; the
 //! resolved [`Workspace`] is only returned when there is no error.
 
+mod conditions;
 mod flow;
+mod guards;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -48,7 +50,11 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
         });
 
     // Built once per load and shared by every flow's plan.
-    let shared = workspace.as_ref().map(shared_values);
+    let shared = workspace.as_ref().map(|checked| {
+        let mut shared = shared_values(checked);
+        shared.outcomes_required = guards::outcomes_required(&input.flows);
+        shared
+    });
     let mut flows = IndexMap::new();
     let mut flow_names: IndexMap<String, PathBuf> = IndexMap::new();
     for parsed in &input.flows {
@@ -78,6 +84,8 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
             flows.entry(spec.flow.clone()).or_insert(flow);
         }
     }
+
+    guards::check_guards(&input.flows, &mut report);
 
     let mut tests = Vec::new();
     for parsed in &input.tests {
@@ -185,6 +193,7 @@ fn shared_values(checked: &workspace::Checked) -> Shared {
         parties: Arc::new(parties),
         alert_urls: Arc::new(alert_urls),
         max_dead_letter_record,
+        outcomes_required: IndexMap::new(),
     }
 }
 

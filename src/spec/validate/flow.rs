@@ -243,6 +243,7 @@ pub(crate) fn check(
 
     check_templates(spec, at, workspace, [&from, &to], &acknowledge, report);
     check_order_sections(spec, at, workspace, report);
+    super::conditions::check_conditions(spec, at, workspace, report);
     let trigger = check_trigger(spec, at, report);
 
     if let Some(retry) = &spec.retry {
@@ -273,7 +274,14 @@ pub(crate) fn check(
     }
 
     let default_owner = defaults.and_then(|d| d.failure_owner.clone());
-    let failures = check_failures(&spec.failures, default_owner, &owners, at, report);
+    // A guard that can dead-letter needs its failure mode routed too.
+    let extra: &[FailureMode] = match &spec.requires {
+        Some(guard) if guard.otherwise != crate::spec::guard::Otherwise::Skip => {
+            &[FailureMode::GuardUnmet]
+        }
+        _ => &[],
+    };
+    let failures = check_failures(&spec.failures, default_owner, &owners, extra, at, report);
 
     let freshness = spec
         .sla
@@ -834,7 +842,7 @@ fn check_pointer(
     }
 }
 
-fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 9] {
+fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 10] {
     [
         (FailureMode::ContractViolation, &failures.contract_violation),
         (
@@ -851,6 +859,7 @@ fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>)
             FailureMode::ReconciliationVariance,
             &failures.reconciliation_variance,
         ),
+        (FailureMode::GuardUnmet, &failures.guard_unmet),
     ]
 }
 
@@ -858,6 +867,7 @@ fn check_failures(
     failures: &FailuresConfig,
     default_owner: Option<String>,
     owners: &[&str],
+    extra: &[FailureMode],
     at: &At<'_>,
     report: &mut Report<'_>,
 ) -> IndexMap<FailureMode, FailureRoute> {
@@ -910,6 +920,7 @@ fn check_failures(
         .collect();
     let missing: Vec<FailureMode> = POSSIBLE
         .into_iter()
+        .chain(extra.iter().copied())
         .filter(|mode| !declared_modes.contains(mode))
         .collect();
     match default_owner {
