@@ -310,6 +310,10 @@ pub struct FlowFile {
     /// flows stored (for example the marketplace order ID of an OMS order).
     #[serde(default)]
     pub lookup: IndexMap<String, LookupConfig>,
+    /// HTTP calls per record whose answers are merged into it, by field name, after `lookup`
+    /// and before `where:`, the contract and the mapping (see [`crate::spec::enrich`]).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub enrich: IndexMap<String, crate::spec::enrich::EnrichConfig>,
     /// Which records the flow acts on: every condition must hold; the others are counted as
     /// filtered, never delivered nor dead-lettered (see [`crate::spec::filter`]).
     #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
@@ -534,6 +538,9 @@ pub struct FailuresConfig {
     /// wait`, or at once with `otherwise: dead-letter`).
     #[serde(default, rename = "guard-unmet")]
     pub guard_unmet: Option<FailureConfig>,
+    /// A record's `enrich:` call failed for good (with `on_failure: dead-letter`).
+    #[serde(default, rename = "enrichment-failed")]
+    pub enrichment_failed: Option<FailureConfig>,
 }
 
 /// Who owns one failure mode and what they do.

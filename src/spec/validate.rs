@@ -6,6 +6,7 @@
 //! resolved [`Workspace`] is only returned when there is no error.
 
 mod conditions;
+mod enrich;
 mod flow;
 mod guards;
 mod workspace;
