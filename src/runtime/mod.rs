@@ -12,6 +12,7 @@ pub mod clock;
 mod commit;
 pub mod deadlines;
 mod delivery;
+pub mod enrich;
 pub mod engine;
 pub mod events;
 pub mod guard;

@@ -8,6 +8,7 @@
 //! Messages never quote the userinfo of a URL (see [`crate::redact`]).
 
 mod body;
+pub mod lookup;
 pub mod config;
 mod sink;
 mod source;
