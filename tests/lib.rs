@@ -2,6 +2,7 @@
 //! binary links once, which matters on small machines.
 
 mod daemon;
+mod enrich;
 mod explain;
 mod files;
 mod guards;
