@@ -113,6 +113,20 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             observer: crate::runtime::Observer::default(),
             intake: false,
         };
+        let canned = crate::runtime::enrich::CannedEnrichment {
+            responses: case
+                .enrich
+                .iter()
+                .map(|(field, by_path)| {
+                    let answers = by_path
+                        .iter()
+                        .map(|(path, answer)| (path.clone(), (answer.status, answer.body.clone())))
+                        .collect();
+                    (field.clone(), answers)
+                })
+                .collect(),
+            calls: std::sync::Arc::default(),
+        };
         let run = FlowRun::new(
             workspace,
             flow,
@@ -124,7 +138,8 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 acks: acks.clone(),
             }),
         )
-        .await?;
+        .await?
+        .with_enrichment(&canned);
         let report = run.run().await?;
         let mut failures = Vec::new();
         let delivered: Vec<Value> = recorder.received().into_iter().map(|r| r.body).collect();
@@ -170,6 +185,14 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 })
                 .collect();
             compare_acks(expected, &actual, &mut failures);
+        }
+        if let Some(expected) = &case.expect.enrichment_calls {
+            let actual = canned.calls();
+            if *expected != actual {
+                failures.push(format!(
+                    "enrichment calls differ:\n  - expected {expected:?}\n  + got      {actual:?}"
+                ));
+            }
         }
         if let Some(expected) = case.expect.duplicates
             && expected != report.duplicates

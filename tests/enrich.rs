@@ -13,7 +13,7 @@ use switchyard::sandbox::{Fault, Sandbox, SandboxConfig};
 use switchyard::spec::{EnvLookup, LoadOptions, load_workspace};
 use switchyard::store::{DeadLetterFilter, Store};
 
-use crate::util::TestState;
+use crate::util::{TestState, assert_output, switchyard};
 
 const FLOW: &str = "orders-with-items";
 
@@ -202,4 +202,46 @@ async fn order_lines_come_from_the_items_call_cached_retried_and_dead_lettered()
     assert_eq!(letter.failure, "enrichment-failed");
     assert_eq!(letter.owner, "order-desk");
     assert!(letter.error.contains("404"), "{}", letter.error);
+}
+
+#[test]
+fn the_order_items_workspace_validates_strictly_and_passes_its_flow_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = switchyard(root, &["validate", "examples/order-items", "--strict"]);
+    assert_output(&output, "0 errors, 0 warnings\n", 0);
+    let output = switchyard(root, &["--log", "error", "test", "examples/order-items"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(
+        output.stdout.contains("4 case(s): 4 passed, 0 failed"),
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
+fn a_flow_test_names_the_enrichment_calls_that_differ() {
+    let root = std::env::temp_dir().join(format!("switchyard-enrich-calls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    crate::util::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/order-items"),
+        &root,
+    );
+    let tests = root.join("tests/orders-to-oms.yaml");
+    let text = std::fs::read_to_string(&tests).unwrap();
+    std::fs::write(
+        &tests,
+        text.replace(
+            "enrichment_calls: [/api/orders/MKP-9/items]",
+            "enrichment_calls: [/api/orders/MKP-8/items]",
+        ),
+    )
+    .unwrap();
+    let output = switchyard(&root, &["--log", "error", "test"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output.stdout.contains("enrichment calls differ")
+            && output.stdout.contains("\"/api/orders/MKP-9/items\""),
+        "{}",
+        output.stdout
+    );
 }

@@ -72,8 +72,15 @@ pub enum EnrichError {
 pub struct CannedEnrichment {
     /// By enrichment field, then by path: the status and body answered.
     pub responses: IndexMap<String, IndexMap<String, (u16, Value)>>,
-    /// Requests made, in order, as `field path`.
+    /// Requests made, in order, by path (with `?query`).
     pub calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl CannedEnrichment {
+    /// The requests made so far.
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.calls).clone()
+    }
 }
 
 /// Where an enrichment's requests go.
@@ -374,7 +381,7 @@ async fn send(
                     .collect();
                 at = format!("{at}?{}", query.join("&"));
             }
-            lock(&canned.calls).push(format!("{field} {at}"));
+            lock(&canned.calls).push(at.clone());
             let answer = canned.responses.get(field).and_then(|by| by.get(&at));
             match answer {
                 Some((status, body)) if (200..300).contains(status) => Ok(body.clone()),
@@ -465,7 +472,7 @@ mod tests {
             "{verdicts:?}"
         );
         assert!(matches!(&verdicts[3], Some(Verdict::DeadLetter(e)) if e.contains("500")));
-        let calls = lock(&canned.calls).clone();
+        let calls = canned.calls();
         assert_eq!(
             calls.iter().filter(|c| c.ends_with("/orders/A/items")).count(),
             1,

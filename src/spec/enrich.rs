@@ -87,6 +87,22 @@ impl OnEnrichFailure {
     }
 }
 
+/// The answer a flow test gives an enrichment request.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichResponse {
+    /// The HTTP status (default 200); a 5xx or 429 is retried on the enrichment's policy.
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// The JSON body.
+    #[serde(default)]
+    pub body: serde_json::Value,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
 /// A compiled enrichment, built once per load.
 #[derive(Debug, Clone)]
 pub struct EnrichPlan {

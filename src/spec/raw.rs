@@ -611,6 +611,10 @@ pub struct TestCase {
     /// Outcomes earlier flows reached before the case runs, for `requires:` guards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<PriorOutcome>,
+    /// Answers to the flow's `enrich:` calls, by enrichment then request path (with `?query`
+    /// when the request has one); a request not listed is answered 404.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub enrich: IndexMap<String, IndexMap<String, crate::spec::enrich::EnrichResponse>>,
     /// What must come out.
     pub expect: TestExpectation,
 }
@@ -684,6 +688,10 @@ pub struct TestExpectation {
     /// HTTP acknowledgement, its path. Only the keys given are compared.
     #[serde(default)]
     pub acknowledgements: Option<Vec<ExpectedAcknowledgement>>,
+    /// The enrichment requests sent (`enrich:`), in order, each as its path (with `?query`),
+    /// retries included and cache hits not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment_calls: Option<Vec<String>>,
 }
 
 /// An expected acknowledgement call.
