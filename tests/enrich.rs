@@ -245,3 +245,38 @@ fn a_flow_test_names_the_enrichment_calls_that_differ() {
         output.stdout
     );
 }
+
+#[test]
+fn enrichment_diagnostics_name_the_line_and_the_fix() {
+    let output = switchyard(&crate::util::fixtures(), &["validate", "invalid-enrich"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    for expected in [
+        "flows/offers-to-storefront.yaml:19:13: error[E0101]: unknown system \"marketplac\"\n  \
+         = hint: did you mean \"marketplace\"?\n",
+        "flows/offers-to-storefront.yaml:22:3: warning[W0801]: enrichment \"price\" replaces the \
+         field \"price\" of the contract contracts/offer.json in every record\n  = hint: rename \
+         the enrichment (for example \"price_enriched\") and read it under that name in `map:`\n",
+        "flows/offers-to-storefront.yaml:23:13: error[E0005]: system \"drops\" is reached through \
+         the `file` connector; enrichment calls are HTTP requests\n  = hint: name a system with \
+         an `http:` section in switchyard.yaml\n",
+    ] {
+        assert!(output.stdout.contains(expected), "{}", output.stdout);
+    }
+}
+
+#[test]
+fn explain_mentions_the_enrichment() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = switchyard(root, &["explain", "examples/order-items"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(
+        output.stdout.contains(
+            "each record gets `items` from GET /api/orders/{{order_id}}/items on marketplace \
+             (/items of the answer; one call per distinct request per run, retried for 2m on 5xx \
+             and 429, never on other 4xx); a record whose call fails is dead-lettered as \
+             enrichment-failed."
+        ),
+        "{}",
+        output.stdout
+    );
+}

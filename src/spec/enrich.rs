@@ -191,6 +191,36 @@ impl EnrichPlan {
     }
 }
 
+impl EnrichPlan {
+    /// The enrichment in a sentence, for `explain`.
+    pub fn describe(&self) -> String {
+        let method = match self.method {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+        };
+        let part = match &self.records {
+            Some(pointer) => format!("{pointer} of the answer"),
+            None => "the answer".to_owned(),
+        };
+        let failure = match self.on_failure {
+            OnEnrichFailure::DeadLetter => "dead-lettered as enrichment-failed",
+            OnEnrichFailure::Skip => "skipped and counted as filtered",
+            OnEnrichFailure::Continue => "passed on without it",
+        };
+        format!(
+            "Before filtering and mapping, each record gets `{}` from {method} {} on {} ({part}; \
+             one call per distinct request per run, retried for {} on 5xx and 429, never on \
+             other 4xx); a record whose call fails is {failure}.",
+            self.field,
+            self.path.source(),
+            self.system,
+            crate::spec::explain::human(self.retry.window),
+        )
+    }
+}
+
 /// The enrichment's own retry block over the flow's policy, field by field.
 fn overlay_retry(own: &RetryConfig, flow: &RetryPolicy) -> RetryPolicy {
     let pick = |text: &Option<String>, fallback: std::time::Duration| {
