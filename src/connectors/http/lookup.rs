@@ -74,7 +74,16 @@ impl HttpLookup {
         if (200..300).contains(&status) {
             let body = read_limited(&mut response, self.system.max_response_bytes)
                 .await
-                .map_err(|err| ConnectorError::rejected(format!("{method} {shown}: {err}")))?;
+                .map_err(|err| {
+                    let message = format!("{method} {shown}: {err}");
+                    match err {
+                        // The connection broke mid-body: another attempt can succeed.
+                        super::body::BodyError::Read(_) => ConnectorError::unavailable(message),
+                        super::body::BodyError::TooLarge { .. } => {
+                            ConnectorError::rejected(message)
+                        }
+                    }
+                })?;
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Value::Null);
             }

@@ -41,8 +41,9 @@ pub(super) fn check_enrichments(
         .map(|object| format!("contract {}", object.contract))
         .unwrap_or_else(|| "contract".to_owned());
     let properties = workspace.properties(&spec.object);
-    // A call's templates see the record as read plus the lookups (they run before).
-    let scope = Scope {
+    // A call's templates see the record as read plus the lookups (they run before) and the
+    // enrichments written above it.
+    let mut scope = Scope {
         fields: properties.clone().map(|mut fields| {
             fields.extend(spec.lookup.keys().cloned());
             fields
@@ -101,6 +102,9 @@ pub(super) fn check_enrichments(
         }
         if let Some(retry) = &enrich.retry {
             check_retry(retry, &format!("{base}/retry"), at, report);
+        }
+        if let Some(fields) = &mut scope.fields {
+            fields.push(name.clone());
         }
         if properties.as_ref().is_some_and(|p| p.contains(name)) {
             report.push(
