@@ -29,7 +29,8 @@ const CONTRACT: &str = r#"{
 }"#;
 
 fn workspace(name: &str, marketplace: &str) -> (PathBuf, TestState) {
-    let root = std::env::temp_dir().join(format!("switchyard-enrich-{name}-{}", std::process::id()));
+    let root =
+        std::env::temp_dir().join(format!("switchyard-enrich-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     for dir in ["flows", "contracts"] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
@@ -182,10 +183,18 @@ async fn order_lines_come_from_the_items_call_cached_retried_and_dead_lettered()
     let count = |outcome: &str| {
         metrics.counter(
             &switchyard::metrics::catalog::ENRICHMENT_CALLS,
-            &[("flow", FLOW), ("enrichment", "lines"), ("outcome", outcome)],
+            &[
+                ("flow", FLOW),
+                ("enrichment", "lines"),
+                ("outcome", outcome),
+            ],
         )
     };
-    assert_eq!(count("cache_hit"), 1.0, "the repeated order is not called again");
+    assert_eq!(
+        count("cache_hit"),
+        1.0,
+        "the repeated order is not called again"
+    );
     assert_eq!(count("retried"), 1.0, "the 503 is retried once");
     assert_eq!(
         count("called"),

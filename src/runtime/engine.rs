@@ -13,8 +13,8 @@ use tokio::sync::Semaphore;
 use super::clock::Clock;
 use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
-use super::enrich::{CannedEnrichment, Enricher, Verdict};
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
+use super::enrich::{CannedEnrichment, Enricher, Verdict};
 use super::events::{
     BatchRead, ContractNullsTolerated, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer,
     RecordAcknowledged, RecordFiltered, RunFinished, RunStarted, SinkFailed, SinkOutageDeclared,

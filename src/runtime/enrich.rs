@@ -344,7 +344,11 @@ async fn call(
         let now = clock.now_ms();
         let first = *first_failure.get_or_insert(now);
         let elapsed = Duration::from_millis((now - first).max(0) as u64);
-        let Some(remaining) = plan.retry.window.checked_sub(elapsed).filter(|r| !r.is_zero())
+        let Some(remaining) = plan
+            .retry
+            .window
+            .checked_sub(elapsed)
+            .filter(|r| !r.is_zero())
         else {
             let error = format!(
                 "{} (still failing {}s after the first failure, {failures} attempts)",
@@ -401,7 +405,9 @@ async fn send(
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -474,17 +480,27 @@ mod tests {
         assert!(matches!(&verdicts[3], Some(Verdict::DeadLetter(e)) if e.contains("500")));
         let calls = canned.calls();
         assert_eq!(
-            calls.iter().filter(|c| c.ends_with("/orders/A/items")).count(),
+            calls
+                .iter()
+                .filter(|c| c.ends_with("/orders/A/items"))
+                .count(),
             1,
             "the repeated request is answered from the cache: {calls:?}"
         );
         assert_eq!(
-            calls.iter().filter(|c| c.ends_with("/orders/C/items")).count(),
+            calls
+                .iter()
+                .filter(|c| c.ends_with("/orders/C/items"))
+                .count(),
             1,
             "a 404 is not retried: {calls:?}"
         );
         assert!(
-            calls.iter().filter(|c| c.ends_with("/orders/B/items")).count() > 2,
+            calls
+                .iter()
+                .filter(|c| c.ends_with("/orders/B/items"))
+                .count()
+                > 2,
             "a 500 is retried until the window closes: {calls:?}"
         );
         let metric = |outcome: &str| {
@@ -528,9 +544,7 @@ mod tests {
         };
         let enricher = Enricher::canned(&plans("skip"), &canned());
         let events = Observer::default().flow("f");
-        let result = enricher
-            .apply(&mut lines, Clock::System, &events, 1)
-            .await;
+        let result = enricher.apply(&mut lines, Clock::System, &events, 1).await;
         assert!(matches!(result, Err(EnrichError::RawLines)));
     }
 }

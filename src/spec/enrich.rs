@@ -175,7 +175,7 @@ impl EnrichPlan {
         }
         let retry = match &config.retry {
             Some(own) => overlay_retry(own, flow_retry),
-            None => flow_retry.clone(),
+            None => *flow_retry,
         };
         Ok(Self {
             field: field.to_owned(),
@@ -229,9 +229,9 @@ fn overlay_retry(own: &RetryConfig, flow: &RetryPolicy) -> RetryPolicy {
             .unwrap_or(fallback)
     };
     RetryPolicy {
-        exponential: own
-            .backoff
-            .map_or(flow.exponential, |b| b == crate::spec::raw::Backoff::Exponential),
+        exponential: own.backoff.map_or(flow.exponential, |b| {
+            b == crate::spec::raw::Backoff::Exponential
+        }),
         initial: pick(&own.initial, flow.initial),
         max_delay: pick(&own.max_delay, flow.max_delay),
         window: pick(&own.window, flow.window),

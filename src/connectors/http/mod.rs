@@ -8,8 +8,8 @@
 //! Messages never quote the userinfo of a URL (see [`crate::redact`]).
 
 mod body;
-pub mod lookup;
 pub mod config;
+pub mod lookup;
 mod sink;
 mod source;
 
