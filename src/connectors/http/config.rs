@@ -32,13 +32,144 @@ pub struct HttpSystemConfig {
     pub max_response_size: Option<String>,
 }
 
-/// Authentication of an HTTP system.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+/// Authentication of an HTTP system: give one of `api_key`, `bearer`, `basic` or `oauth2`
+/// (`bearer_env` is the older spelling of `bearer: { env: ... }`). Secrets are named by
+/// environment variable, never written in the spec; an unset one is a validation error.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAuth {
-    /// Name of the environment variable holding a bearer token.
+    /// A raw key sent as is in a named header (for example `X-Api-Key`).
+    #[serde(default)]
+    pub api_key: Option<ApiKeyAuth>,
+    /// A bearer token: `Authorization: Bearer TOKEN`.
+    #[serde(default)]
+    pub bearer: Option<BearerAuth>,
+    /// HTTP basic: `Authorization: Basic base64(user:password)`.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// OAuth2 access tokens from a token endpoint, cached until they expire and refreshed
+    /// once when the API answers 401.
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Auth>,
+    /// Older spelling of `bearer: { env: NAME }`: the variable holding a bearer token.
     #[serde(default)]
     pub bearer_env: Option<String>,
+}
+
+/// `auth: { api_key: { header, env } }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyAuth {
+    /// The header carrying the key (for example `X-Api-Key`, or `Authorization`).
+    pub header: String,
+    /// The environment variable holding the key.
+    pub env: String,
+}
+
+/// `auth: { bearer: { env } }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BearerAuth {
+    /// The environment variable holding the token.
+    pub env: String,
+}
+
+/// `auth: { basic: { username_env, password_env } }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The environment variable holding the user name.
+    pub username_env: String,
+    /// The environment variable holding the password.
+    pub password_env: String,
+}
+
+/// `auth: { oauth2: { ... } }`: tokens from a token endpoint (RFC 6749, form-encoded).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Auth {
+    /// The token endpoint; `${ENV}` references are expanded.
+    pub token_url: String,
+    /// The environment variable holding the client ID.
+    pub client_id_env: String,
+    /// The environment variable holding the client secret.
+    pub client_secret_env: String,
+    /// Scopes asked for, sent space-separated as `scope`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The grant: `client_credentials` (default) or `refresh_token`.
+    #[serde(default)]
+    pub grant: OAuth2Grant,
+    /// `refresh_token` grant: the environment variable holding the refresh token. A rotated
+    /// refresh token returned by the endpoint replaces it for the rest of the run.
+    #[serde(default)]
+    pub refresh_token_env: Option<String>,
+    /// Time before a token's expiry at which it is renewed, as a duration. Defaults to `30s`.
+    #[serde(default)]
+    pub expiry_margin: Option<String>,
+}
+
+/// An OAuth2 grant type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuth2Grant {
+    /// `grant_type=client_credentials`.
+    #[default]
+    ClientCredentials,
+    /// `grant_type=refresh_token`, with `refresh_token_env`.
+    RefreshToken,
+}
+
+impl HttpAuth {
+    /// The environment variables holding secrets, each with its pointer under `auth`.
+    pub fn secret_vars(&self) -> Vec<(String, String)> {
+        let mut vars = Vec::new();
+        if let Some(key) = &self.api_key {
+            vars.push(("/auth/api_key/env".to_owned(), key.env.clone()));
+        }
+        if let Some(bearer) = &self.bearer {
+            vars.push(("/auth/bearer/env".to_owned(), bearer.env.clone()));
+        }
+        if let Some(var) = &self.bearer_env {
+            vars.push(("/auth/bearer_env".to_owned(), var.clone()));
+        }
+        if let Some(basic) = &self.basic {
+            vars.push(("/auth/basic/username_env".to_owned(), basic.username_env.clone()));
+            vars.push(("/auth/basic/password_env".to_owned(), basic.password_env.clone()));
+        }
+        if let Some(oauth) = &self.oauth2 {
+            vars.push(("/auth/oauth2/client_id_env".to_owned(), oauth.client_id_env.clone()));
+            vars.push((
+                "/auth/oauth2/client_secret_env".to_owned(),
+                oauth.client_secret_env.clone(),
+            ));
+            if let Some(var) = &oauth.refresh_token_env {
+                vars.push(("/auth/oauth2/refresh_token_env".to_owned(), var.clone()));
+            }
+        }
+        vars
+    }
+
+    /// The schemes given, by key, to refuse more than one.
+    pub fn schemes(&self) -> Vec<&'static str> {
+        let mut schemes = Vec::new();
+        if self.api_key.is_some() {
+            schemes.push("api_key");
+        }
+        if self.bearer.is_some() {
+            schemes.push("bearer");
+        }
+        if self.bearer_env.is_some() {
+            schemes.push("bearer_env");
+        }
+        if self.basic.is_some() {
+            schemes.push("basic");
+        }
+        if self.oauth2.is_some() {
+            schemes.push("oauth2");
+        }
+        schemes
+    }
 }
 
 /// A flow's `from:` on an HTTP system (besides `system` and `author`).

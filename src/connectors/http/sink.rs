@@ -79,7 +79,7 @@ impl HttpSink {
         }
         let mut response =
             self.system.send(request).await.map_err(|err| {
-                ConnectorError::unavailable(format!("{} {url}: {err}", self.method))
+                err.into_connector_error(&format!("{} {url}", self.method))
             })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
