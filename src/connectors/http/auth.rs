@@ -86,9 +86,8 @@ pub(super) fn credential_headers(
     }
     let mut headers = Vec::new();
     if let Some(key) = &auth.api_key {
-        let name = HeaderName::from_bytes(key.header.as_bytes()).map_err(|_| {
-            HttpSetupError(format!("`{}` is not a valid header name", key.header))
-        })?;
+        let name = HeaderName::from_bytes(key.header.as_bytes())
+            .map_err(|_| HttpSetupError(format!("`{}` is not a valid header name", key.header)))?;
         let value = secret(env, &key.env, "API key")?;
         headers.push((name, sensitive(&value, &key.env)?));
     }
@@ -229,7 +228,8 @@ impl OAuth2Tokens {
             message,
         };
         // The form body, encoded as a URL query is (application/x-www-form-urlencoded).
-        let mut form = Url::parse("http://form.invalid/").map_err(|e| unavailable(e.to_string()))?;
+        let mut form =
+            Url::parse("http://form.invalid/").map_err(|e| unavailable(e.to_string()))?;
         {
             let mut pairs = form.query_pairs_mut();
             match (&state.refresh_token, self.grant) {
@@ -300,9 +300,7 @@ impl OAuth2Tokens {
         let renew_at = json
             .get("expires_in")
             .and_then(|e| e.as_u64().or_else(|| e.as_str()?.parse().ok()))
-            .map(|seconds| {
-                issued_at + Duration::from_secs(seconds).saturating_sub(self.margin)
-            });
+            .map(|seconds| issued_at + Duration::from_secs(seconds).saturating_sub(self.margin));
         if let Some(refresh) = json.get("refresh_token").and_then(Value::as_str)
             && !refresh.is_empty()
         {

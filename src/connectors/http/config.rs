@@ -134,11 +134,20 @@ impl HttpAuth {
             vars.push(("/auth/bearer_env".to_owned(), var.clone()));
         }
         if let Some(basic) = &self.basic {
-            vars.push(("/auth/basic/username_env".to_owned(), basic.username_env.clone()));
-            vars.push(("/auth/basic/password_env".to_owned(), basic.password_env.clone()));
+            vars.push((
+                "/auth/basic/username_env".to_owned(),
+                basic.username_env.clone(),
+            ));
+            vars.push((
+                "/auth/basic/password_env".to_owned(),
+                basic.password_env.clone(),
+            ));
         }
         if let Some(oauth) = &self.oauth2 {
-            vars.push(("/auth/oauth2/client_id_env".to_owned(), oauth.client_id_env.clone()));
+            vars.push((
+                "/auth/oauth2/client_id_env".to_owned(),
+                oauth.client_id_env.clone(),
+            ));
             vars.push((
                 "/auth/oauth2/client_secret_env".to_owned(),
                 oauth.client_secret_env.clone(),

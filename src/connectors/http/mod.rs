@@ -22,9 +22,9 @@ use reqwest::{Method, StatusCode, Url};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use self::config::HttpRequestConfig;
 pub use self::auth::AuthError;
 use self::auth::OAuth2Tokens;
+use self::config::HttpRequestConfig;
 pub use self::config::{HttpAuth, HttpFromConfig, HttpSystemConfig, HttpToConfig};
 pub use self::sink::HttpSink;
 pub use self::source::HttpSource;
@@ -382,9 +382,12 @@ impl HttpSystem {
     ) -> Result<reqwest::Response, HttpSendError> {
         let bearer = match token {
             Some(token) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                    HttpSendError::Request("the OAuth2 access token is not a valid header".into())
-                })?;
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                        HttpSendError::Request(
+                            "the OAuth2 access token is not a valid header".into(),
+                        )
+                    })?;
                 value.set_sensitive(true);
                 Some(value)
             }
@@ -403,7 +406,9 @@ impl HttpSystem {
                     }
                 }
                 if let Some(bearer) = &bearer
-                    && !attempt.headers().contains_key(reqwest::header::AUTHORIZATION)
+                    && !attempt
+                        .headers()
+                        .contains_key(reqwest::header::AUTHORIZATION)
                 {
                     attempt
                         .headers_mut()

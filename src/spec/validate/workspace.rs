@@ -265,7 +265,12 @@ fn check_connector_sections(
             report.push(problem_diagnostic(&problem, &base, &[], at));
         }
         for (pointer, var) in connector.secret_vars(settings) {
-            if input.options.env.get(&var).is_none_or(|value| value.is_empty()) {
+            if input
+                .options
+                .env
+                .get(&var)
+                .is_none_or(|value| value.is_empty())
+            {
                 report.push(
                     at.error(
                         &format!("{base}{pointer}"),
@@ -535,8 +540,7 @@ fn expand_strings(value: &mut Value, pointer: String, expand: &mut dyn FnMut(&mu
 /// credentials (`/systems/NAME/CONNECTOR/headers/...`).
 fn is_credential_pointer(pointer: &str) -> bool {
     let mut segments = pointer.split('/').skip(1);
-    segments.next() == Some("systems")
-        && matches!(segments.nth(2), Some("headers" | "auth"))
+    segments.next() == Some("systems") && matches!(segments.nth(2), Some("headers" | "auth"))
 }
 
 fn properties(contract: &Value) -> Option<Vec<String>> {
