@@ -131,7 +131,7 @@ async fn call(system: &HttpSystem) -> Result<u16, String> {
 
 fn oauth() -> Value {
     json!({"oauth2": {
-        "token_url": "", "client_id_env": "ID", "client_secret_env": "SECRET",
+        "token_url": "", "client_id": "id-1", "client_secret": "secret-xyz",
         "scopes": ["orders", "shipping"], "expiry_margin": "0s",
     }})
 }
@@ -142,7 +142,7 @@ fn oauth_at(addr: SocketAddr) -> Value {
     auth
 }
 
-const OAUTH_ENV: &[(&str, &str)] = &[("ID", "id-1"), ("SECRET", "secret-xyz")];
+const OAUTH_ENV: &[(&str, &str)] = &[];
 
 #[tokio::test]
 async fn api_key_goes_raw_in_its_header_and_basic_is_encoded() {
@@ -150,19 +150,19 @@ async fn api_key_goes_raw_in_its_header_and_basic_is_encoded() {
     let addr = serve(Arc::clone(&server)).await;
     let key = system(
         addr,
-        json!({"api_key": {"header": "X-Api-Key", "env": "KEY"}}),
-        &[("KEY", "k-123")],
+        json!({"api_key": {"header": "X-Api-Key", "key": "k-123"}}),
+        &[],
     )
     .expect("system");
     assert_eq!(call(&key).await, Ok(200));
     let basic = system(
         addr,
-        json!({"basic": {"username_env": "U", "password_env": "P"}}),
-        &[("U", "id-1"), ("P", "secret-xyz")],
+        json!({"basic": {"username": "id-1", "password": "secret-xyz"}}),
+        &[],
     )
     .expect("system");
     assert_eq!(call(&basic).await, Ok(200));
-    let bearer = system(addr, json!({"bearer": {"env": "T"}}), &[("T", "tok")]).expect("system");
+    let bearer = system(addr, json!({"bearer": {"token": "tok"}}), &[]).expect("system");
     assert_eq!(call(&bearer).await, Ok(200));
     let seen = server.seen.lock().expect("lock").clone();
     assert_eq!(
@@ -176,34 +176,32 @@ async fn api_key_goes_raw_in_its_header_and_basic_is_encoded() {
 }
 
 #[tokio::test]
-async fn an_unset_or_empty_secret_fails_setup_naming_the_variable() {
+async fn an_unset_or_empty_secret_fails_setup_before_any_request() {
     let server = Arc::new(Server::default());
     let addr = serve(Arc::clone(&server)).await;
-    for (auth, env, var) in [
-        (json!({"bearer_env": "TOKEN"}), vec![], "TOKEN"),
+    // `bearer_env` (the older spelling) names the variable itself.
+    let err = system(addr, json!({"bearer_env": "TOKEN"}), &[]).expect_err("unset");
+    assert!(err.contains("environment variable TOKEN"), "{err}");
+    let err = system(addr, json!({"bearer_env": "TOKEN"}), &[("TOKEN", "")]).expect_err("empty");
+    assert!(err.contains("environment variable TOKEN"), "{err}");
+    // The `${NAME}` settings arrive expanded: an unset variable left them empty (validation
+    // names the variable at its line; see the unset-auth-secret fixture).
+    let mut oauth = oauth_at(addr);
+    oauth["oauth2"]["client_secret"] = json!("");
+    for (auth, setting) in [
+        (json!({"bearer": {"token": ""}}), "bearer.token"),
         (
-            json!({"bearer": {"env": "TOKEN"}}),
-            vec![("TOKEN", "")],
-            "TOKEN",
+            json!({"api_key": {"header": "X-Api-Key", "key": ""}}),
+            "api_key.key",
         ),
         (
-            json!({"api_key": {"header": "X-Api-Key", "env": "KEY"}}),
-            vec![],
-            "KEY",
+            json!({"basic": {"username": "u", "password": ""}}),
+            "basic.password",
         ),
-        (
-            json!({"basic": {"username_env": "U", "password_env": "P"}}),
-            vec![("U", "u")],
-            "P",
-        ),
-        (oauth_at(addr), vec![("ID", "id-1")], "SECRET"),
+        (oauth, "oauth2.client_secret"),
     ] {
-        let err = system(addr, auth, &env).expect_err("unset secret");
-        assert!(
-            err.contains(&format!("environment variable {var}")),
-            "{err}"
-        );
-        assert!(err.contains("is not set"), "{err}");
+        let err = system(addr, auth, &[]).expect_err("empty secret");
+        assert!(err.contains(&format!("`auth` {setting} is empty")), "{err}");
     }
     assert!(
         server.seen.lock().expect("lock").is_empty(),
@@ -310,11 +308,9 @@ async fn refresh_token_grant_sends_and_rotates_the_refresh_token() {
     let addr = serve(Arc::clone(&server)).await;
     let mut auth = oauth_at(addr);
     auth["oauth2"]["grant"] = json!("refresh_token");
-    auth["oauth2"]["refresh_token_env"] = json!("REFRESH");
+    auth["oauth2"]["refresh_token"] = json!("r0");
     auth["oauth2"]["scopes"] = json!([]);
-    let mut env = OAUTH_ENV.to_vec();
-    env.push(("REFRESH", "r0"));
-    let system = system(addr, auth, &env).expect("system");
+    let system = system(addr, auth, OAUTH_ENV).expect("system");
     assert_eq!(call(&system).await, Ok(200));
     assert_eq!(
         *server.last_form.lock().expect("lock"),
@@ -326,4 +322,134 @@ async fn refresh_token_grant_sends_and_rotates_the_refresh_token() {
         "grant_type=refresh_token&refresh_token=r1",
         "the rotated refresh token is used"
     );
+}
+
+/// The sandbox with its OAuth2 token endpoint on, tokens living `lifetime`.
+async fn oauth_sandbox(offers: usize, lifetime: Duration) -> switchyard::sandbox::Sandbox {
+    switchyard::sandbox::Sandbox::start(switchyard::sandbox::SandboxConfig {
+        offers,
+        oauth: Some(switchyard::sandbox::OAuthConfig {
+            token_lifetime: lifetime,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox")
+}
+
+#[tokio::test]
+async fn sandbox_token_endpoint_issues_rotates_and_guards_the_marketplace_api() {
+    let sandbox = oauth_sandbox(5, Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+    let offers = format!("{}/api/offers", sandbox.marketplace_url());
+    let token_url = format!("{}/oauth/token", sandbox.marketplace_url());
+    let status = client.get(&offers).send().await.expect("get").status();
+    assert_eq!(status, 401, "no token");
+    let bad = client
+        .post(&token_url)
+        .basic_auth("sandbox-client", Some("wrong"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(bad.status(), 401);
+    let issue = |body: &'static str| {
+        client
+            .post(&token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "{body}&client_id=sandbox-client&client_secret=sandbox-client-secret"
+            ))
+            .send()
+    };
+    let token: Value = issue("grant_type=client_credentials")
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    let access = token["access_token"].as_str().expect("token").to_owned();
+    let refresh = token["refresh_token"].as_str().expect("refresh").to_owned();
+    assert_eq!(token["expires_in"], 60);
+    let status = client
+        .get(&offers)
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("get")
+        .status();
+    assert_eq!(status, 200);
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={refresh}&client_id=sandbox-client&client_secret=sandbox-client-secret"
+    );
+    let post = |form: String| {
+        client
+            .post(&token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    assert_eq!(post(form.clone()).await.expect("post").status(), 200);
+    assert_eq!(
+        post(form).await.expect("post").status(),
+        400,
+        "a refresh token is single-use"
+    );
+    let stats = sandbox.oauth_stats();
+    assert_eq!((stats.issued, stats.refreshed, stats.rejected), (1, 1, 1));
+    assert_eq!(stats.refused, 2);
+    let summary: Value = client
+        .get(format!("{}/_sandbox/marketplace/oauth", sandbox.base_url()))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(summary["rejected"], 1);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_expiring_mid_run_is_renewed_without_a_failed_record() {
+    use crate::runtime::{load, run_flow, workspace_copy};
+    let sandbox = oauth_sandbox(300, Duration::from_secs(1)).await;
+    // Each page takes 600 ms: the first token expires while the listing goes on.
+    sandbox.inject_marketplace_fault(switchyard::sandbox::Fault::latency(600));
+    let (root, _state) = workspace_copy("oauth-expiry", true);
+    let file = root.join("switchyard.yaml");
+    let text = std::fs::read_to_string(&file).expect("read");
+    let text = text.replace(
+        "      base_url: \"${MARKETPLACE_URL}\"\n",
+        "      base_url: \"${MARKETPLACE_URL}\"\n      auth:\n        oauth2:\n          \
+         token_url: \"${MARKETPLACE_URL}/oauth/token\"\n          \
+         client_id: \"${MARKETPLACE_CLIENT_ID}\"\n          \
+         client_secret: \"${MARKETPLACE_CLIENT_SECRET}\"\n          expiry_margin: 0s\n",
+    );
+    std::fs::write(&file, text).expect("write");
+    let workspace = load(&root, &sandbox);
+    let store = switchyard::store::Store::open_target(&workspace.state)
+        .await
+        .expect("store");
+    let report = run_flow(&workspace, &store).await;
+    let summary = sandbox.summary();
+    assert_eq!(report.delivered as usize, summary.valid, "{report:?}");
+    assert_eq!(sandbox.storefront_stats().records, summary.valid);
+    let letters = store
+        .dead_letters(&switchyard::store::DeadLetterFilter {
+            failure: Some("source-unavailable".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("letters");
+    assert!(letters.is_empty(), "{letters:?}");
+    let stats = sandbox.oauth_stats();
+    assert!(
+        stats.issued >= 2,
+        "the token was renewed mid-run: {stats:?}"
+    );
+    assert_eq!(stats.rejected, 0, "no call went out with an expired token");
+    sandbox.shutdown().await;
 }

@@ -1,8 +1,8 @@
 //! A system's `auth:`: the static credential headers (an API key in a named header, a bearer
 //! token, HTTP basic) and OAuth2 access tokens from a token endpoint.
 //!
-//! Secrets come from environment variables named in the spec; an unset or empty one is a
-//! setup error before any request (validation reports it first, at its line). OAuth2 tokens
+//! Secrets are `${NAME}` references expanded when the workspace loads; an unset one is a
+//! validation error at its line, and an empty one a setup error before any request. OAuth2 tokens
 //! are cached until their expiry minus a margin; a 401 from the API renews the token once and
 //! the request is sent again once. Renewal happens under one lock, so requests refused
 //! together share one call to the token endpoint. Messages name the endpoint and the status,
@@ -52,7 +52,7 @@ pub enum AuthError {
 }
 
 /// The value of a secret variable; unset and empty are the same mistake.
-fn secret(
+fn secret_var(
     env: &impl Fn(&str) -> Option<String>,
     var: &str,
     what: &str,
@@ -64,10 +64,24 @@ fn secret(
     })
 }
 
+/// A secret setting, already expanded: empty means its variable was unset (validation
+/// reported which, at its line).
+fn secret(text: &str, setting: &str) -> Result<String, HttpSetupError> {
+    if text.is_empty() {
+        return Err(HttpSetupError(format!(
+            "`auth` {setting} is empty: is its environment variable set? (`switchyard validate` names it)"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
 /// A header value that is kept out of debug output.
 fn sensitive(text: &str, var: &str) -> Result<HeaderValue, HttpSetupError> {
-    let mut value = HeaderValue::from_str(text)
-        .map_err(|_| HttpSetupError(format!("{var} holds characters a header cannot carry")))?;
+    let mut value = HeaderValue::from_str(text).map_err(|_| {
+        HttpSetupError(format!(
+            "`auth` {var} holds characters a header cannot carry"
+        ))
+    })?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -88,29 +102,28 @@ pub(super) fn credential_headers(
     if let Some(key) = &auth.api_key {
         let name = HeaderName::from_bytes(key.header.as_bytes())
             .map_err(|_| HttpSetupError(format!("`{}` is not a valid header name", key.header)))?;
-        let value = secret(env, &key.env, "API key")?;
-        headers.push((name, sensitive(&value, &key.env)?));
+        let value = secret(&key.key, "api_key.key")?;
+        headers.push((name, sensitive(&value, "api_key.key")?));
     }
-    let bearer = auth
-        .bearer
-        .as_ref()
-        .map(|b| b.env.as_str())
-        .or(auth.bearer_env.as_deref());
-    if let Some(var) = bearer {
-        let token = secret(env, var, "bearer token")?;
+    let bearer = match (&auth.bearer, &auth.bearer_env) {
+        (Some(bearer), _) => Some(secret(&bearer.token, "bearer.token")?),
+        (None, Some(var)) => Some(secret_var(env, var, "bearer token")?),
+        (None, None) => None,
+    };
+    if let Some(token) = bearer {
         headers.push((
             reqwest::header::AUTHORIZATION,
-            sensitive(&format!("Bearer {token}"), var)?,
+            sensitive(&format!("Bearer {token}"), "bearer token")?,
         ));
     }
     if let Some(basic) = &auth.basic {
-        let user = secret(env, &basic.username_env, "basic auth user name")?;
-        let password = secret(env, &basic.password_env, "basic auth password")?;
+        let user = secret(&basic.username, "basic.username")?;
+        let password = secret(&basic.password, "basic.password")?;
         let encoded =
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         headers.push((
             reqwest::header::AUTHORIZATION,
-            sensitive(&format!("Basic {encoded}"), &basic.password_env)?,
+            sensitive(&format!("Basic {encoded}"), "basic")?,
         ));
     }
     Ok(headers)
@@ -146,10 +159,7 @@ pub(super) struct OAuth2Tokens {
 
 impl OAuth2Tokens {
     /// Reads the secrets of `config` from `env`; fails on an unset one or a bad URL.
-    pub(super) fn new(
-        config: &OAuth2Auth,
-        env: &impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, HttpSetupError> {
+    pub(super) fn new(config: &OAuth2Auth) -> Result<Self, HttpSetupError> {
         let token_url = Url::parse(&config.token_url)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https"))
@@ -159,13 +169,13 @@ impl OAuth2Tokens {
                     crate::redact::redact(&config.token_url)
                 ))
             })?;
-        let client_id = secret(env, &config.client_id_env, "OAuth2 client ID")?;
-        let client_secret = secret(env, &config.client_secret_env, "OAuth2 client secret")?;
-        let refresh_token = match (config.grant, &config.refresh_token_env) {
-            (_, Some(var)) => Some(secret(env, var, "OAuth2 refresh token")?),
+        let client_id = secret(&config.client_id, "oauth2.client_id")?;
+        let client_secret = secret(&config.client_secret, "oauth2.client_secret")?;
+        let refresh_token = match (config.grant, &config.refresh_token) {
+            (_, Some(refresh)) => Some(secret(refresh, "oauth2.refresh_token")?),
             (OAuth2Grant::RefreshToken, None) => {
                 return Err(HttpSetupError(
-                    "oauth2 grant refresh_token needs refresh_token_env".into(),
+                    "oauth2 grant refresh_token needs refresh_token".into(),
                 ));
             }
             (OAuth2Grant::ClientCredentials, None) => None,

@@ -33,8 +33,9 @@ pub struct HttpSystemConfig {
 }
 
 /// Authentication of an HTTP system: give one of `api_key`, `bearer`, `basic` or `oauth2`
-/// (`bearer_env` is the older spelling of `bearer: { env: ... }`). Secrets are named by
-/// environment variable, never written in the spec; an unset one is a validation error.
+/// (`bearer_env` is the older spelling of `bearer: { token: "${NAME}" }`). Secrets are
+/// written as `${NAME}` references to environment variables, never inline; an unset one is a
+/// validation error (E0702) at its line.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAuth {
@@ -47,63 +48,65 @@ pub struct HttpAuth {
     /// HTTP basic: `Authorization: Basic base64(user:password)`.
     #[serde(default)]
     pub basic: Option<BasicAuth>,
-    /// OAuth2 access tokens from a token endpoint, cached until they expire and refreshed
+    /// OAuth2 access tokens from a token endpoint, cached until they expire and renewed
     /// once when the API answers 401.
     #[serde(default)]
     pub oauth2: Option<OAuth2Auth>,
-    /// Older spelling of `bearer: { env: NAME }`: the variable holding a bearer token.
+    /// Older spelling of `bearer: { token: "${NAME}" }`: the name of the variable holding a
+    /// bearer token, read from the process environment.
     #[serde(default)]
     pub bearer_env: Option<String>,
 }
 
-/// `auth: { api_key: { header, env } }`.
+/// `auth: { api_key: { header, key } }`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyAuth {
     /// The header carrying the key (for example `X-Api-Key`, or `Authorization`).
     pub header: String,
-    /// The environment variable holding the key.
-    pub env: String,
+    /// The key, as a `${NAME}` reference (for example `"${MKP_API_KEY}"`).
+    pub key: String,
 }
 
-/// `auth: { bearer: { env } }`.
+/// `auth: { bearer: { token } }`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BearerAuth {
-    /// The environment variable holding the token.
-    pub env: String,
+    /// The token, as a `${NAME}` reference.
+    pub token: String,
 }
 
-/// `auth: { basic: { username_env, password_env } }`.
+/// `auth: { basic: { username, password } }`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
-    /// The environment variable holding the user name.
-    pub username_env: String,
-    /// The environment variable holding the password.
-    pub password_env: String,
+    /// The user name; `${NAME}` references are expanded.
+    pub username: String,
+    /// The password, as a `${NAME}` reference.
+    pub password: String,
 }
 
-/// `auth: { oauth2: { ... } }`: tokens from a token endpoint (RFC 6749, form-encoded).
+/// `auth: { oauth2: { ... } }`: tokens from a token endpoint (RFC 6749, form-encoded, the
+/// client authenticated by HTTP basic).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Auth {
-    /// The token endpoint; `${ENV}` references are expanded.
+    /// The token endpoint; `${NAME}` references are expanded.
     pub token_url: String,
-    /// The environment variable holding the client ID.
-    pub client_id_env: String,
-    /// The environment variable holding the client secret.
-    pub client_secret_env: String,
+    /// The client ID; `${NAME}` references are expanded.
+    pub client_id: String,
+    /// The client secret, as a `${NAME}` reference.
+    pub client_secret: String,
     /// Scopes asked for, sent space-separated as `scope`.
     #[serde(default)]
     pub scopes: Vec<String>,
     /// The grant: `client_credentials` (default) or `refresh_token`.
     #[serde(default)]
     pub grant: OAuth2Grant,
-    /// `refresh_token` grant: the environment variable holding the refresh token. A rotated
-    /// refresh token returned by the endpoint replaces it for the rest of the run.
+    /// `refresh_token` grant: the refresh token, as a `${NAME}` reference. A rotated refresh
+    /// token returned by the endpoint replaces it for the rest of the run.
     #[serde(default)]
-    pub refresh_token_env: Option<String>,
+    pub refresh_token: Option<String>,
     /// Time before a token's expiry at which it is renewed, as a duration. Defaults to `30s`.
     #[serde(default)]
     pub expiry_margin: Option<String>,
@@ -116,47 +119,34 @@ pub enum OAuth2Grant {
     /// `grant_type=client_credentials`.
     #[default]
     ClientCredentials,
-    /// `grant_type=refresh_token`, with `refresh_token_env`.
+    /// `grant_type=refresh_token`, with `refresh_token`.
     RefreshToken,
 }
 
 impl HttpAuth {
-    /// The environment variables holding secrets, each with its pointer under `auth`.
-    pub fn secret_vars(&self) -> Vec<(String, String)> {
-        let mut vars = Vec::new();
+    /// The settings that hold a secret (pointer under the system, text as written): each
+    /// must be a `${NAME}` reference, so no secret is written in the spec.
+    pub fn secrets(&self) -> Vec<(String, &str)> {
+        let mut secrets = Vec::new();
         if let Some(key) = &self.api_key {
-            vars.push(("/auth/api_key/env".to_owned(), key.env.clone()));
+            secrets.push(("/auth/api_key/key".to_owned(), key.key.as_str()));
         }
         if let Some(bearer) = &self.bearer {
-            vars.push(("/auth/bearer/env".to_owned(), bearer.env.clone()));
-        }
-        if let Some(var) = &self.bearer_env {
-            vars.push(("/auth/bearer_env".to_owned(), var.clone()));
+            secrets.push(("/auth/bearer/token".to_owned(), bearer.token.as_str()));
         }
         if let Some(basic) = &self.basic {
-            vars.push((
-                "/auth/basic/username_env".to_owned(),
-                basic.username_env.clone(),
-            ));
-            vars.push((
-                "/auth/basic/password_env".to_owned(),
-                basic.password_env.clone(),
-            ));
+            secrets.push(("/auth/basic/password".to_owned(), basic.password.as_str()));
         }
         if let Some(oauth) = &self.oauth2 {
-            vars.push((
-                "/auth/oauth2/client_id_env".to_owned(),
-                oauth.client_id_env.clone(),
+            secrets.push((
+                "/auth/oauth2/client_secret".to_owned(),
+                oauth.client_secret.as_str(),
             ));
-            vars.push((
-                "/auth/oauth2/client_secret_env".to_owned(),
-                oauth.client_secret_env.clone(),
-            ));
-            if let Some(var) = &oauth.refresh_token_env {
-                vars.push(("/auth/oauth2/refresh_token_env".to_owned(), var.clone()));
+            if let Some(refresh) = &oauth.refresh_token {
+                secrets.push(("/auth/oauth2/refresh_token".to_owned(), refresh.as_str()));
             }
         }
-        vars
+        secrets
     }
 
     /// The schemes given, by key, to refuse more than one.

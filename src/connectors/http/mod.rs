@@ -71,11 +71,11 @@ impl Connector for Http {
     }
 
     fn secret_vars(system: &HttpSystemConfig) -> Vec<(String, String)> {
-        system
-            .auth
-            .as_ref()
-            .map(HttpAuth::secret_vars)
-            .unwrap_or_default()
+        let legacy = system.auth.as_ref().and_then(|a| a.bearer_env.clone());
+        legacy
+            .map(|var| ("/auth/bearer_env".to_owned(), var))
+            .into_iter()
+            .collect()
     }
 
     fn source_templates(from: &HttpFromConfig) -> Vec<(String, String)> {
@@ -167,15 +167,27 @@ fn check_auth(auth: &HttpAuth) -> Vec<Problem> {
             .with_hint("header names are letters, digits and dashes, such as X-Api-Key"),
         );
     }
+    for (pointer, text) in auth.secrets() {
+        if !text.contains("${") {
+            problems.push(
+                Problem::new(
+                    pointer,
+                    Code::InvalidValue,
+                    "a secret is written in the spec",
+                )
+                .with_hint("name an environment variable instead, such as \"${MKP_SECRET}\""),
+            );
+        }
+    }
     if let Some(oauth) = &auth.oauth2 {
-        if oauth.grant == config::OAuth2Grant::RefreshToken && oauth.refresh_token_env.is_none() {
+        if oauth.grant == config::OAuth2Grant::RefreshToken && oauth.refresh_token.is_none() {
             problems.push(
                 Problem::new(
                     "/auth/oauth2/grant",
                     Code::InvalidValue,
                     "grant refresh_token needs the refresh token",
                 )
-                .with_hint("add refresh_token_env: NAME_OF_THE_VARIABLE"),
+                .with_hint("add refresh_token: \"${NAME_OF_THE_VARIABLE}\""),
             );
         }
         if let Some(margin) = &oauth.expiry_margin
@@ -286,7 +298,7 @@ impl HttpSystem {
                 headers.insert(name, value);
             }
             if let Some(oauth) = &auth.oauth2 {
-                oauth2 = Some(Arc::new(OAuth2Tokens::new(oauth, &env)?));
+                oauth2 = Some(Arc::new(OAuth2Tokens::new(oauth)?));
             }
         }
         let mut base_url = config.base_url.trim_end_matches('/').to_owned();
