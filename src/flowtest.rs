@@ -163,9 +163,7 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 actual.contains(expected.as_str())
             };
             if !matches {
-                failures.push(format!(
-                    "stopped: expected {expected:?}, got {actual:?}"
-                ));
+                failures.push(format!("stopped: expected {expected:?}, got {actual:?}"));
             }
         }
         if let (Some(expected), Some(scripted)) = (case.expect.source_requests, &scripted)

@@ -5,6 +5,7 @@ mod auth;
 mod daemon;
 mod explain;
 mod files;
+mod flowtests;
 mod hardening;
 mod ledger_postgres;
 mod limits;
