@@ -1,9 +1,11 @@
 //! The single integration-test binary: one `mod` per area, shared helpers in `util`. One
 //! binary links once, which matters on small machines.
 
+mod auth;
 mod daemon;
 mod explain;
 mod files;
+mod flowtests;
 mod guards;
 mod hardening;
 mod ledger_postgres;

@@ -176,6 +176,13 @@ pub trait Connector: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The environment variables a system's settings name as secrets (pointer relative to
+    /// the settings, variable name). Validation refuses an unset or empty one: a request sent
+    /// without its credential is refused by the API and would read as an outage.
+    fn secret_vars(_system: &Self::System) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// As [`Connector::check_system`], for a flow's `from:`.
     fn check_from(_system: &Self::System, _from: &Self::From) -> Vec<Problem> {
         Vec::new()
@@ -354,6 +361,8 @@ pub trait DynConnector: Send + Sync + 'static {
     fn schemas(&self) -> [SchemaFn; 3];
     /// Checks a system's settings (types, then [`Connector::check_system`]).
     fn check_system(&self, system: &Value) -> Vec<Problem>;
+    /// [`Connector::secret_vars`] over JSON settings (none when they do not deserialize).
+    fn secret_vars(&self, system: &Value) -> Vec<(String, String)>;
     /// Checks a flow's `from:` settings on `system` (nothing when the system's own settings
     /// are wrong: those are reported on the system).
     fn check_from(&self, system: &Value, from: &Value) -> Vec<Problem>;
@@ -460,6 +469,12 @@ impl<C: Connector> DynConnector for C {
             Ok(system) => C::check_system(&system),
             Err(problem) => vec![problem],
         }
+    }
+
+    fn secret_vars(&self, system: &Value) -> Vec<(String, String)> {
+        typed::<C::System>(system)
+            .map(|system| C::secret_vars(&system))
+            .unwrap_or_default()
     }
 
     fn check_from(&self, system: &Value, from: &Value) -> Vec<Problem> {

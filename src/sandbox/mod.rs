@@ -36,6 +36,8 @@
 //! | `GET /oms/shipments?updated_since=&offset=&max=` | what the OMS shipped, offset pages |
 //! | `GET /_sandbox/oms/received` | received orders and counters |
 //! | `POST, DELETE /_sandbox/oms/faults` | queue or clear faults on order receipts |
+//! | `POST /marketplace/oauth/token` | OAuth2 tokens (`client_credentials`, `refresh_token`; form-encoded) |
+//! | `GET /_sandbox/marketplace/oauth` | tokens issued, refreshed, refused; API calls rejected |
 //! | `POST /alerts/{owner}` | receive an alert (204) |
 //! | `GET /_sandbox/alerts` | received alerts |
 //! | `POST, DELETE /_sandbox/alerts/faults` | queue or clear faults on alerts |
@@ -60,6 +62,7 @@ use crate::cli::output::outln;
 mod alerts;
 mod faults;
 mod marketplace;
+mod oauth;
 mod oms;
 mod orders;
 mod seed;
@@ -73,6 +76,7 @@ mod webhooks;
 pub use alerts::ReceivedAlert;
 pub use faults::Fault;
 pub use marketplace::OfferSummary;
+pub use oauth::{OAuthConfig, OAuthStats};
 pub use oms::{OmsStats, ReceivedOmsOrder};
 pub use orders::{OrderState, OrderSummary};
 pub use storefront::{ReceivedWrite, StorefrontStats};
@@ -103,6 +107,9 @@ pub struct SandboxConfig {
     pub webhook_secret: String,
     /// How long after receiving an order the OMS's (first) shipment appears, in ms.
     pub ship_after_ms: u64,
+    /// The marketplace's OAuth2 token endpoint; when set, `/marketplace/api/...` routes
+    /// require a valid bearer token from it. `None` leaves them open.
+    pub oauth: Option<OAuthConfig>,
 }
 
 impl Default for SandboxConfig {
@@ -116,6 +123,7 @@ impl Default for SandboxConfig {
             webhook_url: None,
             webhook_secret: "sandbox-secret".to_owned(),
             ship_after_ms: 0,
+            oauth: None,
         }
     }
 }
@@ -150,6 +158,8 @@ pub struct SandboxState {
     webhook_secret: String,
     /// The webhook emission under way, so a restart can stop it first.
     emission: Mutex<Option<AbortHandle>>,
+    /// The OAuth2 token issuer, when the marketplace API requires tokens.
+    oauth: Option<Mutex<oauth::Issuer>>,
 }
 
 impl SandboxState {
@@ -175,6 +185,10 @@ impl SandboxState {
             webhook_url: config.webhook_url.clone(),
             webhook_secret: config.webhook_secret.clone(),
             emission: Mutex::new(None),
+            oauth: config
+                .oauth
+                .clone()
+                .map(|c| Mutex::new(oauth::Issuer::new(c))),
         }
     }
 
@@ -272,7 +286,13 @@ pub fn router(state: Arc<SandboxState>) -> Router {
             "/_sandbox/alerts/faults",
             faults::endpoints(faults::Faulty::Alerts),
         )
+        .route("/marketplace/oauth/token", post(oauth::token))
+        .route("/_sandbox/marketplace/oauth", get(oauth::stats))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            oauth::require_token,
+        ))
         .with_state(state)
 }
 
@@ -358,14 +378,34 @@ impl Sandbox {
     }
 
     /// The environment a workspace needs to reach the sandbox: `MARKETPLACE_URL`,
-    /// `STOREFRONT_URL`, `ALERTS_URL` and `OMS_URL`.
+    /// `STOREFRONT_URL`, `ALERTS_URL` and `OMS_URL`, and with OAuth on
+    /// `MARKETPLACE_CLIENT_ID` and `MARKETPLACE_CLIENT_SECRET`.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("MARKETPLACE_URL".to_owned(), self.marketplace_url()),
             ("STOREFRONT_URL".to_owned(), self.storefront_url()),
             ("ALERTS_URL".to_owned(), self.alerts_url()),
             ("OMS_URL".to_owned(), self.oms_url()),
-        ]
+        ];
+        if let Some(issuer) = &self.state.oauth {
+            let issuer = lock(issuer);
+            let config = issuer.config();
+            env.push(("MARKETPLACE_CLIENT_ID".to_owned(), config.client_id.clone()));
+            env.push((
+                "MARKETPLACE_CLIENT_SECRET".to_owned(),
+                config.client_secret.clone(),
+            ));
+        }
+        env
+    }
+
+    /// What the OAuth2 token endpoint did (all zero when it is off).
+    pub fn oauth_stats(&self) -> OAuthStats {
+        self.state
+            .oauth
+            .as_ref()
+            .map(|issuer| lock(issuer).stats())
+            .unwrap_or_default()
     }
 
     /// The shared state, for embedding the router elsewhere.

@@ -120,6 +120,8 @@ codes! {
     UnsetEnvStrict = "E0701",
     /// An `${ENV}` reference names an unset variable.
     UnsetEnv = "W0701",
+    /// A secret (an `auth` variable, or a `${ENV}` in a system's `headers`) is unset or empty.
+    UnsetSecret = "E0702",
 }
 
 impl fmt::Display for Code {

@@ -7,6 +7,7 @@
 //! to another scheme, host or port is sent without any of the system's configured headers.
 //! Messages never quote the userinfo of a URL (see [`crate::redact`]).
 
+mod auth;
 mod body;
 pub mod config;
 mod sink;
@@ -21,6 +22,8 @@ use reqwest::{Method, StatusCode, Url};
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub use self::auth::AuthError;
+use self::auth::OAuth2Tokens;
 use self::config::HttpRequestConfig;
 pub use self::config::{HttpAuth, HttpFromConfig, HttpSystemConfig, HttpToConfig};
 pub use self::sink::HttpSink;
@@ -61,6 +64,9 @@ impl Connector for Http {
                     .with_hint("sizes look like 64MiB, 512KiB, 1GiB or 10MB"),
             );
         }
+        if let Some(auth) = &system.auth {
+            problems.extend(check_auth(auth));
+        }
         problems
     }
 
@@ -76,6 +82,14 @@ impl Connector for Http {
             ],
             None => Vec::new(),
         }
+    }
+
+    fn secret_vars(system: &HttpSystemConfig) -> Vec<(String, String)> {
+        let legacy = system.auth.as_ref().and_then(|a| a.bearer_env.clone());
+        legacy
+            .map(|var| ("/auth/bearer_env".to_owned(), var))
+            .into_iter()
+            .collect()
     }
 
     fn source_templates(from: &HttpFromConfig) -> Vec<(String, String)> {
@@ -152,6 +166,67 @@ fn client(config: &HttpSystemConfig) -> Result<HttpSystem, ConnectorError> {
         .map_err(|err| ConnectorError::spec(err.to_string()))
 }
 
+/// What types alone cannot say about `auth`: one scheme, a valid header name, a grant's needs.
+fn check_auth(auth: &HttpAuth) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let schemes = auth.schemes();
+    if schemes.len() > 1 {
+        problems.push(
+            Problem::new(
+                format!("/auth/{}", schemes[1]),
+                Code::InvalidValue,
+                format!("`auth` gives {}", schemes.join(" and ")),
+            )
+            .with_hint("give one of api_key, bearer, basic or oauth2"),
+        );
+    }
+    if let Some(key) = &auth.api_key
+        && HeaderName::from_bytes(key.header.as_bytes()).is_err()
+    {
+        problems.push(
+            Problem::new(
+                "/auth/api_key/header",
+                Code::InvalidValue,
+                format!("`{}` is not a valid header name", key.header),
+            )
+            .with_hint("header names are letters, digits and dashes, such as X-Api-Key"),
+        );
+    }
+    for (pointer, text) in auth.secrets() {
+        if !text.contains("${") {
+            problems.push(
+                Problem::new(
+                    pointer,
+                    Code::InvalidValue,
+                    "a secret is written in the spec",
+                )
+                .with_hint("name an environment variable instead, such as \"${MKP_SECRET}\""),
+            );
+        }
+    }
+    if let Some(oauth) = &auth.oauth2 {
+        if oauth.grant == config::OAuth2Grant::RefreshToken && oauth.refresh_token.is_none() {
+            problems.push(
+                Problem::new(
+                    "/auth/oauth2/grant",
+                    Code::InvalidValue,
+                    "grant refresh_token needs the refresh token",
+                )
+                .with_hint("add refresh_token: \"${NAME_OF_THE_VARIABLE}\""),
+            );
+        }
+        if let Some(margin) = &oauth.expiry_margin
+            && let Err(message) = crate::spec::parse_duration(margin)
+        {
+            problems.push(
+                Problem::new("/auth/oauth2/expiry_margin", Code::InvalidDuration, message)
+                    .with_hint("durations look like 30s, 1m or 250ms"),
+            );
+        }
+    }
+    problems
+}
+
 /// Redirects followed per request before giving up.
 const MAX_REDIRECTS: usize = 10;
 
@@ -166,6 +241,8 @@ pub struct HttpSystem {
     pub max_response_bytes: u64,
     /// What only the base URL's origin may receive.
     credentials: Arc<Credentials>,
+    /// OAuth2 tokens (`auth: { oauth2 }`), shared by the clones of this system.
+    oauth2: Option<Arc<OAuth2Tokens>>,
 }
 
 /// A system's credentials and where they may go.
@@ -195,6 +272,26 @@ pub enum HttpSendError {
     /// Redirected more than [`MAX_REDIRECTS`] times.
     #[error("more than {MAX_REDIRECTS} redirects, the last to {0}")]
     TooManyRedirects(String),
+    /// No OAuth2 token could be had.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl HttpSendError {
+    /// The connector error: a token endpoint refusing the credentials is a spec error (the
+    /// configuration must change), anything else may pass (the system is unavailable).
+    /// `context` prefixes the message.
+    pub fn into_connector_error(self, context: &str) -> ConnectorError {
+        let message = if context.is_empty() {
+            self.to_string()
+        } else {
+            format!("{context}: {self}")
+        };
+        match self {
+            HttpSendError::Auth(AuthError::Refused { .. }) => ConnectorError::spec(message),
+            _ => ConnectorError::unavailable(message),
+        }
+    }
 }
 
 impl From<reqwest::Error> for HttpSendError {
@@ -220,16 +317,14 @@ impl HttpSystem {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        if let Some(var) = config.auth.as_ref().and_then(|a| a.bearer_env.as_deref()) {
-            let token = env(var).ok_or_else(|| {
-                HttpSetupError(format!(
-                    "environment variable {var} (bearer token) is not set"
-                ))
-            })?;
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| HttpSetupError(format!("{var} holds an invalid token")))?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
+        let mut oauth2 = None;
+        if let Some(auth) = &config.auth {
+            for (name, value) in auth::credential_headers(auth, &env)? {
+                headers.insert(name, value);
+            }
+            if let Some(oauth) = &auth.oauth2 {
+                oauth2 = Some(Arc::new(OAuth2Tokens::new(oauth)?));
+            }
         }
         let mut base_url = config.base_url.trim_end_matches('/').to_owned();
         if !base_url.starts_with("http://") && !base_url.starts_with("https://") {
@@ -257,7 +352,8 @@ impl HttpSystem {
             if let Some(value) = request.headers().get(reqwest::header::AUTHORIZATION) {
                 if headers.contains_key(reqwest::header::AUTHORIZATION) {
                     return Err(HttpSetupError(
-                        "base_url has userinfo and `auth` sets a bearer token; keep one".into(),
+                        "base_url has userinfo and `auth` sets an Authorization header; keep one"
+                            .into(),
                     ));
                 }
                 let mut value = value.clone();
@@ -280,6 +376,7 @@ impl HttpSystem {
                 headers,
                 base: parsed,
             }),
+            oauth2,
         })
     }
 
@@ -291,11 +388,48 @@ impl HttpSystem {
     /// Sends a request built with [`Self::request`], following redirects: the system's
     /// credentials go with each hop to the base URL's origin and with no other. Returns the
     /// first response that is not a redirect (or a redirect that cannot be followed).
+    /// With OAuth2, the request carries the cached token; a 401 renews it once and the
+    /// request is sent again once.
     pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, HttpSendError> {
-        let mut request = request.build()?;
+        let request = request.build()?;
+        let Some(oauth2) = &self.oauth2 else {
+            return self.send_following(request, None).await;
+        };
+        let token = oauth2.token(&self.client).await?;
+        let again = request.try_clone();
+        let response = self.send_following(request, Some(&token)).await?;
+        match again {
+            Some(again) if response.status() == StatusCode::UNAUTHORIZED => {
+                let token = oauth2.renew(&self.client, &token).await?;
+                self.send_following(again, Some(&token)).await
+            }
+            _ => Ok(response),
+        }
+    }
+
+    /// [`Self::send`] without the OAuth2 retry: follows redirects, adding the credentials
+    /// (and `token` as a bearer token) on each hop to the base URL's origin.
+    async fn send_following(
+        &self,
+        mut request: reqwest::Request,
+        token: Option<&str>,
+    ) -> Result<reqwest::Response, HttpSendError> {
+        let bearer = match token {
+            Some(token) => {
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                        HttpSendError::Request(
+                            "the OAuth2 access token is not a valid header".into(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         for _ in 0..=MAX_REDIRECTS {
             // Bodies here are buffered JSON, so a request can always be sent again.
             let mut attempt = request.try_clone().ok_or_else(|| {
@@ -307,6 +441,15 @@ impl HttpSystem {
                     if !attempt.headers().contains_key(name) {
                         attempt.headers_mut().insert(name, value.clone());
                     }
+                }
+                if let Some(bearer) = &bearer
+                    && !attempt
+                        .headers()
+                        .contains_key(reqwest::header::AUTHORIZATION)
+                {
+                    attempt
+                        .headers_mut()
+                        .insert(reqwest::header::AUTHORIZATION, bearer.clone());
                 }
             }
             let response = self.client.execute(attempt).await?;

@@ -126,10 +126,11 @@ impl HttpSink {
         if !body.is_null() {
             request = request.json(body.as_ref());
         }
-        let mut response =
-            self.system.send(request).await.map_err(|err| {
-                ConnectorError::unavailable(format!("{} {url}: {err}", self.method))
-            })?;
+        let mut response = self
+            .system
+            .send(request)
+            .await
+            .map_err(|err| err.into_connector_error(&format!("{} {url}", self.method)))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         if (200..300).contains(&status) {

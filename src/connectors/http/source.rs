@@ -457,7 +457,7 @@ impl HttpSource {
             .system
             .send(request)
             .await
-            .map_err(|err| ConnectorError::unavailable(err.to_string()))?;
+            .map_err(|err| err.into_connector_error(""))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         if !(200..300).contains(&status) {
