@@ -126,6 +126,20 @@ pub static SOURCE_UNAVAILABLE: Metric = Metric {
     kind: Kind::Counter,
     labels: FLOW,
 };
+/// Source pages that failed transiently and were asked again under the flow's `retry:`.
+pub static SOURCE_RETRIES: Metric = Metric {
+    name: "switchyard_source_retries_total",
+    help: "Source reads that failed transiently and were retried.",
+    kind: Kind::Counter,
+    labels: FLOW,
+};
+/// Listings a source ended early so that they end (repeated token, identical page, cap).
+pub static LISTINGS_CUT: Metric = Metric {
+    name: "switchyard_listings_cut_total",
+    help: "Listings ended early so that they end (repeated token, identical page, page cap).",
+    kind: Kind::Counter,
+    labels: &["flow", "reason"],
+};
 /// Sink outages declared (a record outlived its retry window; the batch stops waiting).
 pub static SINK_OUTAGES: Metric = Metric {
     name: "switchyard_sink_outages_total",
@@ -211,6 +225,8 @@ pub static ALL: &[&Metric] = &[
     &DELIVERY_LATENCY,
     &DEADLINE_WARNINGS,
     &SOURCE_UNAVAILABLE,
+    &SOURCE_RETRIES,
+    &LISTINGS_CUT,
     &SINK_OUTAGES,
     &FLOW_LOCK_REFUSED,
     &FLOW_LEASE_LOST,

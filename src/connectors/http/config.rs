@@ -106,7 +106,7 @@ pub enum HttpMethod {
     Patch,
 }
 
-/// Pagination of an HTTP source. Give `offset`, `page` or `next_token`.
+/// Pagination of an HTTP source. Give `offset`, `page`, `next_token`, `next_link` or `seek`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaginationConfig {
@@ -126,6 +126,15 @@ pub struct PaginationConfig {
     /// (default `/next_page_token`); an absent or null token ends the listing.
     #[serde(default)]
     pub token_path: Option<String>,
+    /// `seek` style: JSON Pointer into the last record of a page whose value is sent in
+    /// `param` to ask for the records after it (default `/id`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Pages read at most per run (default 10000). When reached, the run ends after the
+    /// pages read so far, with a warning; the next run continues from the checkpointed
+    /// cursor (without a `cursor`, it starts the listing over).
+    #[serde(default)]
+    pub max_pages: Option<u32>,
 }
 
 /// How pages are addressed.
@@ -136,6 +145,10 @@ pub enum PaginationStyle {
     Offset,
     /// A page number starting at 1; a short page ends the listing.
     Page,
-    /// An opaque token returned by the previous page.
+    /// An opaque token returned by the previous page (at `token_path` in its body).
     NextToken,
+    /// The next page's URL in the previous response's `Link: <...>; rel="next"` header.
+    NextLink,
+    /// "After this key": the value at `from` in the last record read is sent in `param`.
+    Seek,
 }
