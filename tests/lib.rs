@@ -10,6 +10,7 @@ mod limits;
 mod metrics;
 mod orders;
 mod paging;
+mod paging_ends;
 mod postgres_state;
 mod runtime;
 mod schema;

@@ -615,7 +615,8 @@ fn link_rel_next(header: &str) -> Option<String> {
         let target = &rest[open + 1..close];
         let after = &rest[close + 1..];
         let params_end = after.find('<').unwrap_or(after.len());
-        let params = &after[..params_end];
+        // The parameters run to the next link; the comma before it is no part of them.
+        let params = after[..params_end].trim_end().trim_end_matches(',');
         let is_next = params.split(';').any(|param| {
             let Some((name, value)) = param.split_once('=') else {
                 return false;
