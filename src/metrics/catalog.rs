@@ -140,6 +140,14 @@ pub static LISTINGS_CUT: Metric = Metric {
     kind: Kind::Counter,
     labels: &["flow", "reason"],
 };
+/// Time calls waited for client-side rate limits, per bucket, since the process started
+/// (set from the process-wide registry when `/metrics` is rendered).
+pub static RATE_LIMIT_WAITED: Metric = Metric {
+    name: "switchyard_rate_limit_waited_seconds",
+    help: "Time calls waited for a client-side rate limit since the process started.",
+    kind: Kind::Gauge,
+    labels: &["limit"],
+};
 /// Sink outages declared (a record outlived its retry window; the batch stops waiting).
 pub static SINK_OUTAGES: Metric = Metric {
     name: "switchyard_sink_outages_total",
@@ -227,6 +235,7 @@ pub static ALL: &[&Metric] = &[
     &SOURCE_UNAVAILABLE,
     &SOURCE_RETRIES,
     &LISTINGS_CUT,
+    &RATE_LIMIT_WAITED,
     &SINK_OUTAGES,
     &FLOW_LOCK_REFUSED,
     &FLOW_LEASE_LOST,

@@ -30,6 +30,14 @@ pub struct HttpSystemConfig {
     /// limit, so a huge or endless response never fills memory.
     #[serde(default)]
     pub max_response_size: Option<String>,
+    /// Client-side rate limit of every call to this system (sources, sinks,
+    /// acknowledgements, from every flow of the process), as `COUNT/DURATION`: `10/1s`,
+    /// `1/60s`, `100/1m`. Calls over it wait for a token (at most 15 minutes).
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+    /// Calls allowed at once after a quiet spell under `rate_limit` (default: its count).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// Authentication of an HTTP system.
@@ -90,6 +98,14 @@ pub struct HttpRequestConfig {
     /// Extra headers; each value is a template.
     #[serde(default)]
     pub headers: IndexMap<String, String>,
+    /// Client-side rate limit of this operation (method and path), shared by every flow of
+    /// the process that calls it, as `COUNT/DURATION` (`1/60s`); applies on top of the
+    /// system's.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+    /// Calls allowed at once after a quiet spell under `rate_limit` (default: its count).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// An HTTP method.

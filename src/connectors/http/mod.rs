@@ -9,6 +9,7 @@
 
 mod body;
 pub mod config;
+pub mod rate_limit;
 mod sink;
 mod source;
 
@@ -61,7 +62,22 @@ impl Connector for Http {
                     .with_hint("sizes look like 64MiB, 512KiB, 1GiB or 10MB"),
             );
         }
+        problems.extend(check_rate("", system.rate_limit.as_deref(), system.burst));
         problems
+    }
+
+    fn check_from(_system: &HttpSystemConfig, from: &HttpFromConfig) -> Vec<Problem> {
+        from.request
+            .as_ref()
+            .map(|r| check_rate("/request", r.rate_limit.as_deref(), r.burst))
+            .unwrap_or_default()
+    }
+
+    fn check_to(_system: &HttpSystemConfig, to: &HttpToConfig) -> Vec<Problem> {
+        to.request
+            .as_ref()
+            .map(|r| check_rate("/request", r.rate_limit.as_deref(), r.burst))
+            .unwrap_or_default()
     }
 
     fn source_templates(from: &HttpFromConfig) -> Vec<(String, String)> {
@@ -102,6 +118,37 @@ impl Connector for Http {
     }
 }
 
+/// A `rate_limit:` (and its `burst:`) under `at` that does not parse, at its line.
+fn check_rate(at: &str, rate: Option<&str>, burst: Option<u32>) -> Vec<Problem> {
+    let Some(text) = rate else {
+        if burst.is_some() {
+            return vec![
+                Problem::new(
+                    format!("{at}/burst"),
+                    Code::InvalidValue,
+                    "`burst` without `rate_limit` limits nothing".to_owned(),
+                )
+                .with_hint("add `rate_limit: 10/1s` (calls per duration) beside it"),
+            ];
+        }
+        return Vec::new();
+    };
+    match rate_limit::Rate::parse(text, burst) {
+        Ok(_) => Vec::new(),
+        Err(err) => {
+            let pointer = if burst == Some(0) && rate_limit::Rate::parse(text, None).is_ok() {
+                format!("{at}/burst")
+            } else {
+                format!("{at}/rate_limit")
+            };
+            vec![
+                Problem::new(pointer, Code::InvalidValue, err.to_string())
+                    .with_hint(rate_limit::RATE_HINT),
+            ]
+        }
+    }
+}
+
 /// The templates of a request: its path, query values and header values.
 fn request_templates(request: &HttpRequestConfig) -> Vec<(String, String)> {
     let escape = crate::spec::source_map::escape;
@@ -127,6 +174,20 @@ fn client(config: &HttpSystemConfig) -> Result<HttpSystem, ConnectorError> {
         .map_err(|err| ConnectorError::spec(err.to_string()))
 }
 
+/// The shared bucket of a configured `rate_limit`, if any.
+fn limit(
+    name: &str,
+    rate: Option<&str>,
+    burst: Option<u32>,
+) -> Result<Option<Arc<rate_limit::Bucket>>, HttpSetupError> {
+    let Some(rate) = rate else {
+        return Ok(None);
+    };
+    let rate = rate_limit::Rate::parse(rate, burst)
+        .map_err(|err| HttpSetupError(format!("rate_limit: {err}")))?;
+    Ok(Some(rate_limit::bucket(name.to_owned(), rate)))
+}
+
 /// Redirects followed per request before giving up.
 const MAX_REDIRECTS: usize = 10;
 
@@ -141,6 +202,24 @@ pub struct HttpSystem {
     pub max_response_bytes: u64,
     /// What only the base URL's origin may receive.
     credentials: Arc<Credentials>,
+    /// Client-side rate limits every call of this client waits for.
+    limits: RateLimits,
+}
+
+/// The token buckets a client's calls take from: its operation's, then its system's.
+#[derive(Debug, Clone, Default)]
+struct RateLimits {
+    system: Option<Arc<rate_limit::Bucket>>,
+    operation: Option<Arc<rate_limit::Bucket>>,
+}
+
+impl RateLimits {
+    async fn acquire(&self) -> Result<(), rate_limit::RateLimited> {
+        for bucket in [&self.operation, &self.system].into_iter().flatten() {
+            bucket.acquire().await?;
+        }
+        Ok(())
+    }
 }
 
 /// A system's credentials and where they may go.
@@ -170,6 +249,23 @@ pub enum HttpSendError {
     /// Redirected more than [`MAX_REDIRECTS`] times.
     #[error("more than {MAX_REDIRECTS} redirects, the last to {0}")]
     TooManyRedirects(String),
+    /// Not sent: the client-side rate limit would have waited too long.
+    #[error(transparent)]
+    RateLimited(#[from] rate_limit::RateLimited),
+}
+
+impl HttpSendError {
+    /// A request not sent, as a retryable connector error (waiting what a rate limit asks).
+    pub fn into_connector_error(self, context: impl std::fmt::Display) -> ConnectorError {
+        let retry_after = match &self {
+            HttpSendError::RateLimited(limited) => Some(limited.wait),
+            _ => None,
+        };
+        ConnectorError {
+            retry_after,
+            ..ConnectorError::unavailable(format!("{context}{self}"))
+        }
+    }
 }
 
 impl From<reqwest::Error> for HttpSendError {
@@ -247,7 +343,12 @@ impl HttpSystem {
             .as_deref()
             .and_then(|size| crate::spec::parse_size(size).ok())
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        let limits = RateLimits {
+            system: limit(&base_url, config.rate_limit.as_deref(), config.burst)?,
+            operation: None,
+        };
         Ok(Self {
+            limits,
             base_url,
             max_response_bytes,
             client,
@@ -256,6 +357,19 @@ impl HttpSystem {
                 base: parsed,
             }),
         })
+    }
+
+    /// This client for one operation: its calls also wait for the operation's rate limit
+    /// (`rate_limit:` on the request), shared by every flow calling the same method and path.
+    pub fn for_operation(
+        &self,
+        method: &Method,
+        request: &HttpRequestConfig,
+    ) -> Result<Self, HttpSetupError> {
+        let name = rate_limit::operation_name(&self.base_url, method.as_str(), &request.path);
+        let mut client = self.clone();
+        client.limits.operation = limit(&name, request.rate_limit.as_deref(), request.burst)?;
+        Ok(client)
     }
 
     /// A request to `url`; send it with [`Self::send`], which adds the credentials.
@@ -271,6 +385,7 @@ impl HttpSystem {
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, HttpSendError> {
         let mut request = request.build()?;
+        self.limits.acquire().await?;
         for _ in 0..=MAX_REDIRECTS {
             // Bodies here are buffered JSON, so a request can always be sent again.
             let mut attempt = request.try_clone().ok_or_else(|| {

@@ -33,6 +33,9 @@ impl HttpSink {
             HttpMethod::Put => reqwest::Method::PUT,
             HttpMethod::Patch => reqwest::Method::PATCH,
         };
+        let system = system
+            .for_operation(&method, request)
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             system,
             method,
@@ -77,10 +80,11 @@ impl HttpSink {
         if !body.is_null() {
             request = request.json(body);
         }
-        let mut response =
-            self.system.send(request).await.map_err(|err| {
-                ConnectorError::unavailable(format!("{} {url}: {err}", self.method))
-            })?;
+        let mut response = self
+            .system
+            .send(request)
+            .await
+            .map_err(|err| err.into_connector_error(format_args!("{} {url}: ", self.method)))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         if (200..300).contains(&status) {

@@ -147,6 +147,9 @@ impl HttpSource {
             .request
             .as_ref()
             .ok_or("an HTTP source needs `request`")?;
+        let system = system
+            .for_operation(&reqwest::Method::GET, request)
+            .map_err(|e| e.to_string())?;
         let compile = |s: &str| CompiledTemplate::compile(s).map_err(|e| e.to_string());
         let query: Vec<(String, CompiledTemplate)> = request
             .query
@@ -529,7 +532,7 @@ impl HttpSource {
             .system
             .send(request)
             .await
-            .map_err(|err| ConnectorError::unavailable(err.to_string()))?;
+            .map_err(|err| err.into_connector_error(""))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers()).or_else(|| {
             (status == 429)
