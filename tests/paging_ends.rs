@@ -303,3 +303,74 @@ async fn item_05_a_source_failing_past_the_window_is_unavailable() {
     assert!(started.elapsed() < Duration::from_secs(10));
     sandbox.shutdown().await;
 }
+
+/// Two flows' sources built separately (as two flows of one `serve` are) on one system with
+/// `rate_limit: 20/1s, burst: 1`: together they keep to it, since the bucket is per system
+/// in the process, not per source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_05_a_system_rate_limit_is_shared_by_every_flow_of_the_process() {
+    let (base, api) = serve(Api {
+        total: 10,
+        mode: "offset",
+        ..Api::default()
+    })
+    .await;
+    let open = || {
+        let system: HttpSystemConfig = serde_json::from_value(json!({
+            "base_url": base, "rate_limit": "20/1s", "burst": 1
+        }))
+        .unwrap();
+        let system = HttpSystem::new(&system, Duration::from_secs(5), |_| None).unwrap();
+        let config: HttpFromConfig = serde_json::from_value(json!({
+            "request": { "path": "/items" },
+            "records": "/items",
+            "pagination": { "style": "offset", "size": 2 },
+        }))
+        .unwrap();
+        HttpSource::new(system, &config, &json!({})).unwrap()
+    };
+    let (mut a, mut b) = (open(), open());
+    let started = std::time::Instant::now();
+    let (read_a, read_b) = tokio::join!(read_all(&mut a), read_all(&mut b));
+    let elapsed = started.elapsed();
+    assert_eq!(read_a.0.len() + read_b.0.len(), 20);
+    // 6 requests each (5 full pages and an empty one): 12 at 20 a second, one at once.
+    assert_eq!(api.lock().unwrap().requests, 12);
+    assert!(elapsed >= Duration::from_millis(540), "{elapsed:?}");
+    let waited: Duration = switchyard::connectors::http::rate_limit::waited()
+        .into_iter()
+        .filter(|(name, ..)| *name == base)
+        .map(|(_, waited, _)| waited)
+        .sum();
+    assert!(waited >= Duration::from_millis(540), "{waited:?}");
+}
+
+/// An operation's `rate_limit` on `request:` paces that operation's calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_05_an_operation_rate_limit_paces_its_calls() {
+    let (base, api) = serve(Api {
+        total: 6,
+        mode: "offset",
+        ..Api::default()
+    })
+    .await;
+    let system: HttpSystemConfig = serde_json::from_value(json!({ "base_url": base })).unwrap();
+    let system = HttpSystem::new(&system, Duration::from_secs(5), |_| None).unwrap();
+    let config: HttpFromConfig = serde_json::from_value(json!({
+        "request": { "path": "/items", "rate_limit": "10/1s", "burst": 2 },
+        "records": "/items",
+        "pagination": { "style": "offset", "size": 2 },
+    }))
+    .unwrap();
+    let mut src = HttpSource::new(system, &config, &json!({})).unwrap();
+    let started = std::time::Instant::now();
+    let (ids, _) = read_all(&mut src).await;
+    assert_eq!(ids.len(), 6);
+    // 4 requests: two at once, then one every 100 ms.
+    assert_eq!(api.lock().unwrap().requests, 4);
+    assert!(
+        started.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        started.elapsed()
+    );
+}
