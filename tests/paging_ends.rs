@@ -374,3 +374,75 @@ async fn item_05_an_operation_rate_limit_paces_its_calls() {
         started.elapsed()
     );
 }
+
+/// Reads the sandbox's v2 orders listing (next-token) with a client-side `rate_limit` or
+/// without; returns the orders read and the violations the sandbox counted.
+async fn read_sandbox_orders(
+    client_rate: Option<&str>,
+    repeat_token: u32,
+) -> (usize, u64, Vec<SourceNotice>) {
+    let sandbox = Sandbox::start(SandboxConfig {
+        orders: 40,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let operation = "GET /marketplace/api/v2/orders";
+    sandbox.set_rate_limit(operation, 4, 1);
+    sandbox.repeat_order_token(repeat_token);
+    let mut system = json!({ "base_url": sandbox.marketplace_url() });
+    if let Some(rate) = client_rate {
+        system["rate_limit"] = json!(rate);
+        system["burst"] = json!(1);
+    }
+    let system: HttpSystemConfig = serde_json::from_value(system).unwrap();
+    let system = HttpSystem::new(&system, Duration::from_secs(5), |_| None).unwrap();
+    let config: HttpFromConfig = serde_json::from_value(json!({
+        "request": { "path": "/api/v2/orders" },
+        "records": "/orders",
+        "pagination": { "style": "next_token", "size": 10 },
+    }))
+    .unwrap();
+    let mut src = HttpSource::new(system, &config, &json!({})).unwrap();
+    let mut read = 0;
+    let mut notices = Vec::new();
+    loop {
+        match src.next_batch().await {
+            Ok(Some(batch)) => read += batch.len(),
+            Ok(None) => break,
+            // Without a client-side limit the sandbox refuses; the runtime would retry.
+            Err(err) => {
+                assert_eq!(err.status, Some(429), "{err}");
+                assert!(err.retry_after.is_some(), "{err:?}");
+                break;
+            }
+        }
+        notices.extend(src.take_notices());
+    }
+    notices.extend(src.take_notices());
+    let violations = sandbox
+        .rate_limit_violations()
+        .get(operation)
+        .copied()
+        .unwrap_or(0);
+    sandbox.shutdown().await;
+    (read, violations, notices)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_09_the_sandbox_counts_rate_limit_violations_a_client_limit_avoids() {
+    let (_, violations, _) = read_sandbox_orders(None, 0).await;
+    assert_eq!(violations, 1, "the fifth call within a second is refused");
+    let (read, violations, notices) = read_sandbox_orders(Some("3/1s"), 0).await;
+    assert!(read >= 40, "{read}");
+    assert_eq!(violations, 0);
+    assert!(notices.is_empty(), "{notices:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_09_a_sandbox_listing_repeating_its_token_ends_with_a_notice() {
+    let (read, violations, notices) = read_sandbox_orders(Some("3/1s"), 1).await;
+    assert_eq!(reasons(&notices), vec!["repeated-token"]);
+    assert!(read < 40, "{read}");
+    assert_eq!(violations, 0);
+}

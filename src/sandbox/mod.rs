@@ -24,6 +24,9 @@
 //! | `GET /marketplace/api/orders/{order_id}` | one order |
 //! | `PUT /marketplace/api/orders/{order_id}/accept` | accept or refuse lines before the deadline |
 //! | `POST /marketplace/api/orders/{order_id}/shipments` | ship some or all accepted quantities |
+//! | `GET /marketplace/api/v2/orders?updated_since=&page_token=&limit=` | orders, token pages (token in the body and a `Link` header) |
+//! | `POST /_sandbox/marketplace/orders/repeat-token` | `{"pages": n}`: the next n v2 order pages repeat the last token |
+//! | `GET, POST /_sandbox/rate-limits` | per-operation rate limits (429 + `Retry-After`) and violations counted |
 //! | `GET /_sandbox/marketplace/orders/summary` | order states and counters |
 //! | `GET /_sandbox/marketplace/orders/shipments` | shipments posted to the marketplace |
 //! | `POST /_sandbox/marketplace/orders/emit` | (re)start the signed order webhooks |
@@ -61,6 +64,7 @@ mod faults;
 mod marketplace;
 mod oms;
 mod orders;
+mod paging;
 mod seed;
 mod storefront;
 #[cfg(test)]
@@ -74,6 +78,7 @@ pub use faults::Fault;
 pub use marketplace::OfferSummary;
 pub use oms::{OmsStats, ReceivedOmsOrder};
 pub use orders::{OrderState, OrderSummary};
+pub use paging::RateLimit;
 pub use storefront::{ReceivedWrite, StorefrontStats};
 pub use webhooks::{sign, sign_event, verify};
 
@@ -149,6 +154,8 @@ pub struct SandboxState {
     webhook_secret: String,
     /// The webhook emission under way, so a restart can stop it first.
     emission: Mutex<Option<AbortHandle>>,
+    /// Per-operation rate limits and listing faults.
+    paging: paging::Paging,
 }
 
 impl SandboxState {
@@ -174,6 +181,7 @@ impl SandboxState {
             webhook_url: config.webhook_url.clone(),
             webhook_secret: config.webhook_secret.clone(),
             emission: Mutex::new(None),
+            paging: paging::Paging::default(),
         }
     }
 
@@ -267,6 +275,19 @@ pub fn router(state: Arc<SandboxState>) -> Router {
             "/_sandbox/alerts/faults",
             faults::endpoints(faults::Faulty::Alerts),
         )
+        .route("/marketplace/api/v2/orders", get(paging::list_orders_v2))
+        .route(
+            "/_sandbox/marketplace/orders/repeat-token",
+            post(paging::set_repeat_token),
+        )
+        .route(
+            "/_sandbox/rate-limits",
+            get(paging::rate_limits).post(paging::set_rate_limit),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            paging::enforce_rate_limits,
+        ))
         .fallback(not_found)
         .with_state(state)
 }
@@ -385,6 +406,26 @@ impl Sandbox {
     /// Injects a fault into the marketplace list endpoints.
     pub fn inject_marketplace_fault(&self, fault: Fault) {
         self.state.marketplace().faults.push(fault, Instant::now());
+    }
+
+    /// Limits `operation` (`METHOD /route`) to `limit` requests per `per_secs` seconds;
+    /// requests over it get 429 with `Retry-After` and are counted as violations.
+    pub fn set_rate_limit(&self, operation: &str, limit: u32, per_secs: u64) {
+        self.state.paging.set_limit(RateLimit {
+            operation: operation.to_owned(),
+            limit,
+            per_secs,
+        });
+    }
+
+    /// Rate-limit violations per operation so far.
+    pub fn rate_limit_violations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.state.paging.violations()
+    }
+
+    /// Makes the next `pages` pages of the v2 orders listing repeat the previous token.
+    pub fn repeat_order_token(&self, pages: u32) {
+        self.state.paging.repeat_token(pages);
     }
 
     /// Clears the marketplace's queued faults.
