@@ -40,7 +40,6 @@ fn a_record_changing_mid_listing_is_delivered_once_per_version() {
 }
 
 #[test]
-#[ignore = "needs i8-paging (the repeated next-token guard)"]
 fn a_repeated_next_token_ends_the_listing() {
     let dir = root().join("tests/flowtests/next-token");
     assert_eq!(run_cases(&dir, "repeated next-token"), 1);

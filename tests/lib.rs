@@ -14,6 +14,7 @@ mod mapping;
 mod metrics;
 mod orders;
 mod paging;
+mod paging_ends;
 mod postgres_state;
 mod requests;
 mod runtime;

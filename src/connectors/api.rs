@@ -238,6 +238,24 @@ pub trait Source: Send {
     async fn committed(&mut self, _position: &Value) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    /// What the source noticed since last asked and the runtime should report (a listing
+    /// cut short so that it ends); drained after each `next_batch`.
+    fn take_notices(&mut self) -> Vec<SourceNotice> {
+        Vec::new()
+    }
+}
+
+/// Something a source did that its operator should know of: a listing it ended early so that
+/// it ends at all (a next-token repeated, a page identical to the one before, the page cap).
+/// The run still ends cleanly; the next run continues from the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceNotice {
+    /// A stable, bounded name (a metric label): `repeated-token`, `identical-page`,
+    /// `page-cap` or `stale-pages`.
+    pub reason: &'static str,
+    /// What happened, for people.
+    pub message: String,
 }
 
 /// How a sink takes records.

@@ -435,7 +435,15 @@ impl FlowRun {
             }
             self.report_committed(committer.committed()).await?;
             let batch_size = self.options.batch_size;
-            let batch = match self.source().next_batch(batch_size).await {
+            let retry = super::source_read::ReadRetry {
+                policy: &self.plan.retry,
+                clock: &self.options.clock,
+                events: &self.events,
+                stop: self.options.stop.as_ref(),
+            };
+            let source = self.source.get_mut().unwrap_or_else(|p| p.into_inner());
+            let read = super::source_read::read_batch(source.as_mut(), batch_size, &retry).await;
+            let batch = match read {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(source) => {

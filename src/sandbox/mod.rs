@@ -25,6 +25,9 @@
 //! | `GET /marketplace/api/orders/{order_id}/items` | one order's lines, `{"items": [...]}` |
 //! | `PUT /marketplace/api/orders/{order_id}/accept` | accept or refuse every line by ID (`order_lines: [{id, accepted}]`; a whole-order `accepted` is a 400) before the deadline |
 //! | `POST /marketplace/api/orders/{order_id}/shipments` | ship some or all accepted quantities |
+//! | `GET /marketplace/api/v2/orders?updated_since=&page_token=&limit=` | orders, token pages (token in the body and a `Link` header) |
+//! | `POST /_sandbox/marketplace/orders/repeat-token` | `{"pages": n}`: the next n v2 order pages repeat the last token |
+//! | `GET, POST /_sandbox/rate-limits` | per-operation rate limits (429 + `Retry-After`) and violations counted |
 //! | `GET /_sandbox/marketplace/orders/summary` | order states and counters |
 //! | `GET /_sandbox/marketplace/orders/shipments` | shipments posted to the marketplace |
 //! | `POST /_sandbox/marketplace/orders/emit` | (re)start the signed order webhooks |
@@ -65,6 +68,7 @@ mod marketplace;
 mod oauth;
 mod oms;
 mod orders;
+mod paging;
 mod seed;
 mod storefront;
 #[cfg(test)]
@@ -79,6 +83,7 @@ pub use marketplace::OfferSummary;
 pub use oauth::{OAuthConfig, OAuthStats};
 pub use oms::{OmsStats, ReceivedOmsOrder};
 pub use orders::{OrderState, OrderSummary};
+pub use paging::RateLimit;
 pub use storefront::{ReceivedWrite, StorefrontStats};
 pub use webhooks::{sign, sign_event, verify};
 
@@ -160,6 +165,8 @@ pub struct SandboxState {
     emission: Mutex<Option<AbortHandle>>,
     /// The OAuth2 token issuer, when the marketplace API requires tokens.
     oauth: Option<Mutex<oauth::Issuer>>,
+    /// Per-operation rate limits and listing faults.
+    paging: paging::Paging,
 }
 
 impl SandboxState {
@@ -189,6 +196,7 @@ impl SandboxState {
                 .oauth
                 .clone()
                 .map(|c| Mutex::new(oauth::Issuer::new(c))),
+            paging: paging::Paging::default(),
         }
     }
 
@@ -288,6 +296,19 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         )
         .route("/marketplace/oauth/token", post(oauth::token))
         .route("/_sandbox/marketplace/oauth", get(oauth::stats))
+        .route("/marketplace/api/v2/orders", get(paging::list_orders_v2))
+        .route(
+            "/_sandbox/marketplace/orders/repeat-token",
+            post(paging::set_repeat_token),
+        )
+        .route(
+            "/_sandbox/rate-limits",
+            get(paging::rate_limits).post(paging::set_rate_limit),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            paging::enforce_rate_limits,
+        ))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -430,6 +451,26 @@ impl Sandbox {
     /// Injects a fault into the marketplace list endpoints.
     pub fn inject_marketplace_fault(&self, fault: Fault) {
         self.state.marketplace().faults.push(fault, Instant::now());
+    }
+
+    /// Limits `operation` (`METHOD /route`) to `limit` requests per `per_secs` seconds;
+    /// requests over it get 429 with `Retry-After` and are counted as violations.
+    pub fn set_rate_limit(&self, operation: &str, limit: u32, per_secs: u64) {
+        self.state.paging.set_limit(RateLimit {
+            operation: operation.to_owned(),
+            limit,
+            per_secs,
+        });
+    }
+
+    /// Rate-limit violations per operation so far.
+    pub fn rate_limit_violations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.state.paging.violations()
+    }
+
+    /// Makes the next `pages` pages of the v2 orders listing repeat the previous token.
+    pub fn repeat_order_token(&self, pages: u32) {
+        self.state.paging.repeat_token(pages);
     }
 
     /// Clears the marketplace's queued faults.

@@ -32,6 +32,14 @@ pub struct HttpSystemConfig {
     /// limit, so a huge or endless response never fills memory.
     #[serde(default)]
     pub max_response_size: Option<String>,
+    /// Client-side rate limit of every call to this system (sources, sinks,
+    /// acknowledgements, from every flow of the process), as `COUNT/DURATION`: `10/1s`,
+    /// `1/60s`, `100/1m`. Calls over it wait for a token (at most 15 minutes).
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+    /// Calls allowed at once after a quiet spell under `rate_limit` (default: its count).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// Authentication of an HTTP system: give one of `api_key`, `bearer`, `basic` or `oauth2`
@@ -229,6 +237,14 @@ pub struct HttpRequestConfig {
     /// headers use fields (say `order_id`) that the body must not carry.
     #[serde(default)]
     pub body: Option<IndexMap<String, MapField>>,
+    /// Client-side rate limit of this operation (method and path), shared by every flow of
+    /// the process that calls it, as `COUNT/DURATION` (`1/60s`); applies on top of the
+    /// system's.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+    /// Calls allowed at once after a quiet spell under `rate_limit` (default: its count).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// An HTTP method.
@@ -245,7 +261,7 @@ pub enum HttpMethod {
     Patch,
 }
 
-/// Pagination of an HTTP source. Give `offset`, `page` or `next_token`.
+/// Pagination of an HTTP source. Give `offset`, `page`, `next_token`, `next_link` or `seek`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaginationConfig {
@@ -265,6 +281,15 @@ pub struct PaginationConfig {
     /// (default `/next_page_token`); an absent or null token ends the listing.
     #[serde(default)]
     pub token_path: Option<String>,
+    /// `seek` style: JSON Pointer into the last record of a page whose value is sent in
+    /// `param` to ask for the records after it (default `/id`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Pages read at most per run (default 10000). When reached, the run ends after the
+    /// pages read so far, with a warning; the next run continues from the checkpointed
+    /// cursor (without a `cursor`, it starts the listing over).
+    #[serde(default)]
+    pub max_pages: Option<u32>,
 }
 
 /// How pages are addressed.
@@ -275,6 +300,10 @@ pub enum PaginationStyle {
     Offset,
     /// A page number starting at 1; a short page ends the listing.
     Page,
-    /// An opaque token returned by the previous page.
+    /// An opaque token returned by the previous page (at `token_path` in its body).
     NextToken,
+    /// The next page's URL in the previous response's `Link: <...>; rel="next"` header.
+    NextLink,
+    /// "After this key": the value at `from` in the last record read is sent in `param`.
+    Seek,
 }

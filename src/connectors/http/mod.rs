@@ -10,6 +10,7 @@
 mod auth;
 mod body;
 pub mod config;
+pub mod rate_limit;
 mod sink;
 mod source;
 
@@ -67,11 +68,12 @@ impl Connector for Http {
         if let Some(auth) = &system.auth {
             problems.extend(check_auth(auth));
         }
+        problems.extend(check_rate("", system.rate_limit.as_deref(), system.burst));
         problems
     }
 
     fn check_from(_system: &HttpSystemConfig, from: &HttpFromConfig) -> Vec<Problem> {
-        match from.request.as_ref().and_then(|r| r.body.as_ref()) {
+        let mut problems = match from.request.as_ref().and_then(|r| r.body.as_ref()) {
             Some(_) => vec![
                 Problem::new(
                     "/request/body",
@@ -81,7 +83,22 @@ impl Connector for Http {
                 .with_hint("remove `body`; use `query` or `headers` to pass values to a listing"),
             ],
             None => Vec::new(),
+        };
+        if let Some(request) = &from.request {
+            problems.extend(check_rate(
+                "/request",
+                request.rate_limit.as_deref(),
+                request.burst,
+            ));
         }
+        problems
+    }
+
+    fn check_to(_system: &HttpSystemConfig, to: &HttpToConfig) -> Vec<Problem> {
+        to.request
+            .as_ref()
+            .map(|r| check_rate("/request", r.rate_limit.as_deref(), r.burst))
+            .unwrap_or_default()
     }
 
     fn secret_vars(system: &HttpSystemConfig) -> Vec<(String, String)> {
@@ -127,6 +144,37 @@ impl Connector for Http {
     ) -> Result<Arc<dyn Sink>, ConnectorError> {
         let sink = HttpSink::new(client(system)?, to).map_err(ConnectorError::spec)?;
         Ok(Arc::new(sink))
+    }
+}
+
+/// A `rate_limit:` (and its `burst:`) under `at` that does not parse, at its line.
+fn check_rate(at: &str, rate: Option<&str>, burst: Option<u32>) -> Vec<Problem> {
+    let Some(text) = rate else {
+        if burst.is_some() {
+            return vec![
+                Problem::new(
+                    format!("{at}/burst"),
+                    Code::InvalidValue,
+                    "`burst` without `rate_limit` limits nothing".to_owned(),
+                )
+                .with_hint("add `rate_limit: 10/1s` (calls per duration) beside it"),
+            ];
+        }
+        return Vec::new();
+    };
+    match rate_limit::Rate::parse(text, burst) {
+        Ok(_) => Vec::new(),
+        Err(err) => {
+            let pointer = if burst == Some(0) && rate_limit::Rate::parse(text, None).is_ok() {
+                format!("{at}/burst")
+            } else {
+                format!("{at}/rate_limit")
+            };
+            vec![
+                Problem::new(pointer, Code::InvalidValue, err.to_string())
+                    .with_hint(rate_limit::RATE_HINT),
+            ]
+        }
     }
 }
 
@@ -227,6 +275,20 @@ fn check_auth(auth: &HttpAuth) -> Vec<Problem> {
     problems
 }
 
+/// The shared bucket of a configured `rate_limit`, if any.
+fn limit(
+    name: &str,
+    rate: Option<&str>,
+    burst: Option<u32>,
+) -> Result<Option<Arc<rate_limit::Bucket>>, HttpSetupError> {
+    let Some(rate) = rate else {
+        return Ok(None);
+    };
+    let rate = rate_limit::Rate::parse(rate, burst)
+        .map_err(|err| HttpSetupError(format!("rate_limit: {err}")))?;
+    Ok(Some(rate_limit::bucket(name.to_owned(), rate)))
+}
+
 /// Redirects followed per request before giving up.
 const MAX_REDIRECTS: usize = 10;
 
@@ -243,6 +305,24 @@ pub struct HttpSystem {
     credentials: Arc<Credentials>,
     /// OAuth2 tokens (`auth: { oauth2 }`), shared by the clones of this system.
     oauth2: Option<Arc<OAuth2Tokens>>,
+    /// Client-side rate limits every call of this client waits for.
+    limits: RateLimits,
+}
+
+/// The token buckets a client's calls take from: its operation's, then its system's.
+#[derive(Debug, Clone, Default)]
+struct RateLimits {
+    system: Option<Arc<rate_limit::Bucket>>,
+    operation: Option<Arc<rate_limit::Bucket>>,
+}
+
+impl RateLimits {
+    async fn acquire(&self) -> Result<(), rate_limit::RateLimited> {
+        for bucket in [&self.operation, &self.system].into_iter().flatten() {
+            bucket.acquire().await?;
+        }
+        Ok(())
+    }
 }
 
 /// A system's credentials and where they may go.
@@ -275,12 +355,15 @@ pub enum HttpSendError {
     /// No OAuth2 token could be had.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Not sent: the client-side rate limit would have waited too long.
+    #[error(transparent)]
+    RateLimited(#[from] rate_limit::RateLimited),
 }
 
 impl HttpSendError {
     /// The connector error: a token endpoint refusing the credentials is a spec error (the
-    /// configuration must change), anything else may pass (the system is unavailable).
-    /// `context` prefixes the message.
+    /// configuration must change); anything else may pass (the system is unavailable), after
+    /// what a rate limit asks to wait. `context` prefixes the message.
     pub fn into_connector_error(self, context: &str) -> ConnectorError {
         let message = if context.is_empty() {
             self.to_string()
@@ -289,6 +372,10 @@ impl HttpSendError {
         };
         match self {
             HttpSendError::Auth(AuthError::Refused { .. }) => ConnectorError::spec(message),
+            HttpSendError::RateLimited(limited) => ConnectorError {
+                retry_after: Some(limited.wait),
+                ..ConnectorError::unavailable(message)
+            },
             _ => ConnectorError::unavailable(message),
         }
     }
@@ -368,7 +455,12 @@ impl HttpSystem {
             .as_deref()
             .and_then(|size| crate::spec::parse_size(size).ok())
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        let limits = RateLimits {
+            system: limit(&base_url, config.rate_limit.as_deref(), config.burst)?,
+            operation: None,
+        };
         Ok(Self {
+            limits,
             base_url,
             max_response_bytes,
             client,
@@ -378,6 +470,19 @@ impl HttpSystem {
             }),
             oauth2,
         })
+    }
+
+    /// This client for one operation: its calls also wait for the operation's rate limit
+    /// (`rate_limit:` on the request), shared by every flow calling the same method and path.
+    pub fn for_operation(
+        &self,
+        method: &Method,
+        request: &HttpRequestConfig,
+    ) -> Result<Self, HttpSetupError> {
+        let name = rate_limit::operation_name(&self.base_url, method.as_str(), &request.path);
+        let mut client = self.clone();
+        client.limits.operation = limit(&name, request.rate_limit.as_deref(), request.burst)?;
+        Ok(client)
     }
 
     /// A request to `url`; send it with [`Self::send`], which adds the credentials.
@@ -395,6 +500,8 @@ impl HttpSystem {
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, HttpSendError> {
         let request = request.build()?;
+        // Every call takes from the rate limits, a call sent again after a 401 included.
+        self.limits.acquire().await?;
         let Some(oauth2) = &self.oauth2 else {
             return self.send_following(request, None).await;
         };
@@ -404,6 +511,7 @@ impl HttpSystem {
         match again {
             Some(again) if response.status() == StatusCode::UNAUTHORIZED => {
                 let token = oauth2.renew(&self.client, &token).await?;
+                self.limits.acquire().await?;
                 self.send_following(again, Some(&token)).await
             }
             _ => Ok(response),

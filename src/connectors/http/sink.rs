@@ -39,6 +39,9 @@ impl HttpSink {
             HttpMethod::Put => reqwest::Method::PUT,
             HttpMethod::Patch => reqwest::Method::PATCH,
         };
+        let system = system
+            .for_operation(&method, request)
+            .map_err(|e| e.to_string())?;
         let compile = |s: &str| CompiledTemplate::compile(s).map_err(|e| e.to_string());
         let compile_all = |pairs: &indexmap::IndexMap<String, String>| {
             pairs
