@@ -330,6 +330,7 @@ async fn oauth_sandbox(offers: usize, lifetime: Duration) -> switchyard::sandbox
         offers,
         oauth: Some(switchyard::sandbox::OAuthConfig {
             token_lifetime: lifetime,
+            required: true,
             ..Default::default()
         }),
         ..Default::default()
@@ -419,16 +420,7 @@ async fn a_token_expiring_mid_run_is_renewed_without_a_failed_record() {
     // Each page takes 600 ms: the first token expires while the listing goes on.
     sandbox.inject_marketplace_fault(switchyard::sandbox::Fault::latency(600));
     let (root, _state) = workspace_copy("oauth-expiry", true);
-    let file = root.join("switchyard.yaml");
-    let text = std::fs::read_to_string(&file).expect("read");
-    let text = text.replace(
-        "      base_url: \"${MARKETPLACE_URL}\"\n",
-        "      base_url: \"${MARKETPLACE_URL}\"\n      auth:\n        oauth2:\n          \
-         token_url: \"${MARKETPLACE_URL}/oauth/token\"\n          \
-         client_id: \"${MARKETPLACE_CLIENT_ID}\"\n          \
-         client_secret: \"${MARKETPLACE_CLIENT_SECRET}\"\n          expiry_margin: 0s\n",
-    );
-    std::fs::write(&file, text).expect("write");
+    // The reference workspace authenticates with OAuth2 client credentials.
     let workspace = load(&root, &sandbox);
     let store = switchyard::store::Store::open_target(&workspace.state)
         .await

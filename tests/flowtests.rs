@@ -9,6 +9,8 @@ use switchyard::spec::{EnvLookup, LoadOptions, load_workspace};
 fn run_cases(dir: &Path, filter: &str) -> usize {
     let env = EnvLookup::empty()
         .with("MARKETPLACE_URL", "http://marketplace.test")
+        .with("MARKETPLACE_CLIENT_ID", "test-client")
+        .with("MARKETPLACE_CLIENT_SECRET", "test-secret")
         .with("STOREFRONT_URL", "http://storefront.test")
         .with("ALERTS_URL", "http://alerts.test")
         .with("OMS_URL", "http://oms.test")

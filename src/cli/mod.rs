@@ -207,3 +207,14 @@ mod tests {
         }
     }
 }
+
+/// The sandbox marketplace's OAuth2 as `--sandbox` and `switchyard sandbox` run it: tokens
+/// required on its API, each living 15 minutes, so a long session sees them renewed as a real
+/// marketplace's are.
+fn realistic_oauth() -> crate::sandbox::OAuthConfig {
+    crate::sandbox::OAuthConfig {
+        token_lifetime: std::time::Duration::from_secs(15 * 60),
+        required: true,
+        ..crate::sandbox::OAuthConfig::default()
+    }
+}

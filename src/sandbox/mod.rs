@@ -128,7 +128,7 @@ impl Default for SandboxConfig {
             webhook_url: None,
             webhook_secret: "sandbox-secret".to_owned(),
             ship_after_ms: 0,
-            oauth: None,
+            oauth: Some(OAuthConfig::default()),
         }
     }
 }

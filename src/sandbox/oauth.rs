@@ -29,6 +29,9 @@ pub struct OAuthConfig {
     pub client_secret: String,
     /// How long an access token is valid.
     pub token_lifetime: Duration,
+    /// Whether `/marketplace/api/...` routes refuse calls without a valid token (401). Off,
+    /// the token endpoint still works, so a workspace that authenticates runs either way.
+    pub required: bool,
 }
 
 impl Default for OAuthConfig {
@@ -37,6 +40,7 @@ impl Default for OAuthConfig {
             client_id: "sandbox-client".to_owned(),
             client_secret: "sandbox-client-secret".to_owned(),
             token_lifetime: Duration::from_secs(3600),
+            required: false,
         }
     }
 }
@@ -170,6 +174,7 @@ pub(super) async fn require_token(
 ) -> Response {
     if let Some(issuer) = &state.oauth
         && request.uri().path().starts_with("/marketplace/api/")
+        && lock(issuer).config.required
     {
         let token = request
             .headers()

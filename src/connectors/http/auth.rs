@@ -310,7 +310,12 @@ impl OAuth2Tokens {
         let renew_at = json
             .get("expires_in")
             .and_then(|e| e.as_u64().or_else(|| e.as_str()?.parse().ok()))
-            .map(|seconds| issued_at + Duration::from_secs(seconds).saturating_sub(self.margin));
+            .map(|seconds| {
+                // A margin as long as the token's life would renew it on every call: a token
+                // is used for at least half of its life.
+                let life = Duration::from_secs(seconds);
+                issued_at + life.saturating_sub(self.margin.min(life / 2))
+            });
         if let Some(refresh) = json.get("refresh_token").and_then(Value::as_str)
             && !refresh.is_empty()
         {
