@@ -1,7 +1,7 @@
 //! Running one flow: read batches, settle every record (delivered, duplicate or dead letter),
 //! commit, repeat until the source is exhausted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -352,6 +352,21 @@ impl FlowRun {
         })
     }
 
+    /// A delivery of this run's units to its sink and acknowledgement target, one unit at a
+    /// time (no shared outage); callers set what differs.
+    fn delivering(&self, failed_before: Arc<HashSet<String>>) -> Delivering {
+        Delivering {
+            sink: self.sink.clone(),
+            ack: self.ack.clone(),
+            store: self.store.clone(),
+            plan: self.plan.clone(),
+            clock: self.options.clock,
+            outage: None,
+            failed_before,
+            events: Some(self.events.clone()),
+        }
+    }
+
     /// Reads from `source` instead (tests of the source interface).
     #[cfg(test)]
     pub(crate) fn with_source(mut self, source: Box<dyn Source>) -> Self {
@@ -592,14 +607,9 @@ impl FlowRun {
         )
         .await?;
         let delivery = Delivering {
-            sink: self.sink.clone(),
-            ack: self.ack.clone(),
-            store: self.store.clone(),
             plan: Arc::new(plan),
-            clock: self.options.clock,
-            outage: None,
-            failed_before,
             events: None,
+            ..self.delivering(failed_before)
         };
         for unit in units {
             let unit = match unit {
@@ -1087,16 +1097,7 @@ impl FlowRun {
             true,
         )
         .await?;
-        let delivery = Delivering {
-            sink: self.sink.clone(),
-            ack: self.ack.clone(),
-            store: self.store.clone(),
-            plan: self.plan.clone(),
-            clock: self.options.clock,
-            outage: None,
-            failed_before,
-            events: Some(self.events.clone()),
-        };
+        let delivery = self.delivering(failed_before);
         let mut outcomes = Vec::with_capacity(written.len());
         for (at, unit) in written {
             let outcome = delivery.acknowledge(&unit).await?;
@@ -1279,14 +1280,8 @@ impl FlowRun {
             let events = self.events.clone();
             let permits = permits.clone();
             let delivery = Delivering {
-                sink: self.sink.clone(),
-                ack: self.ack.clone(),
-                store: self.store.clone(),
-                plan: self.plan.clone(),
-                clock: self.options.clock,
                 outage: Some(outage.clone()),
-                failed_before: failed_before.clone(),
-                events: Some(self.events.clone()),
+                ..self.delivering(failed_before.clone())
             };
             let outage = outage.clone();
             let open = open.clone();
