@@ -4,6 +4,8 @@
 //! case's faults. Each case runs on a fresh in-memory store and a virtual clock, so a
 //! 30-minute retry window takes milliseconds.
 
+mod source_pages;
+
 use std::fmt::Write as _;
 
 use serde_json::Value;
@@ -64,9 +66,11 @@ pub fn run_all(workspace: &Workspace, filter: Option<&str>) -> Vec<CaseResult> {
 
 /// Runs one case and lists how its outcome differs from what it expects.
 pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::Result<Vec<String>> {
+    // Scripted source pages travel over loopback: a paused clock would jump to the request
+    // timeout while a response is in flight, so those cases run on real time.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .start_paused(true)
+        .start_paused(case.source_pages.is_none())
         .build()?;
     runtime.block_on(async {
         let store = Store::in_memory()?;
@@ -127,12 +131,39 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 .collect(),
             calls: std::sync::Arc::default(),
         };
+        let scripted = match &case.source_pages {
+            Some(pages) => Some(source_pages::ScriptedSource::start(pages).await?),
+            None => None,
+        };
+        let mut pointed = None;
+        if let Some(scripted) = &scripted {
+            let mut copy = workspace.clone();
+            let from = copy
+                .flows
+                .get_mut(flow)
+                .map(|f| &mut f.from.system_settings)
+                .filter(|settings| settings.get("base_url").is_some())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("source_pages needs a flow whose source is an HTTP system")
+                })?;
+            from["base_url"] = Value::String(scripted.base_url());
+            // The scripted server stands for the API and asks for no credential; the flow's
+            // paging, retries and mapping are what a case tests.
+            if let Some(settings) = from.as_object_mut() {
+                settings.remove("auth");
+            }
+            pointed = Some(copy);
+        }
+        let workspace = pointed.as_ref().unwrap_or(workspace);
+        let source = scripted
+            .is_none()
+            .then(|| SourceOverride(case.input.clone()));
         let run = FlowRun::new(
             workspace,
             flow,
             store.clone(),
             options,
-            Some(SourceOverride(case.input.clone())),
+            source,
             Some(SinkOverride {
                 sink: recorder.clone(),
                 acks: acks.clone(),
@@ -140,8 +171,35 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
         )
         .await?
         .with_enrichment(&canned);
-        let report = run.run().await?;
         let mut failures = Vec::new();
+        // A run that stops with an error is an outcome a case may expect (`stopped`).
+        let (report, stopped) = match (run.run().await, &case.expect.stopped) {
+            (Ok(report), _) => {
+                let stopped = report.stopped_early.clone();
+                (report, stopped)
+            }
+            (Err(err), Some(_)) => (Default::default(), Some(err.to_string())),
+            (Err(err), None) => return Err(err.into()),
+        };
+        if let Some(expected) = &case.expect.stopped {
+            let actual = stopped.unwrap_or_default();
+            let matches = if expected.is_empty() {
+                actual.is_empty()
+            } else {
+                actual.contains(expected.as_str())
+            };
+            if !matches {
+                failures.push(format!("stopped: expected {expected:?}, got {actual:?}"));
+            }
+        }
+        if let (Some(expected), Some(scripted)) = (case.expect.source_requests, &scripted)
+            && expected != scripted.requests()
+        {
+            failures.push(format!(
+                "source requests: expected {expected}, got {}",
+                scripted.requests()
+            ));
+        }
         let delivered: Vec<Value> = recorder.received().into_iter().map(|r| r.body).collect();
         compare_records(&case.expect.delivered, &delivered, &mut failures);
         let letters = store.dead_letters(&DeadLetterFilter::default()).await?;

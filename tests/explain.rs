@@ -35,3 +35,37 @@ fn refuses_a_broken_workspace() {
     assert_eq!(output.code, 1, "{output:?}");
     assert!(output.stderr.contains("E0101"), "{output:?}");
 }
+
+#[test]
+fn explains_client_side_rate_limits() {
+    let dir = std::env::temp_dir().join(format!("switchyard-explain-rates-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    crate::util::copy_dir(&fixtures().join("valid"), &dir);
+    let patch = |file: &str, from: &str, to: &str| {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file}: {from}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    };
+    patch(
+        "switchyard.yaml",
+        r#"http: { base_url: "${MARKETPLACE_URL}" }"#,
+        r#"http: { base_url: "${MARKETPLACE_URL}", rate_limit: 10/1s, burst: 20 }"#,
+    );
+    patch(
+        "flows/offers-to-storefront.yaml",
+        r#"request: { method: PUT, path: "/catalog/offers/{{sku}}" }"#,
+        r#"request: { method: PUT, path: "/catalog/offers/{{sku}}", rate_limit: 1/60s }"#,
+    );
+    let output = switchyard(&dir, &["explain"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(
+        output.stdout.contains(
+            "Client-side rate limits, shared by every flow of the process: every call to \
+             marketplace at most 10/1s (burst 20); its writes to storefront at most 1/60s."
+        ),
+        "{}",
+        output.stdout
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -443,7 +443,10 @@ async fn item_05_corrupted_state_file_is_refused() {
 /// against recorders here, never against them).
 fn offline_workspace(dir: &str, systems: &[&str]) -> switchyard::spec::model::Workspace {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut env = switchyard::spec::EnvLookup::empty().with("ORDERS_WEBHOOK_SECRET", "x");
+    let mut env = switchyard::spec::EnvLookup::empty()
+        .with("ORDERS_WEBHOOK_SECRET", "x")
+        .with("MARKETPLACE_CLIENT_ID", "x")
+        .with("MARKETPLACE_CLIENT_SECRET", "x");
     for name in systems {
         env = env.with(*name, "http://127.0.0.1:1");
     }

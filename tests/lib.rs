@@ -1,10 +1,12 @@
 //! The single integration-test binary: one `mod` per area, shared helpers in `util`. One
 //! binary links once, which matters on small machines.
 
+mod auth;
 mod daemon;
 mod enrich;
 mod explain;
 mod files;
+mod flowtests;
 mod guards;
 mod hardening;
 mod ledger_postgres;
@@ -13,6 +15,7 @@ mod mapping;
 mod metrics;
 mod orders;
 mod paging;
+mod paging_ends;
 mod postgres_state;
 mod requests;
 mod runtime;

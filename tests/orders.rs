@@ -42,7 +42,28 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_baskets_are_acknowledged_in_time_split_deduplicated_and_shipped() {
-    let sandbox = sandbox(1000, 120).await;
+    // The strict marketplace: tokens required and living 3 s (renewed many times during the
+    // run), and 429 beyond 100 calls a second on acceptances and shipments.
+    let sandbox = Sandbox::start(SandboxConfig {
+        offers: 0,
+        orders: 1000,
+        ack_deadline_secs: 120,
+        webhook_secret: SECRET.into(),
+        oauth: Some(switchyard::sandbox::OAuthConfig {
+            token_lifetime: Duration::from_secs(3),
+            required: true,
+            ..Default::default()
+        }),
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    for operation in [
+        "PUT /marketplace/api/orders/{order_id}/accept",
+        "POST /marketplace/api/orders/{order_id}/shipments",
+    ] {
+        sandbox.set_rate_limit(operation, 100, 1);
+    }
     let (root, _state) = workspace("thousand");
     let daemon = Daemon::start_with(&root, &sandbox, &[("ORDERS_WEBHOOK_SECRET", SECRET)]);
     sandbox.emit_orders(&format!("{}/hooks/orders", daemon.base));
@@ -85,6 +106,17 @@ async fn a_thousand_baskets_are_acknowledged_in_time_split_deduplicated_and_ship
         sandbox.orders_summary().calls_out_of_order,
         0,
         "no shipment before its order's acceptance (the shipments flow's guard)"
+    );
+    assert_eq!(
+        sandbox.rate_limit_violations().values().sum::<u64>(),
+        0,
+        "the workspace's client-side rate limit keeps every call under the marketplace's: {:?}",
+        sandbox.rate_limit_violations()
+    );
+    let oauth = sandbox.oauth_stats();
+    assert!(
+        oauth.issued >= 3,
+        "tokens renewed mid-run without a failed record: {oauth:?}"
     );
     let (_, metrics) = daemon.get("/metrics").await;
     assert!(

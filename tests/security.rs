@@ -154,6 +154,8 @@ fn serve_with_token(
         .arg(root.join("state.db"))
         .env("SWITCHYARD_ADMIN_TOKEN", token)
         .env("MARKETPLACE_URL", "http://127.0.0.1:9")
+        .env("MARKETPLACE_CLIENT_ID", "x")
+        .env("MARKETPLACE_CLIENT_SECRET", "x")
         .env("STOREFRONT_URL", "http://127.0.0.1:9")
         .env("ALERTS_URL", "http://127.0.0.1:9")
         .env("OMS_URL", "http://127.0.0.1:9")
@@ -229,6 +231,8 @@ mod webhook_replay {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("flows");
         let env = EnvLookup::empty()
             .with("MARKETPLACE_URL", "http://127.0.0.1:9")
+            .with("MARKETPLACE_CLIENT_ID", "test-client")
+            .with("MARKETPLACE_CLIENT_SECRET", "test-secret")
             .with("STOREFRONT_URL", "http://127.0.0.1:9")
             .with("ALERTS_URL", "http://127.0.0.1:9")
             .with("OMS_URL", "http://127.0.0.1:9")
@@ -457,6 +461,14 @@ fn closed_port() -> u16 {
 #[test]
 fn item_16_url_credentials_never_reach_logs_alerts_or_the_outbox() {
     let (root, _state) = workspace("url-credentials");
+    // Source reads are retried under the flow's policy: a short window ends the run soon.
+    let flow = root.join("flows").join("offers-to-storefront.yaml");
+    let text = std::fs::read_to_string(&flow).expect("flow");
+    let text = text.replace(
+        "initial: 1s, max_delay: 2m, window: 30m",
+        "initial: 100ms, max_delay: 200ms, window: 1s",
+    );
+    std::fs::write(&flow, text).expect("flow");
     let state = root.join("state.db");
     let source_port = closed_port();
     let alerts_port = closed_port();
@@ -470,6 +482,8 @@ fn item_16_url_credentials_never_reach_logs_alerts_or_the_outbox() {
             "MARKETPLACE_URL",
             format!("http://sy-user:s3cr3t-pass@127.0.0.1:{source_port}/api"),
         )
+        .env("MARKETPLACE_CLIENT_ID", "client")
+        .env("MARKETPLACE_CLIENT_SECRET", "XCLIENTSECRETX")
         .env("STOREFRONT_URL", "http://127.0.0.1:9")
         .env("OMS_URL", "http://127.0.0.1:9")
         .env("ORDERS_WEBHOOK_SECRET", "secret")
@@ -482,9 +496,9 @@ fn item_16_url_credentials_never_reach_logs_alerts_or_the_outbox() {
         .expect("run");
     let stderr = String::from_utf8_lossy(&output.stderr);
     // The run did reach both leaky paths: the source failed and the alert was not delivered.
-    assert!(stderr.contains("Source page failed"), "{stderr}");
+    assert!(stderr.contains("Source read failed"), "{stderr}");
     assert!(stderr.contains("Alert delivery failed"), "{stderr}");
-    for secret in ["s3cr3t-pass", "sy-user", "XSECRETX"] {
+    for secret in ["s3cr3t-pass", "sy-user", "XSECRETX", "XCLIENTSECRETX"] {
         assert!(
             !stderr.contains(secret),
             "`{secret}` in the logs:\n{stderr}"
@@ -502,7 +516,7 @@ fn item_16_url_credentials_never_reach_logs_alerts_or_the_outbox() {
     for (payload, last_error) in &rows {
         assert!(last_error.is_some(), "the delivery failure was recorded");
         let text = format!("{payload} {}", last_error.as_deref().unwrap_or(""));
-        for secret in ["s3cr3t-pass", "sy-user", "XSECRETX"] {
+        for secret in ["s3cr3t-pass", "sy-user", "XSECRETX", "XCLIENTSECRETX"] {
             assert!(!text.contains(secret), "`{secret}` in the outbox: {text}");
         }
         assert!(text.contains(&format!("127.0.0.1:{source_port}")), "{text}");
@@ -521,6 +535,8 @@ fn with_closed_stdout(dir: &Path, args: &[&str]) -> (i32, String) {
         .envs(crate::util::FIXTURE_ENV.iter().copied())
         .env("OMS_URL", "http://oms.test")
         .env("ORDERS_WEBHOOK_SECRET", "secret")
+        .env("MARKETPLACE_CLIENT_ID", "client")
+        .env("MARKETPLACE_CLIENT_SECRET", "secret")
         .stdout(Stdio::from(writer))
         .stderr(Stdio::piped())
         .output()

@@ -96,6 +96,8 @@ fn a_state_that_names_no_usable_store_is_an_error_with_its_position() {
         ("ALERTS_URL", "http://127.0.0.1:1"),
         ("OMS_URL", "http://127.0.0.1:1"),
         ("ORDERS_WEBHOOK_SECRET", "x"),
+        ("MARKETPLACE_CLIENT_ID", "x"),
+        ("MARKETPLACE_CLIENT_SECRET", "x"),
     ];
     for (name, state, expected) in [
         (

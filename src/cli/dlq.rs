@@ -317,10 +317,14 @@ async fn open_store(workspace: &WorkspaceArg, state: Option<&String>) -> anyhow:
         Some(_) => None,
         None => {
             // The store is named in the workspace file; read it without requiring every
-            // `${ENV}` of the systems to be set (only those of `state:` itself).
+            // `${ENV}` of the systems to be set (only those of `state:` itself): no system is
+            // called with this load, so its credentials may be unset.
             let loaded = crate::spec::load_workspace(
                 &workspace.workspace,
-                &crate::spec::LoadOptions::default(),
+                &crate::spec::LoadOptions {
+                    env: crate::spec::EnvLookup::process().offline(),
+                    ..crate::spec::LoadOptions::default()
+                },
             );
             let Some(ws) = loaded.workspace else {
                 anyhow::bail!(

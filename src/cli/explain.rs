@@ -21,7 +21,14 @@ pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     if let Some(code) = super::validate::check_workspace_folder(root) {
         return Ok(code);
     }
-    let loaded = load_workspace(root, &LoadOptions::default());
+    // Explaining calls no system: credentials may be unset.
+    let loaded = load_workspace(
+        root,
+        &LoadOptions {
+            env: crate::spec::EnvLookup::process().offline(),
+            ..LoadOptions::default()
+        },
+    );
     let Some(workspace) = loaded.workspace else {
         // Explaining a broken workspace would explain something that cannot run.
         err!("{}", diagnostic::render_human(&loaded.diagnostics));

@@ -180,6 +180,17 @@ fn report_sandbox(sandbox: &crate::sandbox::Sandbox) {
     }
 }
 
+/// The sandbox marketplace's OAuth2 as `--sandbox` and `switchyard sandbox` run it: tokens
+/// required on its API, each living 15 minutes, so a long session sees them renewed as a real
+/// marketplace's are.
+fn realistic_oauth() -> crate::sandbox::OAuthConfig {
+    crate::sandbox::OAuthConfig {
+        token_lifetime: std::time::Duration::from_secs(15 * 60),
+        required: true,
+        ..crate::sandbox::OAuthConfig::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};

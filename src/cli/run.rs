@@ -65,6 +65,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     let sandbox = if args.sandbox {
         let config = SandboxConfig {
             offers: args.sandbox_offers,
+            oauth: Some(super::realistic_oauth()),
             ..SandboxConfig::default()
         };
         let sandbox = Sandbox::start(config)

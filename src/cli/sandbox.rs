@@ -46,6 +46,7 @@ pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         webhook_url: args.webhook_url,
         webhook_secret: args.webhook_secret,
         ship_after_ms: args.ship_after_ms,
+        oauth: Some(super::realistic_oauth()),
     };
     super::tokio_runtime()?.block_on(serve_until_ctrl_c(config))?;
     Ok(ExitCode::SUCCESS)

@@ -59,6 +59,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ack_deadline_secs: args.sandbox_ack_deadline,
             webhook_url: Some(format!("http://{}/hooks/orders", args.listen)),
             webhook_secret: secret.clone(),
+            oauth: Some(super::realistic_oauth()),
             ..crate::sandbox::SandboxConfig::default()
         };
         let sandbox = runtime.block_on(crate::sandbox::Sandbox::start(config))?;

@@ -176,6 +176,13 @@ pub trait Connector: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The environment variables a system's settings name as secrets (pointer relative to
+    /// the settings, variable name). Validation refuses an unset or empty one: a request sent
+    /// without its credential is refused by the API and would read as an outage.
+    fn secret_vars(_system: &Self::System) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// As [`Connector::check_system`], for a flow's `from:`.
     fn check_from(_system: &Self::System, _from: &Self::From) -> Vec<Problem> {
         Vec::new()
@@ -231,6 +238,24 @@ pub trait Source: Send {
     async fn committed(&mut self, _position: &Value) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    /// What the source noticed since last asked and the runtime should report (a listing
+    /// cut short so that it ends); drained after each `next_batch`.
+    fn take_notices(&mut self) -> Vec<SourceNotice> {
+        Vec::new()
+    }
+}
+
+/// Something a source did that its operator should know of: a listing it ended early so that
+/// it ends at all (a next-token repeated, a page identical to the one before, the page cap).
+/// The run still ends cleanly; the next run continues from the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceNotice {
+    /// A stable, bounded name (a metric label): `repeated-token`, `identical-page`,
+    /// `page-cap` or `stale-pages`.
+    pub reason: &'static str,
+    /// What happened, for people.
+    pub message: String,
 }
 
 /// How a sink takes records.
@@ -354,6 +379,8 @@ pub trait DynConnector: Send + Sync + 'static {
     fn schemas(&self) -> [SchemaFn; 3];
     /// Checks a system's settings (types, then [`Connector::check_system`]).
     fn check_system(&self, system: &Value) -> Vec<Problem>;
+    /// [`Connector::secret_vars`] over JSON settings (none when they do not deserialize).
+    fn secret_vars(&self, system: &Value) -> Vec<(String, String)>;
     /// Checks a flow's `from:` settings on `system` (nothing when the system's own settings
     /// are wrong: those are reported on the system).
     fn check_from(&self, system: &Value, from: &Value) -> Vec<Problem>;
@@ -460,6 +487,12 @@ impl<C: Connector> DynConnector for C {
             Ok(system) => C::check_system(&system),
             Err(problem) => vec![problem],
         }
+    }
+
+    fn secret_vars(&self, system: &Value) -> Vec<(String, String)> {
+        typed::<C::System>(system)
+            .map(|system| C::secret_vars(&system))
+            .unwrap_or_default()
     }
 
     fn check_from(&self, system: &Value, from: &Value) -> Vec<Problem> {

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub use self::api::{
     BatchOutcome, Connector, ConnectorError, DynConnector, Encoded, Fault, Problem, Roles, Setup,
-    Sink, SinkCommit, SinkStyle, Source,
+    Sink, SinkCommit, SinkStyle, Source, SourceNotice,
 };
 
 /// Every connector, by the key that names it under a system. Adding a connector is one line

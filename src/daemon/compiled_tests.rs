@@ -19,6 +19,8 @@ const FLOW: &str = "offers-to-storefront";
 fn env() -> EnvLookup {
     EnvLookup::empty()
         .with("MARKETPLACE_URL", "http://127.0.0.1:9/marketplace")
+        .with("MARKETPLACE_CLIENT_ID", "test-client")
+        .with("MARKETPLACE_CLIENT_SECRET", "test-secret")
         .with("STOREFRONT_URL", "http://127.0.0.1:9/storefront")
         .with("ALERTS_URL", "http://127.0.0.1:9/alerts")
 }

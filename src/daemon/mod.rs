@@ -30,7 +30,7 @@ use self::admin::FlowView;
 use crate::metrics::Metrics;
 use crate::metrics::catalog::{
     AWAITING_ACK, DEAD_LETTERS_OPEN, DEADLINE_SECONDS_LEFT, FLOW_FRESHNESS, OFFER_REJECTION_RATIO,
-    RECORDS_DEAD_LETTERED, RECORDS_RECEIVED,
+    RATE_LIMIT_WAITED, RECORDS_DEAD_LETTERED, RECORDS_RECEIVED,
 };
 use crate::runtime::{RunReport, alerts};
 use crate::spec::model::Workspace;
@@ -327,6 +327,10 @@ impl DaemonState {
                 }
             }
             Err(err) => tracing::warn!(error = %err, "Could not count open dead letters."),
+        }
+        for (limit, waited, _) in crate::connectors::http::rate_limit::waited() {
+            let labels = vec![("limit", limit)];
+            metrics.set(&RATE_LIMIT_WAITED, labels, waited.as_secs_f64());
         }
         let now = jiff::Timestamp::now();
         self.render_deadlines(now.as_millisecond());

@@ -16,6 +16,8 @@ fn workspace() -> Workspace {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("flows");
     let env = EnvLookup::empty()
         .with("MARKETPLACE_URL", "http://127.0.0.1:9/marketplace")
+        .with("MARKETPLACE_CLIENT_ID", "test-client")
+        .with("MARKETPLACE_CLIENT_SECRET", "test-secret")
         .with("STOREFRONT_URL", "http://127.0.0.1:9/storefront")
         .with("ALERTS_URL", "http://127.0.0.1:9/alerts");
     let loaded = crate::spec::load_workspace(&root, &LoadOptions { strict: false, env });

@@ -397,7 +397,7 @@ fn compile_source(spec: &MapFieldSpec, depth: usize) -> Result<ValueSource, Sour
 }
 
 /// A JSON value's kind, for errors.
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -149,6 +149,28 @@ pub static SOURCE_UNAVAILABLE: Metric = Metric {
     kind: Kind::Counter,
     labels: FLOW,
 };
+/// Source pages that failed transiently and were asked again under the flow's `retry:`.
+pub static SOURCE_RETRIES: Metric = Metric {
+    name: "switchyard_source_retries_total",
+    help: "Source reads that failed transiently and were retried.",
+    kind: Kind::Counter,
+    labels: FLOW,
+};
+/// Listings a source ended early so that they end (repeated token, identical page, cap).
+pub static LISTINGS_CUT: Metric = Metric {
+    name: "switchyard_listings_cut_total",
+    help: "Listings ended early so that they end (repeated token, identical page, page cap).",
+    kind: Kind::Counter,
+    labels: &["flow", "reason"],
+};
+/// Time calls waited for client-side rate limits, per bucket, since the process started
+/// (set from the process-wide registry when `/metrics` is rendered).
+pub static RATE_LIMIT_WAITED: Metric = Metric {
+    name: "switchyard_rate_limit_waited_seconds",
+    help: "Time calls waited for a client-side rate limit since the process started.",
+    kind: Kind::Gauge,
+    labels: &["limit"],
+};
 /// Sink outages declared (a record outlived its retry window; the batch stops waiting).
 pub static SINK_OUTAGES: Metric = Metric {
     name: "switchyard_sink_outages_total",
@@ -237,6 +259,9 @@ pub static ALL: &[&Metric] = &[
     &DEADLINE_WARNINGS,
     &CONTRACT_NULL_WARNINGS,
     &SOURCE_UNAVAILABLE,
+    &SOURCE_RETRIES,
+    &LISTINGS_CUT,
+    &RATE_LIMIT_WAITED,
     &SINK_OUTAGES,
     &FLOW_LOCK_REFUSED,
     &FLOW_LEASE_LOST,

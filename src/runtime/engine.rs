@@ -1,7 +1,7 @@
 //! Running one flow: read batches, settle every record (delivered, duplicate or dead letter),
 //! commit, repeat until the source is exhausted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -368,6 +368,21 @@ impl FlowRun {
         self
     }
 
+    /// A delivery of this run's units to its sink and acknowledgement target, one unit at a
+    /// time (no shared outage); callers set what differs.
+    fn delivering(&self, failed_before: Arc<HashSet<String>>) -> Delivering {
+        Delivering {
+            sink: self.sink.clone(),
+            ack: self.ack.clone(),
+            store: self.store.clone(),
+            plan: self.plan.clone(),
+            clock: self.options.clock,
+            outage: None,
+            failed_before,
+            events: Some(self.events.clone()),
+        }
+    }
+
     /// Reads from `source` instead (tests of the source interface).
     #[cfg(test)]
     pub(crate) fn with_source(mut self, source: Box<dyn Source>) -> Self {
@@ -451,7 +466,15 @@ impl FlowRun {
             }
             self.report_committed(committer.committed()).await?;
             let batch_size = self.options.batch_size;
-            let batch = match self.source().next_batch(batch_size).await {
+            let retry = super::source_read::ReadRetry {
+                policy: &self.plan.retry,
+                clock: &self.options.clock,
+                events: &self.events,
+                stop: self.options.stop.as_ref(),
+            };
+            let source = self.source.get_mut().unwrap_or_else(|p| p.into_inner());
+            let read = super::source_read::read_batch(source.as_mut(), batch_size, &retry).await;
+            let batch = match read {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(source) => {
@@ -617,14 +640,9 @@ impl FlowRun {
         )
         .await?;
         let delivery = Delivering {
-            sink: self.sink.clone(),
-            ack: self.ack.clone(),
-            store: self.store.clone(),
             plan: Arc::new(plan),
-            clock: self.options.clock,
-            outage: None,
-            failed_before,
             events: None,
+            ..self.delivering(failed_before)
         };
         for unit in units {
             let unit = match unit {
@@ -1131,16 +1149,7 @@ impl FlowRun {
             true,
         )
         .await?;
-        let delivery = Delivering {
-            sink: self.sink.clone(),
-            ack: self.ack.clone(),
-            store: self.store.clone(),
-            plan: self.plan.clone(),
-            clock: self.options.clock,
-            outage: None,
-            failed_before,
-            events: Some(self.events.clone()),
-        };
+        let delivery = self.delivering(failed_before);
         let mut outcomes = Vec::with_capacity(written.len());
         for (at, unit) in written {
             let outcome = delivery.acknowledge(&unit).await?;
@@ -1323,14 +1332,8 @@ impl FlowRun {
             let events = self.events.clone();
             let permits = permits.clone();
             let delivery = Delivering {
-                sink: self.sink.clone(),
-                ack: self.ack.clone(),
-                store: self.store.clone(),
-                plan: self.plan.clone(),
-                clock: self.options.clock,
                 outage: Some(outage.clone()),
-                failed_before: failed_before.clone(),
-                events: Some(self.events.clone()),
+                ..self.delivering(failed_before.clone())
             };
             let outage = outage.clone();
             let open = open.clone();

@@ -127,7 +127,8 @@ impl Enricher {
                     }
                     None => return Err(fail("is not declared with one connector".into())),
                 };
-                let client = HttpLookup::open(settings).map_err(|e| fail(e.message))?;
+                let client = HttpLookup::open(settings, &plan.request.as_http())
+                    .map_err(|e| fail(e.message))?;
                 Ok(Arc::new(Step {
                     plan: plan.clone(),
                     target: Target::Http(client),

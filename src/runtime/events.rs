@@ -20,9 +20,9 @@ use super::RunReport;
 use crate::connectors::ConnectorError;
 use crate::metrics::catalog::{
     BATCHES_COMMITTED, CONTRACT_NULL_WARNINGS, DEADLINE_WARNINGS, DELIVERY_LATENCY,
-    ENRICHMENT_CALLS, FLOW_LEASE_LOST, FLOW_LOCK_REFUSED, RECORDS_DEAD_LETTERED, RECORDS_DELIVERED,
-    RECORDS_DUPLICATE, RECORDS_FILTERED, RECORDS_RECEIVED, RECORDS_RETRIED, RUN_DURATION,
-    RUNS_FINISHED, SINK_OUTAGES, SOURCE_UNAVAILABLE,
+    ENRICHMENT_CALLS, FLOW_LEASE_LOST, FLOW_LOCK_REFUSED, LISTINGS_CUT, RECORDS_DEAD_LETTERED,
+    RECORDS_DELIVERED, RECORDS_DUPLICATE, RECORDS_FILTERED, RECORDS_RECEIVED, RECORDS_RETRIED,
+    RUN_DURATION, RUNS_FINISHED, SINK_OUTAGES, SOURCE_RETRIES, SOURCE_UNAVAILABLE,
 };
 use crate::metrics::{Counter, Histogram, Labels, Metrics};
 use crate::spec::model::FailureMode;
@@ -459,6 +459,52 @@ impl RuntimeEvent for SourceUnavailable<'_> {
         );
         let metrics = &events.inner.metrics;
         metrics.count(&SOURCE_UNAVAILABLE, events.labels(), 1);
+    }
+}
+
+/// A source page failed transiently; the same page is asked again after `delay`.
+#[derive(Debug)]
+pub struct SourceRetried<'a> {
+    /// Failures of this page so far.
+    pub attempt: u32,
+    /// The wait before the next attempt.
+    pub delay: Duration,
+    /// The failure.
+    pub error: &'a ConnectorError,
+}
+
+impl RuntimeEvent for SourceRetried<'_> {
+    fn emit(self, events: &FlowEvents) {
+        tracing::warn!(
+            flow = %events.flow(), attempt = self.attempt,
+            delay_ms = self.delay.as_millis() as u64, error = %self.error,
+            "Source read failed; will retry the same page."
+        );
+        let metrics = &events.inner.metrics;
+        metrics.count(&SOURCE_RETRIES, events.labels(), 1);
+    }
+}
+
+/// A source ended its listing early so that it ends (see
+/// [`crate::connectors::SourceNotice`]); the run ends cleanly at what was read.
+#[derive(Debug)]
+pub struct ListingCut<'a> {
+    /// Why, as a bounded name.
+    pub reason: &'a str,
+    /// What happened.
+    pub message: &'a str,
+}
+
+impl RuntimeEvent for ListingCut<'_> {
+    fn emit(self, events: &FlowEvents) {
+        tracing::warn!(
+            flow = %events.flow(), reason = self.reason, "Listing cut short: {}.", self.message
+        );
+        let labels = vec![
+            ("flow", events.inner.flow.clone()),
+            ("reason", self.reason.to_owned()),
+        ];
+        events.inner.metrics.count(&LISTINGS_CUT, labels, 1);
     }
 }
 

@@ -22,6 +22,7 @@ pub mod plan;
 pub mod record;
 pub mod replay;
 pub mod retry;
+mod source_read;
 
 pub use self::clock::Clock;
 pub use self::deadlines::DeadlineBoard;

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::plan::FlowPlan;
 use crate::connectors::RawRecord;
+use crate::mapping::kind_of as kind;
 use crate::mapping::{MappingError, helpers};
 use crate::spec::model::{FailureMode, SplitConfig};
 use crate::store::key_hash;
@@ -563,17 +564,6 @@ fn rejected_early<B>(
         ack: None,
         contract_nulls: 0,
         filtered: None,
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -25,6 +25,9 @@
 //! | `GET /marketplace/api/orders/{order_id}/items` | one order's lines, `{"items": [...]}` |
 //! | `PUT /marketplace/api/orders/{order_id}/accept` | accept or refuse every line by ID (`order_lines: [{id, accepted}]`; a whole-order `accepted` is a 400) before the deadline |
 //! | `POST /marketplace/api/orders/{order_id}/shipments` | ship some or all accepted quantities |
+//! | `GET /marketplace/api/v2/orders?updated_since=&page_token=&limit=` | orders, token pages (token in the body and a `Link` header) |
+//! | `POST /_sandbox/marketplace/orders/repeat-token` | `{"pages": n}`: the next n v2 order pages repeat the last token |
+//! | `GET, POST /_sandbox/rate-limits` | per-operation rate limits (429 + `Retry-After`) and violations counted |
 //! | `GET /_sandbox/marketplace/orders/summary` | order states and counters |
 //! | `GET /_sandbox/marketplace/orders/shipments` | shipments posted to the marketplace |
 //! | `POST /_sandbox/marketplace/orders/emit` | (re)start the signed order webhooks |
@@ -36,6 +39,8 @@
 //! | `GET /oms/shipments?updated_since=&offset=&max=` | what the OMS shipped, offset pages |
 //! | `GET /_sandbox/oms/received` | received orders and counters |
 //! | `POST, DELETE /_sandbox/oms/faults` | queue or clear faults on order receipts |
+//! | `POST /marketplace/oauth/token` | OAuth2 tokens (`client_credentials`, `refresh_token`; form-encoded) |
+//! | `GET /_sandbox/marketplace/oauth` | tokens issued, refreshed, refused; API calls rejected |
 //! | `POST /alerts/{owner}` | receive an alert (204) |
 //! | `GET /_sandbox/alerts` | received alerts |
 //! | `POST, DELETE /_sandbox/alerts/faults` | queue or clear faults on alerts |
@@ -60,8 +65,10 @@ use crate::cli::output::outln;
 mod alerts;
 mod faults;
 mod marketplace;
+mod oauth;
 mod oms;
 mod orders;
+mod paging;
 mod seed;
 mod storefront;
 #[cfg(test)]
@@ -73,8 +80,10 @@ mod webhooks;
 pub use alerts::ReceivedAlert;
 pub use faults::Fault;
 pub use marketplace::OfferSummary;
+pub use oauth::{OAuthConfig, OAuthStats};
 pub use oms::{OmsStats, ReceivedOmsOrder};
 pub use orders::{OrderState, OrderSummary};
+pub use paging::RateLimit;
 pub use storefront::{ReceivedWrite, StorefrontStats};
 pub use webhooks::{sign, sign_event, verify};
 
@@ -103,6 +112,9 @@ pub struct SandboxConfig {
     pub webhook_secret: String,
     /// How long after receiving an order the OMS's (first) shipment appears, in ms.
     pub ship_after_ms: u64,
+    /// The marketplace's OAuth2 token endpoint; when set, `/marketplace/api/...` routes
+    /// require a valid bearer token from it. `None` leaves them open.
+    pub oauth: Option<OAuthConfig>,
 }
 
 impl Default for SandboxConfig {
@@ -116,6 +128,7 @@ impl Default for SandboxConfig {
             webhook_url: None,
             webhook_secret: "sandbox-secret".to_owned(),
             ship_after_ms: 0,
+            oauth: Some(OAuthConfig::default()),
         }
     }
 }
@@ -150,6 +163,10 @@ pub struct SandboxState {
     webhook_secret: String,
     /// The webhook emission under way, so a restart can stop it first.
     emission: Mutex<Option<AbortHandle>>,
+    /// The OAuth2 token issuer, when the marketplace API requires tokens.
+    oauth: Option<Mutex<oauth::Issuer>>,
+    /// Per-operation rate limits and listing faults.
+    paging: paging::Paging,
 }
 
 impl SandboxState {
@@ -175,6 +192,11 @@ impl SandboxState {
             webhook_url: config.webhook_url.clone(),
             webhook_secret: config.webhook_secret.clone(),
             emission: Mutex::new(None),
+            oauth: config
+                .oauth
+                .clone()
+                .map(|c| Mutex::new(oauth::Issuer::new(c))),
+            paging: paging::Paging::default(),
         }
     }
 
@@ -272,7 +294,26 @@ pub fn router(state: Arc<SandboxState>) -> Router {
             "/_sandbox/alerts/faults",
             faults::endpoints(faults::Faulty::Alerts),
         )
+        .route("/marketplace/oauth/token", post(oauth::token))
+        .route("/_sandbox/marketplace/oauth", get(oauth::stats))
+        .route("/marketplace/api/v2/orders", get(paging::list_orders_v2))
+        .route(
+            "/_sandbox/marketplace/orders/repeat-token",
+            post(paging::set_repeat_token),
+        )
+        .route(
+            "/_sandbox/rate-limits",
+            get(paging::rate_limits).post(paging::set_rate_limit),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            paging::enforce_rate_limits,
+        ))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            oauth::require_token,
+        ))
         .with_state(state)
 }
 
@@ -358,14 +399,34 @@ impl Sandbox {
     }
 
     /// The environment a workspace needs to reach the sandbox: `MARKETPLACE_URL`,
-    /// `STOREFRONT_URL`, `ALERTS_URL` and `OMS_URL`.
+    /// `STOREFRONT_URL`, `ALERTS_URL` and `OMS_URL`, and with OAuth on
+    /// `MARKETPLACE_CLIENT_ID` and `MARKETPLACE_CLIENT_SECRET`.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("MARKETPLACE_URL".to_owned(), self.marketplace_url()),
             ("STOREFRONT_URL".to_owned(), self.storefront_url()),
             ("ALERTS_URL".to_owned(), self.alerts_url()),
             ("OMS_URL".to_owned(), self.oms_url()),
-        ]
+        ];
+        if let Some(issuer) = &self.state.oauth {
+            let issuer = lock(issuer);
+            let config = issuer.config();
+            env.push(("MARKETPLACE_CLIENT_ID".to_owned(), config.client_id.clone()));
+            env.push((
+                "MARKETPLACE_CLIENT_SECRET".to_owned(),
+                config.client_secret.clone(),
+            ));
+        }
+        env
+    }
+
+    /// What the OAuth2 token endpoint did (all zero when it is off).
+    pub fn oauth_stats(&self) -> OAuthStats {
+        self.state
+            .oauth
+            .as_ref()
+            .map(|issuer| lock(issuer).stats())
+            .unwrap_or_default()
     }
 
     /// The shared state, for embedding the router elsewhere.
@@ -390,6 +451,26 @@ impl Sandbox {
     /// Injects a fault into the marketplace list endpoints.
     pub fn inject_marketplace_fault(&self, fault: Fault) {
         self.state.marketplace().faults.push(fault, Instant::now());
+    }
+
+    /// Limits `operation` (`METHOD /route`) to `limit` requests per `per_secs` seconds;
+    /// requests over it get 429 with `Retry-After` and are counted as violations.
+    pub fn set_rate_limit(&self, operation: &str, limit: u32, per_secs: u64) {
+        self.state.paging.set_limit(RateLimit {
+            operation: operation.to_owned(),
+            limit,
+            per_secs,
+        });
+    }
+
+    /// Rate-limit violations per operation so far.
+    pub fn rate_limit_violations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.state.paging.violations()
+    }
+
+    /// Makes the next `pages` pages of the v2 orders listing repeat the previous token.
+    pub fn repeat_order_token(&self, pages: u32) {
+        self.state.paging.repeat_token(pages);
     }
 
     /// Clears the marketplace's queued faults.

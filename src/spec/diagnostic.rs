@@ -120,6 +120,8 @@ codes! {
     UnsetEnvStrict = "E0701",
     /// An `${ENV}` reference names an unset variable.
     UnsetEnv = "W0701",
+    /// A secret (an `auth` variable, or a `${ENV}` in a system's `headers`) is unset or empty.
+    UnsetSecret = "E0702",
     /// An `enrich:` field has the name of a field of the record's contract, which it replaces.
     EnrichShadowsField = "W0801",
 }

@@ -49,7 +49,7 @@ pub struct EnrichConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrichRequestConfig {
-    /// HTTP method (default `GET`). Only `GET` answers are cached within a run.
+    /// HTTP method (default `GET`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<HttpMethod>,
     /// Path after the system's base URL, a template over the record (values URL-encoded).
@@ -60,6 +60,29 @@ pub struct EnrichRequestConfig {
     /// Headers sent with the call, each value a template over the record.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub headers: IndexMap<String, String>,
+    /// Client-side rate limit of this operation (method and path), shared by every flow of
+    /// the process that calls it, as `COUNT/DURATION` (`1/60s`); applies on top of the
+    /// system's `rate_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    /// Calls allowed at once after a quiet spell under `rate_limit` (default: its count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+impl EnrichRequestConfig {
+    /// The request as the HTTP connector's request settings (no body), for its client.
+    pub fn as_http(&self) -> crate::connectors::http::config::HttpRequestConfig {
+        crate::connectors::http::config::HttpRequestConfig {
+            method: Some(self.method.unwrap_or(HttpMethod::Get)),
+            path: self.path.clone(),
+            query: self.query.clone(),
+            headers: self.headers.clone(),
+            body: None,
+            rate_limit: self.rate_limit.clone(),
+            burst: self.burst,
+        }
+    }
 }
 
 /// What becomes of a record whose enrichment call fails for good.
@@ -124,6 +147,8 @@ pub struct EnrichPlan {
     pub retry: RetryPolicy,
     /// What a failure does to the record.
     pub on_failure: OnEnrichFailure,
+    /// The request as configured, for the HTTP client (its operation's rate limit).
+    pub request: EnrichRequestConfig,
 }
 
 /// An enrichment that does not compile. Validation reports it with its line; this is the
@@ -187,6 +212,7 @@ impl EnrichPlan {
             records: config.records.clone().filter(|r| !r.is_empty()),
             retry,
             on_failure: config.on_failure,
+            request: config.request.clone(),
         })
     }
 }

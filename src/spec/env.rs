@@ -8,6 +8,9 @@ use std::collections::HashMap;
 pub struct EnvLookup {
     process: bool,
     overrides: HashMap<String, String>,
+    /// No system is called with what this lookup gives (flow tests): an unset credential is
+    /// then a warning, not an error.
+    offline: bool,
 }
 
 impl EnvLookup {
@@ -15,8 +18,20 @@ impl EnvLookup {
     pub fn process() -> Self {
         Self {
             process: true,
-            overrides: HashMap::new(),
+            ..Self::default()
         }
+    }
+
+    /// The same lookup for a load whose systems are never called (`switchyard test`): a
+    /// credential may then be unset.
+    pub fn offline(mut self) -> Self {
+        self.offline = true;
+        self
+    }
+
+    /// Whether no system is called with this lookup's values.
+    pub fn is_offline(&self) -> bool {
+        self.offline
     }
 
     /// No variables at all but overrides: reproducible in tests.

@@ -163,6 +163,7 @@ pub fn flow_summary(flow: &Flow) -> String {
     if let Some(ack) = &flow.acknowledge {
         let _ = write!(text, " {}", acknowledgement(ack));
     }
+    text.push_str(&rate_limits(flow));
     let failures: Vec<String> = flow
         .failures
         .iter()
@@ -308,4 +309,34 @@ pub fn aligned_table(rows: &[Vec<String>], rule_under_header: bool) -> String {
         }
     }
     out
+}
+
+/// The client-side rate limits a flow's calls keep to (system-wide and per operation), as a
+/// sentence; empty when none is set.
+fn rate_limits(flow: &Flow) -> String {
+    let limit = |settings: &serde_json::Value| {
+        let rate = settings.get("rate_limit")?.as_str()?;
+        Some(
+            match settings.get("burst").and_then(serde_json::Value::as_u64) {
+                Some(burst) => format!("{rate} (burst {burst})"),
+                None => rate.to_owned(),
+            },
+        )
+    };
+    let mut parts = Vec::new();
+    for (end, role) in [(&flow.from, "reads from"), (&flow.to, "writes to")] {
+        if let Some(rate) = limit(&end.system_settings) {
+            parts.push(format!("every call to {} at most {rate}", end.system));
+        }
+        if let Some(rate) = end.settings.get("request").and_then(limit) {
+            parts.push(format!("its {role} {} at most {rate}", end.system));
+        }
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        " Client-side rate limits, shared by every flow of the process: {}.",
+        parts.join("; ")
+    )
 }

@@ -601,7 +601,14 @@ pub struct TestCase {
     /// What the case proves, in a sentence.
     pub name: String,
     /// Records read from the source, in order.
+    #[serde(default)]
     pub input: Vec<serde_json::Value>,
+    /// Instead of `input`: the responses of the flow's HTTP source, in request order, served
+    /// by a local server its real source code (pagination, retries, paging guards) reads.
+    /// Script faults as pages: a 503 or 429 before the page it delays, a repeated token, a
+    /// malformed body.
+    #[serde(default)]
+    pub source_pages: Option<Vec<SourcePage>>,
     /// Faults the sink injects, in order, before it accepts writes.
     #[serde(default)]
     pub faults: Vec<SinkFault>,
@@ -629,6 +636,24 @@ pub struct PriorOutcome {
     pub outcome: crate::spec::guard::RequiredOutcome,
     /// The record's identity key in that flow (for example `MKP-000123-A`).
     pub key: String,
+}
+
+/// One scripted response of a flow test's source server.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourcePage {
+    /// HTTP status (default 200).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The JSON body (for example `{ offers: [...], next_page_token: t2 }`).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// A raw body instead of `body`, to script a malformed page.
+    #[serde(default)]
+    pub raw: Option<String>,
+    /// `Retry-After` seconds sent with the response.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
 }
 
 /// A cross-reference between a system's ID and an object's identity key.
@@ -684,6 +709,13 @@ pub struct TestExpectation {
     /// Idempotency keys of the records acknowledged at their source (`acknowledge`), in order.
     #[serde(default)]
     pub acknowledged: Option<Vec<String>>,
+    /// With `source_pages`: how many requests the source sent.
+    #[serde(default)]
+    pub source_requests: Option<u64>,
+    /// Text the run's early stop (or its error) must contain, such as `source-unavailable`;
+    /// give `""` to require that the run did not stop early.
+    #[serde(default)]
+    pub stopped: Option<String>,
     /// The acknowledgement calls sent (`acknowledge`), in order: each one's body and, for an
     /// HTTP acknowledgement, its path. Only the keys given are compared.
     #[serde(default)]

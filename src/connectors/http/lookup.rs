@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::body::{ERROR_BODY_PREFIX, read_limited, read_prefix};
-use super::config::HttpMethod;
+use super::config::{HttpMethod, HttpRequestConfig};
 use super::{HttpSystem, HttpSystemConfig, retry_after};
 use crate::connectors::ConnectorError;
 
@@ -29,13 +29,24 @@ pub struct HttpLookup {
 }
 
 impl HttpLookup {
-    /// Opens a client for the system whose `http:` settings are `system_settings`.
-    pub fn open(system_settings: &Value) -> Result<Self, ConnectorError> {
+    /// Opens a client for the system whose `http:` settings are `system_settings`, for the
+    /// operation `request` (its `rate_limit:` on top of the system's).
+    pub fn open(
+        system_settings: &Value,
+        request: &HttpRequestConfig,
+    ) -> Result<Self, ConnectorError> {
         let config: HttpSystemConfig = serde_json::from_value(system_settings.clone())
             .map_err(|err| ConnectorError::spec(format!("http settings: {err}")))?;
-        Ok(Self {
-            system: super::client(&config)?,
-        })
+        let method = match request.method.unwrap_or(HttpMethod::Get) {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Patch => reqwest::Method::PATCH,
+        };
+        let system = super::client(&config)?
+            .for_operation(&method, request)
+            .map_err(|err| ConnectorError::spec(err.to_string()))?;
+        Ok(Self { system })
     }
 
     /// The URL a request goes to (for messages and flow-test expectations).
@@ -69,7 +80,7 @@ impl HttpLookup {
             .system
             .send(builder)
             .await
-            .map_err(|err| ConnectorError::unavailable(format!("{method} {shown}: {err}")))?;
+            .map_err(|err| err.into_connector_error(&format!("{method} {shown}")))?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             let body = read_limited(&mut response, self.system.max_response_bytes)

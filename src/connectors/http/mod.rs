@@ -7,9 +7,11 @@
 //! to another scheme, host or port is sent without any of the system's configured headers.
 //! Messages never quote the userinfo of a URL (see [`crate::redact`]).
 
+mod auth;
 mod body;
 pub mod config;
 pub mod lookup;
+pub mod rate_limit;
 mod sink;
 mod source;
 
@@ -22,6 +24,8 @@ use reqwest::{Method, StatusCode, Url};
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub use self::auth::AuthError;
+use self::auth::OAuth2Tokens;
 use self::config::HttpRequestConfig;
 pub use self::config::{HttpAuth, HttpFromConfig, HttpSystemConfig, HttpToConfig};
 pub use self::sink::HttpSink;
@@ -62,11 +66,15 @@ impl Connector for Http {
                     .with_hint("sizes look like 64MiB, 512KiB, 1GiB or 10MB"),
             );
         }
+        if let Some(auth) = &system.auth {
+            problems.extend(check_auth(auth));
+        }
+        problems.extend(check_rate("", system.rate_limit.as_deref(), system.burst));
         problems
     }
 
     fn check_from(_system: &HttpSystemConfig, from: &HttpFromConfig) -> Vec<Problem> {
-        match from.request.as_ref().and_then(|r| r.body.as_ref()) {
+        let mut problems = match from.request.as_ref().and_then(|r| r.body.as_ref()) {
             Some(_) => vec![
                 Problem::new(
                     "/request/body",
@@ -76,7 +84,30 @@ impl Connector for Http {
                 .with_hint("remove `body`; use `query` or `headers` to pass values to a listing"),
             ],
             None => Vec::new(),
+        };
+        if let Some(request) = &from.request {
+            problems.extend(check_rate(
+                "/request",
+                request.rate_limit.as_deref(),
+                request.burst,
+            ));
         }
+        problems
+    }
+
+    fn check_to(_system: &HttpSystemConfig, to: &HttpToConfig) -> Vec<Problem> {
+        to.request
+            .as_ref()
+            .map(|r| check_rate("/request", r.rate_limit.as_deref(), r.burst))
+            .unwrap_or_default()
+    }
+
+    fn secret_vars(system: &HttpSystemConfig) -> Vec<(String, String)> {
+        let legacy = system.auth.as_ref().and_then(|a| a.bearer_env.clone());
+        legacy
+            .map(|var| ("/auth/bearer_env".to_owned(), var))
+            .into_iter()
+            .collect()
     }
 
     fn source_templates(from: &HttpFromConfig) -> Vec<(String, String)> {
@@ -117,6 +148,37 @@ impl Connector for Http {
     }
 }
 
+/// A `rate_limit:` (and its `burst:`) under `at` that does not parse, at its line.
+fn check_rate(at: &str, rate: Option<&str>, burst: Option<u32>) -> Vec<Problem> {
+    let Some(text) = rate else {
+        if burst.is_some() {
+            return vec![
+                Problem::new(
+                    format!("{at}/burst"),
+                    Code::InvalidValue,
+                    "`burst` without `rate_limit` limits nothing".to_owned(),
+                )
+                .with_hint("add `rate_limit: 10/1s` (calls per duration) beside it"),
+            ];
+        }
+        return Vec::new();
+    };
+    match rate_limit::Rate::parse(text, burst) {
+        Ok(_) => Vec::new(),
+        Err(err) => {
+            let pointer = if burst == Some(0) && rate_limit::Rate::parse(text, None).is_ok() {
+                format!("{at}/burst")
+            } else {
+                format!("{at}/rate_limit")
+            };
+            vec![
+                Problem::new(pointer, Code::InvalidValue, err.to_string())
+                    .with_hint(rate_limit::RATE_HINT),
+            ]
+        }
+    }
+}
+
 /// The templates of a request: its path, query values and header values.
 fn request_templates(request: &HttpRequestConfig) -> Vec<(String, String)> {
     let escape = crate::spec::source_map::escape;
@@ -153,6 +215,81 @@ fn client(config: &HttpSystemConfig) -> Result<HttpSystem, ConnectorError> {
         .map_err(|err| ConnectorError::spec(err.to_string()))
 }
 
+/// What types alone cannot say about `auth`: one scheme, a valid header name, a grant's needs.
+fn check_auth(auth: &HttpAuth) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let schemes = auth.schemes();
+    if schemes.len() > 1 {
+        problems.push(
+            Problem::new(
+                format!("/auth/{}", schemes[1]),
+                Code::InvalidValue,
+                format!("`auth` gives {}", schemes.join(" and ")),
+            )
+            .with_hint("give one of api_key, bearer, basic or oauth2"),
+        );
+    }
+    if let Some(key) = &auth.api_key
+        && HeaderName::from_bytes(key.header.as_bytes()).is_err()
+    {
+        problems.push(
+            Problem::new(
+                "/auth/api_key/header",
+                Code::InvalidValue,
+                format!("`{}` is not a valid header name", key.header),
+            )
+            .with_hint("header names are letters, digits and dashes, such as X-Api-Key"),
+        );
+    }
+    for (pointer, text) in auth.secrets() {
+        if !text.contains("${") {
+            problems.push(
+                Problem::new(
+                    pointer,
+                    Code::InvalidValue,
+                    "a secret is written in the spec",
+                )
+                .with_hint("name an environment variable instead, such as \"${MKP_SECRET}\""),
+            );
+        }
+    }
+    if let Some(oauth) = &auth.oauth2 {
+        if oauth.grant == config::OAuth2Grant::RefreshToken && oauth.refresh_token.is_none() {
+            problems.push(
+                Problem::new(
+                    "/auth/oauth2/grant",
+                    Code::InvalidValue,
+                    "grant refresh_token needs the refresh token",
+                )
+                .with_hint("add refresh_token: \"${NAME_OF_THE_VARIABLE}\""),
+            );
+        }
+        if let Some(margin) = &oauth.expiry_margin
+            && let Err(message) = crate::spec::parse_duration(margin)
+        {
+            problems.push(
+                Problem::new("/auth/oauth2/expiry_margin", Code::InvalidDuration, message)
+                    .with_hint("durations look like 30s, 1m or 250ms"),
+            );
+        }
+    }
+    problems
+}
+
+/// The shared bucket of a configured `rate_limit`, if any.
+fn limit(
+    name: &str,
+    rate: Option<&str>,
+    burst: Option<u32>,
+) -> Result<Option<Arc<rate_limit::Bucket>>, HttpSetupError> {
+    let Some(rate) = rate else {
+        return Ok(None);
+    };
+    let rate = rate_limit::Rate::parse(rate, burst)
+        .map_err(|err| HttpSetupError(format!("rate_limit: {err}")))?;
+    Ok(Some(rate_limit::bucket(name.to_owned(), rate)))
+}
+
 /// Redirects followed per request before giving up.
 const MAX_REDIRECTS: usize = 10;
 
@@ -167,6 +304,26 @@ pub struct HttpSystem {
     pub max_response_bytes: u64,
     /// What only the base URL's origin may receive.
     credentials: Arc<Credentials>,
+    /// OAuth2 tokens (`auth: { oauth2 }`), shared by the clones of this system.
+    oauth2: Option<Arc<OAuth2Tokens>>,
+    /// Client-side rate limits every call of this client waits for.
+    limits: RateLimits,
+}
+
+/// The token buckets a client's calls take from: its operation's, then its system's.
+#[derive(Debug, Clone, Default)]
+struct RateLimits {
+    system: Option<Arc<rate_limit::Bucket>>,
+    operation: Option<Arc<rate_limit::Bucket>>,
+}
+
+impl RateLimits {
+    async fn acquire(&self) -> Result<(), rate_limit::RateLimited> {
+        for bucket in [&self.operation, &self.system].into_iter().flatten() {
+            bucket.acquire().await?;
+        }
+        Ok(())
+    }
 }
 
 /// A system's credentials and where they may go.
@@ -196,6 +353,33 @@ pub enum HttpSendError {
     /// Redirected more than [`MAX_REDIRECTS`] times.
     #[error("more than {MAX_REDIRECTS} redirects, the last to {0}")]
     TooManyRedirects(String),
+    /// No OAuth2 token could be had.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Not sent: the client-side rate limit would have waited too long.
+    #[error(transparent)]
+    RateLimited(#[from] rate_limit::RateLimited),
+}
+
+impl HttpSendError {
+    /// The connector error: a token endpoint refusing the credentials is a spec error (the
+    /// configuration must change); anything else may pass (the system is unavailable), after
+    /// what a rate limit asks to wait. `context` prefixes the message.
+    pub fn into_connector_error(self, context: &str) -> ConnectorError {
+        let message = if context.is_empty() {
+            self.to_string()
+        } else {
+            format!("{context}: {self}")
+        };
+        match self {
+            HttpSendError::Auth(AuthError::Refused { .. }) => ConnectorError::spec(message),
+            HttpSendError::RateLimited(limited) => ConnectorError {
+                retry_after: Some(limited.wait),
+                ..ConnectorError::unavailable(message)
+            },
+            _ => ConnectorError::unavailable(message),
+        }
+    }
 }
 
 impl From<reqwest::Error> for HttpSendError {
@@ -221,16 +405,14 @@ impl HttpSystem {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        if let Some(var) = config.auth.as_ref().and_then(|a| a.bearer_env.as_deref()) {
-            let token = env(var).ok_or_else(|| {
-                HttpSetupError(format!(
-                    "environment variable {var} (bearer token) is not set"
-                ))
-            })?;
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| HttpSetupError(format!("{var} holds an invalid token")))?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
+        let mut oauth2 = None;
+        if let Some(auth) = &config.auth {
+            for (name, value) in auth::credential_headers(auth, &env)? {
+                headers.insert(name, value);
+            }
+            if let Some(oauth) = &auth.oauth2 {
+                oauth2 = Some(Arc::new(OAuth2Tokens::new(oauth)?));
+            }
         }
         let mut base_url = config.base_url.trim_end_matches('/').to_owned();
         if !base_url.starts_with("http://") && !base_url.starts_with("https://") {
@@ -258,7 +440,8 @@ impl HttpSystem {
             if let Some(value) = request.headers().get(reqwest::header::AUTHORIZATION) {
                 if headers.contains_key(reqwest::header::AUTHORIZATION) {
                     return Err(HttpSetupError(
-                        "base_url has userinfo and `auth` sets a bearer token; keep one".into(),
+                        "base_url has userinfo and `auth` sets an Authorization header; keep one"
+                            .into(),
                     ));
                 }
                 let mut value = value.clone();
@@ -273,7 +456,12 @@ impl HttpSystem {
             .as_deref()
             .and_then(|size| crate::spec::parse_size(size).ok())
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        let limits = RateLimits {
+            system: limit(&base_url, config.rate_limit.as_deref(), config.burst)?,
+            operation: None,
+        };
         Ok(Self {
+            limits,
             base_url,
             max_response_bytes,
             client,
@@ -281,7 +469,21 @@ impl HttpSystem {
                 headers,
                 base: parsed,
             }),
+            oauth2,
         })
+    }
+
+    /// This client for one operation: its calls also wait for the operation's rate limit
+    /// (`rate_limit:` on the request), shared by every flow calling the same method and path.
+    pub fn for_operation(
+        &self,
+        method: &Method,
+        request: &HttpRequestConfig,
+    ) -> Result<Self, HttpSetupError> {
+        let name = rate_limit::operation_name(&self.base_url, method.as_str(), &request.path);
+        let mut client = self.clone();
+        client.limits.operation = limit(&name, request.rate_limit.as_deref(), request.burst)?;
+        Ok(client)
     }
 
     /// A request to `url`; send it with [`Self::send`], which adds the credentials.
@@ -292,11 +494,51 @@ impl HttpSystem {
     /// Sends a request built with [`Self::request`], following redirects: the system's
     /// credentials go with each hop to the base URL's origin and with no other. Returns the
     /// first response that is not a redirect (or a redirect that cannot be followed).
+    /// With OAuth2, the request carries the cached token; a 401 renews it once and the
+    /// request is sent again once.
     pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, HttpSendError> {
-        let mut request = request.build()?;
+        let request = request.build()?;
+        // Every call takes from the rate limits, a call sent again after a 401 included.
+        self.limits.acquire().await?;
+        let Some(oauth2) = &self.oauth2 else {
+            return self.send_following(request, None).await;
+        };
+        let token = oauth2.token(&self.client).await?;
+        let again = request.try_clone();
+        let response = self.send_following(request, Some(&token)).await?;
+        match again {
+            Some(again) if response.status() == StatusCode::UNAUTHORIZED => {
+                let token = oauth2.renew(&self.client, &token).await?;
+                self.limits.acquire().await?;
+                self.send_following(again, Some(&token)).await
+            }
+            _ => Ok(response),
+        }
+    }
+
+    /// [`Self::send`] without the OAuth2 retry: follows redirects, adding the credentials
+    /// (and `token` as a bearer token) on each hop to the base URL's origin.
+    async fn send_following(
+        &self,
+        mut request: reqwest::Request,
+        token: Option<&str>,
+    ) -> Result<reqwest::Response, HttpSendError> {
+        let bearer = match token {
+            Some(token) => {
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                        HttpSendError::Request(
+                            "the OAuth2 access token is not a valid header".into(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         for _ in 0..=MAX_REDIRECTS {
             // Bodies here are buffered JSON, so a request can always be sent again.
             let mut attempt = request.try_clone().ok_or_else(|| {
@@ -308,6 +550,15 @@ impl HttpSystem {
                     if !attempt.headers().contains_key(name) {
                         attempt.headers_mut().insert(name, value.clone());
                     }
+                }
+                if let Some(bearer) = &bearer
+                    && !attempt
+                        .headers()
+                        .contains_key(reqwest::header::AUTHORIZATION)
+                {
+                    attempt
+                        .headers_mut()
+                        .insert(reqwest::header::AUTHORIZATION, bearer.clone());
                 }
             }
             let response = self.client.execute(attempt).await?;

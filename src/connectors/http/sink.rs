@@ -39,6 +39,9 @@ impl HttpSink {
             HttpMethod::Put => reqwest::Method::PUT,
             HttpMethod::Patch => reqwest::Method::PATCH,
         };
+        let system = system
+            .for_operation(&method, request)
+            .map_err(|e| e.to_string())?;
         let compile = |s: &str| CompiledTemplate::compile(s).map_err(|e| e.to_string());
         let compile_all = |pairs: &indexmap::IndexMap<String, String>| {
             pairs
@@ -126,10 +129,11 @@ impl HttpSink {
         if !body.is_null() {
             request = request.json(body.as_ref());
         }
-        let mut response =
-            self.system.send(request).await.map_err(|err| {
-                ConnectorError::unavailable(format!("{} {url}: {err}", self.method))
-            })?;
+        let mut response = self
+            .system
+            .send(request)
+            .await
+            .map_err(|err| err.into_connector_error(&format!("{} {url}", self.method)))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
         if (200..300).contains(&status) {

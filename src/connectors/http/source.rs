@@ -13,9 +13,20 @@
 //! forward, into what is still to be read. Records that share the boundary value are read
 //! again (they are recognised and dropped here), and a run of ties longer than a page is
 //! stepped through with half a page of overlap.
+//!
+//! **A listing always ends.** An API that hands out a next-token (or `Link`, or seek key)
+//! it handed out before, or a page identical to the one before, would be asked forever: the
+//! listing ends there with a [`SourceNotice`] instead. So does a run that reaches
+//! `max_pages`. The records read so far are delivered and checkpointed as usual and the next
+//! run continues from the cursor.
+//!
+//! **Failures are the runtime's to retry.** A page that fails is returned as a
+//! [`ConnectorError`] (retryable or not, with the wait the API asked for in `Retry-After` or
+//! its rate-limit reset headers); the source's state is unchanged, so the runtime asks for the
+//! same page again under the flow's `retry:` policy, on its own clock.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
@@ -25,7 +36,9 @@ use super::HttpFromConfig;
 use super::body::{BodyError, ERROR_BODY_PREFIX, read_limited, read_prefix};
 use super::config::PaginationStyle;
 use super::{HttpSystem, retry_after};
-use crate::connectors::{Batch, BatchRecords, ConnectorError, source_bad_data, source_unavailable};
+use crate::connectors::{
+    Batch, BatchRecords, ConnectorError, SourceNotice, source_bad_data, source_unavailable,
+};
 use crate::mapping::{CompiledTemplate, Escape};
 
 /// A paged listing being read.
@@ -62,6 +75,14 @@ pub struct HttpSource {
     /// The largest cursor value read so far; checkpointed with each page.
     cursor: Option<Value>,
     next: PageState,
+    /// Pages fetched this run, against `max_pages`.
+    pages: u32,
+    /// Next-tokens, links and seek keys followed this run: one seen again ends the listing.
+    followed: HashSet<String>,
+    /// Fingerprint of the previous page's records (positional paging without keyset).
+    last_page: Option<u64>,
+    /// Notices not yet taken by the runtime.
+    notices: Vec<SourceNotice>,
 }
 
 struct Paging {
@@ -70,6 +91,9 @@ struct Paging {
     size_param: String,
     size: u32,
     token_path: String,
+    /// `seek`: JSON Pointer to the key in the last record of a page.
+    from: String,
+    max_pages: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,11 +101,16 @@ enum PageState {
     Offset(u64),
     Page(u64),
     Token(Option<String>),
+    /// `next_link`: the URL of the next page (none for the first).
+    Link(Option<String>),
+    /// `seek`: the key of the last record read (none for the first page).
+    Seek(Option<String>),
     Done,
 }
 
-/// Attempts per page before the source counts as unavailable.
-const PAGE_ATTEMPTS: u32 = 3;
+/// Pages read per run when `max_pages` is not set: far more than a polling run reads, few
+/// enough that a listing that never ends stops within minutes.
+pub(crate) const DEFAULT_MAX_PAGES: u32 = 10_000;
 
 /// Pages in a row that bring nothing new before a listing is taken to be stuck.
 const MAX_STALE_PAGES: u32 = 3;
@@ -120,6 +149,9 @@ impl HttpSource {
             .request
             .as_ref()
             .ok_or("an HTTP source needs `request`")?;
+        let system = system
+            .for_operation(&reqwest::Method::GET, request)
+            .map_err(|e| e.to_string())?;
         let compile = |s: &str| CompiledTemplate::compile(s).map_err(|e| e.to_string());
         let query: Vec<(String, CompiledTemplate)> = request
             .query
@@ -137,7 +169,8 @@ impl HttpSource {
                 match p.style {
                     PaginationStyle::Offset => "offset",
                     PaginationStyle::Page => "page",
-                    PaginationStyle::NextToken => "page_token",
+                    PaginationStyle::NextToken | PaginationStyle::NextLink => "page_token",
+                    PaginationStyle::Seek => "after",
                 }
                 .into()
             }),
@@ -147,11 +180,15 @@ impl HttpSource {
                 .token_path
                 .clone()
                 .unwrap_or_else(|| "/next_page_token".into()),
+            from: p.from.clone().unwrap_or_else(|| "/id".into()),
+            max_pages: p.max_pages.unwrap_or(DEFAULT_MAX_PAGES).max(1),
         });
         let next = match pagination.as_ref().map(|p| p.style) {
             Some(PaginationStyle::Offset) | None => PageState::Offset(0),
             Some(PaginationStyle::Page) => PageState::Page(1),
             Some(PaginationStyle::NextToken) => PageState::Token(None),
+            Some(PaginationStyle::NextLink) => PageState::Link(None),
+            Some(PaginationStyle::Seek) => PageState::Seek(None),
         };
         let positional = matches!(
             pagination.as_ref().map(|p| p.style),
@@ -177,6 +214,10 @@ impl HttpSource {
             stale_pages: 0,
             cursor: committed,
             next,
+            pages: 0,
+            followed: HashSet::new(),
+            last_page: None,
+            notices: Vec::new(),
         })
     }
 
@@ -186,8 +227,24 @@ impl HttpSource {
             if self.next == PageState::Done {
                 return Ok(None);
             }
+            if let Some(paging) = &self.pagination
+                && self.pages >= paging.max_pages
+            {
+                let max = paging.max_pages;
+                self.notice(
+                    "page-cap",
+                    format!(
+                        "read {max} pages (`max_pages`) this run; the listing stops here and \
+                         the next run continues from the checkpoint"
+                    ),
+                );
+                self.next = PageState::Done;
+                return Ok(None);
+            }
             let asked = self.next.clone();
-            let body = self.fetch_page().await?;
+            // On failure nothing changed: asked again, this is the same page.
+            let (body, link) = self.fetch_page().await?;
+            self.pages += 1;
             let records = match body.pointer(&self.records) {
                 Some(Value::Array(items)) => items.clone(),
                 Some(Value::Null) | None if !self.records.is_empty() => Vec::new(),
@@ -205,7 +262,21 @@ impl HttpSource {
             let records = if self.keyset {
                 self.advance_keyset(asked, records)?
             } else {
-                self.advance(&body, records.len());
+                let print = page_fingerprint(&records);
+                if self.pagination.is_some() && self.last_page == Some(print) {
+                    self.notice(
+                        "identical-page",
+                        format!(
+                            "page {} is identical to the page before (does the API ignore \
+                             the paging parameter?); the listing stops here",
+                            self.pages
+                        ),
+                    );
+                    self.next = PageState::Done;
+                    return Ok(None);
+                }
+                self.last_page = Some(print);
+                self.advance(&body, link, &records);
                 records
             };
             if let Some(field) = &self.cursor_field {
@@ -231,6 +302,11 @@ impl HttpSource {
         }
     }
 
+    /// What the listing noticed since last asked (see [`SourceNotice`]).
+    pub fn take_notices(&mut self) -> Vec<SourceNotice> {
+        std::mem::take(&mut self.notices)
+    }
+
     /// Keyset paging: drops what was read before (records before the cursor the page was
     /// asked from, and the overlap at it), and decides where the next page starts.
     fn advance_keyset(
@@ -247,7 +323,7 @@ impl HttpSource {
         let offset = match asked {
             PageState::Offset(offset) => offset,
             PageState::Page(page) => page.saturating_sub(1) * size,
-            PageState::Token(_) | PageState::Done => 0,
+            PageState::Token(_) | PageState::Link(_) | PageState::Seek(_) | PageState::Done => 0,
         };
         let cursor_of = |record: &Value| record.get(field).filter(|v| !v.is_null()).cloned();
         let boundary = self.query_cursor.clone();
@@ -289,11 +365,13 @@ impl HttpSource {
                 None | Some(true) => {
                     self.passes += 1;
                     if self.passes > MAX_TIE_PASSES {
-                        tracing::warn!(
-                            cursor = ?self.query_cursor, passes = MAX_TIE_PASSES,
-                            "Records sharing one cursor value kept changing while read; \
-                             stopping the listing at that value (the next run resumes there)."
+                        let message = format!(
+                            "records sharing cursor value {} kept changing while read \
+                             ({MAX_TIE_PASSES} passes); the listing stops at that value and \
+                             the next run resumes there",
+                            cursor_text(self.query_cursor.as_ref())
                         );
+                        self.notice("stale-pages", message);
                         self.next = PageState::Done;
                         return Ok(out);
                     }
@@ -339,12 +417,13 @@ impl HttpSource {
         self.next = if at_end {
             PageState::Done
         } else if self.stale_pages >= MAX_STALE_PAGES {
-            tracing::warn!(
-                cursor = ?self.query_cursor, pages = MAX_STALE_PAGES,
-                "The listing returned nothing new for several pages (does the API ignore \
-                 the offset or page parameter?); stopping it here, the next run resumes at \
-                 this cursor."
+            let message = format!(
+                "the listing returned nothing new for {MAX_STALE_PAGES} pages (does the API \
+                 ignore the offset or page parameter?); it stops here and the next run \
+                 resumes at cursor {}",
+                cursor_text(self.query_cursor.as_ref())
             );
+            self.notice("stale-pages", message);
             PageState::Done
         } else {
             if self.ties >= size {
@@ -355,14 +434,18 @@ impl HttpSource {
         Ok(out)
     }
 
-    fn advance(&mut self, body: &Value, count: usize) {
+    /// Where the next page starts after a page of `records` (positional or token paging).
+    fn advance(&mut self, body: &Value, link: Option<String>, records: &[Value]) {
         let Some(paging) = &self.pagination else {
             self.next = PageState::Done;
             return;
         };
+        let count = records.len();
         let short = (count as u32) < paging.size;
-        self.next = match &self.next {
-            PageState::Offset(_) | PageState::Page(_) if short => PageState::Done,
+        let next = match &self.next {
+            PageState::Offset(_) | PageState::Page(_) | PageState::Seek(_) if short => {
+                PageState::Done
+            }
             PageState::Offset(offset) => PageState::Offset(offset + count as u64),
             PageState::Page(page) => PageState::Page(page + 1),
             PageState::Token(_) => match body.pointer(&paging.token_path) {
@@ -371,11 +454,50 @@ impl HttpSource {
                 }
                 _ => PageState::Done,
             },
+            PageState::Link(_) => link.map_or(PageState::Done, |url| PageState::Link(Some(url))),
+            PageState::Seek(_) => match records.last().and_then(|r| r.pointer(&paging.from)) {
+                Some(Value::String(key)) if !key.is_empty() => PageState::Seek(Some(key.clone())),
+                Some(key @ Value::Number(_)) => PageState::Seek(Some(key.to_string())),
+                _ => PageState::Done,
+            },
             PageState::Done => PageState::Done,
         };
+        let followed = match &next {
+            PageState::Token(Some(value)) => Some(("next-token", value)),
+            PageState::Link(Some(value)) => Some(("next link", value)),
+            PageState::Seek(Some(value)) => Some(("seek key", value)),
+            _ => None,
+        };
+        if let Some((what, value)) = followed
+            && !self.followed.insert(value.clone())
+        {
+            let message = format!(
+                "the API returned {what} {value:?} a second time this run; following it would \
+                 read the same pages again forever, so the listing stops here"
+            );
+            self.notice("repeated-token", message);
+            self.next = PageState::Done;
+            return;
+        }
+        self.next = next;
     }
 
-    async fn fetch_page(&self) -> Result<Value, ConnectorError> {
+    /// Records a notice for the runtime (which logs and counts it).
+    fn notice(&mut self, reason: &'static str, message: String) {
+        self.notices.push(SourceNotice { reason, message });
+    }
+
+    /// Fetches the page `self.next` points at: its body, and the `Link` header's next URL.
+    async fn fetch_page(&self) -> Result<(Value, Option<String>), ConnectorError> {
+        if let PageState::Link(Some(url)) = &self.next {
+            // The link is the whole next request, query and paging included; the per-call
+            // headers still go with it.
+            let headers = self.render_headers(&json!({"cursor": self.query_cursor}))?;
+            return self
+                .get(url, &[], &headers)
+                .await
+                .map_err(|err| page_failed(url, err));
+        }
         let context = json!({"cursor": self.query_cursor});
         let path = self
             .path
@@ -394,15 +516,33 @@ impl HttpSource {
             match &self.next {
                 PageState::Offset(offset) => query.push((paging.param.clone(), offset.to_string())),
                 PageState::Page(page) => query.push((paging.param.clone(), page.to_string())),
-                PageState::Token(Some(token)) => query.push((paging.param.clone(), token.clone())),
-                PageState::Token(None) | PageState::Done => {}
+                PageState::Token(Some(token)) | PageState::Seek(Some(token)) => {
+                    query.push((paging.param.clone(), token.clone()))
+                }
+                PageState::Token(None)
+                | PageState::Seek(None)
+                | PageState::Link(_)
+                | PageState::Done => {}
             }
             query.push((paging.size_param.clone(), paging.size.to_string()));
         }
+        let headers = self.render_headers(&context)?;
+        let url = format!("{}{}", self.system.base_url, path);
+        self.get(&url, &query, &headers)
+            .await
+            .map_err(|err| page_failed(&url, err))
+    }
+
+    /// The per-call `headers:` rendered over `context` (a header whose value is not known yet,
+    /// such as `{{cursor}}` on a first run, is left out).
+    fn render_headers(
+        &self,
+        context: &Value,
+    ) -> Result<Vec<(String, reqwest::header::HeaderValue)>, ConnectorError> {
         let mut headers = Vec::with_capacity(self.headers.len());
         for (name, template) in &self.headers {
             // Like a query parameter, a header whose value is not known yet is left out.
-            if let Ok(value) = template.render(&context, Escape::None)
+            if let Ok(value) = template.render(context, Escape::None)
                 && !value.is_empty()
             {
                 let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
@@ -414,33 +554,7 @@ impl HttpSource {
                 headers.push((name.clone(), value));
             }
         }
-        let url = format!("{}{}", self.system.base_url, path);
-        let mut last = String::new();
-        for attempt in 1..=PAGE_ATTEMPTS {
-            match self.get(&url, &query, &headers).await {
-                Ok(body) => return Ok(body),
-                Err(failure) if !failure.retryable => {
-                    return Err(source_unavailable(format!(
-                        "GET {url}: {}",
-                        failure.message
-                    )));
-                }
-                Err(failure) => {
-                    tracing::warn!(url = %url, attempt, error = %failure.message, "Source page failed; will retry.");
-                    last = failure.message;
-                    if attempt < PAGE_ATTEMPTS {
-                        let wait = failure
-                            .retry_after
-                            .map_or(1 << (attempt - 1), |wait| wait.as_secs())
-                            .min(30);
-                        tokio::time::sleep(Duration::from_secs(wait)).await;
-                    }
-                }
-            }
-        }
-        Err(source_unavailable(format!(
-            "GET {url} failed {PAGE_ATTEMPTS} times; last: {last}"
-        )))
+        Ok(headers)
     }
 
     async fn get(
@@ -448,7 +562,7 @@ impl HttpSource {
         url: &str,
         query: &[(String, String)],
         headers: &[(String, reqwest::header::HeaderValue)],
-    ) -> Result<Value, ConnectorError> {
+    ) -> Result<(Value, Option<String>), ConnectorError> {
         let mut request = self.system.request(reqwest::Method::GET, url).query(query);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.clone());
@@ -457,9 +571,13 @@ impl HttpSource {
             .system
             .send(request)
             .await
-            .map_err(|err| ConnectorError::unavailable(err.to_string()))?;
+            .map_err(|err| err.into_connector_error(""))?;
         let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
+        let wait = retry_after(response.headers()).or_else(|| {
+            (status == 429)
+                .then(|| rate_limit_reset(response.headers()))
+                .flatten()
+        });
         if !(200..300).contains(&status) {
             let prefix = read_prefix(&mut response, ERROR_BODY_PREFIX).await;
             return Err(ConnectorError::from_status(
@@ -476,12 +594,101 @@ impl HttpSource {
                 status: Some(status),
                 ..ConnectorError::unavailable(err.to_string())
             })?;
-        serde_json::from_slice(&body).map_err(|err| ConnectorError {
+        let link = next_link(response.url(), response.headers());
+        let body = serde_json::from_slice(&body).map_err(|err| ConnectorError {
             retryable: false,
             status: Some(status),
             ..ConnectorError::unavailable(format!("response is not JSON: {err}"))
-        })
+        })?;
+        Ok((body, link))
     }
+}
+
+/// A page that could not be read, as the runtime retries it: retryable or not as the failure
+/// was, with the wait the API asked for.
+fn page_failed(url: &str, failure: ConnectorError) -> ConnectorError {
+    let url = crate::redact::redact(url);
+    ConnectorError {
+        retryable: failure.retryable,
+        retry_after: failure.retry_after,
+        status: failure.status,
+        ..source_unavailable(format!("GET {url}: {}", failure.message))
+    }
+}
+
+/// The wait a 429 asks for in rate-limit headers when it has no `Retry-After`:
+/// `RateLimit-Reset`/`X-RateLimit-Reset` as seconds to wait, or (a value larger than a day)
+/// as the Unix time the window resets at.
+fn rate_limit_reset(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let value = ["ratelimit-reset", "x-ratelimit-reset", "x-rate-limit-reset"]
+        .iter()
+        .find_map(|name| headers.get(*name))?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    const DAY: u64 = 24 * 60 * 60;
+    if value <= DAY {
+        return Some(value);
+    }
+    let now = u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
+    Some(value.saturating_sub(now))
+}
+
+/// The `rel="next"` target of a response's `Link` headers, resolved against its URL.
+fn next_link(url: &reqwest::Url, headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(link_rel_next)
+        .and_then(|target| url.join(&target).ok())
+        .map(String::from)
+}
+
+/// The target of the `rel="next"` link in one `Link` header value (RFC 8288): links are
+/// `<target>; param=value; ...`, separated by commas (a target may itself hold commas).
+fn link_rel_next(header: &str) -> Option<String> {
+    let mut rest = header;
+    loop {
+        let open = rest.find('<')?;
+        let close = open + rest[open..].find('>')?;
+        let target = &rest[open + 1..close];
+        let after = &rest[close + 1..];
+        let params_end = after.find('<').unwrap_or(after.len());
+        // The parameters run to the next link; the comma before it is no part of them.
+        let params = after[..params_end].trim_end().trim_end_matches(',');
+        let is_next = params.split(';').any(|param| {
+            let Some((name, value)) = param.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.to_owned());
+        }
+        rest = &after[params_end..];
+    }
+}
+
+/// A fingerprint of a whole page's records, to recognise a page served twice in a row.
+fn page_fingerprint(records: &[Value]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for record in records {
+        record.to_string().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// A cursor value for a message.
+fn cursor_text(cursor: Option<&Value>) -> String {
+    cursor.map_or_else(|| "(none)".into(), |c| c.to_string())
 }
 
 /// Whether any query parameter is rendered from the cursor: rendering with two different
@@ -541,6 +748,10 @@ impl crate::connectors::Source for HttpSource {
     async fn next_batch(&mut self, _max_records: usize) -> Result<Option<Batch>, ConnectorError> {
         HttpSource::next_batch(self).await
     }
+
+    fn take_notices(&mut self) -> Vec<SourceNotice> {
+        HttpSource::take_notices(self)
+    }
 }
 
 #[cfg(test)]
@@ -566,5 +777,24 @@ mod tests {
             Ordering::Equal
         );
         assert_eq!(cursor_cmp(&json!("b"), &json!("a")), Ordering::Greater);
+    }
+
+    #[test]
+    fn link_headers_give_the_next_target() {
+        assert_eq!(
+            link_rel_next(
+                r#"<https://a.example/o?page=2&x=1,2>; rel="next", <https://a.example/o?page=9>; rel="last""#
+            ),
+            Some("https://a.example/o?page=2&x=1,2".into())
+        );
+        assert_eq!(
+            link_rel_next(r#"<https://a.example/o?page=1>; rel="prev", </o?page=3>; rel=next"#),
+            Some("/o?page=3".into())
+        );
+        assert_eq!(
+            link_rel_next(r#"<https://a.example/o?page=1>; rel="prev""#),
+            None
+        );
+        assert_eq!(link_rel_next("garbage"), None);
     }
 }

@@ -25,6 +25,8 @@ fn env() -> LoadOptions {
         strict: false,
         env: EnvLookup::empty()
             .with("MARKETPLACE_URL", "http://m")
+            .with("MARKETPLACE_CLIENT_ID", "test-client")
+            .with("MARKETPLACE_CLIENT_SECRET", "test-secret")
             .with("STOREFRONT_URL", "http://s")
             .with("ALERTS_URL", "http://a"),
     }

@@ -100,6 +100,20 @@ pub(super) fn check_enrichments(
                 .with_hint(Some(format!("write \"/{records}\""))),
             );
         }
+        if let Some(rate) = &request.rate_limit
+            && let Err(err) = crate::connectors::http::rate_limit::Rate::parse(rate, request.burst)
+        {
+            report.push(
+                at.error(
+                    &format!("{base}/request/rate_limit"),
+                    Code::InvalidValue,
+                    err.to_string(),
+                )
+                .with_hint(Some(
+                    crate::connectors::http::rate_limit::RATE_HINT.to_owned(),
+                )),
+            );
+        }
         if let Some(retry) = &enrich.retry {
             check_retry(retry, &format!("{base}/retry"), at, report);
         }

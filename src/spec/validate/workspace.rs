@@ -58,7 +58,7 @@ pub(crate) fn check(
     let owners: Vec<&str> = spec.owners.keys().map(String::as_str).collect();
 
     for (name, system) in &spec.systems {
-        check_connector_sections(name, system, at, report);
+        check_connector_sections(name, system, at, input, report);
     }
     if let Some(size) = spec
         .state
@@ -222,6 +222,7 @@ fn check_connector_sections(
     name: &str,
     system: &SystemConfig,
     at: &At<'_>,
+    input: &Input<'_>,
     report: &mut Report<'_>,
 ) {
     let base = format!("/systems/{}", seg(name));
@@ -263,6 +264,26 @@ fn check_connector_sections(
         let base = format!("{base}/{}", seg(key));
         for problem in connector.check_system(settings) {
             report.push(problem_diagnostic(&problem, &base, &[], at));
+        }
+        for (pointer, var) in connector.secret_vars(settings) {
+            if !input.options.env.is_offline()
+                && input
+                    .options
+                    .env
+                    .get(&var)
+                    .is_none_or(|value| value.is_empty())
+            {
+                report.push(
+                    at.error(
+                        &format!("{base}{pointer}"),
+                        Code::UnsetSecret,
+                        format!("environment variable {var} is not set (a credential of system \"{name}\")"),
+                    )
+                    .with_hint(Some(format!(
+                        "export {var} before running: without it every request would be refused"
+                    ))),
+                );
+            }
         }
     }
 }
@@ -550,6 +571,13 @@ fn expand_strings(value: &mut Value, pointer: String, expand: &mut dyn FnMut(&mu
     }
 }
 
+/// Whether a pointer is a system's `headers` or `auth` setting, where `${ENV}` carries
+/// credentials (`/systems/NAME/CONNECTOR/headers/...`).
+fn is_credential_pointer(pointer: &str) -> bool {
+    let mut segments = pointer.split('/').skip(1);
+    segments.next() == Some("systems") && matches!(segments.nth(2), Some("headers" | "auth"))
+}
+
 fn properties(contract: &Value) -> Option<Vec<String>> {
     contract
         .get("properties")?
@@ -571,14 +599,23 @@ fn expand_env(
             let message = format!("environment variable {name} is not set");
             let (line, column) = crate::mapping::syntax::line_column(text, offset);
             let position = at.map.inside(&pointer, (line, column));
-            let diagnostic = if input.options.strict {
+            // An unset credential is never a warning: the API would refuse every request,
+            // and the refusal would read as an outage.
+            // Flow tests call no system, so there it is only what any unset variable is.
+            let secret = is_credential_pointer(&pointer) && !input.options.env.is_offline();
+            let diagnostic = if secret {
+                Diagnostic::error(at.file, position, Code::UnsetSecret, message.clone())
+            } else if input.options.strict {
                 Diagnostic::error(at.file, position, Code::UnsetEnvStrict, message)
             } else {
                 Diagnostic::warning(at.file, position, Code::UnsetEnv, message)
             };
-            report.push(diagnostic.with_hint(Some(format!(
-                "export {name} before running, or it expands to an empty string"
-            ))));
+            let hint = if secret {
+                format!("export {name} before running: a header without it is refused by the API")
+            } else {
+                format!("export {name} before running, or it expands to an empty string")
+            };
+            report.push(diagnostic.with_hint(Some(hint)));
         }
         *text = value;
     };

@@ -79,7 +79,7 @@ impl SqliteBackend {
                 source,
             },
         };
-        let mut conn = connect(path).map_err(sqlite)?;
+        let mut conn = connect_when_free(path).map_err(sqlite)?;
         check_integrity(&conn, path)?;
         migrations::apply(&mut conn).map_err(|err| match err {
             migrations::MigrationError::Sqlite(source) => sqlite(source),
@@ -400,6 +400,30 @@ fn unusable(path: &Path, problem: &str, fix: &str) -> StoreError {
         fix: fix.to_owned(),
     }
 }
+
+/// [`connect`], waiting while another process holds the file: switching to WAL or recovering
+/// a WAL can answer "database is locked" at once, without the busy handler, when several
+/// processes open one new state file together. Bounded: after [`OPEN_BUSY_FOR`] the error is
+/// returned.
+fn connect_when_free(path: &Path) -> rusqlite::Result<Connection> {
+    let started = std::time::Instant::now();
+    loop {
+        match connect(path) {
+            Err(err)
+                if matches!(
+                    err.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && started.elapsed() < OPEN_BUSY_FOR =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long opening a state file waits for other processes opening it at the same time.
+const OPEN_BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     // No `SQLITE_OPEN_CREATE`: a file that vanished since it was checked is an error here,
