@@ -28,7 +28,7 @@ const CONTRACT: &str = r#"{
   }
 }"#;
 
-fn workspace(name: &str, marketplace: &str) -> (PathBuf, TestState) {
+fn workspace(name: &str, marketplace: &str, window: &str) -> (PathBuf, TestState) {
     let root =
         std::env::temp_dir().join(format!("switchyard-enrich-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -81,6 +81,7 @@ failures:
     action: repair
     runbook: The marketplace has no lines for this order; check it in the back office.
 "#;
+    let flow = flow.replace("window: 20s", &format!("window: {window}"));
     std::fs::write(root.join(format!("flows/{FLOW}.yaml")), flow).unwrap();
     let state = TestState::attach(&format!("enrich_{name}"), &root);
     (root, state)
@@ -134,7 +135,7 @@ async fn order_lines_come_from_the_items_call_cached_retried_and_dead_lettered()
     records.push(again);
     records.push(serde_json::json!({ "order_id": "NO-SUCH-ORDER", "seq": 200 }));
 
-    let (root, _state) = workspace("sandbox", &sandbox.marketplace_url());
+    let (root, _state) = workspace("sandbox", &sandbox.marketplace_url(), "20s");
     let loaded = load_workspace(
         &root,
         &LoadOptions {
@@ -288,4 +289,88 @@ fn explain_mentions_the_enrichment() {
         "{}",
         output.stdout
     );
+}
+
+/// An order whose items route stays down past the enrichment's window is an
+/// `enrichment-failed` dead letter, never lost: once the route is back, replaying it calls
+/// again and delivers it with its lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrichment_failed_order_is_delivered_with_its_lines_on_replay() {
+    let sandbox = Sandbox::start(SandboxConfig {
+        offers: 0,
+        orders: 1,
+        ack_deadline_secs: 600,
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    let client = switchyard::connectors::http::client_builder()
+        .build()
+        .unwrap();
+    let listing: Value = client
+        .get(format!("{}/api/orders", sandbox.marketplace_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut order = listing["orders"][0].clone();
+    order["seq"] = 1.into();
+    let (root, _state) = workspace("replay", &sandbox.marketplace_url(), "1s");
+    let loaded = load_workspace(
+        &root,
+        &LoadOptions {
+            strict: true,
+            env: EnvLookup::empty(),
+        },
+    );
+    let workspace = loaded.workspace.expect("workspace loads");
+    sandbox.inject_orders_fault(Fault::fail_for(503, 60));
+    let store = Store::open_target(&workspace.state).await.unwrap();
+    let options = RunOptions {
+        progress: false,
+        ..RunOptions::default()
+    };
+    let report = FlowRun::new(
+        &workspace,
+        FLOW,
+        store.clone(),
+        options,
+        Some(SourceOverride(vec![order.clone()])),
+        None,
+    )
+    .await
+    .expect("flow opens")
+    .run()
+    .await
+    .expect("run");
+    assert_eq!(
+        report.by_failure.get("enrichment-failed"),
+        Some(&1),
+        "{report:?}"
+    );
+    assert!(output(&root).is_empty());
+    let letters = store
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].letter.error.contains("503"),
+        "{}",
+        letters[0].letter.error
+    );
+
+    sandbox.clear_orders_faults();
+    let outcome = switchyard::runtime::replay::replay(&workspace, &store, letters[0].id, "test")
+        .await
+        .expect("replay");
+    assert_eq!(
+        outcome,
+        switchyard::runtime::replay::ReplayOutcome::Delivered
+    );
+    let written = output(&root);
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0]["lines"], order["order_lines"]);
 }
