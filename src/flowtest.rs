@@ -117,6 +117,20 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             observer: crate::runtime::Observer::default(),
             intake: false,
         };
+        let canned = crate::runtime::enrich::CannedEnrichment {
+            responses: case
+                .enrich
+                .iter()
+                .map(|(field, by_path)| {
+                    let answers = by_path
+                        .iter()
+                        .map(|(path, answer)| (path.clone(), (answer.status, answer.body.clone())))
+                        .collect();
+                    (field.clone(), answers)
+                })
+                .collect(),
+            calls: std::sync::Arc::default(),
+        };
         let scripted = match &case.source_pages {
             Some(pages) => Some(source_pages::ScriptedSource::start(pages).await?),
             None => None,
@@ -155,7 +169,8 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 acks: acks.clone(),
             }),
         )
-        .await?;
+        .await?
+        .with_enrichment(&canned);
         let mut failures = Vec::new();
         // A run that stops with an error is an outcome a case may expect (`stopped`).
         let (report, stopped) = match (run.run().await, &case.expect.stopped) {
@@ -228,6 +243,14 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
                 })
                 .collect();
             compare_acks(expected, &actual, &mut failures);
+        }
+        if let Some(expected) = &case.expect.enrichment_calls {
+            let actual = canned.calls();
+            if *expected != actual {
+                failures.push(format!(
+                    "enrichment calls differ:\n  - expected {expected:?}\n  + got      {actual:?}"
+                ));
+            }
         }
         if let Some(expected) = case.expect.duplicates
             && expected != report.duplicates

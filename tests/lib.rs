@@ -3,6 +3,7 @@
 
 mod auth;
 mod daemon;
+mod enrich;
 mod explain;
 mod files;
 mod flowtests;

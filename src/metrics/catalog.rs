@@ -70,6 +70,15 @@ pub static RECORDS_FILTERED: Metric = Metric {
     kind: Kind::Counter,
     labels: FLOW,
 };
+/// Enrichment calls (`enrich:`) by outcome: `called` (a request sent, retries included),
+/// `cache_hit` (a record answered from the run's cache), `retried`, `failed` (a request that
+/// failed for good).
+pub static ENRICHMENT_CALLS: Metric = Metric {
+    name: "switchyard_enrichment_calls_total",
+    help: "Enrichment requests by enrichment and outcome (called, cache_hit, retried, failed).",
+    kind: Kind::Counter,
+    labels: &["flow", "enrichment", "outcome"],
+};
 /// Records dead-lettered, by failure mode and owner.
 pub static RECORDS_DEAD_LETTERED: Metric = Metric {
     name: "switchyard_records_dead_lettered_total",
@@ -239,6 +248,7 @@ pub static ALL: &[&Metric] = &[
     &RECORDS_DELIVERED,
     &RECORDS_DUPLICATE,
     &RECORDS_FILTERED,
+    &ENRICHMENT_CALLS,
     &RECORDS_DEAD_LETTERED,
     &RECORDS_RETRIED,
     &BATCHES_COMMITTED,

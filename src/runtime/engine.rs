@@ -14,6 +14,7 @@ use super::clock::Clock;
 use super::commit::{CommitError, Committer, Job};
 use super::deadlines::warn_deadline;
 use super::delivery::{AckTarget, Delivering, Outcome, Unit, lock, running_retry_clocks, units};
+use super::enrich::{CannedEnrichment, Enricher, Verdict};
 use super::events::{
     BatchRead, ContractNullsTolerated, DuplicateSkipped, FlowEvents, FlowLockRefused, Observer,
     RecordAcknowledged, RecordFiltered, RunFinished, RunStarted, SinkFailed, SinkOutageDeclared,
@@ -172,6 +173,8 @@ pub struct FlowRun {
     /// The source position of the last batch settled in full (the checkpoint to commit).
     position: Value,
     events: FlowEvents,
+    /// The flow's `enrich:` calls, with their clients and this run's cache.
+    enricher: Enricher,
 }
 
 /// The records of a [`SourceOverride`], as one batch.
@@ -278,6 +281,12 @@ impl FlowRun {
             }
         };
         let clock = options.clock;
+        // Flow tests (recorders for sinks) answer enrichments themselves: never the network.
+        let enricher = match sink {
+            Some(_) => Enricher::canned(&plan.enrichments, &CannedEnrichment::default()),
+            None => Enricher::open(workspace, &plan.enrichments)
+                .map_err(|err| setup(err.to_string()))?,
+        };
         let ack_recorder = sink.as_ref().map(|s| s.acks.clone());
         let sink: Arc<dyn Sink> = match sink {
             Some(SinkOverride { sink, .. }) => sink.sink(move || clock.now_ms()),
@@ -349,7 +358,14 @@ impl FlowRun {
             lease,
             position: checkpoint.position,
             events,
+            enricher,
         })
+    }
+
+    /// Answers the flow's enrichment calls from `canned` (flow tests).
+    pub fn with_enrichment(mut self, canned: &CannedEnrichment) -> Self {
+        self.enricher = Enricher::canned(&self.plan.enrichments, canned);
+        self
     }
 
     /// A delivery of this run's units to its sink and acknowledgement target, one unit at a
@@ -475,9 +491,12 @@ impl FlowRun {
             });
             let mut batch = batch;
             self.look_up(&mut batch).await?;
+            let verdicts = self.enrich(&mut batch).await?;
             let unsettled_before = report.unsettled;
             let delivered_before = report.delivered;
-            let (settled, stop) = self.settle(&batch, processed, &mut report).await?;
+            let (settled, stop) = self
+                .settle(&batch, &verdicts, processed, &mut report)
+                .await?;
             // The cursor never passes a record that is not settled: with any left, the
             // checkpoint stays where the batch started and the next run reads it again.
             let settled_in_full = report.unsettled == unsettled_before;
@@ -578,7 +597,21 @@ impl FlowRun {
         original: &[u8],
         resolves: &Resolution,
     ) -> Result<Result<(), String>, RunError> {
-        let prepared = record::prepare(&self.plan, &RawRecord::Line(original));
+        let mut prepared = record::prepare(&self.plan, &RawRecord::Line(original));
+        // A replayed record is enriched again, as a record read is.
+        if !self.enricher.is_empty()
+            && let Ok(value) = serde_json::from_slice::<Value>(original)
+        {
+            let mut batch = Batch {
+                records: crate::connectors::BatchRecords::Values(vec![value]),
+                position: Value::Null,
+            };
+            let verdicts = self.enrich(&mut batch).await?;
+            if let Some(raw) = batch.get(0) {
+                prepared = record::prepare(&self.plan, &raw);
+                apply_verdict(&mut prepared, verdicts.first());
+            }
+        }
         let ready = match record::admit(prepared, &mut KeySet::default()) {
             Admission::Deliver(ready) => ready,
             Admission::Reject(rejected) => {
@@ -728,12 +761,30 @@ impl FlowRun {
         Ok(())
     }
 
+    /// Runs the flow's `enrich:` calls over a batch (after lookups); returns each record's
+    /// verdict, applied where records are admitted.
+    async fn enrich(&self, batch: &mut Batch) -> Result<Vec<Option<Verdict>>, RunError> {
+        self.enricher
+            .apply(
+                batch,
+                self.options.clock,
+                &self.events,
+                self.options.concurrency,
+            )
+            .await
+            .map_err(|err| RunError::Setup {
+                flow: self.plan.name.clone(),
+                message: err.to_string(),
+            })
+    }
+
     /// Settles every record of a batch; returns what to commit and whether to stop. A record
     /// with a unit abandoned in an outage is left out entirely (no processed key, no dead
     /// letter for its other legs): it is read again, and decided whole, on the next run.
     async fn settle(
         &self,
         batch: &Batch,
+        verdicts: &[Option<Verdict>],
         processed: &mut KeySet,
         report: &mut RunReport,
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
@@ -741,9 +792,9 @@ impl FlowRun {
         // general way.
         let batch_sink = self.sink.style() == SinkStyle::Batch;
         if batch_sink && self.plan.split.is_none() {
-            return self.settle_lines(batch, processed, report).await;
+            return self.settle_lines(batch, verdicts, processed, report).await;
         }
-        let prepared = prepare_all(&self.plan, batch);
+        let prepared = prepare_all(&self.plan, batch, verdicts);
         let original = |index: usize| original_of(batch, index);
         let mut settled = Vec::with_capacity(prepared.len());
         // Records admitted for delivery: their processed key, committed once every unit is
@@ -925,13 +976,14 @@ impl FlowRun {
     async fn settle_lines(
         &self,
         batch: &Batch,
+        verdicts: &[Option<Verdict>],
         processed: &mut KeySet,
         report: &mut RunReport,
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
         let mut settled = Vec::with_capacity(batch.len());
         let mut index = 0;
         let mut stop = None;
-        for (lines, prepared) in prepare_all_encoded(&self.plan, batch) {
+        for (lines, prepared) in prepare_all_encoded(&self.plan, batch, verdicts) {
             // (batch index, index into `settled`, idempotency key, line range) of each record
             // to write.
             let mut written = Vec::with_capacity(prepared.len());
@@ -1523,11 +1575,15 @@ impl FlowRun {
 }
 
 /// Runs the pure stage over a batch, on two threads when the batch is large.
-fn prepare_all(plan: &FlowPlan, batch: &Batch) -> Vec<Prepared> {
+fn prepare_all(plan: &FlowPlan, batch: &Batch, verdicts: &[Option<Verdict>]) -> Vec<Prepared> {
     let halves = in_two(batch.len(), |range| {
         range
-            .filter_map(|i| batch.get(i))
-            .map(|raw: RawRecord<'_>| record::prepare(plan, &raw))
+            .filter_map(|i| Some((i, batch.get(i)?)))
+            .map(|(i, raw)| {
+                let mut prepared = record::prepare(plan, &raw);
+                apply_verdict(&mut prepared, verdicts.get(i));
+                prepared
+            })
             .collect::<Vec<_>>()
     });
     halves.into_iter().flatten().collect()
@@ -1538,16 +1594,39 @@ fn prepare_all(plan: &FlowPlan, batch: &Batch) -> Vec<Prepared> {
 type EncodedPart = (Vec<u8>, Vec<Prepared<std::ops::Range<usize>>>);
 
 /// [`prepare_all`] for file sinks: the parts of the batch, in record order.
-fn prepare_all_encoded(plan: &FlowPlan, batch: &Batch) -> Vec<EncodedPart> {
+fn prepare_all_encoded(
+    plan: &FlowPlan,
+    batch: &Batch,
+    verdicts: &[Option<Verdict>],
+) -> Vec<EncodedPart> {
     in_two(batch.len(), |range| {
         // A mapped record is usually smaller than its input line; start from that.
         let mut lines = Vec::with_capacity(range.len() * 384);
         let prepared = range
-            .filter_map(|i| batch.get(i))
-            .map(|raw: RawRecord<'_>| record::prepare_encoded(plan, &raw, &mut lines))
+            .filter_map(|i| Some((i, batch.get(i)?)))
+            .map(|(i, raw)| {
+                let mut prepared = record::prepare_encoded(plan, &raw, &mut lines);
+                apply_verdict(&mut prepared, verdicts.get(i));
+                prepared
+            })
             .collect();
         (lines, prepared)
     })
+}
+
+/// Applies an enrichment verdict to a prepared record. A record the flow's `where:` filters
+/// out stays filtered: the flow does not act on it, so its failed call does not matter.
+fn apply_verdict<B>(prepared: &mut Prepared<B>, verdict: Option<&Option<Verdict>>) {
+    if prepared.filtered.is_some() {
+        return;
+    }
+    match verdict {
+        Some(Some(Verdict::Skip(reason))) => prepared.filtered = Some(reason.clone()),
+        Some(Some(Verdict::DeadLetter(error))) => {
+            prepared.result = Err(Verdict::rejection(error));
+        }
+        _ => {}
+    }
 }
 
 /// Runs `work` over `0..len`, split in two halves on two threads when there is enough work

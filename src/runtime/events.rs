@@ -20,9 +20,9 @@ use super::RunReport;
 use crate::connectors::ConnectorError;
 use crate::metrics::catalog::{
     BATCHES_COMMITTED, CONTRACT_NULL_WARNINGS, DEADLINE_WARNINGS, DELIVERY_LATENCY,
-    FLOW_LEASE_LOST, FLOW_LOCK_REFUSED, LISTINGS_CUT, RECORDS_DEAD_LETTERED, RECORDS_DELIVERED,
-    RECORDS_DUPLICATE, RECORDS_FILTERED, RECORDS_RECEIVED, RECORDS_RETRIED, RUN_DURATION,
-    RUNS_FINISHED, SINK_OUTAGES, SOURCE_RETRIES, SOURCE_UNAVAILABLE,
+    ENRICHMENT_CALLS, FLOW_LEASE_LOST, FLOW_LOCK_REFUSED, LISTINGS_CUT, RECORDS_DEAD_LETTERED,
+    RECORDS_DELIVERED, RECORDS_DUPLICATE, RECORDS_FILTERED, RECORDS_RECEIVED, RECORDS_RETRIED,
+    RUN_DURATION, RUNS_FINISHED, SINK_OUTAGES, SOURCE_RETRIES, SOURCE_UNAVAILABLE,
 };
 use crate::metrics::{Counter, Histogram, Labels, Metrics};
 use crate::spec::model::FailureMode;
@@ -281,6 +281,70 @@ impl RuntimeEvent for RecordFiltered<'_> {
             "Record filtered out."
         );
         events.inner.filtered.add(1);
+    }
+}
+
+/// What became of one enrichment request (see [`crate::runtime::enrich`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrichmentOutcome {
+    /// A request was sent.
+    Called,
+    /// A record was answered from the run's cache, no request sent.
+    CacheHit,
+    /// A request failed transiently and is retried after a delay.
+    Retried,
+    /// A request failed for good (a 4xx, or past its retry window).
+    Failed,
+}
+
+impl EnrichmentOutcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrichmentOutcome::Called => "called",
+            EnrichmentOutcome::CacheHit => "cache_hit",
+            EnrichmentOutcome::Retried => "retried",
+            EnrichmentOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// An enrichment request was sent, answered from the cache, retried, or failed for good.
+#[derive(Debug)]
+pub struct EnrichmentCalled<'a> {
+    /// The enrichment (its field name in `enrich:`; bounded by the spec).
+    pub enrichment: &'a str,
+    /// What happened.
+    pub outcome: EnrichmentOutcome,
+    /// The URL (a log field only, never a label).
+    pub url: &'a str,
+    /// The failure, when the outcome is `Retried` or `Failed`.
+    pub error: Option<&'a str>,
+}
+
+impl RuntimeEvent for EnrichmentCalled<'_> {
+    fn emit(self, events: &FlowEvents) {
+        let error = self.error.unwrap_or("-");
+        match self.outcome {
+            EnrichmentOutcome::Called | EnrichmentOutcome::CacheHit => tracing::trace!(
+                flow = %events.flow(), enrichment = self.enrichment, url = self.url,
+                outcome = self.outcome.as_str(), "Enrichment call."
+            ),
+            EnrichmentOutcome::Retried => tracing::debug!(
+                flow = %events.flow(), enrichment = self.enrichment, url = self.url,
+                error = error, "Enrichment call failed; will retry."
+            ),
+            EnrichmentOutcome::Failed => tracing::warn!(
+                flow = %events.flow(), enrichment = self.enrichment, url = self.url,
+                error = error, "Enrichment call failed."
+            ),
+        }
+        let labels = vec![
+            ("flow", events.inner.flow.clone()),
+            ("enrichment", self.enrichment.to_owned()),
+            ("outcome", self.outcome.as_str().to_owned()),
+        ];
+        events.inner.metrics.count(&ENRICHMENT_CALLS, labels, 1);
     }
 }
 

@@ -13,6 +13,7 @@ mod commit;
 pub mod deadlines;
 mod delivery;
 pub mod engine;
+pub mod enrich;
 pub mod events;
 pub mod guard;
 mod lease;

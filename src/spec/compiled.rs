@@ -62,6 +62,8 @@ pub struct FlowPlan {
     pub split: Option<SplitConfig>,
     /// Fields looked up in the cross-references before mapping.
     pub lookups: Vec<LookupPlan>,
+    /// HTTP calls per record merged into it after `lookups` (see [`super::enrich`]).
+    pub enrichments: Vec<super::enrich::EnrichPlan>,
     /// Pointer to the sink's ID in its response, stored as a cross-reference.
     pub capture: Option<String>,
     /// The sink system's name (cross-references are stored under it).
@@ -207,6 +209,8 @@ impl FlowPlan {
                 })
             })
             .collect::<Result<Vec<_>, PlanError>>()?;
+        let enrichments = super::enrich::EnrichPlan::compile_all(&spec.enrich, &retry)
+            .map_err(|e| fail(e.to_string()))?;
         let filter = RecordFilter::compile(&spec.filter).map_err(|e| fail(e.to_string()))?;
         let guard = spec
             .requires
@@ -226,6 +230,7 @@ impl FlowPlan {
             deadline,
             split: spec.split.clone(),
             lookups,
+            enrichments,
             capture: spec.to.capture.as_ref().map(|c| c.id.clone()),
             sink_system: spec.to.system.clone(),
             name: spec.flow.clone(),

@@ -122,6 +122,8 @@ codes! {
     UnsetEnv = "W0701",
     /// A secret (an `auth` variable, or a `${ENV}` in a system's `headers`) is unset or empty.
     UnsetSecret = "E0702",
+    /// An `enrich:` field has the name of a field of the record's contract, which it replaces.
+    EnrichShadowsField = "W0801",
 }
 
 impl fmt::Display for Code {

@@ -123,6 +123,9 @@ pub fn flow_summary(flow: &Flow) -> String {
         text,
         ". It is {pattern}, {trigger}; its latency class is {latency}."
     );
+    for enrichment in &flow.plan.enrichments {
+        let _ = write!(text, " {}", enrichment.describe());
+    }
     let conditions = flow.plan.filter.describe();
     if !conditions.is_empty() {
         let _ = write!(
@@ -250,7 +253,7 @@ fn action_words(action: Action) -> &'static str {
 }
 
 /// `1h30m`, `30s`, `250ms`.
-fn human(duration: Duration) -> String {
+pub(crate) fn human(duration: Duration) -> String {
     let millis = duration.as_millis();
     if millis == 0 {
         return "0s".to_owned();

@@ -7,6 +7,7 @@
 pub mod compiled;
 pub mod diagnostic;
 pub mod duration;
+pub mod enrich;
 pub mod env;
 pub mod explain;
 pub mod filter;

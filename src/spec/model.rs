@@ -265,11 +265,13 @@ pub enum FailureMode {
     ReconciliationVariance,
     /// A record's `requires:` guard stayed unmet.
     GuardUnmet,
+    /// A record's `enrich:` call failed for good.
+    EnrichmentFailed,
 }
 
 impl FailureMode {
     /// Every failure mode, in documentation order.
-    pub const ALL: [FailureMode; 10] = [
+    pub const ALL: [FailureMode; 11] = [
         FailureMode::ContractViolation,
         FailureMode::OwnershipViolation,
         FailureMode::Duplicate,
@@ -280,6 +282,7 @@ impl FailureMode {
         FailureMode::DeadlineMissed,
         FailureMode::ReconciliationVariance,
         FailureMode::GuardUnmet,
+        FailureMode::EnrichmentFailed,
     ];
 
     /// The name used in specs, metrics and alerts.
@@ -295,6 +298,7 @@ impl FailureMode {
             FailureMode::DeadlineMissed => "deadline-missed",
             FailureMode::ReconciliationVariance => "reconciliation-variance",
             FailureMode::GuardUnmet => "guard-unmet",
+            FailureMode::EnrichmentFailed => "enrichment-failed",
         }
     }
 

@@ -310,6 +310,10 @@ pub struct FlowFile {
     /// flows stored (for example the marketplace order ID of an OMS order).
     #[serde(default)]
     pub lookup: IndexMap<String, LookupConfig>,
+    /// HTTP calls per record whose answers are merged into it, by field name, after `lookup`
+    /// and before `where:`, the contract and the mapping (see [`crate::spec::enrich`]).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub enrich: IndexMap<String, crate::spec::enrich::EnrichConfig>,
     /// Which records the flow acts on: every condition must hold; the others are counted as
     /// filtered, never delivered nor dead-lettered (see [`crate::spec::filter`]).
     #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
@@ -534,6 +538,9 @@ pub struct FailuresConfig {
     /// wait`, or at once with `otherwise: dead-letter`).
     #[serde(default, rename = "guard-unmet")]
     pub guard_unmet: Option<FailureConfig>,
+    /// A record's `enrich:` call failed for good (with `on_failure: dead-letter`).
+    #[serde(default, rename = "enrichment-failed")]
+    pub enrichment_failed: Option<FailureConfig>,
 }
 
 /// Who owns one failure mode and what they do.
@@ -611,6 +618,10 @@ pub struct TestCase {
     /// Outcomes earlier flows reached before the case runs, for `requires:` guards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<PriorOutcome>,
+    /// Answers to the flow's `enrich:` calls, by enrichment then request path (with `?query`
+    /// when the request has one); a request not listed is answered 404.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub enrich: IndexMap<String, IndexMap<String, crate::spec::enrich::EnrichResponse>>,
     /// What must come out.
     pub expect: TestExpectation,
 }
@@ -709,6 +720,10 @@ pub struct TestExpectation {
     /// HTTP acknowledgement, its path. Only the keys given are compared.
     #[serde(default)]
     pub acknowledgements: Option<Vec<ExpectedAcknowledgement>>,
+    /// The enrichment requests sent (`enrich:`), in order, each as its path (with `?query`),
+    /// retries included and cache hits not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment_calls: Option<Vec<String>>,
 }
 
 /// An expected acknowledgement call.

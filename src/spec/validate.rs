@@ -6,6 +6,7 @@
 //! resolved [`Workspace`] is only returned when there is no error.
 
 mod conditions;
+mod enrich;
 mod flow;
 mod guards;
 mod workspace;
@@ -106,7 +107,25 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
                 )),
             );
         }
+        let flow_spec = input
+            .flows
+            .iter()
+            .filter_map(|p| p.value.as_ref())
+            .find(|f| f.flow == spec.flow);
         for (index, case) in spec.cases.iter().enumerate() {
+            // Answers for an enrichment the flow does not have would never be used.
+            if let Some(flow) = flow_spec {
+                for name in case.enrich.keys().filter(|n| !flow.enrich.contains_key(*n)) {
+                    report.push(
+                        at.error(
+                            &format!("/cases/{index}/enrich/{}", seg(name)),
+                            Code::InvalidValue,
+                            format!("flow \"{}\" has no enrichment \"{name}\"", spec.flow),
+                        )
+                        .with_hint(did_you_mean(name, flow.enrich.keys().map(String::as_str))),
+                    );
+                }
+            }
             for (fault_index, fault) in case.faults.iter().enumerate() {
                 if let Some(text) = &fault.for_duration {
                     at.duration(

@@ -10,6 +10,7 @@
 mod auth;
 mod body;
 pub mod config;
+pub mod lookup;
 pub mod rate_limit;
 mod sink;
 mod source;

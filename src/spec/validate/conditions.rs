@@ -13,9 +13,10 @@ pub(crate) fn check_conditions(
     workspace: &Checked,
     report: &mut Report<'_>,
 ) {
-    // Lookups add their fields before the conditions are evaluated.
+    // Lookups and enrichments add their fields before the conditions are evaluated.
     let fields = workspace.properties(&spec.object).map(|mut fields| {
         fields.extend(spec.lookup.keys().cloned());
+        fields.extend(spec.enrich.keys().cloned());
         fields
     });
     for (index, condition) in spec.filter.iter().enumerate() {

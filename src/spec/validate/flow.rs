@@ -33,10 +33,10 @@ const POSSIBLE: [FailureMode; 6] = [
 const SOURCE_REQUEST_VARIABLES: &[&str] = &["cursor"];
 
 /// The fields a template may reference, and how to name them in a message.
-struct Scope<'a> {
+pub(super) struct Scope<'a> {
     /// `None` when unknown (no contract properties): field checks are skipped.
-    fields: Option<Vec<String>>,
-    what: &'a str,
+    pub(super) fields: Option<Vec<String>>,
+    pub(super) what: &'a str,
 }
 
 /// A flow that passed its checks, resolved but not yet compiled: the workspace compiles every
@@ -243,6 +243,7 @@ pub(crate) fn check(
 
     check_templates(spec, at, workspace, [&from, &to], &acknowledge, report);
     check_order_sections(spec, at, workspace, report);
+    super::enrich::check_enrichments(spec, at, workspace, report);
     super::conditions::check_conditions(spec, at, workspace, report);
     let trigger = check_trigger(spec, at, report);
 
@@ -281,6 +282,10 @@ pub(crate) fn check(
         }
         _ => &[],
     };
+    // So can an enrichment that dead-letters.
+    let enrich_modes = super::enrich::failure_modes(spec);
+    let extra: Vec<FailureMode> = extra.iter().chain(&enrich_modes).copied().collect();
+    let extra = extra.as_slice();
     let failures = check_failures(&spec.failures, default_owner, &owners, extra, at, report);
 
     let freshness = spec
@@ -487,10 +492,12 @@ fn check_templates(
         .get(&spec.object)
         .map(|object| format!("contract {}", object.contract))
         .unwrap_or_else(|| "contract".to_owned());
-    // Lookups add their fields to the record before mapping, and a split adds `_leg`.
+    // Lookups and enrichments add their fields to the record before mapping, and a split
+    // adds `_leg`.
     let extra = spec
         .lookup
         .keys()
+        .chain(spec.enrich.keys())
         .cloned()
         .chain(spec.split.as_ref().map(|_| "_leg".to_owned()));
     let record = Scope {
@@ -736,7 +743,7 @@ fn check_map(
     }
 }
 
-fn check_template(
+pub(super) fn check_template(
     source: &str,
     pointer: &str,
     scope: &Scope<'_>,
@@ -842,7 +849,7 @@ fn check_pointer(
     }
 }
 
-fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 10] {
+fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 11] {
     [
         (FailureMode::ContractViolation, &failures.contract_violation),
         (
@@ -860,6 +867,7 @@ fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>)
             &failures.reconciliation_variance,
         ),
         (FailureMode::GuardUnmet, &failures.guard_unmet),
+        (FailureMode::EnrichmentFailed, &failures.enrichment_failed),
     ]
 }
 
