@@ -245,7 +245,17 @@ fn compare(
 ) -> Result<Value, String> {
     let (a, b) = (arg(args, 0, helper)?, arg(args, 1, helper)?);
     let ordering = match (a, b) {
-        (Value::String(x), Value::String(y)) => x.cmp(y),
+        // Two amounts as text ("19.90", "9.5") order as amounts; other text (ISO dates, codes)
+        // in its own order.
+        (Value::String(x), Value::String(y)) => {
+            match (
+                x.parse::<rust_decimal::Decimal>(),
+                y.parse::<rust_decimal::Decimal>(),
+            ) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                _ => x.cmp(y),
+            }
+        }
         // Integers order the same as integers as they do as decimals, without the parsing.
         (Value::Number(x), Value::Number(y)) if x.is_i64() && y.is_i64() => {
             x.as_i64().cmp(&y.as_i64())
@@ -294,6 +304,21 @@ mod tests {
         assert_eq!(call("gt", &[json!(3), json!(0)]), Ok(json!(true)));
         assert_eq!(call("gt", &[json!("0.5"), json!(0)]), Ok(json!(true)));
         assert_eq!(call("lte", &[json!(0), json!(0)]), Ok(json!(true)));
+        // Amounts written as text order as amounts, whatever their scale or length.
+        assert_eq!(
+            call("lt", &[json!("19.9"), json!("19.90")]),
+            Ok(json!(false))
+        );
+        assert_eq!(
+            call("lte", &[json!("19.9"), json!("19.90")]),
+            Ok(json!(true))
+        );
+        assert_eq!(call("gt", &[json!("10"), json!("9.5")]), Ok(json!(true)));
+        // Other text keeps its own order (ISO dates).
+        assert_eq!(
+            call("lt", &[json!("2025-03-04"), json!("2025-11-01")]),
+            Ok(json!(true))
+        );
         assert_eq!(call("eq", &[json!("11"), json!("11")]), Ok(json!(true)));
         assert_eq!(call("eq", &[json!("11"), json!(11)]), Ok(json!(false)));
         assert_eq!(call("and", &[json!(true), json!(1)]), Ok(json!(true)));
