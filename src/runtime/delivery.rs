@@ -11,7 +11,7 @@ use super::clock::Clock;
 use super::events::FlowEvents;
 use super::guard::{self, Verdict};
 use super::plan::FlowPlan;
-use super::record::{Deadline, Output, Ready, Rejected};
+use super::record::{Deadline, Output, Ready, Rejected, Rejection};
 use super::retry::{self, Delivery, Outage, RetryClock};
 use crate::connectors::{ConnectorError, Outgoing, Sink};
 use crate::spec::guard::{GuardPlan, Otherwise, RequiredOutcome};
@@ -34,6 +34,21 @@ pub(super) struct Unit {
     pub(super) deadline: Option<Deadline>,
     /// The acknowledgement body from `acknowledge.map`; `None`: the static `body` is sent.
     pub(super) ack: Option<Value>,
+}
+
+impl Unit {
+    /// This unit as a dead letter of failure `mode`.
+    pub(super) fn rejected(&self, mode: FailureMode, reason: &str, error: String) -> Rejected {
+        Rejected {
+            record_key: Some(self.record_key.clone()),
+            idempotency_key: Some(self.idempotency_key.clone()),
+            rejection: Rejection {
+                mode,
+                reason: reason.into(),
+                error,
+            },
+        }
+    }
 }
 
 /// How one unit's delivery ended.

@@ -22,7 +22,7 @@ use super::events::{
 };
 use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
-use super::record::{self, Admission, KeySet, Prepared, Rejected, Rejection};
+use super::record::{self, Admission, KeySet, Prepared, Rejected};
 use super::retry::{self, Delivery, Outage, RetryClock};
 use crate::connectors::recorder::RecorderSink;
 use crate::connectors::{
@@ -916,16 +916,7 @@ impl FlowRun {
                 FailureMode::GuardUnmet => "guard_unmet",
                 _ => "sink_unavailable",
             };
-            let rejected = Rejected {
-                record_key: Some(unit.record_key),
-                idempotency_key: Some(unit.idempotency_key),
-                rejection: Rejection {
-                    mode,
-                    reason: reason.into(),
-                    error,
-                },
-            };
-            failed.push((index, rejected, attempts));
+            failed.push((index, unit.rejected(mode, reason, error), attempts));
         }
         // A leg abandoned beside a leg that outlived its window shares its fate: the record
         // is settled now, its dead letters and alert go out, instead of being read again
@@ -936,17 +927,13 @@ impl FlowRun {
                 abandoned.insert(index);
                 continue;
             }
-            let rejected = Rejected {
-                record_key: Some(unit.record_key),
-                idempotency_key: Some(unit.idempotency_key),
-                rejection: Rejection {
-                    mode: FailureMode::SinkUnavailable,
-                    reason: "sink_unavailable".into(),
-                    error: "not sent: the sink was declared down when another leg of this \
-                            record outlived its retry window"
-                        .into(),
-                },
-            };
+            let rejected = unit.rejected(
+                FailureMode::SinkUnavailable,
+                "sink_unavailable",
+                "not sent: the sink was declared down when another leg of this record outlived \
+                 its retry window"
+                    .into(),
+            );
             failed.push((index, rejected, 0));
         }
         failed.sort_by_key(|(index, _, _)| *index);
@@ -1712,29 +1699,13 @@ fn ack_failure(unit: Unit, outcome: Outcome) -> Option<(Rejected, u32)> {
         FailureMode::SinkUnavailable => "ack_unavailable",
         _ => "ack_rejected",
     };
-    let rejected = Rejected {
-        record_key: Some(unit.record_key),
-        idempotency_key: Some(unit.idempotency_key),
-        rejection: Rejection {
-            mode,
-            reason: reason.into(),
-            error: format!("written, but the acknowledgement failed: {error}"),
-        },
-    };
-    Some((rejected, attempts))
+    let error = format!("written, but the acknowledgement failed: {error}");
+    Some((unit.rejected(mode, reason, error), attempts))
 }
 
 /// A record a batch sink refused: dead-lettered as rejected by the sink.
 fn sink_rejected(unit: &Unit, error: ConnectorError) -> Rejected {
-    Rejected {
-        record_key: Some(unit.record_key.clone()),
-        idempotency_key: Some(unit.idempotency_key.clone()),
-        rejection: Rejection {
-            mode: FailureMode::SinkRejected,
-            reason: "sink_rejected".into(),
-            error: error.message,
-        },
-    }
+    unit.rejected(FailureMode::SinkRejected, "sink_rejected", error.message)
 }
 
 /// What a dead letter keeps of record `index` of a batch: its original bytes and, for files,

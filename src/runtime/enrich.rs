@@ -182,11 +182,13 @@ impl Enricher {
                 .zip(&verdicts)
                 .map(|(value, verdict)| verdict.is_none().then(|| render(&step.plan, value)))
                 .collect();
+            // Each request not cached yet, once, in the order records ask for it.
             let mut todo = Vec::new();
             {
                 let cache = lock(&step.cache);
+                let mut asked = std::collections::HashSet::new();
                 for request in rendered.iter().flatten().flatten() {
-                    if !cache.contains_key(request) && !todo.contains(request) {
+                    if !cache.contains_key(request) && asked.insert(request) {
                         todo.push(request.clone());
                     }
                 }
@@ -345,11 +347,8 @@ async fn call(
         let now = clock.now_ms();
         let first = *first_failure.get_or_insert(now);
         let elapsed = Duration::from_millis((now - first).max(0) as u64);
-        let Some(remaining) = plan
-            .retry
-            .window
-            .checked_sub(elapsed)
-            .filter(|r| !r.is_zero())
+        let Some(delay) =
+            super::retry::next_attempt(&plan.retry, failures, elapsed, failure.retry_after)
         else {
             let error = format!(
                 "{} (still failing {}s after the first failure, {failures} attempts)",
@@ -359,12 +358,8 @@ async fn call(
             emit(EnrichmentOutcome::Failed, Some(&error));
             return Err(error);
         };
-        let mut delay = super::retry::backoff(&plan.retry, failures);
-        if let Some(wait) = failure.retry_after {
-            delay = delay.max(wait);
-        }
         emit(EnrichmentOutcome::Retried, Some(&failure.message));
-        clock.sleep(delay.min(remaining)).await;
+        clock.sleep(delay).await;
     }
 }
 

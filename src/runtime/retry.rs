@@ -141,7 +141,7 @@ where
             .await?;
         failed_before = true;
         let elapsed = Duration::from_millis((now - state.first_failure_ms).max(0) as u64);
-        let Some(remaining) = policy.window.checked_sub(elapsed).filter(|r| !r.is_zero()) else {
+        let Some(delay) = next_attempt(policy, state.attempts, elapsed, failure.retry_after) else {
             return Ok(Delivery::Unavailable {
                 attempts,
                 error: format!(
@@ -152,12 +152,6 @@ where
                 ),
             });
         };
-        let mut delay = backoff(policy, state.attempts);
-        if let Some(wait) = failure.retry_after {
-            delay = delay.max(wait);
-        }
-        // The last attempt happens as the window closes, not after it.
-        let delay = delay.min(remaining);
         if let Some(events) = events {
             events.emit(RecordRetried {
                 key,
@@ -176,6 +170,24 @@ where
             None => clock.sleep(delay).await,
         }
     }
+}
+
+/// The wait before the next attempt after `failures` failures (1-based), `elapsed` after the
+/// first: the backoff, at least what the failure asked (`Retry-After`), and at most what is
+/// left of the window, so the last attempt happens as the window closes, not after it.
+/// `None` once the window has closed.
+pub(crate) fn next_attempt(
+    policy: &RetryPolicy,
+    failures: u32,
+    elapsed: Duration,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    let remaining = policy
+        .window
+        .checked_sub(elapsed)
+        .filter(|r| !r.is_zero())?;
+    let delay = backoff(policy, failures).max(retry_after.unwrap_or_default());
+    Some(delay.min(remaining))
 }
 
 /// The delay before retry number `failures` (1-based), with jitter in [delay/2, delay].

@@ -34,12 +34,7 @@ pub(super) fn check_enrichments(
         return;
     }
     let systems: Vec<&str> = workspace.spec.systems.keys().map(String::as_str).collect();
-    let contract = workspace
-        .spec
-        .objects
-        .get(&spec.object)
-        .map(|object| format!("contract {}", object.contract))
-        .unwrap_or_else(|| "contract".to_owned());
+    let contract = workspace.contract_label(&spec.object);
     let properties = workspace.properties(&spec.object);
     // A call's templates see the record as read plus the lookups (they run before) and the
     // enrichments written above it.

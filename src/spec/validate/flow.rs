@@ -486,12 +486,7 @@ fn check_templates(
     acknowledge: &Option<Option<Acknowledgement>>,
     report: &mut Report<'_>,
 ) {
-    let contract = workspace
-        .spec
-        .objects
-        .get(&spec.object)
-        .map(|object| format!("contract {}", object.contract))
-        .unwrap_or_else(|| "contract".to_owned());
+    let contract = workspace.contract_label(&spec.object);
     // Lookups and enrichments add their fields to the record before mapping, and a split
     // adds `_leg`.
     let extra = spec

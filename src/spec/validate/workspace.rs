@@ -35,6 +35,16 @@ impl Checked {
         let contract = self.contracts.get(object)?.as_ref()?;
         properties(contract)
     }
+
+    /// How messages name an object's contract: `contract FILE`, or `contract` when the object
+    /// is unknown.
+    pub(crate) fn contract_label(&self, object: &str) -> String {
+        self.spec
+            .objects
+            .get(object)
+            .map(|object| format!("contract {}", object.contract))
+            .unwrap_or_else(|| "contract".to_owned())
+    }
 }
 
 /// Checks the workspace file.
