@@ -585,7 +585,10 @@ fn expand_strings(value: &mut Value, pointer: String, expand: &mut dyn FnMut(&mu
 /// credentials (`/systems/NAME/CONNECTOR/headers/...`).
 fn is_credential_pointer(pointer: &str) -> bool {
     let mut segments = pointer.split('/').skip(1);
-    segments.next() == Some("systems") && matches!(segments.nth(2), Some("headers" | "auth"))
+    // An OAuth2 token endpoint is an address like `base_url`, not a secret.
+    segments.next() == Some("systems")
+        && matches!(segments.nth(2), Some("headers" | "auth"))
+        && !pointer.ends_with("/token_url")
 }
 
 fn properties(contract: &Value) -> Option<Vec<String>> {
