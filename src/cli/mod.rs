@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use self::output::{err, errln};
 
+mod diff;
 mod dlq;
 mod explain;
 pub(crate) mod output;
@@ -50,6 +51,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Write the JSON Schemas of the spec files.
     Schema(schema::SchemaArgs),
+    /// Report what a spec change means: semantic changes with risk levels.
+    Diff(diff::DiffArgs),
     /// Print the ownership matrix and a summary of each flow.
     Explain(explain::ExplainArgs),
     /// Run one flow once.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Run(args) => run::run(args),
         Command::Test(args) => test::run(args),

@@ -6,6 +6,7 @@
 
 pub mod compiled;
 pub mod diagnostic;
+pub mod diff;
 pub mod duration;
 pub mod enrich;
 pub mod env;
