@@ -3,6 +3,7 @@
 
 mod auth;
 mod daemon;
+mod diff;
 mod enrich;
 mod explain;
 mod files;

@@ -11,6 +11,47 @@ use super::workspace::members;
 use super::{Collector, Group, Side, seg, show};
 use crate::spec::parse_duration;
 
+/// Reports a changed setting: leaf by leaf when both sides have it (`trigger.poll: 30s → 2m`),
+/// whole when it is added or removed.
+#[allow(clippy::too_many_arguments)]
+fn changed(
+    out: &mut Collector<'_>,
+    check: &'static Check,
+    group: Group,
+    key: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    reason: &str,
+    after: &Doc,
+) {
+    if old == new {
+        return;
+    }
+    if old.is_none() || new.is_none() {
+        out.push(
+            check,
+            group,
+            key,
+            old,
+            new,
+            reason,
+            Some((after, &format!("/{key}"))),
+        );
+        return;
+    }
+    for (below, was, now) in super::leaves(old, new) {
+        out.push(
+            check,
+            group.clone(),
+            format!("{key}{}", super::dotted(&below)),
+            was.as_ref(),
+            now.as_ref(),
+            reason,
+            Some((after, &format!("/{key}{below}"))),
+        );
+    }
+}
+
 /// Top-level keys with their own checks below; anything else falls to `spec-changed`.
 const HANDLED: &[&str] = &[
     "flow",
@@ -28,7 +69,6 @@ const HANDLED: &[&str] = &[
     "sla",
     "deadline",
     "acknowledge",
-    "reconcile",
     "where",
     "requires",
     "enrich",
@@ -82,17 +122,16 @@ fn one(name: &str, base: &Side, head: &Side, before: &Doc, after: &Doc, out: &mu
     let (b, h) = (&before.value, &after.value);
     let group = || Group::Flow(name.to_owned());
     let mut simple = |check: &'static Check, key: &str, reason: String| {
-        if b.get(key) != h.get(key) {
-            out.push(
-                check,
-                group(),
-                key.to_owned(),
-                b.get(key),
-                h.get(key),
-                reason,
-                Some((after, &format!("/{key}"))),
-            );
-        }
+        changed(
+            out,
+            check,
+            group(),
+            key,
+            b.get(key),
+            h.get(key),
+            &reason,
+            after,
+        );
     };
     simple(
         &c::FLOW_OBJECT_CHANGED,
@@ -139,11 +178,6 @@ fn one(name: &str, base: &Side, head: &Side, before: &Doc, after: &Doc, out: &mu
         &c::ENRICHMENT_CHANGED,
         "enrich",
         format!("{name}'s lookups change"),
-    );
-    simple(
-        &c::RECONCILIATION_CHANGED,
-        "reconcile",
-        format!("how {name} matches the statement to the ledger changes"),
     );
     endpoint(name, "from", &c::FLOW_SOURCE_CHANGED, before, after, out);
     endpoint(name, "to", &c::FLOW_SINK_CHANGED, before, after, out);
@@ -218,14 +252,15 @@ fn endpoint(
             check,
         )
     };
-    out.push(
+    changed(
+        out,
         check,
         Group::Flow(name.to_owned()),
         key,
         old,
         new,
-        reason,
-        Some((after, &format!("/{key}"))),
+        &reason,
+        after,
     );
 }
 
@@ -330,14 +365,15 @@ fn acknowledgement(name: &str, b: &Value, h: &Value, after: &Doc, out: &mut Coll
         }
         _ => format!("{name}'s acknowledgement changes"),
     };
-    out.push(
+    changed(
+        out,
         check,
         Group::Flow(name.to_owned()),
         "acknowledge",
         old,
         new,
-        reason,
-        Some((after, "/acknowledge")),
+        &reason,
+        after,
     );
 }
 

@@ -237,3 +237,49 @@ pub(crate) fn show(value: &Value) -> String {
 pub(crate) fn seg(name: &str) -> String {
     crate::spec::source_map::escape(name)
 }
+
+/// The differing leaves of two values, as (pointer below them, old, new): objects by key,
+/// equal-length arrays by index; anything else differs as a whole. A reviewer reads
+/// `request.path: /a → /b` rather than two whole blocks.
+pub(crate) fn leaves(
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> Vec<(String, Option<Value>, Option<Value>)> {
+    fn walk(
+        old: Option<&Value>,
+        new: Option<&Value>,
+        at: String,
+        out: &mut Vec<(String, Option<Value>, Option<Value>)>,
+    ) {
+        if old == new {
+            return;
+        }
+        match (old, new) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                let mut keys: Vec<&String> = a.keys().collect();
+                keys.extend(b.keys().filter(|k| !a.contains_key(*k)));
+                for key in keys {
+                    walk(a.get(key), b.get(key), format!("{at}/{}", seg(key)), out);
+                }
+            }
+            (Some(Value::Array(a)), Some(Value::Array(b))) if a.len() == b.len() => {
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    walk(Some(x), Some(y), format!("{at}/{i}"), out);
+                }
+            }
+            _ => out.push((at, old.cloned(), new.cloned())),
+        }
+    }
+    let mut out = Vec::new();
+    walk(old, new, String::new(), &mut out);
+    out
+}
+
+/// A pointer below a setting as a dotted path (`/request/path` -> `.request.path`).
+pub(crate) fn dotted(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|s| format!(".{}", s.replace("~1", "/").replace("~0", "~")))
+        .collect()
+}
