@@ -252,6 +252,34 @@ fn action_words(action: Action) -> &'static str {
     }
 }
 
+/// Wraps long lines (the flow paragraphs) at word boundaries to `width` columns; table lines,
+/// which are shorter, stay as they are.
+pub fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.chars().count() <= width {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let mut current = 0;
+        for word in line.split(' ') {
+            let len = word.chars().count();
+            if current > 0 && current + 1 + len > width {
+                out.push('\n');
+                current = 0;
+            } else if current > 0 {
+                out.push(' ');
+                current += 1;
+            }
+            out.push_str(word);
+            current += len;
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// `1h30m`, `30s`, `250ms`.
 pub(crate) fn human(duration: Duration) -> String {
     let millis = duration.as_millis();

@@ -10,6 +10,7 @@ pub mod diff;
 pub mod duration;
 pub mod enrich;
 pub mod env;
+pub mod evidence;
 pub mod explain;
 pub mod filter;
 pub mod guard;

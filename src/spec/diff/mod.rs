@@ -219,6 +219,10 @@ fn locate(doc: &side::Doc, pointer: &str) -> Location {
 }
 
 /// A value as a reviewer reads it: strings bare, the rest as compact JSON, long ones cut.
+pub fn show_value(value: &Value) -> String {
+    show(value)
+}
+
 pub(crate) fn show(value: &Value) -> String {
     const MAX: usize = 120;
     let text = match value {
