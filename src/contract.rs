@@ -63,7 +63,12 @@ impl Contract {
         self
     }
 
-    /// The top-level property names the contract declares.
+    /// The JSON Schema the contract was compiled from.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// The names of the top-level properties the schema declares.
     pub fn properties(&self) -> Vec<String> {
         self.schema
             .get("properties")

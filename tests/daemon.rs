@@ -173,7 +173,12 @@ async fn serve_polls_delivers_and_exits_zero_on_sigterm() {
         .wait_for_metric("switchyard_run_duration_seconds_count{flow=\"offers-to-storefront\"} 1")
         .await;
     assert!(metrics.contains("switchyard_records_delivered_total{flow=\"offers-to-storefront\"}"));
-    assert!(metrics.contains("switchyard_flow_freshness_seconds{flow=\"offers-to-storefront\"}"));
+    // The run's duration is observed when its last event is handled; the flow's status (and
+    // with it the freshness gauge) is updated by the scheduler right after: wait for it too
+    // rather than race it (it failed once on a loaded machine).
+    let metrics = daemon
+        .wait_for_metric("switchyard_flow_freshness_seconds{flow=\"offers-to-storefront\"}")
+        .await;
     assert!(
         metrics.contains("# TYPE switchyard_dead_letters_open gauge"),
         "{metrics}"

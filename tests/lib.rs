@@ -3,10 +3,13 @@
 
 mod auth;
 mod daemon;
+mod diff;
 mod enrich;
+mod evidence;
 mod explain;
 mod files;
 mod flowtests;
+mod github_actions;
 mod guards;
 mod hardening;
 mod ledger_postgres;

@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use self::output::{err, errln};
 
+mod diff;
 mod dlq;
+mod docs;
 mod explain;
 pub(crate) mod output;
 mod run;
@@ -50,6 +52,10 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Write the JSON Schemas of the spec files.
     Schema(schema::SchemaArgs),
+    /// Report what a spec change means: semantic changes with risk levels.
+    Diff(diff::DiffArgs),
+    /// Write the evidence pack: ownership, flow diagrams, failure modes (HTML or Markdown).
+    Docs(docs::DocsArgs),
     /// Print the ownership matrix and a summary of each flow.
     Explain(explain::ExplainArgs),
     /// Run one flow once.
@@ -88,6 +94,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Docs(args) => docs::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Run(args) => run::run(args),
         Command::Test(args) => test::run(args),

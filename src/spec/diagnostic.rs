@@ -295,13 +295,13 @@ pub fn did_you_mean<'a>(
 
 // GitHub's workflow command syntax reserves `%`, CR and LF in data, plus `:` and `,` in
 // properties; unescaped they would cut the annotation short.
-fn escape_data(text: &str) -> String {
+pub(crate) fn escape_data(text: &str) -> String {
     text.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
-fn escape_property(text: &str) -> String {
+pub(crate) fn escape_property(text: &str) -> String {
     escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 

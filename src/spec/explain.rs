@@ -123,6 +123,20 @@ pub fn flow_summary(flow: &Flow) -> String {
         text,
         ". It is {pattern}, {trigger}; its latency class is {latency}."
     );
+    for lookup in &flow.plan.lookups {
+        let _ = write!(
+            text,
+            " Before mapping, `{}` is set to the {} ID known for the record's {} ID (a cross-reference stored by an earlier flow); none known is a mapping error.",
+            lookup.field, lookup.object, lookup.system
+        );
+    }
+    if let Some(split) = &flow.plan.split {
+        let _ = write!(
+            text,
+            " Each record is split into one record per distinct `{}` among its items at {}, each delivered and keyed on its own.",
+            split.by, split.items
+        );
+    }
     for enrichment in &flow.plan.enrichments {
         let _ = write!(text, " {}", enrichment.describe());
     }
@@ -162,6 +176,23 @@ pub fn flow_summary(flow: &Flow) -> String {
     );
     if let Some(ack) = &flow.acknowledge {
         let _ = write!(text, " {}", acknowledgement(ack));
+    }
+    if let Some(deadline) = &flow.plan.deadline {
+        let due = match (&deadline.at, &deadline.from) {
+            (Some(at), _) => format!("at the time in {at}"),
+            (None, Some(from)) => format!("{} after the time in {from}", human(deadline.plus)),
+            (None, None) => format!("{} after it is read", human(deadline.plus)),
+        };
+        let _ = write!(
+            text,
+            " Each record must be {} {due}; its owner is warned at {:.0}% of the window and a missed deadline is dead-lettered as deadline-missed.",
+            if flow.acknowledge.is_some() {
+                "acknowledged"
+            } else {
+                "delivered"
+            },
+            deadline.warn_at * 100.0
+        );
     }
     text.push_str(&rate_limits(flow));
     let failures: Vec<String> = flow
@@ -250,6 +281,34 @@ fn action_words(action: Action) -> &'static str {
         Action::Escalate => "escalate",
         Action::RequestCorrection => "request a correction",
     }
+}
+
+/// Wraps long lines (the flow paragraphs) at word boundaries to `width` columns; table lines,
+/// which are shorter, stay as they are.
+pub fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.chars().count() <= width {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let mut current = 0;
+        for word in line.split(' ') {
+            let len = word.chars().count();
+            if current > 0 && current + 1 + len > width {
+                out.push('\n');
+                current = 0;
+            } else if current > 0 {
+                out.push(' ');
+                current += 1;
+            }
+            out.push_str(word);
+            current += len;
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `1h30m`, `30s`, `250ms`.

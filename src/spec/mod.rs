@@ -6,9 +6,11 @@
 
 pub mod compiled;
 pub mod diagnostic;
+pub mod diff;
 pub mod duration;
 pub mod enrich;
 pub mod env;
+pub mod evidence;
 pub mod explain;
 pub mod filter;
 pub mod guard;
