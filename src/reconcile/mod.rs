@@ -144,3 +144,6 @@ pub async fn run(
         letters,
     })
 }
+
+#[cfg(test)]
+mod tests;
