@@ -20,6 +20,7 @@ mod orders;
 mod paging;
 mod paging_ends;
 mod postgres_state;
+mod reconcile;
 mod requests;
 mod runtime;
 mod schema;

@@ -14,6 +14,7 @@ mod dlq;
 mod docs;
 mod explain;
 pub(crate) mod output;
+mod reconcile;
 mod run;
 mod sandbox;
 mod schema;
@@ -62,6 +63,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run the flow test cases declared under `tests/`.
     Test(test::TestArgs),
+    /// Reconcile a statement against its ledger (a flow with `reconcile:`) and report.
+    Reconcile(reconcile::ReconcileArgs),
     /// Inspect, replay or suppress dead letters.
     Dlq(dlq::DlqArgs),
     /// Start the simulated marketplace systems on loopback.
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Run(args) => run::run(args),
         Command::Test(args) => test::run(args),
+        Command::Reconcile(args) => reconcile::run(args),
         Command::Dlq(args) => dlq::run(args),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Serve(args) => serve::run(args),

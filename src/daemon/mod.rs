@@ -261,6 +261,11 @@ impl DaemonState {
             status.trigger = scheduler::describe(&flow.trigger);
             flows.insert(name.clone(), status);
         }
+        for (name, reconciliation) in &workspace.reconciliations {
+            let mut status = old.get(name).cloned().unwrap_or_default();
+            status.trigger = scheduler::describe(&reconciliation.trigger);
+            flows.insert(name.clone(), status);
+        }
     }
 
     fn record_run(&self, flow: &str, result: Result<RunReport, String>) {

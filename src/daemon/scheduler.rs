@@ -43,10 +43,8 @@ impl Scheduler {
         let mut stopped = Vec::new();
         let names: Vec<String> = self.tasks.keys().cloned().collect();
         for name in names {
-            let keep = workspace.flows.get(&name).is_some_and(|flow| {
-                self.tasks
-                    .get(&name)
-                    .is_some_and(|t| t.trigger == flow.trigger)
+            let keep = trigger_of(workspace, &name).is_some_and(|trigger| {
+                self.tasks.get(&name).is_some_and(|t| t.trigger == *trigger)
             });
             if !keep && let Some(task) = self.tasks.shift_remove(&name) {
                 tracing::info!(flow = %name, "Flow stopped.");
@@ -54,22 +52,34 @@ impl Scheduler {
                 stopped.push(task.handle);
             }
         }
-        for (name, flow) in &workspace.flows {
-            if self.tasks.contains_key(name) || flow.trigger == Trigger::Manual {
+        // Reconcile flows run on their own trigger too (a webhook trigger has no meaning
+        // for them: validation leaves it to the operator, and its inbox is never read).
+        let triggers = workspace
+            .flows
+            .iter()
+            .map(|(name, flow)| (name, &flow.trigger))
+            .chain(
+                workspace
+                    .reconciliations
+                    .iter()
+                    .map(|(name, r)| (name, &r.trigger)),
+            );
+        for (name, trigger) in triggers {
+            if self.tasks.contains_key(name) || *trigger == Trigger::Manual {
                 continue;
             }
             let (stop, stop_rx) = watch::channel(false);
             let handle = tokio::spawn(flow_task(
                 Arc::clone(state),
                 name.clone(),
-                flow.trigger.clone(),
+                trigger.clone(),
                 stop_rx,
             ));
-            tracing::info!(flow = %name, trigger = %describe(&flow.trigger), "Flow scheduled.");
+            tracing::info!(flow = %name, trigger = %describe(trigger), "Flow scheduled.");
             self.tasks.insert(
                 name.clone(),
                 FlowTask {
-                    trigger: flow.trigger.clone(),
+                    trigger: trigger.clone(),
                     stop,
                     handle,
                 },
@@ -88,6 +98,15 @@ impl Scheduler {
             })
             .collect()
     }
+}
+
+/// The trigger of a flow or reconcile flow of `workspace`.
+fn trigger_of<'a>(workspace: &'a Workspace, name: &str) -> Option<&'a Trigger> {
+    workspace
+        .flows
+        .get(name)
+        .map(|flow| &flow.trigger)
+        .or_else(|| workspace.reconciliations.get(name).map(|r| &r.trigger))
 }
 
 /// A trigger in words, for logs and the admin API.
@@ -268,6 +287,9 @@ async fn execute(
     stop: &watch::Receiver<bool>,
 ) -> Result<(), String> {
     let workspace = state.workspace();
+    if workspace.reconciliations.contains_key(name) {
+        return reconcile(state, &workspace, name).await;
+    }
     let options = RunOptions {
         progress: false,
         stop: Some(stop.clone()),
@@ -321,6 +343,47 @@ async fn execute(
                 flow: name,
                 error: &error,
                 elapsed,
+            }
+            .emit(&state.metrics);
+            state.record_run(name, Err(error.clone()));
+            Err(error)
+        }
+    }
+}
+
+/// One run of a reconcile flow: its variances become dead letters (once), its gauges are set.
+async fn reconcile(
+    state: &Arc<DaemonState>,
+    workspace: &Workspace,
+    name: &str,
+) -> Result<(), String> {
+    let options = crate::reconcile::RunOptions {
+        cycle: None,
+        metrics: Some(Arc::clone(&state.metrics)),
+    };
+    let started = Instant::now();
+    match crate::reconcile::run(workspace, name, &state.store, &options).await {
+        Ok(outcome) => {
+            let mut report = crate::runtime::RunReport {
+                read: outcome.matched.statement_lines + outcome.matched.ledger_lines,
+                dead_lettered: outcome.letters.created,
+                ..crate::runtime::RunReport::default()
+            };
+            for variance in &outcome.matched.variances {
+                *report
+                    .by_failure
+                    .entry(variance.kind.failure().as_str().to_owned())
+                    .or_default() += 1;
+            }
+            state.record_run(name, Ok(report));
+            Ok(())
+        }
+        Err(err) => {
+            let error = err.to_string();
+            FlowRunFailed {
+                flow: name,
+                error: &error,
+                elapsed: started.elapsed(),
             }
             .emit(&state.metrics);
             state.record_run(name, Err(error.clone()));

@@ -241,6 +241,36 @@ pub static DEADLINE_SECONDS_LEFT: Metric = Metric {
     kind: Kind::Gauge,
     labels: FLOW,
 };
+/// Settlement variance of the latest reconciliation: ledger total minus statement total, in
+/// the currency's units, per cycle and currency.
+pub static SETTLEMENT_VARIANCE: Metric = Metric {
+    name: "switchyard_settlement_variance",
+    help: "Ledger total minus statement total of the latest reconciliation, per cycle and currency.",
+    kind: Kind::Gauge,
+    labels: &["flow", "cycle", "currency"],
+};
+/// Lines the latest reconciliation left unmatched, by side (`statement`: missing in the
+/// ledger; `ledger`: missing in the statement).
+pub static RECONCILIATION_UNMATCHED: Metric = Metric {
+    name: "switchyard_reconciliation_unmatched_lines",
+    help: "Lines the latest reconciliation left unmatched, by side.",
+    kind: Kind::Gauge,
+    labels: &["flow", "side"],
+};
+/// Variances found by the latest reconciliation, by kind.
+pub static RECONCILIATION_VARIANCES: Metric = Metric {
+    name: "switchyard_reconciliation_variances",
+    help: "Variances found by the latest reconciliation, by kind.",
+    kind: Kind::Gauge,
+    labels: &["flow", "kind"],
+};
+/// Whether each cycle tied out in the latest reconciliation (1) or not (0).
+pub static RECONCILIATION_CYCLE_TIED: Metric = Metric {
+    name: "switchyard_reconciliation_cycle_tied_out",
+    help: "1 when a billing cycle tied out in the latest reconciliation, else 0.",
+    kind: Kind::Gauge,
+    labels: &["flow", "cycle"],
+};
 
 /// Every metric, in the order `/metrics` and the docs list them.
 pub static ALL: &[&Metric] = &[
@@ -272,6 +302,10 @@ pub static ALL: &[&Metric] = &[
     &OFFER_REJECTION_RATIO,
     &AWAITING_ACK,
     &DEADLINE_SECONDS_LEFT,
+    &SETTLEMENT_VARIANCE,
+    &RECONCILIATION_UNMATCHED,
+    &RECONCILIATION_VARIANCES,
+    &RECONCILIATION_CYCLE_TIED,
 ];
 
 #[cfg(test)]

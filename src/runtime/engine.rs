@@ -1527,8 +1527,18 @@ pub(crate) fn build_dead_letter(
 
 /// The alert for a dead letter, if its owner has an alert webhook.
 pub(crate) fn build_alert(plan: &FlowPlan, letter: &NewDeadLetter) -> Option<OutboxAlert> {
-    let url = plan.alert_urls.get(&letter.owner)?;
     let route = FailureMode::parse(&letter.failure).map(|m| plan.route(m));
+    alert_for(&plan.alert_urls, route, letter)
+}
+
+/// The alert for a dead letter routed by `route`, if its owner has an alert webhook (shared
+/// with the reconciliation's dead letters, so every alert has one shape).
+pub(crate) fn alert_for(
+    alert_urls: &IndexMap<String, String>,
+    route: Option<crate::spec::model::FailureRoute>,
+    letter: &NewDeadLetter,
+) -> Option<OutboxAlert> {
+    let url = alert_urls.get(&letter.owner)?;
     Some(OutboxAlert {
         owner: letter.owner.clone(),
         url: url.clone(),

@@ -231,8 +231,16 @@ impl FlowPlan {
             split: spec.split.clone(),
             lookups,
             enrichments,
-            capture: spec.to.capture.as_ref().map(|c| c.id.clone()),
-            sink_system: spec.to.system.clone(),
+            capture: spec
+                .to
+                .as_ref()
+                .and_then(|to| to.capture.as_ref())
+                .map(|c| c.id.clone()),
+            sink_system: spec
+                .to
+                .as_ref()
+                .map(|to| to.system.clone())
+                .unwrap_or_default(),
             name: spec.flow.clone(),
             object: spec.object.clone(),
             contract,

@@ -124,6 +124,12 @@ codes! {
     UnsetSecret = "E0702",
     /// An `enrich:` field has the name of a field of the record's contract, which it replaces.
     EnrichShadowsField = "W0801",
+    /// A flow's shape does not fit its kind: a reconciliation (`reconcile:`) with `to:` or
+    /// `map:`, or another flow without `to:`.
+    FlowShape = "E0901",
+    /// A `reconcile:` setting is wrong: a pointer that is not one, a tolerance that is not a
+    /// decimal, a rule without expectations.
+    InvalidReconcile = "E0902",
 }
 
 impl fmt::Display for Code {

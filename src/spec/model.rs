@@ -37,6 +37,9 @@ pub struct Workspace {
     pub objects: IndexMap<String, Object>,
     /// The flows, by name, in file order.
     pub flows: IndexMap<String, Flow>,
+    /// The reconcile flows (`reconcile:`), by name, in file order; they are not in `flows`
+    /// (no sink, no mapping) and run through [`crate::reconcile`].
+    pub reconciliations: IndexMap<String, crate::reconcile::Reconciliation>,
     /// The flow test files.
     pub tests: Vec<TestSuite>,
     /// The compiled contracts, by object name; the flows of one object share one.

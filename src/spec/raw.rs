@@ -273,8 +273,10 @@ pub struct FlowFile {
     pub latency: LatencyClass,
     /// Where records come from.
     pub from: SourceConfig,
-    /// Where records go.
-    pub to: SinkConfig,
+    /// Where records go. Every flow has one except a reconciliation (`reconcile:`), whose
+    /// output is its report and its dead letters.
+    #[serde(default)]
+    pub to: Option<SinkConfig>,
     /// Template that names one change of one object, used for duplicate detection and as the
     /// sink's idempotency key. Defaults to the object's key fields joined by `:`.
     #[serde(default)]
@@ -322,6 +324,12 @@ pub struct FlowFile {
     /// it (see [`crate::spec::guard`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<crate::spec::guard::GuardConfig>,
+    /// Makes the flow a reconciliation: its `from:` (the operator statement) is joined to a
+    /// ledger on financial references, per billing cycle and currency, and every variance is
+    /// reported and dead-lettered (see [`crate::reconcile`]). Such a flow has no `to:` and
+    /// no `map:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<crate::reconcile::ReconcileConfig>,
 }
 
 /// Where a record's deadline comes from. Give `at`, or `from` and `plus`.

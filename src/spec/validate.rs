@@ -9,6 +9,7 @@ mod conditions;
 mod enrich;
 mod flow;
 mod guards;
+mod reconcile;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,7 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
         shared
     });
     let mut flows = IndexMap::new();
+    let mut reconciliations = IndexMap::new();
     let mut flow_names: IndexMap<String, PathBuf> = IndexMap::new();
     for parsed in &input.flows {
         let Some(spec) = &parsed.value else { continue };
@@ -75,6 +77,17 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
             flow_names.insert(spec.flow.clone(), parsed.file.clone());
         }
         let errors_before_flow = report.errors();
+        if let Some(checked) = &workspace
+            && reconcile::is_reconciliation(spec, &at, &mut report)
+        {
+            if let Some(shared) = &shared
+                && let Some(plan) = reconcile::check(spec, &at, checked, shared, &mut report)
+                && report.errors() == errors_before_flow
+            {
+                reconciliations.entry(spec.flow.clone()).or_insert(plan);
+            }
+            continue;
+        }
         if let Some(checked) = &workspace
             && let Some(shared) = &shared
             && let Some(flow) = flow::check(spec, &at, checked, input.options, &mut report)
@@ -163,6 +176,7 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
             .collect(),
         systems: checked.expanded.systems,
         flows,
+        reconciliations,
         tests,
         contracts: shared.contracts,
         max_dead_letter_record: shared.max_dead_letter_record,

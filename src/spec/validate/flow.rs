@@ -160,8 +160,10 @@ pub(crate) fn check(
             )),
         );
     }
+    // A flow without `to:` is a reconciliation, checked by `super::reconcile`.
+    let sink_spec = spec.to.as_ref()?;
     let source_known = check_system(&spec.from.system, "/from/system", &systems, at, report);
-    let sink_known = check_system(&spec.to.system, "/to/system", &systems, at, report);
+    let sink_known = check_system(&sink_spec.system, "/to/system", &systems, at, report);
     if let Some(object) = object {
         let source = &spec.from.system;
         if source_known && !object.create.contains(source) && !object.update.contains(source) {
@@ -180,7 +182,7 @@ pub(crate) fn check(
                 ))),
             );
         }
-        let sink = &spec.to.system;
+        let sink = &sink_spec.system;
         if sink_known && !object.consume.contains(sink) {
             report.push(
                 at.error(
@@ -209,8 +211,8 @@ pub(crate) fn check(
         report,
     );
     let to = endpoint(
-        &spec.to.system,
-        &spec.to.settings,
+        &sink_spec.system,
+        &sink_spec.settings,
         Side::To,
         sink_known,
         workspace,
@@ -286,7 +288,15 @@ pub(crate) fn check(
     let enrich_modes = super::enrich::failure_modes(spec);
     let extra: Vec<FailureMode> = extra.iter().chain(&enrich_modes).copied().collect();
     let extra = extra.as_slice();
-    let failures = check_failures(&spec.failures, default_owner, &owners, extra, at, report);
+    let required: Vec<FailureMode> = POSSIBLE.iter().chain(extra).copied().collect();
+    let failures = check_failures(
+        &spec.failures,
+        default_owner,
+        &owners,
+        &required,
+        at,
+        report,
+    );
 
     let freshness = spec
         .sla
@@ -310,7 +320,11 @@ pub(crate) fn check(
     })
 }
 
-fn check_trigger(spec: &FlowFile, at: &At<'_>, report: &mut Report<'_>) -> Option<Trigger> {
+pub(super) fn check_trigger(
+    spec: &FlowFile,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) -> Option<Trigger> {
     let Some(trigger) = &spec.trigger else {
         return Some(Trigger::Manual);
     };
@@ -866,11 +880,13 @@ fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>)
     ]
 }
 
-fn check_failures(
+/// Resolves the declared failure routes; every mode in `required` needs an owner (its own or
+/// `defaults.failure_owner`).
+pub(super) fn check_failures(
     failures: &FailuresConfig,
     default_owner: Option<String>,
     owners: &[&str],
-    extra: &[FailureMode],
+    required: &[FailureMode],
     at: &At<'_>,
     report: &mut Report<'_>,
 ) -> IndexMap<FailureMode, FailureRoute> {
@@ -921,9 +937,9 @@ fn check_failures(
         .filter(|(_, config)| config.is_some())
         .map(|(mode, _)| mode)
         .collect();
-    let missing: Vec<FailureMode> = POSSIBLE
-        .into_iter()
-        .chain(extra.iter().copied())
+    let missing: Vec<FailureMode> = required
+        .iter()
+        .copied()
         .filter(|mode| !declared_modes.contains(mode))
         .collect();
     match default_owner {
