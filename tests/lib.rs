@@ -5,6 +5,7 @@ mod auth;
 mod daemon;
 mod enrich;
 mod explain;
+mod file_drop;
 mod files;
 mod flowtests;
 mod guards;

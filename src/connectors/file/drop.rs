@@ -688,3 +688,156 @@ fn archive_file(
         "1000 files named like {file_name} are archived already; clear the archive folder"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-drop-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("in")).unwrap();
+        dir
+    }
+
+    fn drop_lines(root: &Path, name: &str, ids: std::ops::Range<u32>) {
+        let text: String = ids.map(|id| format!("{{\"id\":{id}}}\n")).collect();
+        let path = root.join("in").join(name);
+        std::fs::write(&path, text).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+    }
+
+    async fn open(root: &Path, store: &Store, position: &Value) -> DropSource {
+        let folder = DropFolder::new(
+            root.to_owned(),
+            "in/*.jsonl",
+            "done",
+            FileFormat::Jsonl,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        DropSource::open("f", store, folder, position)
+            .await
+            .unwrap()
+    }
+
+    /// Reads every batch without telling the source anything was committed (as if each
+    /// commit landed and the process died before hearing of it); returns the first line of
+    /// each batch and the positions.
+    async fn read_all(source: &mut DropSource, max: usize) -> (Vec<u64>, Vec<Value>) {
+        let (mut lines, mut positions) = (Vec::new(), Vec::new());
+        for _ in 0..100 {
+            let Some(batch) = source.next_batch(max).await.unwrap() else {
+                return (lines, positions);
+            };
+            lines.push(batch.line(0).unwrap_or(0));
+            positions.push(batch.position);
+        }
+        panic!("more than 100 batches");
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_commit_and_archive_neither_rereads_nor_loses() {
+        let root = folder("crash-archive");
+        drop_lines(&root, "a.jsonl", 0..3);
+        drop_lines(&root, "b.jsonl", 3..5);
+        let store = Store::in_memory().unwrap();
+        let mut source = open(&root, &store, &Value::Null).await;
+        let (lines, positions) = read_all(&mut source, 2).await;
+        // a: lines 1-2, line 3 (its end); b: lines 1-2 (its end).
+        assert_eq!(lines, [1, 3, 1]);
+        assert_eq!(
+            positions[1]["finished"],
+            json!([{"name": "in/a.jsonl", "sha256": positions[0]["file"]["sha256"]}])
+        );
+        assert_eq!(positions[2]["finished"].as_array().unwrap().len(), 2);
+        assert!(positions[2].get("file").is_none());
+        // Nothing was said to be committed: nothing is archived.
+        assert!(root.join("in/a.jsonl").exists() && root.join("in/b.jsonl").exists());
+
+        // The last position was committed, then the process died: the restart archives both
+        // files without reading them.
+        let mut restarted = open(&root, &store, &positions[2]).await;
+        assert!(restarted.next_batch(2).await.unwrap().is_none());
+        assert!(root.join("done/a.jsonl").exists() && root.join("done/b.jsonl").exists());
+        assert!(!root.join("in/a.jsonl").exists());
+        // A third start from the same position (its archiving done) is just as quiet.
+        let mut again = open(&root, &store, &positions[2]).await;
+        assert!(again.next_batch(2).await.unwrap().is_none());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_restart_resumes_mid_file_after_the_last_committed_line() {
+        let root = folder("resume");
+        drop_lines(&root, "a.jsonl", 0..2);
+        drop_lines(&root, "b.jsonl", 2..7);
+        let store = Store::in_memory().unwrap();
+        let mut source = open(&root, &store, &Value::Null).await;
+        let (_, positions) = read_all(&mut source, 2).await;
+        // The commit of b's first batch is the last that landed.
+        let committed = &positions[1];
+        assert_eq!(committed["file"]["name"], "in/b.jsonl");
+        assert_eq!(committed["file"]["line"], 2);
+        let mut restarted = open(&root, &store, committed).await;
+        assert!(
+            root.join("done/a.jsonl").exists(),
+            "a, finished, is archived"
+        );
+        let batch = restarted.next_batch(10).await.unwrap().unwrap();
+        assert_eq!(batch.line(0), Some(3));
+        assert_eq!(batch.get(0).unwrap().original(), b"{\"id\":4}");
+        assert_eq!(batch.len(), 3);
+        restarted.committed(&batch.position).await.unwrap();
+        assert!(root.join("done/b.jsonl").exists());
+        assert!(restarted.next_batch(10).await.unwrap().is_none());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_replaced_while_being_read_is_not_resumed_into_other_content() {
+        let root = folder("replaced");
+        drop_lines(&root, "a.jsonl", 0..4);
+        let store = Store::in_memory().unwrap();
+        let mut source = open(&root, &store, &Value::Null).await;
+        let first = source.next_batch(2).await.unwrap().unwrap();
+        drop_lines(&root, "a.jsonl", 10..14);
+        let mut restarted = open(&root, &store, &first.position).await;
+        // The new content is a new file, read from its start.
+        let batch = restarted.next_batch(10).await.unwrap().unwrap();
+        assert_eq!(batch.line(0), Some(1));
+        assert_eq!(batch.get(0).unwrap().original(), b"{\"id\":10}");
+        let trail = store.audit_trail(10).await.unwrap();
+        assert!(
+            trail.iter().any(|e| e.action == "file-drop-vanished"),
+            "{trail:?}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_archive_must_not_be_the_folder_read() {
+        let err = DropFolder::new(
+            "/x".into(),
+            "in/*.csv",
+            "./in/",
+            FileFormat::Csv,
+            DEFAULT_SETTLE,
+        )
+        .unwrap_err();
+        assert!(err.contains("is the folder the pattern reads"), "{err}");
+        assert!(
+            DropFolder::new(
+                "/x".into(),
+                "*.csv",
+                "archive",
+                FileFormat::Csv,
+                DEFAULT_SETTLE
+            )
+            .is_ok()
+        );
+    }
+}
