@@ -487,3 +487,24 @@ async fn kill_dash_nine_in_a_large_drop_then_rerun_reads_every_record_exactly_on
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[tokio::test]
+async fn a_file_committed_but_not_archived_is_archived_on_the_next_run_without_rereading() {
+    let (root, _state) = drop_workspace("unarchived", "csv");
+    drop_file(&root, "a.csv", &csv(0..5));
+    // The archive cannot be created (a file stands where the folder should be): the records
+    // commit, then the move fails, as a crash between the two would leave it.
+    std::fs::write(root.join("drop/archive"), b"in the way").unwrap();
+    let workspace = load(&root);
+    let err = run(&workspace, 2).await.unwrap_err().to_string();
+    assert!(err.contains("archiving in/a.csv"), "{err}");
+    assert_eq!(delivered(&root), ids(0..5), "committed before the archiving failed");
+    assert_eq!(files_in(&root, "in"), ["a.csv"]);
+
+    std::fs::remove_file(root.join("drop/archive")).unwrap();
+    let report = run(&workspace, 2).await.unwrap();
+    assert_eq!(report.read, 0, "its hash is committed: not read again");
+    assert_eq!(delivered(&root), ids(0..5));
+    assert_eq!(files_in(&root, "archive"), ["a.csv"]);
+    assert_eq!(audited(&workspace, "file-drop-duplicate").await.len(), 0);
+}
