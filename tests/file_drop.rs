@@ -194,7 +194,11 @@ async fn each_dropped_file_is_read_once_in_name_order_then_archived() {
     let names: Vec<&str> = archived.iter().filter_map(|d| d["file"].as_str()).collect();
     assert_eq!(
         names,
-        ["in/2026-11-01.csv", "in/2026-11-02.csv", "in/2026-11-03.csv"]
+        [
+            "in/2026-11-01.csv",
+            "in/2026-11-02.csv",
+            "in/2026-11-03.csv"
+        ]
     );
     assert_eq!(archived[0]["archived_as"], "archive/2026-11-01.csv");
 
@@ -220,7 +224,10 @@ async fn the_same_content_under_another_name_is_archived_unread_and_reported() {
     drop_file(&root, "b-copy.csv", &csv(4..6));
     let report = run(&workspace, 100).await.unwrap();
     assert_eq!(report.read, 2, "only b's records are read");
-    assert_eq!(report.duplicates, 0, "duplicates are files, not records read");
+    assert_eq!(
+        report.duplicates, 0,
+        "duplicates are files, not records read"
+    );
     assert_eq!(delivered(&root), ids(0..6));
     assert_eq!(files_in(&root, "in"), Vec::<String>::new());
     assert_eq!(
@@ -240,7 +247,10 @@ async fn the_same_content_under_another_name_is_archived_unread_and_reported() {
     // `b-copy.csv` sorts before `b.csv`: it is the one read, `b.csv` the duplicate.
     assert_eq!(
         pairs,
-        [("in/a-resent.csv", "in/a.csv"), ("in/b.csv", "in/b-copy.csv")]
+        [
+            ("in/a-resent.csv", "in/a.csv"),
+            ("in/b.csv", "in/b-copy.csv")
+        ]
     );
 
     // The same content under the first name again (after archiving): still a duplicate,
@@ -302,7 +312,10 @@ async fn csv_quotes_line_breaks_a_bom_and_a_bad_row_naming_file_and_line() {
     drop_file(&root, "q.csv", statement);
     let workspace = load(&root);
     let report = run(&workspace, 2).await.unwrap();
-    assert_eq!((report.read, report.delivered, report.dead_lettered), (4, 3, 1));
+    assert_eq!(
+        (report.read, report.delivered, report.dead_lettered),
+        (4, 3, 1)
+    );
     let text = std::fs::read_to_string(root.join("out/lines.jsonl")).unwrap();
     let amounts: Vec<serde_json::Value> = text
         .lines()
@@ -338,7 +351,11 @@ async fn a_file_that_cannot_be_read_stops_the_intake_with_its_name_and_is_kept()
         err.contains("in/b.csv: line 1: header field 1 is not valid UTF-8"),
         "{err}"
     );
-    assert_eq!(delivered(&root), ids(0..2), "the file before it went through");
+    assert_eq!(
+        delivered(&root),
+        ids(0..2),
+        "the file before it went through"
+    );
     assert_eq!(files_in(&root, "in"), ["b.csv", "c.csv"], "nothing lost");
     assert_eq!(files_in(&root, "archive"), ["a.csv"]);
 
@@ -425,9 +442,16 @@ async fn wait_for_lines(
 
 fn switchyard_run(root: &Path, state: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    command
-        .current_dir(root)
-        .args(["run", ".", FLOW, "--batch-size", "1000", "--json", "--state", state]);
+    command.current_dir(root).args([
+        "run",
+        ".",
+        FLOW,
+        "--batch-size",
+        "1000",
+        "--json",
+        "--state",
+        state,
+    ]);
     command
 }
 
@@ -440,7 +464,9 @@ async fn kill_dash_nine_in_a_large_drop_then_rerun_reads_every_record_exactly_on
         let start = n as u32 * PER_FILE;
         let mut text = String::new();
         for id in start..start + PER_FILE {
-            text.push_str(&format!("{{\"line_id\":\"L{id:06}\",\"amount\":\"{id}.00\"}}\n"));
+            text.push_str(&format!(
+                "{{\"line_id\":\"L{id:06}\",\"amount\":\"{id}.00\"}}\n"
+            ));
         }
         drop_file(&root, name, text.as_bytes());
     }
@@ -479,7 +505,11 @@ async fn kill_dash_nine_in_a_large_drop_then_rerun_reads_every_record_exactly_on
     let got = delivered(&root);
     let unique: BTreeSet<&String> = got.iter().collect();
     assert_eq!(unique.len(), got.len(), "a record twice");
-    assert_eq!(got, ids(0..3 * PER_FILE), "every record exactly once, in order");
+    assert_eq!(
+        got,
+        ids(0..3 * PER_FILE),
+        "every record exactly once, in order"
+    );
     assert_eq!(files_in(&root, "in"), Vec::<String>::new());
     assert_eq!(
         files_in(&root, "archive"),
@@ -498,7 +528,11 @@ async fn a_file_committed_but_not_archived_is_archived_on_the_next_run_without_r
     let workspace = load(&root);
     let err = run(&workspace, 2).await.unwrap_err().to_string();
     assert!(err.contains("archiving in/a.csv"), "{err}");
-    assert_eq!(delivered(&root), ids(0..5), "committed before the archiving failed");
+    assert_eq!(
+        delivered(&root),
+        ids(0..5),
+        "committed before the archiving failed"
+    );
     assert_eq!(files_in(&root, "in"), ["a.csv"]);
 
     std::fs::remove_file(root.join("drop/archive")).unwrap();

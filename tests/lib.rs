@@ -23,5 +23,6 @@ mod runtime;
 mod schema;
 mod security;
 mod state;
+mod statement_paging;
 mod util;
 mod validate;
