@@ -327,19 +327,13 @@ impl DropSource {
         sha256: &str,
         stat: Stat,
     ) -> Result<bool, ConnectorError> {
-        // This run's files first: their markers may not be in the store yet.
+        // This run's finished files first: their markers may not be in the store yet.
         let local = self
             .finished
             .iter()
             .map(|f| &f.done)
             .find(|d| d.sha256 == sha256)
-            .map(|d| d.name.clone())
-            .or_else(|| {
-                self.current
-                    .as_ref()
-                    .filter(|r| r.sha256 == sha256)
-                    .map(|r| r.name.clone())
-            });
+            .map(|d| d.name.clone());
         let first = match local {
             Some(name) => Some(name),
             None => self
@@ -813,6 +807,32 @@ mod tests {
         let trail = store.audit_trail(10).await.unwrap();
         assert!(
             trail.iter().any(|e| e.action == "file-drop-vanished"),
+            "{trail:?}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_appended_to_while_read_is_read_as_hashed_and_left_in_place() {
+        let root = folder("appended");
+        drop_lines(&root, "a.jsonl", 0..3);
+        let store = Store::in_memory().unwrap();
+        let mut source = open(&root, &store, &Value::Null).await;
+        let first = source.next_batch(2).await.unwrap().unwrap();
+        assert_eq!(first.len(), 2);
+        let path = root.join("in/a.jsonl");
+        let mut file = std::fs::File::options().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut file, b"{\"id\":99}\n").unwrap();
+        // Only the bytes hashed are read: the appended line is not part of this file.
+        let last = source.next_batch(10).await.unwrap().unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last.get(0).unwrap().original(), b"{\"id\":2}");
+        assert!(source.next_batch(10).await.unwrap().is_none());
+        source.committed(&last.position).await.unwrap();
+        assert!(path.exists(), "changed since it was hashed: not archived");
+        let trail = store.audit_trail(10).await.unwrap();
+        assert!(
+            trail.iter().any(|e| e.action == "file-drop-changed"),
             "{trail:?}"
         );
         std::fs::remove_dir_all(&root).unwrap();
