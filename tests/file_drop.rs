@@ -65,7 +65,7 @@ fn drop_workspace(name: &str, format: &str) -> (PathBuf, TestState) {
          object: settlement-line\n\
          pattern: batch\n\
          latency: finance-close\n\
-         from: {{ system: marketplace, pattern: \"in/*.{format}\", format: {format}, \
+         from: {{ system: marketplace, files: \"in/*.{format}\", format: {format}, \
          archive: archive, settle: 30s }}\n\
          to: {{ system: finance, path: lines.jsonl, format: jsonl }}\n\
          map:\n  line_id: \"{{{{line_id}}}}\"\n  amount: \"{{{{amount}}}}\"\n"

@@ -13,11 +13,11 @@ pub struct FileSystemConfig {
 }
 
 /// A flow's `from:` on a file system (besides `system` and `author`): one named file
-/// (`path`), or a drop folder (`pattern` and `archive`) whose files are each read once.
+/// (`path`), or a drop folder (`files` and `archive`) whose files are each read once.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileFromConfig {
-    /// Path of the input file, relative to the system's folder. Give `path` or `pattern`.
+    /// Path of the input file, relative to the system's folder. Give `path` or `files`.
     #[serde(default)]
     pub path: Option<String>,
     /// The input format. Defaults to `jsonl`.
@@ -30,10 +30,10 @@ pub struct FileFromConfig {
     /// archived unread and reported as a duplicate. Names writers use while writing (dotfiles,
     /// `*.part`, `*.tmp`, `*.partial`, `*.filepart`, `*~`) and empty files are left alone.
     #[serde(default)]
-    pub pattern: Option<String>,
+    pub files: Option<String>,
     /// Drop folder mode: the folder, relative to the system's folder, files are moved to once
-    /// every record of theirs is committed. Required with `pattern`; must not be the folder
-    /// the pattern reads.
+    /// every record of theirs is committed. Required with `files`; must not be the folder
+    /// `files` reads.
     #[serde(default)]
     pub archive: Option<String>,
     /// Drop folder mode: how long a file must have gone unmodified (its modification time at

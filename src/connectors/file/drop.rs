@@ -1,4 +1,4 @@
-//! Drop folders (`from: { pattern, archive }`): each file landing in a folder is read exactly
+//! Drop folders (`from: { files, archive }`): each file landing in a folder is read exactly
 //! once, identified by the SHA-256 of its content, then moved to the archive folder.
 //!
 //! Exactly once rests on the checkpoint, which the runtime commits atomically with each
@@ -142,7 +142,7 @@ impl DropFolder {
         let archive = normalize(archive);
         if archive == pattern.folder {
             return Err(format!(
-                "archive `{archive}` is the folder the pattern reads; archive into another \
+                "archive `{archive}` is the folder `files` reads; archive into another \
                  folder (a subfolder such as `{}` works: subfolders are not read)",
                 if archive.is_empty() {
                     "archive".to_owned()
@@ -175,7 +175,7 @@ impl DropSource {
             other => serde_json::from_value(other.clone()).map_err(|err| {
                 ConnectorError::spec(format!(
                     "flow `{flow}`: the checkpoint {other} is not a drop-folder position \
-                     ({err}); was `from:` changed from `path:` to `pattern:`? Give the drop \
+                     ({err}); was `from:` changed from `path:` to `files:`? Give the drop \
                      folder flow a new name, or reset its checkpoint"
                 ))
             })?,
@@ -848,7 +848,7 @@ mod tests {
             DEFAULT_SETTLE,
         )
         .unwrap_err();
-        assert!(err.contains("is the folder the pattern reads"), "{err}");
+        assert!(err.contains("is the folder `files` reads"), "{err}");
         assert!(
             DropFolder::new(
                 "/x".into(),

@@ -42,15 +42,15 @@ impl Connector for File {
 
     fn check_from(system: &FileSystemConfig, from: &FileFromConfig) -> Vec<Problem> {
         let mut problems = Vec::new();
-        match (&from.path, &from.pattern) {
+        match (&from.path, &from.files) {
             (Some(_), Some(_)) => problems.push(
                 Problem::new(
                     "",
                     Code::InvalidValue,
-                    "`from:` gives both `path` and `pattern`",
+                    "`from:` gives both `path` and `files`",
                 )
                 .with_hint(
-                    "`path` reads one file; `pattern` takes every file dropped in a folder \
+                    "`path` reads one file; `files` takes every file dropped in a folder \
                          once. Keep one",
                 ),
             ),
@@ -58,16 +58,16 @@ impl Connector for File {
                 Problem::new(
                     "",
                     Code::InvalidValue,
-                    "`from:` on a file system needs `path` or `pattern`",
+                    "`from:` on a file system needs `path` or `files`",
                 )
                 .with_hint(
-                    "`path: orders.jsonl` reads one file; `pattern: statements/*.csv` with \
+                    "`path: orders.jsonl` reads one file; `files: statements/*.csv` with \
                          `archive: archive` takes each file dropped in a folder once",
                 ),
             ),
             _ => {}
         }
-        if from.pattern.is_none() {
+        if from.files.is_none() {
             for (key, given) in [
                 ("archive", from.archive.is_some()),
                 ("settle", from.settle.is_some()),
@@ -77,10 +77,10 @@ impl Connector for File {
                         Problem::new(
                             format!("/{key}"),
                             Code::InvalidValue,
-                            format!("`{key}` applies to a drop folder (`pattern`) only"),
+                            format!("`{key}` applies to a drop folder (`files`) only"),
                         )
                         .with_hint(format!(
-                            "remove `{key}`, or read a drop folder with `pattern`"
+                            "remove `{key}`, or read a drop folder with `files`"
                         )),
                     );
                 }
@@ -98,15 +98,15 @@ impl Connector for File {
         let Some(archive) = &from.archive else {
             problems.push(
                 Problem::new(
-                    "/pattern",
+                    "/files",
                     Code::InvalidValue,
-                    "a drop folder (`pattern`) needs `archive`, the folder read files are moved to",
+                    "a drop folder (`files`) needs `archive`, the folder read files are moved to",
                 )
                 .with_hint("add `archive: archive` (a folder relative to the system's folder)"),
             );
             return problems;
         };
-        if let Some(pattern) = &from.pattern
+        if let Some(pattern) = &from.files
             && let Err(message) = DropFolder::new(
                 system.dir.clone().into(),
                 pattern,
@@ -118,7 +118,7 @@ impl Connector for File {
             let pointer = if message.starts_with("archive") {
                 "/archive"
             } else {
-                "/pattern"
+                "/files"
             };
             problems.push(Problem::new(pointer, Code::InvalidValue, message));
         }
@@ -133,11 +133,11 @@ impl Connector for File {
         position: &Value,
     ) -> Result<Box<dyn Source>, ConnectorError> {
         let format = from.format.unwrap_or(FileFormat::Jsonl);
-        if let Some(pattern) = &from.pattern {
+        if let Some(pattern) = &from.files {
             let archive = from
                 .archive
                 .as_deref()
-                .ok_or_else(|| ConnectorError::spec("a drop folder (`pattern`) needs `archive`"))?;
+                .ok_or_else(|| ConnectorError::spec("a drop folder (`files`) needs `archive`"))?;
             let settle = match &from.settle {
                 Some(text) => crate::spec::parse_duration(text)
                     .map_err(|err| ConnectorError::spec(format!("settle: {err}")))?,

@@ -1,4 +1,4 @@
-//! The `pattern:` of a drop folder: a folder (no wildcards) and a file-name pattern where `*`
+//! The `files:` of a drop folder: a folder (no wildcards) and a file-name pattern where `*`
 //! matches any run of characters and `?` one character. Only the folder itself is listed,
 //! never its subfolders, so an archive folder inside the drop folder is never read again.
 
@@ -22,13 +22,13 @@ impl DropPattern {
         };
         if name.is_empty() {
             return Err(format!(
-                "pattern `{text}` names a folder but no files; add a file-name pattern such as \
+                "files `{text}` names a folder but no files; add a file-name pattern such as \
                  `{text}*.csv`"
             ));
         }
         if folder.contains(['*', '?']) {
             return Err(format!(
-                "pattern `{text}` has a wildcard in its folder; wildcards match file names in \
+                "files `{text}` has a wildcard in its folder; wildcards match file names in \
                  one folder only (`statements/*.csv`)"
             ));
         }
