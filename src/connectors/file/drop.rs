@@ -661,7 +661,7 @@ fn archive_file(
         Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
         _ => (file_name, String::new()),
     };
-    let short = &sha256[..sha256.len().min(12)];
+    let short = sha256.get(..12).unwrap_or(sha256);
     let candidates = std::iter::once(file_name.to_owned())
         .chain(std::iter::once(format!("{stem}.{short}{extension}")))
         .chain((1..1000).map(|n| format!("{stem}.{short}-{n}{extension}")));
