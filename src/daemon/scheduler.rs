@@ -409,6 +409,44 @@ mod tests {
     }
 
     #[test]
+    fn a_time_skipped_by_spring_forward_runs_once_at_the_shifted_time() {
+        // 29 March 2026, Paris: 02:00 CET jumps to 03:00 CEST, so 02:30 never happens. The
+        // daily run happens once that day, at 03:30 CEST (the gap's length later), and at
+        // 02:30 CEST again the next day.
+        let schedule = cron::Schedule::from_str("0 30 2 * * *").unwrap();
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        let mut at: jiff::Timestamp = "2026-03-28T12:00:00Z".parse().unwrap();
+        let mut fires = Vec::new();
+        for _ in 0..3 {
+            at = next_fire(&schedule, &paris, at).unwrap();
+            fires.push(at.to_zoned(paris.clone()).to_string());
+        }
+        assert_eq!(
+            fires,
+            [
+                "2026-03-29T03:30:00+02:00[Europe/Paris]",
+                "2026-03-30T02:30:00+02:00[Europe/Paris]",
+                "2026-03-31T02:30:00+02:00[Europe/Paris]",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_time_repeated_by_fall_back_runs_once() {
+        // 25 October 2026, Paris: 03:00 CEST falls back to 02:00 CET, so 02:30 happens twice;
+        // the daily run happens at the first only.
+        let schedule = cron::Schedule::from_str("0 30 2 * * *").unwrap();
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        let mut at: jiff::Timestamp = "2026-10-24T12:00:00Z".parse().unwrap();
+        let mut fires = Vec::new();
+        for _ in 0..2 {
+            at = next_fire(&schedule, &paris, at).unwrap();
+            fires.push(at.to_string());
+        }
+        assert_eq!(fires, ["2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"]);
+    }
+
+    #[test]
     fn next_fire_is_strictly_after() {
         let schedule = cron::Schedule::from_str("*/10 * * * * *").unwrap();
         let after: jiff::Timestamp = "2025-01-15T10:00:00Z".parse().unwrap();

@@ -1,5 +1,5 @@
 //! Settings of the file connector: a system's folder (`systems.NAME.file:`), and the file a
-//! flow reads (`from:`) or writes (`to:`) in it.
+//! flow reads (`from:`) or writes (`to:`) in it, or the drop folder it takes files from.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -12,16 +12,36 @@ pub struct FileSystemConfig {
     pub dir: String,
 }
 
-/// A flow's `from:` on a file system (besides `system` and `author`).
+/// A flow's `from:` on a file system (besides `system` and `author`): one named file
+/// (`path`), or a drop folder (`files` and `archive`) whose files are each read once.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileFromConfig {
-    /// Path of the input file, relative to the system's folder.
+    /// Path of the input file, relative to the system's folder. Give `path` or `files`.
     #[serde(default)]
     pub path: Option<String>,
     /// The input format. Defaults to `jsonl`.
     #[serde(default)]
     pub format: Option<FileFormat>,
+    /// Drop folder mode: the files to take, relative to the system's folder, as a folder and
+    /// a file-name pattern where `*` matches any run of characters and `?` one character
+    /// (`statements/*.csv`). Each file is read once, identified by the SHA-256 of its
+    /// content, then moved to `archive`; a file with the content of one read before is
+    /// archived unread and reported as a duplicate. Names writers use while writing (dotfiles,
+    /// `*.part`, `*.tmp`, `*.partial`, `*.filepart`, `*~`) and empty files are left alone.
+    #[serde(default)]
+    pub files: Option<String>,
+    /// Drop folder mode: the folder, relative to the system's folder, files are moved to once
+    /// every record of theirs is committed. Required with `files`; must not be the folder
+    /// `files` reads.
+    #[serde(default)]
+    pub archive: Option<String>,
+    /// Drop folder mode: how long a file must have gone unmodified (its modification time at
+    /// least this old) before it is read, so a file still being written in place is not
+    /// taken; its size and modification time must also be unchanged after it is hashed.
+    /// Defaults to `10s`.
+    #[serde(default)]
+    pub settle: Option<String>,
 }
 
 /// A flow's `to:` on a file system (besides `system`).

@@ -13,8 +13,8 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Take};
+use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
@@ -32,9 +32,16 @@ const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// A file being read.
 pub struct FileSource {
-    path: PathBuf,
+    /// How messages name the file: its path, or its name in a drop folder.
+    label: String,
+    /// Whether a malformed row's error names the file (a drop folder's rows come from many
+    /// files; a flow's one `path` needs no naming).
+    name_rows: bool,
     format: FileFormat,
-    reader: BufReader<File>,
+    /// Bounded to the bytes a drop folder hashed, so what is read is what was identified.
+    reader: BufReader<Take<File>>,
+    /// The most bytes read from the file (from its start).
+    limit: u64,
     /// CSV: the header's field names.
     headers: Vec<String>,
     /// CSV: lines read but not settled yet, in file order: the lines after an unterminated
@@ -92,15 +99,35 @@ enum Quoting {
 impl FileSource {
     /// Opens `path` and moves to `position` (a checkpoint written by this source).
     pub fn open(path: &Path, format: FileFormat, position: &Value) -> Result<Self, ConnectorError> {
-        let unavailable =
-            |err: std::io::Error| source_unavailable(format!("{}: {err}", path.display()));
         let offset = position.get("offset").and_then(Value::as_u64).unwrap_or(0);
         let line = position.get("line").and_then(Value::as_u64).unwrap_or(0);
+        let label = path.display().to_string();
+        Self::open_at(path, &label, format, (offset, line), u64::MAX)
+    }
+
+    /// Names the file in the error of each malformed row.
+    pub(super) fn naming_rows(mut self) -> Self {
+        self.name_rows = true;
+        self
+    }
+
+    /// Opens `path` (named `label` in messages), reading no further than `limit` bytes from
+    /// its start, and moves to byte `offset`, just after line `line`.
+    pub(super) fn open_at(
+        path: &Path,
+        label: &str,
+        format: FileFormat,
+        (offset, line): (u64, u64),
+        limit: u64,
+    ) -> Result<Self, ConnectorError> {
+        let unavailable = |err: std::io::Error| source_unavailable(format!("{label}: {err}"));
         let file = File::open(path).map_err(unavailable)?;
         let mut source = Self {
-            path: path.to_owned(),
+            label: label.to_owned(),
+            name_rows: false,
             format,
-            reader: BufReader::with_capacity(1 << 20, file),
+            reader: BufReader::with_capacity(1 << 20, file.take(limit)),
+            limit,
             headers: Vec::new(),
             pending: VecDeque::new(),
             offset: 0,
@@ -112,10 +139,16 @@ impl FileSource {
             source.read_headers()?;
         }
         if offset > source.offset {
-            source
-                .reader
-                .seek(SeekFrom::Start(offset))
-                .map_err(unavailable)?;
+            // Rebuilt rather than seeked: the bound counts from the new place.
+            let mut file = std::mem::replace(
+                &mut source.reader,
+                BufReader::new(File::open(path).map_err(unavailable)?.take(0)),
+            )
+            .into_inner()
+            .into_inner();
+            file.seek(SeekFrom::Start(offset)).map_err(unavailable)?;
+            source.reader =
+                BufReader::with_capacity(1 << 20, file.take(limit.saturating_sub(offset)));
             source.offset = offset;
             source.line = line;
             source.lines_read = line;
@@ -181,11 +214,29 @@ impl FileSource {
         }))
     }
 
+    /// Whether every byte up to the limit is read and settled: the file's last batch has
+    /// been handed out.
+    pub(super) fn at_end(&mut self) -> Result<bool, ConnectorError> {
+        if !self.pending.is_empty() {
+            return Ok(false);
+        }
+        let empty = match self.reader.fill_buf() {
+            Ok(buffered) => buffered.is_empty(),
+            Err(err) => return Err(self.unavailable(err)),
+        };
+        Ok(empty || self.offset >= self.limit)
+    }
+
+    /// Byte offset just after the last settled line, and that line's number.
+    pub(super) fn resume_point(&self) -> (u64, u64) {
+        (self.offset, self.line)
+    }
+
     /// Reads the header row; a header that cannot be read leaves nothing to name the fields
     /// by, so the whole file is refused.
     fn read_headers(&mut self) -> Result<(), ConnectorError> {
         // A BOM is not part of the first field's name; it is settled like a line would be.
-        let path = self.path.display().to_string();
+        let path = self.label.clone();
         let bom = match self.reader.fill_buf() {
             Ok(buffered) => buffered.starts_with(UTF8_BOM),
             Err(err) => return Err(source_unavailable(format!("{path}: {err}"))),
@@ -230,16 +281,17 @@ impl FileSource {
                 } else {
                     format!("within {MAX_CSV_ROW_BYTES} bytes (the largest row read)")
                 };
+                let error = format!(
+                    "unterminated quote: the quoted field opened on line {} does not close \
+                     {bound}; this line is set aside and the lines after it are read as rows \
+                     of their own",
+                    line.number
+                );
                 Row {
                     line: line.number,
                     record: Err(Malformed {
                         bytes: content(&line.bytes).to_vec(),
-                        error: format!(
-                            "unterminated quote: the quoted field opened on line {} does not \
-                             close {bound}; this line is set aside and the lines after it are \
-                             read as rows of their own",
-                            line.number
-                        ),
+                        error: self.row_error(line.number, error),
                         reason: "malformed",
                     }),
                 }
@@ -247,6 +299,7 @@ impl FileSource {
             Some(Split::Row { lines, fields }) => {
                 let line = lines.first().map_or(0, |l| l.number);
                 let record = decode_row(&self.headers, &fields).map_err(|error| {
+                    let error = self.row_error(line, error);
                     let mut bytes: Vec<u8> = lines.iter().flat_map(|l| &l.bytes).copied().collect();
                     let end = content(&bytes).len();
                     bytes.truncate(end);
@@ -331,8 +384,17 @@ impl FileSource {
         self.line = line.number;
     }
 
+    /// The error of a malformed row, naming the file and line when rows come from many files.
+    fn row_error(&self, line: u64, error: String) -> String {
+        if self.name_rows {
+            format!("{} line {line}: {error}", self.label)
+        } else {
+            error
+        }
+    }
+
     fn unavailable(&self, err: std::io::Error) -> ConnectorError {
-        source_unavailable(format!("{}: {err}", self.path.display()))
+        source_unavailable(format!("{}: {err}", self.label))
     }
 }
 
@@ -460,6 +522,8 @@ fn read_csv_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Resul
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn temp_dir() -> PathBuf {
