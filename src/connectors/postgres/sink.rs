@@ -48,6 +48,7 @@ impl PostgresSink {
     pub(super) async fn open(
         system: &PostgresConfig,
         to: &PostgresToConfig,
+        schema: Option<&str>,
     ) -> Result<Self, ConnectorError> {
         let target = target(system);
         let pool = super::pool(system, false)?;
@@ -63,6 +64,9 @@ impl PostgresSink {
         let mut client = connection(&sink.pool, &sink.target).await?;
         let columns = sink.columns.clone().unwrap_or_default();
         let pg = |err: tokio_postgres::Error| classify(&err, &sink.target);
+        if let Some(schema) = schema {
+            run_schema(&mut client, schema, &sink.target).await?;
+        }
         // Inserting no row, and rolling back: only running the statement makes PostgreSQL
         // look for the unique constraint ON CONFLICT needs, and check the privilege to insert.
         let tx = client.transaction().await.map_err(pg)?;
@@ -253,6 +257,29 @@ impl Sink for PostgresSink {
         Ok(BatchOutcome { rejected })
     }
 }
+
+/// Runs the system's schema file in one transaction, under a lock of its own: two flows
+/// opening at once would otherwise race on `CREATE ... IF NOT EXISTS`, which PostgreSQL does
+/// not make atomic (the loser fails on a unique index of the catalog).
+async fn run_schema(client: &mut Object, schema: &str, target: &str) -> Result<(), ConnectorError> {
+    let failed = |err: tokio_postgres::Error| {
+        let mut err = classify(&err, target);
+        err.message = format!(
+            "{}, running the system's schema file; write it idempotent (CREATE ... IF NOT              EXISTS) and without BEGIN or COMMIT",
+            err.message
+        );
+        err
+    };
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
+        .await
+        .map_err(failed)?;
+    tx.batch_execute(schema).await.map_err(failed)?;
+    tx.commit().await.map_err(failed)
+}
+
+/// The advisory lock the schema files of all flows take ("swyd" "schm" in ASCII).
+const SCHEMA_LOCK: i64 = 0x7377_7964_7363_686d;
 
 /// The statements of one batch.
 struct Statements {
