@@ -10,6 +10,7 @@ mod flowtests;
 mod guards;
 mod hardening;
 mod ledger_postgres;
+mod ledger_sqlite;
 mod limits;
 mod mapping;
 mod metrics;

@@ -148,26 +148,28 @@ pub(super) struct Remembered {
 }
 
 impl Remembered {
-    /// Wraps `inner`, which posts into `backend` (`postgres` or `sqlite`), given the state the
-    /// flow's last checkpoint kept for the sink.
-    pub(super) fn wrap(
-        inner: Arc<dyn Sink>,
-        backend: &'static str,
+    /// Refuses to go on posting into `backend` (`postgres` or `sqlite`, at `shown`) when the
+    /// flow's last checkpoint (its `sink_state`) was posted into the other.
+    pub(super) fn check(
+        backend: &str,
         sink_state: &Value,
         shown: &str,
-    ) -> Result<Arc<dyn Sink>, ConnectorError> {
-        if let Some(before) = sink_state.get("backend").and_then(Value::as_str)
-            && before != backend
-        {
-            return Err(ConnectorError::spec(format!(
+    ) -> Result<(), ConnectorError> {
+        match sink_state.get("backend").and_then(Value::as_str) {
+            Some(before) if before != backend => Err(ConnectorError::spec(format!(
                 "this flow's checkpoint was posted into {before}, and the system now points at \
                  {backend} ({shown}): the lines already checkpointed would never reach it. To \
                  post everything into {backend}, start the flow from a fresh state store (move \
                  .switchyard/state.db away; posting is effectively once, so nothing is posted \
                  twice); to go on into {before}, point the system back at it"
-            )));
+            ))),
+            _ => Ok(()),
         }
-        Ok(Arc::new(Remembered { inner, backend }))
+    }
+
+    /// Wraps `inner`, which posts into `backend`.
+    pub(super) fn wrap(inner: Arc<dyn Sink>, backend: &'static str) -> Arc<dyn Sink> {
+        Arc::new(Remembered { inner, backend })
     }
 }
 

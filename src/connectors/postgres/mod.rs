@@ -94,14 +94,16 @@ impl Connector for Postgres {
     ) -> Result<Arc<dyn Sink>, ConnectorError> {
         refuse_unchecked("postgres", config::check_system(system))?;
         refuse_unchecked("to", config::check_to(to))?;
-        let sink = backend::open(system, setup.root)?.sink(to).await?;
         let (kind, shown) = match system.backend() {
             config::Backend::Postgres(_) => ("postgres", target(system)),
             config::Backend::Sqlite { path, .. } => {
                 ("sqlite", setup.root.join(path).display().to_string())
             }
         };
-        backend::Remembered::wrap(sink, kind, sink_state, &shown)
+        // Before connecting: a run that must not go on needs no database to say so.
+        backend::Remembered::check(kind, sink_state, &shown)?;
+        let sink = backend::open(system, setup.root)?.sink(to).await?;
+        Ok(backend::Remembered::wrap(sink, kind))
     }
 }
 

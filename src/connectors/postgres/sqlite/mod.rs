@@ -120,6 +120,10 @@ fn open_file(path: &Path, schema: Option<&str>, shown: &str) -> Result<Connectio
 /// workspace's.
 pub(super) fn classify(err: &rusqlite::Error, shown: &str) -> ConnectorError {
     let message = format!("SQLite at {shown}: {}", with_causes(err));
+    if matches!(err, rusqlite::Error::SqlInputError { .. }) {
+        // SQL SQLite cannot parse: a query or a schema file of the workspace.
+        return ConnectorError::spec(message);
+    }
     let Some(code) = err.sqlite_error_code() else {
         return ConnectorError::internal(message);
     };
@@ -192,3 +196,6 @@ pub(super) fn shown(value: rusqlite::types::ValueRef<'_>) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;
