@@ -622,6 +622,47 @@ mod tests {
     }
 
     #[test]
+    fn the_backend_is_sqlite_when_asked_or_when_the_fallback_covers_an_unset_url() {
+        let system = |url: &str, fallback: Option<&str>| PostgresConfig {
+            url: url.into(),
+            fallback: fallback.map(|path| FallbackConfig {
+                sqlite: path.into(),
+            }),
+            schema: None,
+            pool: None,
+            statement_timeout: None,
+        };
+        let sqlite = |path: &str, unset: Option<&[&str]>| Backend::Sqlite {
+            path: path.into(),
+            fallback_for: unset.map(|names| names.iter().map(|n| n.to_string()).collect()),
+        };
+        let pg = "postgres://app@db/ledger";
+        assert_eq!(
+            system(pg, Some("l.db")).backend(),
+            Backend::Postgres(pg.into())
+        );
+        assert_eq!(
+            system("${LEDGER_URL}", Some("l.db")).backend(),
+            sqlite("l.db", Some(&["LEDGER_URL"]))
+        );
+        assert_eq!(system("", Some("l.db")).backend(), sqlite("l.db", Some(&[])));
+        assert_eq!(system("sqlite:x/l.db", None).backend(), sqlite("x/l.db", None));
+        // Without a fallback an empty URL stays PostgreSQL's, and opening refuses it.
+        assert_eq!(system("", None).backend(), Backend::Postgres(String::new()));
+        assert_eq!(
+            check_system(&system("sqlite:", Some(" "))),
+            [
+                Problem::new("/fallback/sqlite", Code::InvalidValue, "sqlite names no file")
+                    .with_hint(
+                        "write a path relative to the workspace, such as .switchyard/ledger.db"
+                    ),
+                Problem::new("/url", Code::InvalidValue, "url names no SQLite file")
+                    .with_hint("write sqlite:PATH, such as sqlite:.switchyard/ledger.db"),
+            ]
+        );
+    }
+
+    #[test]
     fn settings_are_checked() {
         let system = PostgresConfig {
             url: "postgres://app@127.0.0.1:5432/ledger".into(),
