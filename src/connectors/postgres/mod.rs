@@ -11,6 +11,7 @@
 
 mod backend;
 pub mod config;
+mod copy;
 mod sink;
 mod source;
 mod sqlite;

@@ -40,6 +40,9 @@ pub(super) struct PostgresSink {
     columns: Option<Vec<String>>,
     /// The table's columns, read at open: a record's field outside them is refused alone.
     table_columns: HashSet<String>,
+    /// The columns whose values `COPY` text input fills as the JSON path does (see
+    /// [`super::copy`]): batches filling only these may take the fast path.
+    copyable: HashSet<String>,
 }
 
 impl PostgresSink {
@@ -60,6 +63,7 @@ impl PostgresSink {
             table_name: to.table.clone(),
             columns: to.columns.clone(),
             table_columns: HashSet::new(),
+            copyable: HashSet::new(),
         };
         let mut client = connection(&sink.pool, &sink.target).await?;
         let columns = sink.columns.clone().unwrap_or_default();
@@ -84,9 +88,16 @@ impl PostgresSink {
             .iter()
             .map(|column| column.name().to_owned())
             .collect();
+        let copyable = described
+            .columns()
+            .iter()
+            .filter(|column| super::copy::copyable(column.type_()))
+            .map(|column| column.name().to_owned())
+            .collect();
         drop(client);
         Ok(Self {
             table_columns,
+            copyable,
             ..sink
         })
     }
@@ -232,6 +243,37 @@ impl Sink for PostgresSink {
             .collect();
 
         let mut client = connection(&self.pool, &self.target).await?;
+        if columns.iter().all(|column| self.copyable.contains(column))
+            && self.copyable.contains(&self.key_column)
+            && let Some(rows) = super::copy::rows(&columns, &bodies, &keys)
+        {
+            let copied = super::copy::copy(
+                &mut client,
+                &self.target,
+                &self.table,
+                &columns,
+                &self.key_column,
+                rows,
+            )
+            .await;
+            match copied {
+                Ok(true) => {
+                    rejected.sort_by_key(|(index, _)| *index);
+                    return Ok(BatchOutcome { rejected });
+                }
+                // Refused: the regular path below finds out by whom, on a fresh session (a
+                // COPY cut short can leave the protocol's state behind on this one).
+                Ok(false) => {
+                    drop(Object::take(client));
+                    client = connection(&self.pool, &self.target).await?;
+                }
+                Err(err) => {
+                    // The session may be broken (the server cut it): never hand it out again.
+                    drop(Object::take(client));
+                    return Err(err);
+                }
+            }
+        }
         let statements = Statements {
             insert: self.insert_sql(&columns),
             compare: self.compare_sql(&columns),
