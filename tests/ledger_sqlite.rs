@@ -135,7 +135,10 @@ impl Workspace {
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "{:?}\n{stderr}", output.status);
         let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
-            panic!("the report is not JSON ({err}): {}", String::from_utf8_lossy(&output.stdout))
+            panic!(
+                "the report is not JSON ({err}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
         });
         (report, stderr)
     }
@@ -147,7 +150,9 @@ impl Workspace {
             .prepare("SELECT idempotency_key, currency, amount, typeof(amount) FROM journal_lines")
             .unwrap();
         let rows: Vec<(String, String, String, String)> = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
@@ -167,8 +172,10 @@ impl Workspace {
         }
         let conn = rusqlite::Connection::open(self.ledger_file()).unwrap();
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        conn.query_row("SELECT count(*) FROM journal_lines", [], |row| row.get::<_, i64>(0))
-            .map_or(0, |count| count as usize)
+        conn.query_row("SELECT count(*) FROM journal_lines", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map_or(0, |count| count as usize)
     }
 
     /// The open dead letters of the flow: (record key, failure), sorted.
@@ -201,7 +208,11 @@ fn generate(path: &Path, count: usize) -> (usize, BTreeMap<String, Decimal>) {
     use std::io::Write as _;
     let currencies = ["EUR", "GBP", "USD", "JPY", "BHD"];
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(out, "journal_id,reference,account,amount,currency,posted_at,billing_cycle_id").unwrap();
+    writeln!(
+        out,
+        "journal_id,reference,account,amount,currency,posted_at,billing_cycle_id"
+    )
+    .unwrap();
     let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut valid = 0;
     for i in 0..count {
@@ -241,7 +252,10 @@ fn the_fallback_validates_posts_once_says_so_once_and_a_rerun_posts_nothing() {
     for args in [vec!["validate", root], vec!["validate", "--strict", root]] {
         let output = ws.command(&args, &[]).output().unwrap();
         assert_eq!(
-            (String::from_utf8_lossy(&output.stdout).as_ref(), output.status.code()),
+            (
+                String::from_utf8_lossy(&output.stdout).as_ref(),
+                output.status.code()
+            ),
             ("0 errors, 0 warnings\n", Some(0)),
             "{args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
@@ -260,13 +274,24 @@ fn the_fallback_validates_posts_once_says_so_once_and_a_rerun_posts_nothing() {
         "the fallback is said once, as is: {stderr}"
     );
     assert_eq!(
-        (&report["read"], &report["delivered"], &report["dead_lettered"]),
-        (&Value::from(2_000), &Value::from(valid), &Value::from(2_000 - valid)),
+        (
+            &report["read"],
+            &report["delivered"],
+            &report["dead_lettered"]
+        ),
+        (
+            &Value::from(2_000),
+            &Value::from(valid),
+            &Value::from(2_000 - valid)
+        ),
         "{report}"
     );
     assert_eq!(ws.contents(), (valid, valid, sums.clone()));
     let letters = ws.dead_letters();
-    let failures: HashSet<&str> = letters.iter().map(|(_, failure)| failure.as_str()).collect();
+    let failures: HashSet<&str> = letters
+        .iter()
+        .map(|(_, failure)| failure.as_str())
+        .collect();
     assert_eq!(
         failures,
         HashSet::from(["contract-violation", "sink-rejected"]),
@@ -312,7 +337,10 @@ fn without_a_fallback_the_unset_url_is_still_reported() {
         .output()
         .unwrap();
     assert_eq!(
-        (String::from_utf8_lossy(&output.stdout).as_ref(), output.status.code()),
+        (
+            String::from_utf8_lossy(&output.stdout).as_ref(),
+            output.status.code()
+        ),
         (
             "switchyard.yaml:10:23: warning[W0701]: environment variable LEDGER_URL is not set\n  \
              = hint: export LEDGER_URL before running, or it expands to an empty string\n\
@@ -365,7 +393,10 @@ fn kill_dash_nine_while_posting_into_sqlite_then_rerun_posts_every_line_exactly_
     child.wait().unwrap();
     hold.execute_batch("ROLLBACK").unwrap();
     let before = before.max(ws.rows());
-    assert!(before > 0 && before < valid, "killed mid-run ({before} of {valid} posted)");
+    assert!(
+        before > 0 && before < valid,
+        "killed mid-run ({before} of {valid} posted)"
+    );
 
     let (report, _) = ws.run(&batch);
     let read = report["read"].as_u64().unwrap() as usize;
@@ -382,6 +413,10 @@ fn kill_dash_nine_while_posting_into_sqlite_then_rerun_posts_every_line_exactly_
     );
     let letters = ws.dead_letters();
     let keys: HashSet<&String> = letters.iter().map(|(key, _)| key).collect();
-    assert_eq!(keys.len(), letters.len(), "a dead letter twice: {letters:?}");
+    assert_eq!(
+        keys.len(),
+        letters.len(),
+        "a dead letter twice: {letters:?}"
+    );
     assert_eq!(letters.len(), LINES - valid, "{letters:?}");
 }

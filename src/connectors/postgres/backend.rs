@@ -32,7 +32,10 @@ pub(super) trait Backend: Send + Sync {
 }
 
 /// The backend of `system`, whose relative paths are relative to `root`.
-pub(super) fn open(system: &PostgresConfig, root: &Path) -> Result<Box<dyn Backend>, ConnectorError> {
+pub(super) fn open(
+    system: &PostgresConfig,
+    root: &Path,
+) -> Result<Box<dyn Backend>, ConnectorError> {
     let schema = read_schema(system, root)?;
     Ok(match system.backend() {
         Where::Postgres(_) => Box::new(Postgres {
@@ -63,7 +66,10 @@ pub(super) fn fallback_notice(name: &str, system: &PostgresConfig, root: &Path) 
     } else {
         let names = unset.join(", ");
         let verb = if unset.len() == 1 { "is" } else { "are" };
-        (format!("{names} {verb} not set"), format!("set {}", unset[0]))
+        (
+            format!("{names} {verb} not set"),
+            format!("set {}", unset[0]),
+        )
     };
     Some(format!(
         "{name}: {missing}; posting into the embedded SQLite ledger at {}; {set}=postgres://... \
@@ -81,7 +87,9 @@ fn read_schema(system: &PostgresConfig, root: &Path) -> Result<Option<String>, C
     let unreadable = |err: &dyn std::fmt::Display| {
         ConnectorError::spec(format!("schema: cannot read {}: {err}", path.display()))
     };
-    let size = std::fs::metadata(&path).map_err(|err| unreadable(&err))?.len();
+    let size = std::fs::metadata(&path)
+        .map_err(|err| unreadable(&err))?
+        .len();
     if size > MAX_SCHEMA_BYTES {
         return Err(ConnectorError::spec(format!(
             "schema: {} is {size} bytes, more than the {MAX_SCHEMA_BYTES} a schema file may hold; \

@@ -276,8 +276,12 @@ fn check_files(system: &PostgresConfig, problems: &mut Vec<Problem>) {
         && fallback.sqlite.trim().is_empty()
     {
         problems.push(
-            Problem::new("/fallback/sqlite", Code::InvalidValue, "sqlite names no file")
-                .with_hint("write a path relative to the workspace, such as .switchyard/ledger.db"),
+            Problem::new(
+                "/fallback/sqlite",
+                Code::InvalidValue,
+                "sqlite names no file",
+            )
+            .with_hint("write a path relative to the workspace, such as .switchyard/ledger.db"),
         );
     }
     if let Some(schema) = &system.schema
@@ -645,17 +649,25 @@ mod tests {
             system("${LEDGER_URL}", Some("l.db")).backend(),
             sqlite("l.db", Some(&["LEDGER_URL"]))
         );
-        assert_eq!(system("", Some("l.db")).backend(), sqlite("l.db", Some(&[])));
-        assert_eq!(system("sqlite:x/l.db", None).backend(), sqlite("x/l.db", None));
+        assert_eq!(
+            system("", Some("l.db")).backend(),
+            sqlite("l.db", Some(&[]))
+        );
+        assert_eq!(
+            system("sqlite:x/l.db", None).backend(),
+            sqlite("x/l.db", None)
+        );
         // Without a fallback an empty URL stays PostgreSQL's, and opening refuses it.
         assert_eq!(system("", None).backend(), Backend::Postgres(String::new()));
         assert_eq!(
             check_system(&system("sqlite:", Some(" "))),
             [
-                Problem::new("/fallback/sqlite", Code::InvalidValue, "sqlite names no file")
-                    .with_hint(
-                        "write a path relative to the workspace, such as .switchyard/ledger.db"
-                    ),
+                Problem::new(
+                    "/fallback/sqlite",
+                    Code::InvalidValue,
+                    "sqlite names no file"
+                )
+                .with_hint("write a path relative to the workspace, such as .switchyard/ledger.db"),
                 Problem::new("/url", Code::InvalidValue, "url names no SQLite file")
                     .with_hint("write sqlite:PATH, such as sqlite:.switchyard/ledger.db"),
             ]

@@ -120,7 +120,9 @@ mod tests {
         ];
         assert_eq!(
             rows(&columns, &bodies, &["k1", "k\t2"]).map(String::from_utf8),
-            Some(Ok("59.90\ta\\tb\\\\c\\nd\t7\tk1\n-1\t\\N\t\\N\tk\\t2\n".to_owned()))
+            Some(Ok(
+                "59.90\ta\\tb\\\\c\\nd\t7\tk1\n-1\t\\N\t\\N\tk\\t2\n".to_owned()
+            ))
         );
         assert_eq!(rows(&columns, &[r#"{"amount":59.90}"#], &["k"]), None);
         assert_eq!(rows(&columns, &[r#"{"note":{"a":1}}"#], &["k"]), None);

@@ -852,7 +852,10 @@ async fn the_schema_file_runs_at_open_even_for_two_sinks_at_once() {
         Err(err) => err,
     };
     assert_eq!(err.fault, Fault::Spec, "{err}");
-    assert!(err.message.contains("running the system's schema file"), "{err}");
+    assert!(
+        err.message.contains("running the system's schema file"),
+        "{err}"
+    );
     let err = match postgres()
         .sink(&setup, &with_schema("sql/missing.sql"), &to, &Value::Null)
         .await

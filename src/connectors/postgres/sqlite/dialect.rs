@@ -24,9 +24,9 @@ pub(super) fn for_sqlite(sql: &str) -> String {
             .into_iter()
             .find(|word| lower[i..].starts_with(word));
         let starts_word = i == 0 || !is_word(bytes[i - 1]);
-        let Some(word) = word.filter(|word| {
-            starts_word && !bytes.get(i + word.len()).copied().is_some_and(is_word)
-        }) else {
+        let Some(word) = word
+            .filter(|word| starts_word && !bytes.get(i + word.len()).copied().is_some_and(is_word))
+        else {
             i += 1;
             continue;
         };

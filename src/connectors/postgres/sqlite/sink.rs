@@ -98,7 +98,10 @@ fn describe(
 ) -> Result<HashSet<String>, ConnectorError> {
     let sqlite = |err: rusqlite::Error| classify(&err, shown);
     let mut statement = conn
-        .prepare(&format!("SELECT name FROM pragma_table_info({})", quote_text(quoted)))
+        .prepare(&format!(
+            "SELECT name FROM pragma_table_info({})",
+            quote_text(quoted)
+        ))
         .map_err(sqlite)?;
     let columns = statement
         .query_map([], |row| row.get::<_, String>(0))
@@ -208,7 +211,8 @@ impl Table {
             let (insert, compare) = statements
                 .entry(columns.as_slice())
                 .or_insert_with(|| (self.insert_sql(columns), self.compare_sql(columns)));
-            let mut params: Vec<rusqlite::types::Value> = values.iter().map(super::to_sql).collect();
+            let mut params: Vec<rusqlite::types::Value> =
+                values.iter().map(super::to_sql).collect();
             params.push(rusqlite::types::Value::Text(key.clone()));
             let inserted = tx
                 .prepare_cached(insert)

@@ -173,7 +173,10 @@ async fn a_conflicting_repeat_and_a_constraint_refuse_their_record_alone() {
         refused[1].2
     );
     assert_eq!(
-        query(&file, "SELECT journal_id, amount FROM journal_lines ORDER BY 1"),
+        query(
+            &file,
+            "SELECT journal_id, amount FROM journal_lines ORDER BY 1"
+        ),
         [["J1", "10.00"], ["J3", "7.00"]]
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -201,7 +204,10 @@ async fn settings_sqlite_cannot_serve_are_refused_with_the_fix() {
     })
     .await;
     assert_eq!(fault, Fault::Spec);
-    assert!(text.contains("names a schema, which SQLite does not have"), "{text}");
+    assert!(
+        text.contains("names a schema, which SQLite does not have"),
+        "{text}"
+    );
     let (_, text) = message(PostgresToConfig {
         table: "journal".into(),
         ..to_ledger()
@@ -228,7 +234,11 @@ async fn settings_sqlite_cannot_serve_are_refused_with_the_fix() {
         Err(err) => err,
     };
     assert_eq!(err.fault, Fault::Spec, "{}", err.message);
-    assert!(err.message.contains("running the system's schema file"), "{}", err.message);
+    assert!(
+        err.message.contains("running the system's schema file"),
+        "{}",
+        err.message
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -315,23 +325,36 @@ async fn the_keyset_reads_in_order_resumes_and_waits_on_the_horizon() {
     assert_eq!(batches, [vec![json!("d"), json!("e")]]);
 
     // An integer cursor never waits: nothing hands its values out twice.
-    let mut by_seq = SqliteSource::open(db.clone(), &from_table("moves", "seq", "id", 10), &Value::Null)
-        .await
-        .unwrap();
+    let mut by_seq = SqliteSource::open(
+        db.clone(),
+        &from_table("moves", "seq", "id", 10),
+        &Value::Null,
+    )
+    .await
+    .unwrap();
     let (batches, position) = drain(&mut by_seq, "seq").await;
-    assert_eq!(batches.concat(), (1..=6).map(Value::from).collect::<Vec<_>>());
+    assert_eq!(
+        batches.concat(),
+        (1..=6).map(Value::from).collect::<Vec<_>>()
+    );
     assert_eq!(position, json!({ "cursor": 6, "key": "e" }));
 
     // A row with no cursor has no place in the order: the read fails, naming it.
     rusqlite::Connection::open(&file)
         .unwrap()
-        .execute_batch("CREATE TABLE loose (at text, id text NOT NULL); INSERT INTO loose VALUES (NULL, 'x');")
+        .execute_batch(
+            "CREATE TABLE loose (at text, id text NOT NULL); INSERT INTO loose VALUES (NULL, 'x');",
+        )
         .unwrap();
     let mut loose = SqliteSource::open(db, &from_table("loose", "at", "id", 10), &Value::Null)
         .await
         .unwrap();
     let err = loose.next_batch(10).await.err().unwrap();
     assert_eq!(err.fault, Fault::Spec);
-    assert!(err.message.contains("a row has at = NULL and id = x"), "{}", err.message);
+    assert!(
+        err.message.contains("a row has at = NULL and id = x"),
+        "{}",
+        err.message
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
