@@ -29,6 +29,9 @@ pub(in crate::connectors::postgres) struct SqliteSource {
     position: Option<(Value, Value)>,
 }
 
+/// The records of a batch, and the `(cursor, key)` of its last.
+type Rows = (Vec<Value>, (Value, Value));
+
 /// The statements of a read.
 struct Read {
     /// The largest cursor value, and whether the clock has passed it.
@@ -91,11 +94,7 @@ fn describe(conn: &Connection, wrapped: &str, shown: &str) -> Result<Vec<String>
     let statement = conn
         .prepare(&format!("SELECT * FROM {wrapped}"))
         .map_err(|err| classify(&err, shown))?;
-    Ok(statement
-        .column_names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect())
+    Ok(statement.column_names().map(str::to_owned).collect())
 }
 
 impl Read {
@@ -134,7 +133,7 @@ impl Read {
         shown_at: &str,
         position: Option<&(Value, Value)>,
         limit: usize,
-    ) -> Result<Option<(Vec<Value>, (Value, Value))>, ConnectorError> {
+    ) -> Result<Option<Rows>, ConnectorError> {
         let sqlite = |err: rusqlite::Error| classify(&err, shown_at);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -159,11 +158,7 @@ impl Read {
         };
         params.extend([horizon, passed, limit]);
         let mut statement = tx.prepare_cached(sql).map_err(sqlite)?;
-        let names: Vec<String> = statement
-            .column_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
         // The record's columns, then the cursor and key selected again at the end.
         let fields = names.len() - 2;
         let mut rows = statement.query(params_from_iter(params)).map_err(sqlite)?;
