@@ -14,6 +14,7 @@ mod github_actions;
 mod guards;
 mod hardening;
 mod ledger_postgres;
+mod ledger_sqlite;
 mod limits;
 mod mapping;
 mod metrics;

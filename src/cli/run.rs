@@ -17,6 +17,7 @@ use crate::metrics::catalog::{
 use crate::runtime::{FlowRun, Observer, RunOptions, alerts};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::spec::EnvLookup;
+use crate::spec::model::Workspace;
 use crate::store::{Store, StoreTarget};
 
 /// Arguments of `switchyard run`.
@@ -81,6 +82,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         env = env.with(name, value);
     }
     let workspace = super::load_for_run(&root, env)?;
+    if let Some(flow) = workspace.flows.get(&flow_name) {
+        let used = [flow.from.system.as_str(), flow.to.system.as_str()];
+        say_start_notices(&workspace, |system| used.contains(&system));
+    }
     let state = StoreTarget::choose(args.state.as_deref(), Some(&workspace.state))?;
     let store = Store::open_target(&state).await?;
     let metrics = Arc::new(Metrics::default());
@@ -163,6 +168,20 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Serves the run's metrics on `addr` until the returned task is aborted.
+/// Says once, on stderr and in the log, what operators must know before flows on the systems
+/// `used` picks run (a SQL system posting into its embedded fallback).
+pub(super) fn say_start_notices(workspace: &Workspace, used: impl Fn(&str) -> bool) {
+    let systems = workspace
+        .systems
+        .iter()
+        .filter(|(name, _)| used(name))
+        .map(|(name, system)| (name.as_str(), system));
+    for notice in crate::connectors::start_notices(systems, &workspace.root) {
+        tracing::warn!(notice = %notice, "A system runs on its embedded fallback.");
+        errln!("{notice}");
+    }
+}
+
 async fn serve_metrics(
     addr: SocketAddr,
     metrics: Arc<Metrics>,

@@ -72,6 +72,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // The daemon loads (and reports on) the workspace itself; this load only finds what to
+    // say at start, so it stays quiet about diagnostics.
+    let options = crate::spec::LoadOptions {
+        strict: false,
+        env: env.clone(),
+    };
+    if let Some(workspace) =
+        crate::spec::load_workspace(&args.workspace.workspace, &options).workspace
+    {
+        super::run::say_start_notices(&workspace, |_| true);
+    }
     let config = ServeConfig {
         root: args.workspace.workspace,
         listen: args.listen,

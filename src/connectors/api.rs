@@ -183,6 +183,21 @@ pub trait Connector: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Settings (pointers relative to the system's settings) that may name an unset
+    /// variable because the system declares a fallback for them: validation reports no
+    /// unset variable there and leaves the text unexpanded, so the connector can tell the
+    /// fallback applies and name the variable when it says so.
+    fn optional_settings(_system: &Self::System) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What an operator must know before flows on this system run (a fallback taking over):
+    /// `run` and `serve` say it once at start, on stderr and in the log. `name` is the
+    /// system's, `root` the workspace folder.
+    fn start_notice(_name: &str, _system: &Self::System, _root: &Path) -> Option<String> {
+        None
+    }
+
     /// As [`Connector::check_system`], for a flow's `from:`.
     fn check_from(_system: &Self::System, _from: &Self::From) -> Vec<Problem> {
         Vec::new()
@@ -381,6 +396,11 @@ pub trait DynConnector: Send + Sync + 'static {
     fn check_system(&self, system: &Value) -> Vec<Problem>;
     /// [`Connector::secret_vars`] over JSON settings (none when they do not deserialize).
     fn secret_vars(&self, system: &Value) -> Vec<(String, String)>;
+    /// [`Connector::optional_settings`] over JSON settings (none when they do not
+    /// deserialize).
+    fn optional_settings(&self, system: &Value) -> Vec<String>;
+    /// [`Connector::start_notice`] over JSON settings (none when they do not deserialize).
+    fn start_notice(&self, name: &str, system: &Value, root: &Path) -> Option<String>;
     /// Checks a flow's `from:` settings on `system` (nothing when the system's own settings
     /// are wrong: those are reported on the system).
     fn check_from(&self, system: &Value, from: &Value) -> Vec<Problem>;
@@ -493,6 +513,18 @@ impl<C: Connector> DynConnector for C {
         typed::<C::System>(system)
             .map(|system| C::secret_vars(&system))
             .unwrap_or_default()
+    }
+
+    fn optional_settings(&self, system: &Value) -> Vec<String> {
+        typed::<C::System>(system)
+            .map(|system| C::optional_settings(&system))
+            .unwrap_or_default()
+    }
+
+    fn start_notice(&self, name: &str, system: &Value, root: &Path) -> Option<String> {
+        typed::<C::System>(system)
+            .ok()
+            .and_then(|system| C::start_notice(name, &system, root))
     }
 
     fn check_from(&self, system: &Value, from: &Value) -> Vec<Problem> {

@@ -31,6 +31,22 @@ pub fn connector(name: &str) -> Option<&'static dyn DynConnector> {
     registry().iter().copied().find(|c| c.name() == name)
 }
 
+/// What operators must know before flows on `systems` run (an embedded fallback taking over),
+/// one line per system that has something to say: `run` and `serve` print these once at
+/// start. `systems` are `(name, settings)` with `${ENV}` expanded, as the workspace holds them.
+pub fn start_notices<'a>(
+    systems: impl IntoIterator<Item = (&'a str, &'a crate::spec::raw::SystemConfig)>,
+    root: &std::path::Path,
+) -> Vec<String> {
+    systems
+        .into_iter()
+        .filter_map(|(name, system)| {
+            let (key, settings) = system.connector()?;
+            connector(key)?.start_notice(name, settings, root)
+        })
+        .collect()
+}
+
 /// One record as read, before decoding.
 #[derive(Debug)]
 pub enum RawRecord<'a> {

@@ -27,7 +27,7 @@ pub(super) const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// another object.
 const MAX_IDENTIFIER_BYTES: usize = 63;
 
-/// A PostgreSQL database (`systems.NAME.postgres:`).
+/// A SQL database (`systems.NAME.postgres:`): PostgreSQL, or an embedded SQLite file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
@@ -35,7 +35,20 @@ pub struct PostgresConfig {
     /// `${ENV}` references. The user defaults to `$PGUSER`, then `$USER`, then `postgres`.
     /// TLS is not used: reach remote servers through a local tunnel or proxy. Sessions are
     /// named `switchyard` in `pg_stat_activity` unless the URL sets `?application_name=`.
+    /// `sqlite:PATH` (relative to the workspace) uses an embedded SQLite file instead.
     pub url: String,
+    /// The embedded database used when `url` names a variable that is not set (or is
+    /// empty), such as `{ sqlite: .switchyard/ledger.db }`: the workspace then runs on a
+    /// machine without PostgreSQL, and says so at start. Validation does not report the
+    /// unset variable of `url`.
+    #[serde(default)]
+    pub fallback: Option<FallbackConfig>,
+    /// A SQL file (relative to the workspace) creating what the flows use, run when a sink
+    /// opens (and, on SQLite, a source): write it idempotent (`CREATE TABLE IF NOT EXISTS`).
+    /// On SQLite it is what makes the embedded fallback work with nothing set up, and its
+    /// `numeric`/`decimal` column types are created as `TEXT` (see the connector docs).
+    #[serde(default)]
+    pub schema: Option<String>,
     /// Connections kept open to this database by each flow (default 4, at most 64).
     #[serde(default)]
     pub pool: Option<usize>,
@@ -43,6 +56,29 @@ pub struct PostgresConfig {
     /// default). A cancelled statement is retried like an outage.
     #[serde(default)]
     pub statement_timeout: Option<String>,
+}
+
+/// The embedded database a SQL system falls back to (`fallback:`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// The SQLite file, relative to the workspace, such as `.switchyard/ledger.db`; created
+    /// (with its folder) when missing.
+    pub sqlite: String,
+}
+
+/// Where a SQL system's data lives, once its settings are expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Backend {
+    /// A PostgreSQL server at this URL.
+    Postgres(String),
+    /// A SQLite file.
+    Sqlite {
+        /// The file, as written (relative to the workspace unless absolute).
+        path: String,
+        /// Why the fallback took over (the unset variables of `url`), when it did.
+        fallback_for: Option<Vec<String>>,
+    },
 }
 
 /// Reading a table or a query incrementally (a flow's `from:` on a PostgreSQL system).
@@ -100,6 +136,27 @@ pub struct PostgresToConfig {
 }
 
 impl PostgresConfig {
+    /// Where the data lives: a `sqlite:` URL, the fallback when `url` is empty or still names
+    /// a variable that is not set (validation leaves such a `url` unexpanded when a fallback
+    /// covers it, so the variable can be named), else PostgreSQL.
+    pub(super) fn backend(&self) -> Backend {
+        if let Some(path) = self.url.strip_prefix("sqlite:") {
+            return Backend::Sqlite {
+                path: path.to_owned(),
+                fallback_for: None,
+            };
+        }
+        if let Some(fallback) = &self.fallback
+            && (self.url.trim().is_empty() || self.url.contains("${"))
+        {
+            return Backend::Sqlite {
+                path: fallback.sqlite.clone(),
+                fallback_for: Some(unset_vars(&self.url)),
+            };
+        }
+        Backend::Postgres(self.url.clone())
+    }
+
     /// Connections in the pool.
     pub(super) fn pool_size(&self) -> usize {
         self.pool.unwrap_or(DEFAULT_POOL)
@@ -129,13 +186,35 @@ impl PostgresFromConfig {
     }
 }
 
+/// The `${NAME}`s still in a text.
+fn unset_vars(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else {
+            break;
+        };
+        names.push(rest[start + 2..start + 2 + len].to_owned());
+        rest = &rest[start + 2 + len + 1..];
+    }
+    names
+}
+
 /// The hint of a duration that does not parse.
 const DURATION_HINT: &str = "durations look like 30s, 15m, 1h30m, 250ms or PT15M";
 
 /// Problems of a system's settings (pointers relative to `postgres:`).
 pub(super) fn check_system(system: &PostgresConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
-    if system.url.is_empty() || system.url.contains("${") {
+    check_files(system, &mut problems);
+    if let Some(path) = system.url.strip_prefix("sqlite:") {
+        if path.trim().is_empty() {
+            problems.push(
+                Problem::new("/url", Code::InvalidValue, "url names no SQLite file")
+                    .with_hint("write sqlite:PATH, such as sqlite:.switchyard/ledger.db"),
+            );
+        }
+    } else if system.url.is_empty() || system.url.contains("${") {
         // An unset `${VAR}` leaves the URL empty, and the spec reports that variable itself
         // (an error with --strict): a workspace checked without the database's address, as
         // flow tests are, stays valid, and opening the connector refuses it. A `${VAR}` still
@@ -189,6 +268,30 @@ pub(super) fn check_system(system: &PostgresConfig) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// Problems of the file settings: a path that names no file.
+fn check_files(system: &PostgresConfig, problems: &mut Vec<Problem>) {
+    if let Some(fallback) = &system.fallback
+        && fallback.sqlite.trim().is_empty()
+    {
+        problems.push(
+            Problem::new(
+                "/fallback/sqlite",
+                Code::InvalidValue,
+                "sqlite names no file",
+            )
+            .with_hint("write a path relative to the workspace, such as .switchyard/ledger.db"),
+        );
+    }
+    if let Some(schema) = &system.schema
+        && schema.trim().is_empty()
+    {
+        problems.push(
+            Problem::new("/schema", Code::InvalidValue, "schema names no file")
+                .with_hint("write a path relative to the workspace, such as sql/ledger.sql"),
+        );
+    }
 }
 
 /// Problems of a flow's `from:` (pointers relative to it).
@@ -391,7 +494,7 @@ fn statement_end(query: &str) -> usize {
 /// The query with comments and the contents of literals and quoted identifiers blanked
 /// (byte for byte, so offsets stay those of the query), so that a `;` or a keyword inside
 /// them is not taken for code.
-fn blank_sql(query: &str) -> String {
+pub(super) fn blank_sql(query: &str) -> String {
     let bytes = query.as_bytes();
     let mut out = String::with_capacity(query.len());
     let blank = |out: &mut String, from: usize, to: usize| {
@@ -523,9 +626,60 @@ mod tests {
     }
 
     #[test]
+    fn the_backend_is_sqlite_when_asked_or_when_the_fallback_covers_an_unset_url() {
+        let system = |url: &str, fallback: Option<&str>| PostgresConfig {
+            url: url.into(),
+            fallback: fallback.map(|path| FallbackConfig {
+                sqlite: path.into(),
+            }),
+            schema: None,
+            pool: None,
+            statement_timeout: None,
+        };
+        let sqlite = |path: &str, unset: Option<&[&str]>| Backend::Sqlite {
+            path: path.into(),
+            fallback_for: unset.map(|names| names.iter().map(|n| n.to_string()).collect()),
+        };
+        let pg = "postgres://app@db/ledger";
+        assert_eq!(
+            system(pg, Some("l.db")).backend(),
+            Backend::Postgres(pg.into())
+        );
+        assert_eq!(
+            system("${LEDGER_URL}", Some("l.db")).backend(),
+            sqlite("l.db", Some(&["LEDGER_URL"]))
+        );
+        assert_eq!(
+            system("", Some("l.db")).backend(),
+            sqlite("l.db", Some(&[]))
+        );
+        assert_eq!(
+            system("sqlite:x/l.db", None).backend(),
+            sqlite("x/l.db", None)
+        );
+        // Without a fallback an empty URL stays PostgreSQL's, and opening refuses it.
+        assert_eq!(system("", None).backend(), Backend::Postgres(String::new()));
+        assert_eq!(
+            check_system(&system("sqlite:", Some(" "))),
+            [
+                Problem::new(
+                    "/fallback/sqlite",
+                    Code::InvalidValue,
+                    "sqlite names no file"
+                )
+                .with_hint("write a path relative to the workspace, such as .switchyard/ledger.db"),
+                Problem::new("/url", Code::InvalidValue, "url names no SQLite file")
+                    .with_hint("write sqlite:PATH, such as sqlite:.switchyard/ledger.db"),
+            ]
+        );
+    }
+
+    #[test]
     fn settings_are_checked() {
         let system = PostgresConfig {
             url: "postgres://app@127.0.0.1:5432/ledger".into(),
+            fallback: None,
+            schema: None,
             pool: Some(0),
             statement_timeout: Some("soon".into()),
         };

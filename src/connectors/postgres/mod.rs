@@ -1,15 +1,22 @@
-//! The PostgreSQL connector: reads a table or a query incrementally, and writes records into a
-//! table in one transaction per batch, effectively once through the idempotency key.
+//! The SQL connector (`postgres:`): reads a table or a query incrementally, and writes records
+//! into a table in one transaction per batch, effectively once through the idempotency key —
+//! on PostgreSQL, or on an embedded SQLite file ([`sqlite`]) when the system says so (a
+//! `sqlite:` URL, or its `fallback:` when the URL's variable is not set). The two are behind
+//! one small trait ([`backend::Backend`]).
 //!
 //! It owns its settings ([`config`]), its connections (a small pool per source or sink, never
 //! the state store's) and the classification of PostgreSQL's errors by SQLSTATE
-//! ([`classify`]). It must not reach into the runtime or the state store: everything it needs
-//! comes through [`crate::connectors::api`].
+//! ([`classify`]) and SQLite's by code. It must not reach into the runtime or the state
+//! store: everything it needs comes through [`crate::connectors::api`].
 
+mod backend;
 pub mod config;
+mod copy;
 mod sink;
 mod source;
+mod sqlite;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +26,7 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-pub use self::config::{PostgresConfig, PostgresFromConfig, PostgresToConfig};
+pub use self::config::{FallbackConfig, PostgresConfig, PostgresFromConfig, PostgresToConfig};
 use super::api::{Connector, ConnectorError, Problem, Roles, Setup, Sink, Source};
 use crate::error_text::with_causes;
 
@@ -44,6 +51,19 @@ impl Connector for Postgres {
         config::check_system(system)
     }
 
+    fn optional_settings(system: &PostgresConfig) -> Vec<String> {
+        // With a fallback, an unset variable in the URL is how the fallback is chosen.
+        if system.fallback.is_some() {
+            vec!["/url".to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn start_notice(name: &str, system: &PostgresConfig, root: &Path) -> Option<String> {
+        backend::fallback_notice(name, system, root)
+    }
+
     fn check_from(_system: &PostgresConfig, from: &PostgresFromConfig) -> Vec<Problem> {
         config::check_from(from)
     }
@@ -54,28 +74,37 @@ impl Connector for Postgres {
 
     async fn source(
         &self,
-        _setup: &Setup<'_>,
+        setup: &Setup<'_>,
         system: &PostgresConfig,
         from: &PostgresFromConfig,
         position: &Value,
     ) -> Result<Box<dyn Source>, ConnectorError> {
         refuse_unchecked("postgres", config::check_system(system))?;
         refuse_unchecked("from", config::check_from(from))?;
-        let source = source::PostgresSource::open(system, from, position).await?;
-        Ok(Box::new(source))
+        backend::open(system, setup.root)?
+            .source(from, position)
+            .await
     }
 
     async fn sink(
         &self,
-        _setup: &Setup<'_>,
+        setup: &Setup<'_>,
         system: &PostgresConfig,
         to: &PostgresToConfig,
-        _sink_state: &Value,
+        sink_state: &Value,
     ) -> Result<Arc<dyn Sink>, ConnectorError> {
         refuse_unchecked("postgres", config::check_system(system))?;
         refuse_unchecked("to", config::check_to(to))?;
-        let sink = sink::PostgresSink::open(system, to).await?;
-        Ok(Arc::new(sink))
+        let (kind, shown) = match system.backend() {
+            config::Backend::Postgres(_) => ("postgres", target(system)),
+            config::Backend::Sqlite { path, .. } => {
+                ("sqlite", setup.root.join(path).display().to_string())
+            }
+        };
+        // Before connecting: a run that must not go on needs no database to say so.
+        backend::Remembered::check(kind, sink_state, &shown)?;
+        let sink = backend::open(system, setup.root)?.sink(to).await?;
+        Ok(backend::Remembered::wrap(sink, kind))
     }
 }
 

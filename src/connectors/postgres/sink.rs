@@ -40,6 +40,9 @@ pub(super) struct PostgresSink {
     columns: Option<Vec<String>>,
     /// The table's columns, read at open: a record's field outside them is refused alone.
     table_columns: HashSet<String>,
+    /// The columns whose values `COPY` text input fills as the JSON path does (see
+    /// [`super::copy`]): batches filling only these may take the fast path.
+    copyable: HashSet<String>,
 }
 
 impl PostgresSink {
@@ -48,6 +51,7 @@ impl PostgresSink {
     pub(super) async fn open(
         system: &PostgresConfig,
         to: &PostgresToConfig,
+        schema: Option<&str>,
     ) -> Result<Self, ConnectorError> {
         let target = target(system);
         let pool = super::pool(system, false)?;
@@ -59,10 +63,14 @@ impl PostgresSink {
             table_name: to.table.clone(),
             columns: to.columns.clone(),
             table_columns: HashSet::new(),
+            copyable: HashSet::new(),
         };
         let mut client = connection(&sink.pool, &sink.target).await?;
         let columns = sink.columns.clone().unwrap_or_default();
         let pg = |err: tokio_postgres::Error| classify(&err, &sink.target);
+        if let Some(schema) = schema {
+            run_schema(&mut client, schema, &sink.target).await?;
+        }
         // Inserting no row, and rolling back: only running the statement makes PostgreSQL
         // look for the unique constraint ON CONFLICT needs, and check the privilege to insert.
         let tx = client.transaction().await.map_err(pg)?;
@@ -80,9 +88,16 @@ impl PostgresSink {
             .iter()
             .map(|column| column.name().to_owned())
             .collect();
+        let copyable = described
+            .columns()
+            .iter()
+            .filter(|column| super::copy::copyable(column.type_()))
+            .map(|column| column.name().to_owned())
+            .collect();
         drop(client);
         Ok(Self {
             table_columns,
+            copyable,
             ..sink
         })
     }
@@ -228,6 +243,37 @@ impl Sink for PostgresSink {
             .collect();
 
         let mut client = connection(&self.pool, &self.target).await?;
+        if columns.iter().all(|column| self.copyable.contains(column))
+            && self.copyable.contains(&self.key_column)
+            && let Some(rows) = super::copy::rows(&columns, &bodies, &keys)
+        {
+            let copied = super::copy::copy(
+                &mut client,
+                &self.target,
+                &self.table,
+                &columns,
+                &self.key_column,
+                rows,
+            )
+            .await;
+            match copied {
+                Ok(true) => {
+                    rejected.sort_by_key(|(index, _)| *index);
+                    return Ok(BatchOutcome { rejected });
+                }
+                // Refused: the regular path below finds out by whom, on a fresh session (a
+                // COPY cut short can leave the protocol's state behind on this one).
+                Ok(false) => {
+                    drop(Object::take(client));
+                    client = connection(&self.pool, &self.target).await?;
+                }
+                Err(err) => {
+                    // The session may be broken (the server cut it): never hand it out again.
+                    drop(Object::take(client));
+                    return Err(err);
+                }
+            }
+        }
         let statements = Statements {
             insert: self.insert_sql(&columns),
             compare: self.compare_sql(&columns),
@@ -253,6 +299,29 @@ impl Sink for PostgresSink {
         Ok(BatchOutcome { rejected })
     }
 }
+
+/// Runs the system's schema file in one transaction, under a lock of its own: two flows
+/// opening at once would otherwise race on `CREATE ... IF NOT EXISTS`, which PostgreSQL does
+/// not make atomic (the loser fails on a unique index of the catalog).
+async fn run_schema(client: &mut Object, schema: &str, target: &str) -> Result<(), ConnectorError> {
+    let failed = |err: tokio_postgres::Error| {
+        let mut err = classify(&err, target);
+        err.message = format!(
+            "{}, running the system's schema file; write it idempotent (CREATE ... IF NOT              EXISTS) and without BEGIN or COMMIT",
+            err.message
+        );
+        err
+    };
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
+        .await
+        .map_err(failed)?;
+    tx.batch_execute(schema).await.map_err(failed)?;
+    tx.commit().await.map_err(failed)
+}
+
+/// The advisory lock the schema files of all flows take ("swyd" "schm" in ASCII).
+const SCHEMA_LOCK: i64 = 0x7377_7964_7363_686d;
 
 /// The statements of one batch.
 struct Statements {

@@ -801,6 +801,73 @@ async fn settings_that_fail_their_check_never_reach_the_server() {
     assert!(err.message.contains("url is empty"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_file_runs_at_open_even_for_two_sinks_at_once() {
+    let Some(db) = Db::new("schema_file", "schema").await else {
+        return;
+    };
+    let root = std::env::temp_dir().join(format!("sy-pg-schema-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("sql")).unwrap();
+    std::fs::write(
+        root.join("sql/ledger.sql"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}.posted (idempotency_key text PRIMARY KEY, \
+             amount numeric(18, 4) NOT NULL);",
+            db.schema
+        ),
+    )
+    .unwrap();
+    std::fs::write(root.join("sql/broken.sql"), "CREATE TABLE oops (;").unwrap();
+    let setup = Setup {
+        root: &root,
+        ..db.setup()
+    };
+    let with_schema = |file: &str| {
+        let mut system = system();
+        system["schema"] = json!(file);
+        system
+    };
+    let to = json!({ "table": db.table("posted"), "key_column": "idempotency_key" });
+    // Two flows opening at once: CREATE ... IF NOT EXISTS alone would race in the catalog.
+    let system = with_schema("sql/ledger.sql");
+    let (first, second) = tokio::join!(
+        postgres().sink(&setup, &system, &to, &Value::Null),
+        postgres().sink(&setup, &system, &to, &Value::Null),
+    );
+    let sink = first.unwrap();
+    second.unwrap();
+    let records = [("k1", json!({ "amount": "0.10" }).to_string())];
+    let outcome = sink.write_batch(&encoded(&records)).await.unwrap();
+    assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+    assert_eq!(
+        db.texts("SELECT amount::text FROM {s}.posted").await,
+        [Some("0.1000".to_owned())]
+    );
+
+    let err = match postgres()
+        .sink(&setup, &with_schema("sql/broken.sql"), &to, &Value::Null)
+        .await
+    {
+        Ok(_) => panic!("a broken schema file was run"),
+        Err(err) => err,
+    };
+    assert_eq!(err.fault, Fault::Spec, "{err}");
+    assert!(
+        err.message.contains("running the system's schema file"),
+        "{err}"
+    );
+    let err = match postgres()
+        .sink(&setup, &with_schema("sql/missing.sql"), &to, &Value::Null)
+        .await
+    {
+        Ok(_) => panic!("a missing schema file was accepted"),
+        Err(err) => err,
+    };
+    assert!(err.message.starts_with("schema: cannot read "), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+    db.finish().await;
+}
+
 #[test]
 fn every_setting_is_documented_in_the_schema() {
     let mut generator = schemars::SchemaGenerator::default();

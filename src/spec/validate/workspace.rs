@@ -606,8 +606,30 @@ fn expand_env(
     report: &mut Report<'_>,
 ) -> WorkspaceFile {
     let mut expanded = spec.clone();
+    // Settings a declared fallback covers (a SQL system's `url` with `fallback:`): an unset
+    // variable there is how the fallback is chosen, not a mistake. The text stays unexpanded
+    // so the connector sees which variable is missing and can name it when it falls back.
+    let optional: std::collections::HashSet<String> = spec
+        .systems
+        .iter()
+        .filter_map(|(name, system)| {
+            let (key, settings) = system.connector()?;
+            let connector = connectors::connector(key)?;
+            let base = format!("/systems/{}/{}", seg(name), seg(key));
+            Some(
+                connector
+                    .optional_settings(settings)
+                    .into_iter()
+                    .map(move |pointer| format!("{base}{pointer}")),
+            )
+        })
+        .flatten()
+        .collect();
     let mut expand = |text: &mut String, pointer: String| {
         let (value, unset) = env::expand(text, &input.options.env);
+        if !unset.is_empty() && optional.contains(&pointer) {
+            return;
+        }
         for (offset, name) in unset {
             let message = format!("environment variable {name} is not set");
             let (line, column) = crate::mapping::syntax::line_column(text, offset);
