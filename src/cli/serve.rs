@@ -30,7 +30,8 @@ pub struct ServeArgs {
     shutdown_timeout: Duration,
     /// Start the simulated marketplace systems on loopback beside the daemon and point the
     /// workspace's `${MARKETPLACE_URL}`, `${STOREFRONT_URL}`, `${ALERTS_URL}` and `${OMS_URL}`
-    /// at them: the whole reference workspace runs on one machine.
+    /// at them: the whole reference workspace runs on one machine. Settlement statements drop
+    /// into `WORKSPACE/.switchyard/statement-drop` (`${STATEMENT_DROP_DIR}`).
     #[arg(long)]
     sandbox: bool,
     /// Baskets of marketplace orders the sandbox creates and sends to the daemon's
@@ -60,6 +61,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             webhook_url: Some(format!("http://{}/hooks/orders", args.listen)),
             webhook_secret: secret.clone(),
             oauth: Some(super::realistic_oauth()),
+            // Beside the default state store, where the workspace's files already live and
+            // git already ignores them; the workspace reads it as `${STATEMENT_DROP_DIR}`.
+            statement_drop: Some(crate::sandbox::StatementDropConfig::new(
+                args.workspace
+                    .workspace
+                    .join(".switchyard")
+                    .join("statement-drop"),
+            )),
             ..crate::sandbox::SandboxConfig::default()
         };
         let sandbox = runtime.block_on(crate::sandbox::Sandbox::start(config))?;
