@@ -115,7 +115,10 @@ mod tests {
             panic!("expected the sandbox subcommand");
         };
         assert_eq!(args.statement_drop, Some(PathBuf::from("/tmp/drop")));
-        assert_eq!((args.statement_interval_ms, args.statement_upload_ms), (50, 200));
+        assert_eq!(
+            (args.statement_interval_ms, args.statement_upload_ms),
+            (50, 200)
+        );
 
         // Pacing without a folder is a mistake worth saying, not a silent no-op.
         let err = Cli::try_parse_from(["switchyard", "sandbox", "--statement-interval-ms", "5"])

@@ -494,10 +494,7 @@ impl Sandbox {
             ("SANDBOX_URL".to_owned(), self.base_url()),
         ];
         if let Some(dir) = &self.statement_dir {
-            env.push((
-                "STATEMENT_DROP_DIR".to_owned(),
-                dir.display().to_string(),
-            ));
+            env.push(("STATEMENT_DROP_DIR".to_owned(), dir.display().to_string()));
         }
         if let Some(issuer) = &self.state.oauth {
             let issuer = lock(issuer);

@@ -109,11 +109,7 @@ impl Currency {
         }
         let scale = 10_u64.pow(self.exponent);
         let width = self.exponent as usize;
-        format!(
-            "{sign}{}.{:0width$}",
-            magnitude / scale,
-            magnitude % scale
-        )
+        format!("{sign}{}.{:0width$}", magnitude / scale, magnitude % scale)
     }
 
     /// Parses a decimal string with at most this currency's exponent of fraction digits
@@ -213,7 +209,10 @@ impl Line {
     pub(crate) fn to_json(&self) -> Value {
         let mut line = Map::new();
         for (column, value) in STATEMENT_COLUMNS.iter().zip(self.cells()) {
-            line.insert((*column).to_owned(), value.map_or(Value::Null, Value::String));
+            line.insert(
+                (*column).to_owned(),
+                value.map_or(Value::Null, Value::String),
+            );
         }
         Value::Object(line)
     }
@@ -423,10 +422,7 @@ impl Settlement {
                 self.journal.push(JournalLine {
                     journal_id: format!("J{:010}", self.next_journal),
                     reference: line.transaction_id.clone(),
-                    account: line
-                        .line_type
-                        .account(line.reason.as_deref())
-                        .to_owned(),
+                    account: line.line_type.account(line.reason.as_deref()).to_owned(),
                     minor: line.minor,
                     currency: line.currency,
                     posted_at: line.date_created,
@@ -536,9 +532,7 @@ fn parse_line(value: &Value, now: Timestamp) -> Result<Line, String> {
         match object.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-            Some(other) => Err(format!(
-                "`{name}` must be a non-empty string, got {other}"
-            )),
+            Some(other) => Err(format!("`{name}` must be a non-empty string, got {other}")),
         }
     };
     let required = |name: &str| -> Result<String, String> {
@@ -547,8 +541,8 @@ fn parse_line(value: &Value, now: Timestamp) -> Result<Line, String> {
     let billing_cycle_id = required("billing_cycle_id")?;
     let shop_id = required("shop_id")?;
     let type_text = required("type")?;
-    let line_type: LineType = serde_json::from_value(Value::String(type_text.clone()))
-        .map_err(|_| {
+    let line_type: LineType =
+        serde_json::from_value(Value::String(type_text.clone())).map_err(|_| {
             format!(
                 "`type` {type_text:?} is not one of ORDER_AMOUNT, ORDER_SHIPPING_AMOUNT, \
                  COMMISSION_FEE, COMMISSION_VAT, REFUND_ORDER_AMOUNT, REFUND_COMMISSION_FEE, \
@@ -556,9 +550,8 @@ fn parse_line(value: &Value, now: Timestamp) -> Result<Line, String> {
             )
         })?;
     let code = required("currency")?;
-    let currency = Currency::parse(&code).ok_or_else(|| {
-        format!("`currency` {code:?} is not one of EUR, GBP, USD, JPY, BHD")
-    })?;
+    let currency = Currency::parse(&code)
+        .ok_or_else(|| format!("`currency` {code:?} is not one of EUR, GBP, USD, JPY, BHD"))?;
     let minor = currency
         .parse_amount(&required("amount")?)
         .map_err(|err| format!("`amount` {err}"))?;
