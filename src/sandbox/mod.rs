@@ -661,11 +661,7 @@ impl Sandbox {
     /// What a correct reconciliation reports for each seeded billing cycle, as
     /// `GET /_sandbox/marketplace/settlement/expected` serves it.
     pub fn settlement_expected(&self) -> Value {
-        let settlement = self.state.settlement();
-        json!({
-            "contracted_commission_rate": settlement_seed::CONTRACTED_RATE,
-            "cycles": settlement.expected,
-        })
+        self.state.settlement().expected_json()
     }
 
     /// Appends statement lines (JSON objects, see `POST

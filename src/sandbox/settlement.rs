@@ -303,7 +303,7 @@ impl Settlement {
     pub(crate) fn seeded() -> Self {
         let seed = settlement_seed::build();
         let next_transaction = seed.lines.len() as u64 + 1;
-        let next_journal = seed.journal.len() as u64 + 1;
+        let next_journal = seed.journal_numbers + 1;
         Self {
             lines: seed.lines,
             journal: seed.journal,
@@ -314,6 +314,14 @@ impl Settlement {
             next_journal,
             faults: FaultQueue::default(),
         }
+    }
+
+    /// What `GET /_sandbox/marketplace/settlement/expected` serves.
+    pub(crate) fn expected_json(&self) -> Value {
+        json!({
+            "contracted_commission_rate": settlement_seed::CONTRACTED_RATE,
+            "cycles": self.expected,
+        })
     }
 
     /// The billing cycles in the order they first appear in the log.
@@ -656,12 +664,7 @@ pub(crate) async fn list_invoices(
 /// `GET /_sandbox/marketplace/settlement/expected`: per seeded cycle, its edge case, the
 /// exact variances a correct reconciliation reports (and who owns each), and its totals.
 pub(crate) async fn expected(State(state): State<Arc<SandboxState>>) -> Response {
-    let settlement = state.settlement();
-    Json(json!({
-        "contracted_commission_rate": settlement_seed::CONTRACTED_RATE,
-        "cycles": settlement.expected,
-    }))
-    .into_response()
+    Json(state.settlement().expected_json()).into_response()
 }
 
 /// `GET /_sandbox/marketplace/settlement/drops`: the statement files written so far.

@@ -576,6 +576,16 @@ async fn expected_variances_match_an_independent_reconciliation() {
         assert_eq!(scale, exponents[currency.as_str()], "{amount} {currency}");
     }
 
+    let journal_ids: BTreeSet<&String> = journal.iter().map(|r| &r["journal_id"]).collect();
+    assert_eq!(journal_ids.len(), journal.len(), "journal IDs are unique");
+    let transaction_ids: BTreeSet<String> =
+        lines.iter().map(|l| text(&l["transaction_id"])).collect();
+    assert_eq!(
+        transaction_ids.len(),
+        lines.len(),
+        "transaction IDs are unique"
+    );
+
     let found = reconcile(&lines, &journal, &invoices);
     assert_eq!(found, expected_variances(&expected));
 
