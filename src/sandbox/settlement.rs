@@ -335,6 +335,15 @@ impl Settlement {
         cycles
     }
 
+    /// The append sequence of the line with `transaction_id`.
+    fn seq_of(&self, transaction_id: &str) -> Option<u64> {
+        self.lines
+            .iter()
+            .rev()
+            .find(|l| l.transaction_id == transaction_id)
+            .map(|l| l.seq)
+    }
+
     /// Lines of `cycle` (every cycle when `None`) after sequence `after`, at most `limit`,
     /// and whether more follow.
     fn page(&self, cycle: Option<&str>, after: u64, limit: usize) -> (Vec<&Line>, bool) {
@@ -615,22 +624,32 @@ fn cycle_param(query: &HashMap<String, String>) -> Option<&str> {
         .filter(|c| !c.is_empty())
 }
 
-/// `GET /marketplace/api/settlement/transactions?billing_cycle_id=&page_token=&limit=`:
+/// `GET /marketplace/api/settlement/transactions?billing_cycle_id=&page_token=&after=&limit=`:
 /// transaction lines in append order, `{"data": [...], "next_page_token": ...}`; no token
-/// (null) on the last page.
+/// (null) on the last page. `after=TRANSACTION_ID` starts after that line (seek style);
+/// `page_token` wins when both are given.
 pub(crate) async fn list_transactions(
     State(state): State<Arc<SandboxState>>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
-    let after = match query.get("page_token").map(String::as_str) {
-        None | Some("") => 0,
-        Some(token) => decode_token(token).ok_or_else(|| {
+    let token = query.get("page_token").filter(|t| !t.is_empty());
+    let seek = query.get("after").filter(|t| !t.is_empty());
+    let after = match (token, seek) {
+        (Some(token), _) => decode_token(token).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "invalid page_token {token:?}: pass the next_page_token of the previous page \
                  as given, or none for the first page"
             ))
         })?,
+        // Seek style: after the line with this transaction ID (a reader's saved cursor).
+        (None, Some(id)) => state.settlement().seq_of(id).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "after={id:?} is not a transaction_id of this log: pass the transaction_id of \
+                 the last line read"
+            ))
+        })?,
+        (None, None) => 0,
     };
     let limit = number(&query, "limit")?
         .unwrap_or(DEFAULT_PAGE)

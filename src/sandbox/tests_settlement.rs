@@ -358,6 +358,36 @@ async fn transaction_pages_return_every_line_once_with_a_line_appended_mid_listi
         .sum();
     assert_eq!(every.len(), seeded + 6_001);
 
+    // Seek style reads the same lines: `after` = the last transaction_id read; a short page
+    // ends it.
+    let mut sought: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let last = sought.last().cloned().unwrap_or_default();
+        let page = get(
+            &client,
+            &url,
+            &[
+                ("billing_cycle_id", "BC-PAGING"),
+                ("limit", "2500"),
+                ("after", &last),
+            ],
+        )
+        .await;
+        let data = page["data"].as_array().expect("data");
+        sought.extend(data.iter().map(|l| text(&l["transaction_id"])));
+        if data.len() < 2500 {
+            break;
+        }
+    }
+    assert_eq!(sought, seen);
+    let response = client
+        .get(&url)
+        .query(&[("after", "T9999999999")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
     // A token that is not one the listing handed out is a 400 that says what to send.
     let response = client
         .get(&url)
