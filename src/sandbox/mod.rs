@@ -3,7 +3,10 @@
 //! acceptance deadlines, partial shipments, signed webhooks with duplicates), a storefront
 //! catalog API that records idempotent writes, an order management system (OMS) that
 //! receives order legs idempotently and ships them, and an alert receiver — each with fault
-//! injection.
+//! injection. The marketplace also settles: a seller transaction log and invoices per billing
+//! cycle, seeded with one clean cycle and one per money edge case, the ledger journal finance
+//! posted from them, statement files dropped into a folder, and a stock feed with stale and
+//! oversold offers.
 //!
 //! One axum server bound to 127.0.0.1 hosts all four under path prefixes (`/marketplace`,
 //! `/storefront`, `/oms`, `/alerts`), with control endpoints under `/_sandbox`. State lives in memory
@@ -41,6 +44,16 @@
 //! | `POST, DELETE /_sandbox/oms/faults` | queue or clear faults on order receipts |
 //! | `POST /marketplace/oauth/token` | OAuth2 tokens (`client_credentials`, `refresh_token`; form-encoded) |
 //! | `GET /_sandbox/marketplace/oauth` | tokens issued, refreshed, refused; API calls rejected |
+//! | `GET /marketplace/api/settlement/transactions?billing_cycle_id=&page_token=&after=&limit=` | seller transaction log, `{"data", "next_page_token"}` (opaque token; `after` = a transaction ID) |
+//! | `GET /marketplace/api/settlement/invoices?billing_cycle_id=` | invoices per cycle, shop and currency |
+//! | `POST /_sandbox/marketplace/settlement/transactions` | `{"lines": [...], "ledger": true}`: append lines (and post them) |
+//! | `GET /_sandbox/marketplace/settlement/expected` | per seeded cycle: edge case, exact variances and owners, totals |
+//! | `GET /_sandbox/marketplace/settlement/drops` | statement files dropped so far |
+//! | `POST, DELETE /_sandbox/marketplace/settlement/faults` | queue or clear faults on the settlement routes |
+//! | `GET /_sandbox/ledger/journal?format=&billing_cycle_id=` | the journal finance posted (the ledger side); `format` `csv` (default), `jsonl` or `json` |
+//! | `GET /marketplace/api/stock?updated_since=&page_token=&limit=` | stock per offer with `open_order_quantity`, token pages |
+//! | `GET /_sandbox/marketplace/stock/expected` | the stale and oversold offers to flag now, and to whom |
+//! | `POST, DELETE /_sandbox/marketplace/stock/faults` | queue or clear faults on the stock feed |
 //! | `POST /alerts/{owner}` | receive an alert (204) |
 //! | `GET /_sandbox/alerts` | received alerts |
 //! | `POST, DELETE /_sandbox/alerts/faults` | queue or clear faults on alerts |

@@ -473,19 +473,18 @@ impl Settlement {
         csv
     }
 
-    /// The journal as JSON lines.
-    fn journal_jsonl(&self, cycle: Option<&str>) -> String {
-        let mut out = String::new();
-        for line in self.journal_of(cycle) {
-            let object: Map<String, Value> = JOURNAL_COLUMNS
-                .iter()
-                .zip(line.cells())
-                .map(|(c, v)| ((*c).to_owned(), Value::String(v)))
-                .collect();
-            out.push_str(&Value::Object(object).to_string());
-            out.push('\n');
-        }
-        out
+    /// The journal as JSON objects of strings, one per journal line.
+    fn journal_json(&self, cycle: Option<&str>) -> Vec<Value> {
+        self.journal_of(cycle)
+            .map(|line| {
+                let object: Map<String, Value> = JOURNAL_COLUMNS
+                    .iter()
+                    .zip(line.cells())
+                    .map(|(c, v)| ((*c).to_owned(), Value::String(v)))
+                    .collect();
+                Value::Object(object)
+            })
+            .collect()
     }
 
     fn journal_of<'a>(&'a self, cycle: Option<&'a str>) -> impl Iterator<Item = &'a JournalLine> {
@@ -720,8 +719,8 @@ pub(crate) async fn append_lines(
     Ok((StatusCode::CREATED, Json(json!({ "transaction_ids": ids }))).into_response())
 }
 
-/// `GET /_sandbox/ledger/journal?format=csv|jsonl&billing_cycle_id=`: the journal finance
-/// posted, CSV (default, with a header row) or JSON lines.
+/// `GET /_sandbox/ledger/journal?format=csv|jsonl|json&billing_cycle_id=`: the journal
+/// finance posted, CSV (default, with a header row), JSON lines, or `{"journal": [...]}`.
 pub(crate) async fn journal(
     State(state): State<Arc<SandboxState>>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -731,10 +730,22 @@ pub(crate) async fn journal(
     let cycle = cycle_param(&query);
     let (body, content_type) = match query.get("format").map(String::as_str) {
         None | Some("csv") => (settlement.journal_csv(cycle), "text/csv; charset=utf-8"),
-        Some("jsonl") => (settlement.journal_jsonl(cycle), "application/x-ndjson"),
+        Some("jsonl") => {
+            let mut out = String::new();
+            for line in settlement.journal_json(cycle) {
+                out.push_str(&line.to_string());
+                out.push('\n');
+            }
+            (out, "application/x-ndjson")
+        }
+        // For an HTTP source: `records: /journal`.
+        Some("json") => {
+            let journal = settlement.journal_json(cycle);
+            return Ok(Json(json!({ "journal": journal })).into_response());
+        }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "format {other:?} is not csv or jsonl"
+                "format {other:?} is not csv, jsonl or json"
             )));
         }
     };

@@ -727,6 +727,20 @@ async fn expected_variances_match_an_independent_reconciliation() {
         .map(|l| serde_json::from_str(l).expect("a JSON object of strings"))
         .collect();
     assert_eq!(rows, journal);
+    let json = get(
+        &client,
+        &format!("{}/_sandbox/ledger/journal", sandbox.base_url()),
+        &[("format", "json"), ("billing_cycle_id", "BC-2026-10-6")],
+    )
+    .await;
+    let cycle_rows: Vec<HashMap<String, String>> =
+        serde_json::from_value(json["journal"].clone()).expect("objects of strings");
+    let of_cycle: Vec<HashMap<String, String>> = journal
+        .iter()
+        .filter(|r| r["billing_cycle_id"] == "BC-2026-10-6")
+        .cloned()
+        .collect();
+    assert_eq!(cycle_rows, of_cycle);
     sandbox.shutdown().await;
 }
 
@@ -975,4 +989,91 @@ async fn stock_feed_pages_and_flags_stale_and_oversold_offers() {
     .await;
     assert_eq!(fresh["stock"].as_array().map(Vec::len), Some(20));
     sandbox.shutdown().await;
+}
+
+/// The seeded variances as `docs/sandbox.md` quotes them: a change to the seed that moves
+/// one must change the docs too.
+#[test]
+fn the_documented_variances_are_the_seeded_ones() {
+    let state = super::SandboxState::new(&small());
+    let expected = state.settlement().expected_json();
+    let stated: Vec<(String, String, String, String, Option<String>)> = expected["cycles"]
+        .as_array()
+        .expect("cycles")
+        .iter()
+        .flat_map(|c| c["variances"].as_array().cloned().unwrap_or_default())
+        .map(|v| {
+            let reference = v["transaction_id"]
+                .as_str()
+                .map_or_else(|| text(&v["accounting_document_number"]), str::to_owned);
+            (
+                text(&v["billing_cycle_id"]),
+                text(&v["kind"]),
+                reference,
+                text(&v["currency"]),
+                v["difference"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let documented = [
+        (
+            "BC-2026-10-2",
+            "currency_mismatch",
+            "T0000000063",
+            "JPY",
+            None,
+        ),
+        (
+            "BC-2026-10-3",
+            "amount_mismatch",
+            "T0000000097",
+            "EUR",
+            Some("6.00"),
+        ),
+        (
+            "BC-2026-10-4",
+            "duplicate_in_ledger",
+            "T0000000124",
+            "EUR",
+            Some("-89.90"),
+        ),
+        (
+            "BC-2026-10-5",
+            "wrong_party",
+            "T0000000149",
+            "GBP",
+            Some("0.00"),
+        ),
+        (
+            "BC-2026-10-6",
+            "missing_in_ledger",
+            "T0000000157",
+            "EUR",
+            Some("120.00"),
+        ),
+        (
+            "BC-2026-10-7",
+            "invoice_total_mismatch",
+            "INV-BC-2026-10-7-S2002-EUR",
+            "EUR",
+            Some("10.00"),
+        ),
+        (
+            "BC-2026-10-8",
+            "payout_mismatch",
+            "T0000000237",
+            "EUR",
+            Some("-5.00"),
+        ),
+    ]
+    .map(|(c, k, r, cur, d)| {
+        (
+            c.to_owned(),
+            k.to_owned(),
+            r.to_owned(),
+            cur.to_owned(),
+            d.map(str::to_owned),
+        )
+    });
+    assert_eq!(stated, documented);
 }
