@@ -52,6 +52,7 @@
 //! | `POST, DELETE /_sandbox/marketplace/settlement/faults` | queue or clear faults on the settlement routes |
 //! | `GET /_sandbox/ledger/journal?format=&billing_cycle_id=` | the journal finance posted (the ledger side); `format` `csv` (default), `jsonl` or `json` |
 //! | `GET /marketplace/api/stock?updated_since=&page_token=&limit=` | stock per offer with `open_order_quantity`, token pages |
+//! | `POST /_sandbox/marketplace/stock` | a seller's stock updates by `offer_id` (`quantity`, `open_order_quantity`, `stock_updated_at` default now) |
 //! | `GET /_sandbox/marketplace/stock/expected` | the stale and oversold offers to flag now, and to whom |
 //! | `POST, DELETE /_sandbox/marketplace/stock/faults` | queue or clear faults on the stock feed |
 //! | `POST /alerts/{owner}` | receive an alert (204) |
@@ -382,6 +383,7 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         )
         .route("/_sandbox/ledger/journal", get(settlement::journal))
         .route("/marketplace/api/stock", get(stock::list_stock))
+        .route("/_sandbox/marketplace/stock", post(stock::post_stock))
         .route("/_sandbox/marketplace/stock/expected", get(stock::expected))
         .route(
             "/_sandbox/marketplace/stock/faults",

@@ -113,6 +113,86 @@ impl Stock {
         }
     }
 
+    /// Applies a seller's stock updates: each names an `offer_id` and sets `quantity`
+    /// and/or `open_order_quantity`, stamped `stock_updated_at` (default `now`); an unknown
+    /// offer is added and then needs `shop_id`, `quantity` and `open_order_quantity`. All or
+    /// nothing. Returns how many entries changed.
+    pub(crate) fn update(&mut self, updates: &[Value], now: Timestamp) -> Result<usize, String> {
+        let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
+        let mut entries = self.entries.clone();
+        for (i, update) in updates.iter().enumerate() {
+            let fail = |message: String| format!("update [{i}]: {message}");
+            let Value::Object(fields) = update else {
+                return Err(fail("expected a JSON object".to_owned()));
+            };
+            const KNOWN: [&str; 5] = [
+                "offer_id",
+                "shop_id",
+                "quantity",
+                "open_order_quantity",
+                "stock_updated_at",
+            ];
+            if let Some(unknown) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+                return Err(fail(format!(
+                    "unknown field `{unknown}`; the fields are {}",
+                    KNOWN.join(", ")
+                )));
+            }
+            let integer = |name: &str| -> Result<Option<i64>, String> {
+                match fields.get(name) {
+                    None => Ok(None),
+                    Some(value) => value
+                        .as_i64()
+                        .filter(|n| *n >= 0 || name == "offer_id")
+                        .map(Some)
+                        .ok_or_else(|| fail(format!("`{name}` must be a whole number ≥ 0"))),
+                }
+            };
+            let offer_id =
+                integer("offer_id")?.ok_or_else(|| fail("`offer_id` is required".into()))?;
+            let at = match fields.get("stock_updated_at") {
+                None => now,
+                Some(value) => value
+                    .as_str()
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+                    .ok_or_else(|| {
+                        fail("`stock_updated_at` must be an RFC 3339 timestamp".into())
+                    })?,
+            };
+            let (quantity, open) = (integer("quantity")?, integer("open_order_quantity")?);
+            match entries.iter_mut().find(|e| e.offer_id == offer_id) {
+                Some(entry) => {
+                    if let Some(shop) = integer("shop_id")? {
+                        entry.shop_id = shop;
+                    }
+                    entry.quantity = quantity.unwrap_or(entry.quantity);
+                    entry.open_order_quantity = open.unwrap_or(entry.open_order_quantity);
+                    entry.stock_updated_at = at;
+                }
+                None => {
+                    let (Some(shop_id), Some(quantity), Some(open)) =
+                        (integer("shop_id")?, quantity, open)
+                    else {
+                        return Err(fail(format!(
+                            "offer {offer_id} is new: it needs `shop_id`, `quantity` and \
+                             `open_order_quantity`"
+                        )));
+                    };
+                    entries.push(Entry {
+                        offer_id,
+                        shop_id,
+                        quantity,
+                        open_order_quantity: open,
+                        stock_updated_at: at,
+                    });
+                }
+            }
+        }
+        entries.sort_by_key(Entry::key);
+        self.entries = entries;
+        Ok(updates.len())
+    }
+
     /// The offers to flag at `now`, with why.
     fn flagged(&self, now: Timestamp) -> Vec<Value> {
         let mut flagged: Vec<&Entry> = self
@@ -202,6 +282,22 @@ pub(crate) async fn list_stock(
     };
     let records: Vec<Value> = page.iter().map(|e| e.to_json()).collect();
     Ok(Json(json!({ "stock": records, "next_page_token": token })).into_response())
+}
+
+/// `POST /_sandbox/marketplace/stock` with a JSON array of updates (see `Stock::update`):
+/// a seller reports stock. Answers `{"updated": n}`.
+pub(crate) async fn post_stock(
+    State(state): State<Arc<SandboxState>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let updates: Vec<Value> = serde_json::from_slice(&body).map_err(|err| {
+        ApiError::bad_request(format!("expected a JSON array of stock updates: {err}"))
+    })?;
+    let updated = state
+        .stock()
+        .update(&updates, Timestamp::now())
+        .map_err(ApiError::unprocessable)?;
+    Ok(Json(json!({ "updated": updated })).into_response())
 }
 
 /// `GET /_sandbox/marketplace/stock/expected`: the offers a stock-freshness flow must flag

@@ -988,6 +988,51 @@ async fn stock_feed_pages_and_flags_stale_and_oversold_offers() {
     )
     .await;
     assert_eq!(fresh["stock"].as_array().map(Vec::len), Some(20));
+
+    // A seller refreshes one stale offer and restocks an oversold one: both flags clear, and
+    // the refreshed entry moves to the end of the listing.
+    let control = format!("{}/_sandbox/marketplace/stock", sandbox.base_url());
+    let response = client
+        .post(&control)
+        .json(&json!([{"offer_id": 900_008}, {"offer_id": 900_006, "quantity": 5}]))
+        .send()
+        .await
+        .expect("update");
+    assert_eq!(response.status(), StatusCode::OK);
+    let expected = get(
+        &client,
+        &format!("{}/_sandbox/marketplace/stock/expected", sandbox.base_url()),
+        &[],
+    )
+    .await;
+    let still: BTreeSet<i64> = expected["flagged"]
+        .as_array()
+        .expect("flagged")
+        .iter()
+        .filter_map(|f| f["offer_id"].as_i64())
+        .collect();
+    assert_eq!(still, [900_011, 900_012, 900_016, 900_019].into());
+    let listed = get(&client, &url, &[("limit", "1000")]).await;
+    let order: Vec<i64> = listed["stock"]
+        .as_array()
+        .expect("stock")
+        .iter()
+        .filter_map(|s| s["offer_id"].as_i64())
+        .collect();
+    assert_eq!(order[order.len() - 2..], [900_006, 900_008]);
+    // A new offer without its quantities is refused whole, naming the entry.
+    let response = client
+        .post(&control)
+        .json(&json!([{"offer_id": 900_002, "quantity": 1}, {"offer_id": 1, "shop_id": 2001}]))
+        .send()
+        .await
+        .expect("update");
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error: Value = response.json().await.expect("JSON error");
+    assert!(
+        text(&error["error"]).starts_with("update [1]: offer 1 is new"),
+        "{error}"
+    );
     sandbox.shutdown().await;
 }
 
