@@ -1,10 +1,12 @@
 //! `switchyard sandbox`: serves the simulated marketplace systems on loopback until Ctrl-C.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
-use crate::sandbox::{SandboxConfig, serve_until_ctrl_c};
+use crate::sandbox::{SandboxConfig, StatementDropConfig, serve_until_ctrl_c};
 
 /// Arguments of `switchyard sandbox`.
 #[derive(Debug, Args)]
@@ -34,6 +36,16 @@ pub struct SandboxArgs {
     /// Milliseconds after receiving an order before the OMS's shipment appears.
     #[arg(long, default_value_t = 0)]
     pub ship_after_ms: u64,
+    /// Drop each billing cycle's settlement statement as a CSV file into this folder (written
+    /// as NAME.csv.part, then renamed to NAME.csv), plus one duplicate drop.
+    #[arg(long, value_name = "DIR")]
+    pub statement_drop: Option<PathBuf>,
+    /// Milliseconds between two cycles' statement files.
+    #[arg(long, default_value_t = 1000, requires = "statement_drop")]
+    pub statement_interval_ms: u64,
+    /// Milliseconds a statement file stays `.part` while it is written.
+    #[arg(long, default_value_t = 200, requires = "statement_drop")]
+    pub statement_upload_ms: u64,
 }
 
 pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
@@ -47,6 +59,11 @@ pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         webhook_secret: args.webhook_secret,
         ship_after_ms: args.ship_after_ms,
         oauth: Some(super::realistic_oauth()),
+        statement_drop: args.statement_drop.map(|dir| StatementDropConfig {
+            interval: Duration::from_millis(args.statement_interval_ms),
+            upload: Duration::from_millis(args.statement_upload_ms),
+            ..StatementDropConfig::new(dir)
+        }),
     };
     super::tokio_runtime()?.block_on(serve_until_ctrl_c(config))?;
     Ok(ExitCode::SUCCESS)
@@ -54,6 +71,8 @@ pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use clap::Parser;
 
     use crate::cli::{Cli, Command};
@@ -78,6 +97,33 @@ mod tests {
         );
         assert_eq!(args.webhook_url, None);
         assert_eq!(args.webhook_secret, "sandbox-secret");
+        assert_eq!(args.statement_drop, None);
+    }
+
+    #[test]
+    fn sandbox_statement_drop_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "sandbox",
+            "--statement-drop",
+            "/tmp/drop",
+            "--statement-interval-ms",
+            "50",
+        ])
+        .expect("valid flags");
+        let Command::Sandbox(args) = cli.command else {
+            panic!("expected the sandbox subcommand");
+        };
+        assert_eq!(args.statement_drop, Some(PathBuf::from("/tmp/drop")));
+        assert_eq!(
+            (args.statement_interval_ms, args.statement_upload_ms),
+            (50, 200)
+        );
+
+        // Pacing without a folder is a mistake worth saying, not a silent no-op.
+        let err = Cli::try_parse_from(["switchyard", "sandbox", "--statement-interval-ms", "5"])
+            .expect_err("pacing needs a drop folder");
+        assert!(err.to_string().contains("--statement-drop"), "{err}");
     }
 
     #[test]

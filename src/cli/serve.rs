@@ -40,6 +40,22 @@ pub struct ServeArgs {
     /// Seconds the sandbox gives each order to be accepted before it auto-cancels it.
     #[arg(long, default_value_t = 60)]
     sandbox_ack_deadline: u64,
+    /// Where the sandbox drops its settlement statement files (the workspace reads it as
+    /// `${STATEMENT_DROP_DIR}`). Default: `switchyard-PORT-statement-drop` in the system's
+    /// temporary folder, PORT being the listen port, so a restart re-drops into the same
+    /// folder and the workspace folder is left as it was.
+    #[arg(long, value_name = "DIR")]
+    sandbox_statement_drop: Option<std::path::PathBuf>,
+}
+
+/// `TMP/switchyard-PORT-statement-drop`; with port 0 (any free port) the process ID stands
+/// in, so two daemons never write the same `.part` file.
+fn default_statement_drop(listen: SocketAddr) -> std::path::PathBuf {
+    let tag = match listen.port() {
+        0 => format!("pid{}", std::process::id()),
+        port => port.to_string(),
+    };
+    std::env::temp_dir().join(format!("switchyard-{tag}-statement-drop"))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -60,6 +76,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             webhook_url: Some(format!("http://{}/hooks/orders", args.listen)),
             webhook_secret: secret.clone(),
             oauth: Some(super::realistic_oauth()),
+            statement_drop: Some(crate::sandbox::StatementDropConfig::new(
+                args.sandbox_statement_drop
+                    .clone()
+                    .unwrap_or_else(|| default_statement_drop(args.listen)),
+            )),
             ..crate::sandbox::SandboxConfig::default()
         };
         let sandbox = runtime.block_on(crate::sandbox::Sandbox::start(config))?;

@@ -224,6 +224,10 @@ pub(crate) enum Faulty {
     Oms,
     /// The alert receiver.
     Alerts,
+    /// The marketplace's settlement routes (transactions, invoices).
+    Settlement,
+    /// The marketplace's stock feed.
+    Stock,
 }
 
 /// `POST` (queue a fault) and `DELETE` (clear them) for one system's fault queue.

@@ -3,7 +3,10 @@
 //! acceptance deadlines, partial shipments, signed webhooks with duplicates), a storefront
 //! catalog API that records idempotent writes, an order management system (OMS) that
 //! receives order legs idempotently and ships them, and an alert receiver — each with fault
-//! injection.
+//! injection. The marketplace also settles: a seller transaction log and invoices per billing
+//! cycle, seeded with one clean cycle and one per money edge case, the ledger journal finance
+//! posted from them, statement files dropped into a folder, and a stock feed with stale and
+//! oversold offers.
 //!
 //! One axum server bound to 127.0.0.1 hosts all four under path prefixes (`/marketplace`,
 //! `/storefront`, `/oms`, `/alerts`), with control endpoints under `/_sandbox`. State lives in memory
@@ -41,6 +44,17 @@
 //! | `POST, DELETE /_sandbox/oms/faults` | queue or clear faults on order receipts |
 //! | `POST /marketplace/oauth/token` | OAuth2 tokens (`client_credentials`, `refresh_token`; form-encoded) |
 //! | `GET /_sandbox/marketplace/oauth` | tokens issued, refreshed, refused; API calls rejected |
+//! | `GET /marketplace/api/settlement/transactions?billing_cycle_id=&page_token=&after=&limit=` | seller transaction log, `{"data", "next_page_token"}` (opaque token; `after` = a transaction ID) |
+//! | `GET /marketplace/api/settlement/invoices?billing_cycle_id=` | invoices per cycle, shop and currency |
+//! | `POST /_sandbox/marketplace/settlement/transactions` | `{"lines": [...], "ledger": true}`: append lines (and post them) |
+//! | `GET /_sandbox/marketplace/settlement/expected` | per seeded cycle: edge case, exact variances and owners, totals |
+//! | `GET /_sandbox/marketplace/settlement/drops` | statement files dropped so far |
+//! | `POST, DELETE /_sandbox/marketplace/settlement/faults` | queue or clear faults on the settlement routes |
+//! | `GET /_sandbox/ledger/journal?format=&billing_cycle_id=` | the journal finance posted (the ledger side); `format` `csv` (default), `jsonl` or `json` |
+//! | `GET /marketplace/api/stock?updated_since=&page_token=&limit=` | stock per offer with `open_order_quantity`, token pages |
+//! | `POST /_sandbox/marketplace/stock` | a seller's stock updates by `offer_id` (`quantity`, `open_order_quantity`, `stock_updated_at` default now) |
+//! | `GET /_sandbox/marketplace/stock/expected` | the stale and oversold offers to flag now, and to whom |
+//! | `POST, DELETE /_sandbox/marketplace/stock/faults` | queue or clear faults on the stock feed |
 //! | `POST /alerts/{owner}` | receive an alert (204) |
 //! | `GET /_sandbox/alerts` | received alerts |
 //! | `POST, DELETE /_sandbox/alerts/faults` | queue or clear faults on alerts |
@@ -70,11 +84,17 @@ mod oms;
 mod orders;
 mod paging;
 mod seed;
+mod settlement;
+mod settlement_seed;
+mod statement_drop;
+mod stock;
 mod storefront;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_orders;
+#[cfg(test)]
+mod tests_settlement;
 mod webhooks;
 
 pub use alerts::ReceivedAlert;
@@ -84,6 +104,8 @@ pub use oauth::{OAuthConfig, OAuthStats};
 pub use oms::{OmsStats, ReceivedOmsOrder};
 pub use orders::{OrderState, OrderSummary};
 pub use paging::RateLimit;
+pub use settlement::DroppedStatement;
+pub use statement_drop::StatementDropConfig;
 pub use storefront::{ReceivedWrite, StorefrontStats};
 pub use webhooks::{sign, sign_event, verify};
 
@@ -115,6 +137,9 @@ pub struct SandboxConfig {
     /// The marketplace's OAuth2 token endpoint; when set, `/marketplace/api/...` routes
     /// require a valid bearer token from it. `None` leaves them open.
     pub oauth: Option<OAuthConfig>,
+    /// Where to drop the settlement statement files (one CSV per billing cycle); `None`
+    /// drops none.
+    pub statement_drop: Option<StatementDropConfig>,
 }
 
 impl Default for SandboxConfig {
@@ -129,6 +154,7 @@ impl Default for SandboxConfig {
             webhook_secret: "sandbox-secret".to_owned(),
             ship_after_ms: 0,
             oauth: Some(OAuthConfig::default()),
+            statement_drop: None,
         }
     }
 }
@@ -148,6 +174,18 @@ pub enum SandboxError {
     /// Offers pushed through the handle were refused.
     #[error("invalid offers: {0}")]
     InvalidOffers(String),
+    /// Settlement lines appended through the handle were refused.
+    #[error("invalid settlement lines: {0}")]
+    InvalidSettlementLines(String),
+    /// The statement drop folder could not be created.
+    #[error("cannot create the statement drop folder {}", dir.display())]
+    StatementDrop {
+        /// The folder asked for.
+        dir: std::path::PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The in-memory state of the simulated systems, shared by the router and the handle.
@@ -167,6 +205,10 @@ pub struct SandboxState {
     oauth: Option<Mutex<oauth::Issuer>>,
     /// Per-operation rate limits and listing faults.
     paging: paging::Paging,
+    /// Transaction log, invoices, ledger journal and statement drops.
+    settlement: Mutex<settlement::Settlement>,
+    /// The stock feed.
+    stock: Mutex<stock::Stock>,
 }
 
 impl SandboxState {
@@ -197,7 +239,17 @@ impl SandboxState {
                 .clone()
                 .map(|c| Mutex::new(oauth::Issuer::new(c))),
             paging: paging::Paging::default(),
+            settlement: Mutex::new(settlement::Settlement::seeded()),
+            stock: Mutex::new(stock::Stock::seeded(now)),
         }
+    }
+
+    fn settlement(&self) -> MutexGuard<'_, settlement::Settlement> {
+        lock(&self.settlement)
+    }
+
+    fn stock(&self) -> MutexGuard<'_, stock::Stock> {
+        lock(&self.stock)
     }
 
     fn orders(&self) -> MutexGuard<'_, orders::Orders> {
@@ -305,6 +357,38 @@ pub fn router(state: Arc<SandboxState>) -> Router {
             "/_sandbox/rate-limits",
             get(paging::rate_limits).post(paging::set_rate_limit),
         )
+        .route(
+            "/marketplace/api/settlement/transactions",
+            get(settlement::list_transactions),
+        )
+        .route(
+            "/marketplace/api/settlement/invoices",
+            get(settlement::list_invoices),
+        )
+        .route(
+            "/_sandbox/marketplace/settlement/transactions",
+            post(settlement::append_lines),
+        )
+        .route(
+            "/_sandbox/marketplace/settlement/expected",
+            get(settlement::expected),
+        )
+        .route(
+            "/_sandbox/marketplace/settlement/drops",
+            get(settlement::drops),
+        )
+        .route(
+            "/_sandbox/marketplace/settlement/faults",
+            faults::endpoints(faults::Faulty::Settlement),
+        )
+        .route("/_sandbox/ledger/journal", get(settlement::journal))
+        .route("/marketplace/api/stock", get(stock::list_stock))
+        .route("/_sandbox/marketplace/stock", post(stock::post_stock))
+        .route("/_sandbox/marketplace/stock/expected", get(stock::expected))
+        .route(
+            "/_sandbox/marketplace/stock/faults",
+            faults::endpoints(faults::Faulty::Stock),
+        )
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             paging::enforce_rate_limits,
@@ -325,6 +409,9 @@ pub struct Sandbox {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     auto_cancel: JoinHandle<()>,
+    /// The statement drop under way, if one was asked for.
+    statement_drop: Option<JoinHandle<()>>,
+    statement_dir: Option<std::path::PathBuf>,
 }
 
 impl Sandbox {
@@ -338,6 +425,12 @@ impl Sandbox {
             .await
             .map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        if let Some(drop) = &config.statement_drop {
+            statement_drop::prepare(drop).map_err(|source| SandboxError::StatementDrop {
+                dir: drop.dir.clone(),
+                source,
+            })?;
+        }
         let state = Arc::new(SandboxState::new(&config));
         let app = router(Arc::clone(&state));
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -352,6 +445,10 @@ impl Sandbox {
         if let Some(url) = config.webhook_url.clone() {
             webhooks::start(&state, url);
         }
+        let statement_drop = config
+            .statement_drop
+            .clone()
+            .map(|drop| tokio::spawn(statement_drop::run(Arc::clone(&state), drop)));
         tracing::info!(
             url = %format!("http://{addr}"),
             seed = config.seed,
@@ -365,6 +462,8 @@ impl Sandbox {
             shutdown: Some(shutdown),
             task,
             auto_cancel,
+            statement_drop,
+            statement_dir: config.statement_drop.map(|d| d.dir),
         })
     }
 
@@ -407,7 +506,11 @@ impl Sandbox {
             ("STOREFRONT_URL".to_owned(), self.storefront_url()),
             ("ALERTS_URL".to_owned(), self.alerts_url()),
             ("OMS_URL".to_owned(), self.oms_url()),
+            ("SANDBOX_URL".to_owned(), self.base_url()),
         ];
+        if let Some(dir) = &self.statement_dir {
+            env.push(("STATEMENT_DROP_DIR".to_owned(), dir.display().to_string()));
+        }
         if let Some(issuer) = &self.state.oauth {
             let issuer = lock(issuer);
             let config = issuer.config();
@@ -570,8 +673,46 @@ impl Sandbox {
         self.state.oms().faults.clear();
     }
 
+    /// What a correct reconciliation reports for each seeded billing cycle, as
+    /// `GET /_sandbox/marketplace/settlement/expected` serves it.
+    pub fn settlement_expected(&self) -> Value {
+        self.state.settlement().expected_json()
+    }
+
+    /// Appends statement lines (JSON objects, see `POST
+    /// /_sandbox/marketplace/settlement/transactions`), posting each to the ledger too when
+    /// `post_to_ledger` is set. Returns the assigned transaction IDs.
+    pub fn append_settlement_lines(
+        &self,
+        lines: &[Value],
+        post_to_ledger: bool,
+    ) -> Result<Vec<String>, SandboxError> {
+        self.state
+            .settlement()
+            .append(lines, post_to_ledger, jiff::Timestamp::now())
+            .map_err(SandboxError::InvalidSettlementLines)
+    }
+
+    /// The statement files dropped so far, in order.
+    pub fn statement_drops(&self) -> Vec<DroppedStatement> {
+        self.state.settlement().drops.clone()
+    }
+
+    /// Injects a fault into the settlement routes (transactions, invoices).
+    pub fn inject_settlement_fault(&self, fault: Fault) {
+        self.state.settlement().faults.push(fault, Instant::now());
+    }
+
+    /// Injects a fault into the stock feed.
+    pub fn inject_stock_fault(&self, fault: Fault) {
+        self.state.stock().faults.push(fault, Instant::now());
+    }
+
     /// Stops the server, letting in-flight requests finish for a few seconds.
     pub async fn shutdown(mut self) {
+        if let Some(drop) = self.statement_drop.take() {
+            drop.abort();
+        }
         self.auto_cancel.abort();
         self.state.stop_emission();
         if let Some(shutdown) = self.shutdown.take() {
@@ -592,6 +733,9 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if let Some(drop) = self.statement_drop.take() {
+            drop.abort();
+        }
         self.auto_cancel.abort();
         self.state.stop_emission();
         if let Some(shutdown) = self.shutdown.take() {
@@ -635,6 +779,20 @@ pub async fn serve_until_ctrl_c(config: SandboxConfig) -> anyhow::Result<()> {
             None => String::new(),
         },
     )?;
+    let cycles = sandbox.state.settlement().expected.len();
+    outln!(
+        "Seeded {cycles} settlement billing cycles (one clean, one per money edge case) with \
+         their ledger journal at {}/_sandbox/ledger/journal, and a stock feed with stale and \
+         oversold offers.",
+        sandbox.base_url(),
+    )?;
+    if let Some(drop) = &config.statement_drop {
+        outln!(
+            "Dropping one statement CSV per cycle into {} every {} ms.",
+            drop.dir.display(),
+            drop.interval.as_millis()
+        )?;
+    }
     outln!("Run a workspace against it with:")?;
     for (name, value) in sandbox.env() {
         outln!("export {name}={value}")?;
@@ -692,6 +850,8 @@ fn with_faults<R>(
         faults::Faulty::Storefront => f(&mut state.storefront().faults),
         faults::Faulty::Oms => f(&mut state.oms().faults),
         faults::Faulty::Alerts => f(&mut state.alerts().faults),
+        faults::Faulty::Settlement => f(&mut state.settlement().faults),
+        faults::Faulty::Stock => f(&mut state.stock().faults),
     }
 }
 
