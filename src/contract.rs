@@ -288,13 +288,18 @@ mod tests {
         assert_eq!(err.reason, "invalid_amount");
         assert_eq!(
             err.messages,
-            ["/amount: 12.345 has more fraction digits than EUR has minor units (2); refusing \
-              to round money: correct the amount at its source"]
+            [
+                "/amount: 12.345 has more fraction digits than EUR has minor units (2); refusing \
+              to round money: correct the amount at its source"
+            ]
         );
         let err = c
             .check(&json!({"amount": "5.5", "currency": "JPY"}))
             .unwrap_err();
-        assert!(err.messages[0].contains("JPY has minor units (0)"), "{err:?}");
+        assert!(
+            err.messages[0].contains("JPY has minor units (0)"),
+            "{err:?}"
+        );
         let err = c
             .check(&json!({"amount": "1", "currency": "EUR", "fee": "1.5"}))
             .unwrap_err();
@@ -304,7 +309,10 @@ mod tests {
                            "lines": [{"net": "1", "ccy": "EUR"}, {"net": "1.001", "ccy": "USD"}]}))
             .unwrap_err();
         assert_eq!(err.reason, "invalid_net");
-        assert!(err.messages[0].starts_with("/lines/1/net: 1.001 has more"), "{err:?}");
+        assert!(
+            err.messages[0].starts_with("/lines/1/net: 1.001 has more"),
+            "{err:?}"
+        );
         let err = c
             .check(&json!({"amount": "1", "currency": "EUX"}))
             .unwrap_err();
@@ -313,9 +321,14 @@ mod tests {
         let err = c
             .check(&json!({"amount": "twelve", "currency": "EUR"}))
             .unwrap_err();
-        assert!(err.messages[0].contains("is not a decimal amount"), "{err:?}");
+        assert!(
+            err.messages[0].contains("is not a decimal amount"),
+            "{err:?}"
+        );
         // Schema violations and money problems are reported together.
-        let err = c.check(&json!({"amount": "1.001", "currency": "EUR", "fee": 3})).unwrap_err();
+        let err = c
+            .check(&json!({"amount": "1.001", "currency": "EUR", "fee": 3}))
+            .unwrap_err();
         assert_eq!(err.messages.len(), 2, "{err:?}");
         // A missing currency is the schema's business (`required`), reported once.
         let err = c.check(&json!({"amount": "1.001"})).unwrap_err();
@@ -328,7 +341,11 @@ mod tests {
         let err = Contract::compile(&json!({"properties": {
             "amount": {"x-currency": "EUX"}}}))
         .unwrap_err();
-        assert!(err.0.contains("#/properties/amount: \"EUX\" is not an ISO 4217"), "{err}");
+        assert!(
+            err.0
+                .contains("#/properties/amount: \"EUX\" is not an ISO 4217"),
+            "{err}"
+        );
         let err = Contract::compile(&json!({"properties": {
             "amount": {"x-currency-field": 3}}}))
         .unwrap_err();

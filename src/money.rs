@@ -415,14 +415,16 @@ pub fn parse_amount(text: &str) -> Result<Decimal, MoneyError> {
         value: format!("{:?}", truncated(text)),
     };
     if trimmed.len() > MAX_AMOUNT_TEXT || !is_decimal_syntax(trimmed) {
-        return Err(if trimmed.len() > MAX_AMOUNT_TEXT && is_decimal_syntax(trimmed) {
-            MoneyError::OutOfRange {
-                value: truncated(trimmed),
-                limit: "at most 64 characters",
-            }
-        } else {
-            not_an_amount()
-        });
+        return Err(
+            if trimmed.len() > MAX_AMOUNT_TEXT && is_decimal_syntax(trimmed) {
+                MoneyError::OutOfRange {
+                    value: truncated(trimmed),
+                    limit: "at most 64 characters",
+                }
+            } else {
+                not_an_amount()
+            },
+        );
     }
     let out_of_range = || MoneyError::OutOfRange {
         value: truncated(trimmed),
@@ -512,7 +514,11 @@ mod tests {
             assert!(*exponent <= 4);
             assert!(!WITHOUT_MINOR_UNITS.contains(code));
         }
-        assert!(CURRENCIES.len() > 150, "all active codes: {}", CURRENCIES.len());
+        assert!(
+            CURRENCIES.len() > 150,
+            "all active codes: {}",
+            CURRENCIES.len()
+        );
     }
 
     #[test]
@@ -580,22 +586,36 @@ mod tests {
     #[test]
     fn json_numbers_and_strings_parse_exactly() {
         assert_eq!(
-            Money::from_value(&json!(0.29), cur("EUR")).unwrap().to_minor(),
+            Money::from_value(&json!(0.29), cur("EUR"))
+                .unwrap()
+                .to_minor(),
             Ok(29)
         );
         assert_eq!(
-            Money::from_value(&json!(0.1), cur("EUR")).unwrap().to_string(),
+            Money::from_value(&json!(0.1), cur("EUR"))
+                .unwrap()
+                .to_string(),
             "0.10"
         );
         assert_eq!(
-            Money::from_value(&json!(1e3), cur("JPY")).unwrap().to_string(),
+            Money::from_value(&json!(1e3), cur("JPY"))
+                .unwrap()
+                .to_string(),
             "1000"
         );
         assert_eq!(
-            Money::from_value(&json!("19.99"), cur("USD")).unwrap().to_minor(),
+            Money::from_value(&json!("19.99"), cur("USD"))
+                .unwrap()
+                .to_minor(),
             Ok(1999)
         );
-        for bad in [json!(null), json!(true), json!([1]), json!("abc"), json!("1,50")] {
+        for bad in [
+            json!(null),
+            json!(true),
+            json!([1]),
+            json!("abc"),
+            json!("1,50"),
+        ] {
             assert!(
                 matches!(
                     Money::from_value(&bad, cur("EUR")),
@@ -604,7 +624,9 @@ mod tests {
                 "{bad}"
             );
         }
-        for bad in ["", "-", ".", "1.2.3", "NaN", "inf", "1e", "1e1234", "€5", "0x10", "1 000"] {
+        for bad in [
+            "", "-", ".", "1.2.3", "NaN", "inf", "1e", "1e1234", "€5", "0x10", "1 000",
+        ] {
             assert!(parse_amount(bad).is_err(), "{bad:?}");
         }
     }
@@ -639,7 +661,10 @@ mod tests {
         let max = Money::from_minor(i64::MAX, cur("EUR"));
         assert_eq!(max.to_string(), "92233720368547758.07");
         assert_eq!(max.to_minor(), Ok(i64::MAX));
-        assert_eq!(Money::from_minor(i64::MIN, cur("JPY")).to_minor(), Ok(i64::MIN));
+        assert_eq!(
+            Money::from_minor(i64::MIN, cur("JPY")).to_minor(),
+            Ok(i64::MIN)
+        );
         // More digits than exact arithmetic holds: refused, never rounded.
         for text in [
             "123456789012345678901234567890",
@@ -662,7 +687,10 @@ mod tests {
             .unwrap()
             .convert(rate("0.8412"), cur("GBP"))
             .unwrap();
-        assert_eq!((gbp.to_string(), gbp.currency().code()), ("84.12".into(), "GBP"));
+        assert_eq!(
+            (gbp.to_string(), gbp.currency().code()),
+            ("84.12".into(), "GBP")
+        );
         let jpy = Money::parse("10.00", eur)
             .unwrap()
             .convert(rate("163.21"), cur("JPY"))

@@ -254,7 +254,9 @@ fn major_units(args: &[Cow<'_, Value>]) -> Result<Value, String> {
         }
         _ => {
             let currency = Currency::from_value(currency).map_err(|e| e.to_string())?;
-            Ok(Value::String(Money::from_minor(minor, currency).to_string()))
+            Ok(Value::String(
+                Money::from_minor(minor, currency).to_string(),
+            ))
         }
     }
 }
@@ -384,9 +386,11 @@ mod tests {
         assert_eq!(minor(json!("1.5"), json!(3)), Ok(json!(1500)));
         assert_eq!(
             minor(json!("12.345"), json!("EUR")),
-            Err("12.345 has more fraction digits than EUR has minor units (2); refusing to \
+            Err(
+                "12.345 has more fraction digits than EUR has minor units (2); refusing to \
                  round money: correct the amount at its source"
-                .into())
+                    .into()
+            )
         );
         assert_eq!(
             minor(json!("5.5"), json!("JPY")).unwrap_err(),
@@ -448,7 +452,11 @@ mod tests {
                 .unwrap_err()
                 .contains("refusing to round money")
         );
-        assert!(call("money", &[json!("1")]).unwrap_err().contains("needs a currency"));
+        assert!(
+            call("money", &[json!("1")])
+                .unwrap_err()
+                .contains("needs a currency")
+        );
         assert_eq!(call("currency_exponent", &[json!("CLF")]), Ok(json!(4)));
         assert_eq!(call("currency_exponent", &[json!("JPY")]), Ok(json!(0)));
         assert!(call("currency_exponent", &[json!("ZZZ")]).is_err());

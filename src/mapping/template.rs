@@ -545,7 +545,10 @@ mod tests {
             let message = native.to_string();
             let message = message.split_once(": ").map_or("", |(_, m)| m);
             assert!(!message.is_empty(), "{native}");
-            assert!(reference.contains(message), "{source}: {reference} vs {native}");
+            assert!(
+                reference.contains(message),
+                "{source}: {reference} vs {native}"
+            );
         }
     }
 

@@ -126,6 +126,21 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
                     );
                 }
             }
+            if let Some(now) = &case.now
+                && now.parse::<jiff::Timestamp>().is_err()
+            {
+                report.push(
+                    at.error(
+                        &format!("/cases/{index}/now"),
+                        Code::InvalidValue,
+                        format!("`now: {now}` is not an RFC 3339 time"),
+                    )
+                    .with_hint(Some(
+                        "write the case's clock like 2026-11-27T12:00:00Z (with a zone or offset)"
+                            .into(),
+                    )),
+                );
+            }
             for (fault_index, fault) in case.faults.iter().enumerate() {
                 if let Some(text) = &fault.for_duration {
                     at.duration(

@@ -284,7 +284,18 @@ pub(crate) fn check(
     };
     // So can an enrichment that dead-letters.
     let enrich_modes = super::enrich::failure_modes(spec);
-    let extra: Vec<FailureMode> = extra.iter().chain(&enrich_modes).copied().collect();
+    // And checks, which flag records.
+    let check_modes = if spec.checks.is_empty() {
+        Vec::new()
+    } else {
+        vec![FailureMode::CheckFailed]
+    };
+    let extra: Vec<FailureMode> = extra
+        .iter()
+        .chain(&enrich_modes)
+        .chain(&check_modes)
+        .copied()
+        .collect();
     let extra = extra.as_slice();
     let failures = check_failures(&spec.failures, default_owner, &owners, extra, at, report);
 
@@ -844,7 +855,7 @@ fn check_pointer(
     }
 }
 
-fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 11] {
+fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 12] {
     [
         (FailureMode::ContractViolation, &failures.contract_violation),
         (
@@ -863,6 +874,7 @@ fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>)
         ),
         (FailureMode::GuardUnmet, &failures.guard_unmet),
         (FailureMode::EnrichmentFailed, &failures.enrichment_failed),
+        (FailureMode::CheckFailed, &failures.check_failed),
     ]
 }
 
