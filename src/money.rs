@@ -6,10 +6,13 @@
 //! JPY) is an error, never a silent rounding. Trailing zeros lose nothing and are accepted
 //! (`12.340` EUR is 12.34 EUR). Formatting writes exactly the currency's exponent (`12.30`
 //! EUR, `1200` JPY, `1.500` BHD). The one place money is rounded is an explicit conversion
-//! ([`Money::convert`]), half to even, and the caller records the rate it used.
+//! ([`Money::convert`]), half to even, with a rate from the workspace's declared table
+//! ([`rates`]), and the caller records the rate it used.
 //!
 //! This module owns the currency table and the amount type; it does no I/O and knows nothing
 //! of mappings, contracts or specs, which call it.
+
+pub mod rates;
 
 use std::fmt;
 use std::str::FromStr;
@@ -70,6 +73,19 @@ pub enum MoneyError {
         currency: &'static str,
         /// Its minor-unit exponent.
         exponent: u32,
+    },
+    /// The rate table does not price the pair.
+    #[error(
+        "no exchange rate from {from} to {to}: the workspace's exchange_rates (base {base}) do \
+         not quote both; add the missing one to the table"
+    )]
+    NoRate {
+        /// The currency converted from.
+        from: &'static str,
+        /// The currency converted to.
+        to: &'static str,
+        /// The table's base.
+        base: &'static str,
     },
     /// The amount is too large for exact arithmetic (28 significant digits) or for 64-bit
     /// minor units.
