@@ -227,13 +227,21 @@ mod tests {
     #[test]
     fn converts_with_the_table_and_says_which_rate() {
         let table = ecb();
-        let c = table.convert(&json!("100.00"), cur("EUR"), cur("GBP")).unwrap();
+        let c = table
+            .convert(&json!("100.00"), cur("EUR"), cur("GBP"))
+            .unwrap();
         assert_eq!(
-            (c.original.to_string(), c.converted.to_string(), c.rate.to_string()),
+            (
+                c.original.to_string(),
+                c.converted.to_string(),
+                c.rate.to_string()
+            ),
             ("100.00".into(), "84.12".into(), "0.8412".into())
         );
         // To the base: the cross rate 1 / 0.8412, to 10 decimals, recorded and applied.
-        let c = table.convert(&json!("84.12"), cur("GBP"), cur("EUR")).unwrap();
+        let c = table
+            .convert(&json!("84.12"), cur("GBP"), cur("EUR"))
+            .unwrap();
         assert_eq!(c.rate.to_string(), "1.1887779363");
         assert_eq!(c.converted.to_string(), "100.00");
         assert_eq!(
@@ -246,11 +254,18 @@ mod tests {
         let c = table.convert(&json!(1000), cur("JPY"), cur("BHD")).unwrap();
         assert_eq!(c.rate.to_string(), "0.0025139391");
         assert_eq!(c.converted.to_string(), "2.514");
-        let c = table.convert(&json!("12.34"), cur("EUR"), cur("JPY")).unwrap();
+        let c = table
+            .convert(&json!("12.34"), cur("EUR"), cur("JPY"))
+            .unwrap();
         assert_eq!(c.converted.to_string(), "2014");
         // The same currency converts at 1, without rounding anything.
-        let c = table.convert(&json!("5.5"), cur("GBP"), cur("GBP")).unwrap();
-        assert_eq!((c.rate, c.converted.to_string()), (Decimal::ONE, "5.50".into()));
+        let c = table
+            .convert(&json!("5.5"), cur("GBP"), cur("GBP"))
+            .unwrap();
+        assert_eq!(
+            (c.rate, c.converted.to_string()),
+            (Decimal::ONE, "5.50".into())
+        );
     }
 
     #[test]
@@ -285,7 +300,10 @@ mod tests {
         let err = ecb()
             .convert(&json!("1.001"), cur("EUR"), cur("GBP"))
             .unwrap_err();
-        assert!(matches!(err, MoneyError::TooManyFractionDigits { .. }), "{err}");
+        assert!(
+            matches!(err, MoneyError::TooManyFractionDigits { .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -296,7 +314,18 @@ mod tests {
         })))
         .unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["source", "date", "base", "rates/GBX", "rates/JPY", "rates/USD", "rates/BHD"]);
+        assert_eq!(
+            keys,
+            [
+                "source",
+                "date",
+                "base",
+                "rates/GBX",
+                "rates/JPY",
+                "rates/USD",
+                "rates/BHD"
+            ]
+        );
         assert_eq!(
             problems[3].to_string(),
             "exchange_rates.rates/GBX: \"GBX\" is not an ISO 4217 currency code; write an active \

@@ -133,6 +133,8 @@ pub(crate) struct Shared {
     pub(crate) max_dead_letter_record: u64,
     /// The outcomes each flow must record because another flow's `requires:` names them.
     pub(crate) outcomes_required: IndexMap<String, HashSet<RequiredOutcome>>,
+    /// The workspace's exchange rates, for `convert:` fields.
+    pub(crate) rates: Option<Arc<crate::money::rates::RateTable>>,
 }
 
 impl FlowPlan {
@@ -153,11 +155,14 @@ impl FlowPlan {
             .get(&spec.object)
             .cloned()
             .ok_or_else(|| fail(format!("object `{}` has no contract loaded", spec.object)))?;
-        let mapping = Mapping::compile(&spec.map).map_err(|e| fail(e.to_string()))?;
+        let rates = shared.rates.as_ref();
+        let mapping =
+            Mapping::compile_with_rates(&spec.map, rates).map_err(|e| fail(e.to_string()))?;
         let ack_mapping = match spec.acknowledge.as_ref().and_then(|ack| ack.map.as_ref()) {
-            Some(map) => {
-                Some(Mapping::compile(map).map_err(|e| fail(format!("acknowledge.map: {e}")))?)
-            }
+            Some(map) => Some(
+                Mapping::compile_with_rates(map, rates)
+                    .map_err(|e| fail(format!("acknowledge.map: {e}")))?,
+            ),
             None => None,
         };
         let idempotency_key = spec

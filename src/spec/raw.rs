@@ -46,6 +46,10 @@ pub struct WorkspaceFile {
     /// The business objects, by name, with identity, contract and ownership.
     #[serde(default)]
     pub objects: IndexMap<String, ObjectConfig>,
+    /// The exchange rates `convert:` mapping fields use, with their source and date; money is
+    /// never converted at any other rate (see docs/money.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange_rates: Option<crate::money::rates::ExchangeRatesConfig>,
 }
 
 /// The marketplace model of the integration.

@@ -9,6 +9,7 @@ mod conditions;
 mod enrich;
 mod flow;
 mod guards;
+mod money;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -228,6 +229,12 @@ fn shared_values(checked: &workspace::Checked) -> Shared {
         alert_urls: Arc::new(alert_urls),
         max_dead_letter_record,
         outcomes_required: IndexMap::new(),
+        // An invalid table was reported by the workspace checks; no flow compiles then.
+        rates: spec
+            .exchange_rates
+            .as_ref()
+            .and_then(|config| crate::money::rates::RateTable::from_config(config).ok())
+            .map(Arc::new),
     }
 }
 

@@ -535,6 +535,7 @@ fn check_templates(
     };
 
     check_map(&spec.map, "/map", &record, 1, at, report);
+    super::money::check_conversions(&spec.map, "/map", workspace, at, report);
     if let Some(key) = &spec.idempotency_key {
         check_template(key, "/idempotency_key", &record, at, report);
     }
