@@ -13,6 +13,7 @@ mod ledger_postgres;
 mod limits;
 mod mapping;
 mod metrics;
+mod money;
 mod orders;
 mod paging;
 mod paging_ends;
