@@ -337,6 +337,14 @@ impl Money {
             });
         }
         normalized.rescale(currency.exponent);
+        // `rescale` stops short when the digits would pass 28: such an amount cannot carry
+        // its currency's exponent exactly.
+        if normalized.scale() != currency.exponent {
+            return Err(MoneyError::OutOfRange {
+                value: amount.to_string(),
+                limit: "at most 28 significant digits with the currency's fraction digits",
+            });
+        }
         Ok(Self {
             amount: normalized,
             currency,
@@ -394,6 +402,12 @@ impl Money {
         let mut rounded =
             product.round_dp_with_strategy(to.exponent, RoundingStrategy::MidpointNearestEven);
         rounded.rescale(to.exponent);
+        if rounded.scale() != to.exponent {
+            return Err(MoneyError::OutOfRange {
+                value: format!("{self} x {rate}"),
+                limit: "at most 28 significant digits with the currency's fraction digits",
+            });
+        }
         Ok(Self {
             amount: rounded,
             currency: to,
@@ -500,6 +514,40 @@ fn truncated(text: &str) -> String {
     } else {
         format!("{}...", text.chars().take(KEEP).collect::<String>())
     }
+}
+
+/// Checks what must hold of any text parsed as an amount of `currency`, for the fuzz target
+/// and the tests: parsing never panics; an amount that parses formats with exactly the
+/// currency's fraction digits, reads back as itself, and goes to minor units and back
+/// unchanged when they fit; an amount that is refused for its fraction digits has more
+/// significant ones than the currency allows.
+pub fn check_roundtrip(text: &str, currency: Currency) -> Result<(), String> {
+    let money = match Money::parse(text, currency) {
+        Ok(money) => money,
+        Err(MoneyError::TooManyFractionDigits { amount, .. }) => {
+            let digits = amount.split_once('.').map_or(0, |(_, f)| f.len());
+            return if digits > currency.exponent() as usize {
+                Ok(())
+            } else {
+                Err(format!("{text:?} refused with {digits} fraction digits in {currency}"))
+            };
+        }
+        Err(_) => return Ok(()),
+    };
+    let shown = money.to_string();
+    let digits = shown.split_once('.').map_or(0, |(_, f)| f.len());
+    if digits != currency.exponent() as usize {
+        return Err(format!("{text:?} formats as {shown} in {currency}"));
+    }
+    if Money::parse(&shown, currency).as_ref() != Ok(&money) {
+        return Err(format!("{text:?} formats as {shown}, which reads back differently"));
+    }
+    if let Ok(minor) = money.to_minor()
+        && Money::from_minor(minor, currency) != money
+    {
+        return Err(format!("{text:?}: {minor} minor units are not {shown}"));
+    }
+    Ok(())
 }
 
 impl FromStr for Currency {
@@ -693,6 +741,33 @@ mod tests {
                 parse_amount(text)
             );
         }
+    }
+
+    #[test]
+    fn random_amounts_round_trip_in_every_exponent_class() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        const PIECES: &[&str] = &[
+            "0", "1", "5", "9", "00", "12", "999", ".", "-", "+", "e", "E", "3", " ", "x", ",",
+            "0000000000", "9999999999",
+        ];
+        let currencies = ["JPY", "EUR", "BHD", "CLF"].map(cur);
+        let mut parsed = 0;
+        for _ in 0..20_000 {
+            let text: String = (0..next(8) + 1).map(|_| PIECES[next(PIECES.len())]).collect();
+            for currency in currencies {
+                if let Err(problem) = check_roundtrip(&text, currency) {
+                    panic!("{problem}");
+                }
+                parsed += usize::from(Money::parse(&text, currency).is_ok());
+            }
+        }
+        assert!(parsed > 5_000, "only {parsed} amounts parsed");
     }
 
     #[test]
