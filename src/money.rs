@@ -529,7 +529,9 @@ pub fn check_roundtrip(text: &str, currency: Currency) -> Result<(), String> {
             return if digits > currency.exponent() as usize {
                 Ok(())
             } else {
-                Err(format!("{text:?} refused with {digits} fraction digits in {currency}"))
+                Err(format!(
+                    "{text:?} refused with {digits} fraction digits in {currency}"
+                ))
             };
         }
         Err(_) => return Ok(()),
@@ -540,7 +542,9 @@ pub fn check_roundtrip(text: &str, currency: Currency) -> Result<(), String> {
         return Err(format!("{text:?} formats as {shown} in {currency}"));
     }
     if Money::parse(&shown, currency).as_ref() != Ok(&money) {
-        return Err(format!("{text:?} formats as {shown}, which reads back differently"));
+        return Err(format!(
+            "{text:?} formats as {shown}, which reads back differently"
+        ));
     }
     if let Ok(minor) = money.to_minor()
         && Money::from_minor(minor, currency) != money
@@ -753,13 +757,31 @@ mod tests {
             (rng % n as u64) as usize
         };
         const PIECES: &[&str] = &[
-            "0", "1", "5", "9", "00", "12", "999", ".", "-", "+", "e", "E", "3", " ", "x", ",",
-            "0000000000", "9999999999",
+            "0",
+            "1",
+            "5",
+            "9",
+            "00",
+            "12",
+            "999",
+            ".",
+            "-",
+            "+",
+            "e",
+            "E",
+            "3",
+            " ",
+            "x",
+            ",",
+            "0000000000",
+            "9999999999",
         ];
         let currencies = ["JPY", "EUR", "BHD", "CLF"].map(cur);
         let mut parsed = 0;
         for _ in 0..20_000 {
-            let text: String = (0..next(8) + 1).map(|_| PIECES[next(PIECES.len())]).collect();
+            let text: String = (0..next(8) + 1)
+                .map(|_| PIECES[next(PIECES.len())])
+                .collect();
             for currency in currencies {
                 if let Err(problem) = check_roundtrip(&text, currency) {
                     panic!("{problem}");

@@ -146,7 +146,7 @@ impl RecordChecks {
     pub fn describe(&self) -> Vec<String> {
         self.checks
             .iter()
-            .map(|c| format!("{}: flagged when {}", c.name, c.condition.describe()))
+            .map(|c| format!("{} (check `{}`)", c.condition.describe(), c.name))
             .collect()
     }
 }
