@@ -9,8 +9,12 @@
 //! `string`. A contract with lenient nulls ([`Contract::with_lenient_nulls`]) accepts a record
 //! whose only violations are such nulls and counts them, so the runtime reports a warning
 //! instead of a dead letter; any other violation still fails the record.
+//!
+//! Amounts annotated with their currency (`"x-currency-field": "currency"`) are also checked
+//! against the currency's ISO 4217 minor units (see [`money`]).
 
 pub mod document;
+pub mod money;
 
 use serde_json::Value;
 
@@ -19,6 +23,7 @@ pub struct Contract {
     schema: Value,
     validator: jsonschema::Validator,
     lenient_nulls: bool,
+    money: money::MoneyFields,
 }
 
 impl std::fmt::Debug for Contract {
@@ -50,10 +55,12 @@ impl Contract {
     pub fn compile(schema: &Value) -> Result<Self, ContractError> {
         let validator =
             jsonschema::validator_for(schema).map_err(|err| ContractError(err.to_string()))?;
+        let money = money::MoneyFields::collect(schema).map_err(ContractError)?;
         Ok(Self {
             schema: schema.clone(),
             validator,
             lenient_nulls: false,
+            money,
         })
     }
 
@@ -85,11 +92,19 @@ impl Contract {
     /// Checks one record; with lenient nulls, returns how many `null`s in typed fields were
     /// tolerated (0 for a record that satisfies the contract as written).
     pub fn check_counting_nulls(&self, record: &Value) -> Result<usize, ContractViolation> {
+        let money = if self.money.is_empty() {
+            Vec::new()
+        } else {
+            self.money.problems(record)
+        };
         if self.validator.is_valid(record) {
-            return Ok(0);
+            return match money_violation(money) {
+                None => Ok(0),
+                Some(violation) => Err(violation),
+            };
         }
         let mut tolerated = 0;
-        if self.lenient_nulls {
+        if self.lenient_nulls && money.is_empty() {
             let mut other = false;
             for error in self.validator.iter_errors(record) {
                 if is_null_in_typed_field(&error) {
@@ -121,6 +136,12 @@ impl Contract {
             };
             messages.push(format!("{at}: {}", error.masked()));
         }
+        for problem in money {
+            if messages.len() == MAX_MESSAGES {
+                break;
+            }
+            messages.push(format!("{}: {}", problem.path, problem.message));
+        }
         Err(ContractViolation {
             reason: reason.unwrap_or_else(|| "invalid_record".into()),
             messages,
@@ -151,6 +172,24 @@ impl Contract {
             format!("invalid_{field}")
         }
     }
+}
+
+/// The violation of a record whose only problems are amounts that break their currency's
+/// minor units, if it has any.
+fn money_violation(problems: Vec<money::MoneyProblem>) -> Option<ContractViolation> {
+    let first = problems.first()?;
+    let reason = first.reason.clone().unwrap_or_else(|| {
+        let field = first.path.rsplit('/').next().unwrap_or_default();
+        format!("invalid_{field}")
+    });
+    Some(ContractViolation {
+        reason,
+        messages: problems
+            .iter()
+            .take(MAX_MESSAGES)
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect(),
+    })
 }
 
 /// A `null` where the schema declares a type (`"type": "string"`): the vendor habit lenient
@@ -217,6 +256,109 @@ mod tests {
         let err = offer_contract().check(&json!({"offer_id": "x", "price": "1", "quantity": 1}));
         let err = err.unwrap_err();
         assert!(err.messages[0].starts_with("/offer_id:"), "{err:?}");
+    }
+
+    fn settlement_contract() -> Contract {
+        Contract::compile(&json!({
+            "type": "object",
+            "required": ["amount", "currency"],
+            "properties": {
+                "amount": {"type": ["string", "number"], "x-currency-field": "currency"},
+                "currency": {"type": "string"},
+                "fee": {"type": "string", "x-currency": "JPY", "x-reason": "fee_precision"},
+                "lines": {"type": "array", "items": {"type": "object", "properties": {
+                    "net": {"type": "string", "x-currency-field": "ccy"},
+                    "ccy": {"type": "string"}
+                }}}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn amounts_are_checked_against_their_currency_minor_units() {
+        let c = settlement_contract();
+        for fine in [
+            json!({"amount": "12.34", "currency": "EUR"}),
+            json!({"amount": "12.340", "currency": "EUR"}),
+            json!({"amount": 1200, "currency": "JPY"}),
+            json!({"amount": "1.234", "currency": "BHD", "fee": "15"}),
+            json!({"amount": "1.2345", "currency": "CLF", "lines": [{"net": "1", "ccy": "KRW"}]}),
+        ] {
+            assert_eq!(c.check(&fine), Ok(()), "{fine}");
+        }
+        let err = c
+            .check(&json!({"amount": "12.345", "currency": "EUR"}))
+            .unwrap_err();
+        assert_eq!(err.reason, "invalid_amount");
+        assert_eq!(
+            err.messages,
+            [
+                "/amount: 12.345 has more fraction digits than EUR has minor units (2); refusing \
+              to round money: correct the amount at its source"
+            ]
+        );
+        let err = c
+            .check(&json!({"amount": "5.5", "currency": "JPY"}))
+            .unwrap_err();
+        assert!(
+            err.messages[0].contains("JPY has minor units (0)"),
+            "{err:?}"
+        );
+        let err = c
+            .check(&json!({"amount": "1", "currency": "EUR", "fee": "1.5"}))
+            .unwrap_err();
+        assert_eq!(err.reason, "fee_precision");
+        let err = c
+            .check(&json!({"amount": "1", "currency": "EUR",
+                           "lines": [{"net": "1", "ccy": "EUR"}, {"net": "1.001", "ccy": "USD"}]}))
+            .unwrap_err();
+        assert_eq!(err.reason, "invalid_net");
+        assert!(
+            err.messages[0].starts_with("/lines/1/net: 1.001 has more"),
+            "{err:?}"
+        );
+        let err = c
+            .check(&json!({"amount": "1", "currency": "EUX"}))
+            .unwrap_err();
+        assert_eq!(err.reason, "invalid_currency");
+        assert!(err.messages[0].starts_with("/currency: currency of `amount`: \"EUX\""));
+        let err = c
+            .check(&json!({"amount": "twelve", "currency": "EUR"}))
+            .unwrap_err();
+        assert!(
+            err.messages[0].contains("is not a decimal amount"),
+            "{err:?}"
+        );
+        // Schema violations and money problems are reported together.
+        let err = c
+            .check(&json!({"amount": "1.001", "currency": "EUR", "fee": 3}))
+            .unwrap_err();
+        assert_eq!(err.messages.len(), 2, "{err:?}");
+        // A missing currency is the schema's business (`required`), reported once.
+        let err = c.check(&json!({"amount": "1.001"})).unwrap_err();
+        assert_eq!(err.reason, "missing_currency");
+        assert_eq!(err.messages.len(), 1, "{err:?}");
+    }
+
+    #[test]
+    fn money_annotations_are_checked_at_compile() {
+        let err = Contract::compile(&json!({"properties": {
+            "amount": {"x-currency": "EUX"}}}))
+        .unwrap_err();
+        assert!(
+            err.0
+                .contains("#/properties/amount: \"EUX\" is not an ISO 4217"),
+            "{err}"
+        );
+        let err = Contract::compile(&json!({"properties": {
+            "amount": {"x-currency-field": 3}}}))
+        .unwrap_err();
+        assert!(err.0.contains("as a string"), "{err}");
+        let err = Contract::compile(&json!({"properties": {
+            "amount": {"x-currency-field": "c", "x-currency": "EUR"}}}))
+        .unwrap_err();
+        assert!(err.0.contains("not both"), "{err}");
     }
 
     #[test]

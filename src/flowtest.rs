@@ -107,8 +107,18 @@ pub fn run_case(workspace: &Workspace, flow: &str, case: &TestCase) -> anyhow::R
             crate::runtime::guard::seed_outcome(&store, &prior.flow, prior.outcome, &prior.key)
                 .await?;
         }
+        let clock = match &case.now {
+            Some(now) => Clock::Virtual {
+                base_ms: now
+                    .parse::<jiff::Timestamp>()
+                    .map_err(|e| anyhow::anyhow!("now: {now:?} is not an RFC 3339 time: {e}"))?
+                    .as_millisecond(),
+                start: tokio::time::Instant::now(),
+            },
+            None => Clock::virtual_now(),
+        };
         let options = RunOptions {
-            clock: Clock::virtual_now(),
+            clock,
             batch_size: 1_000,
             progress: false,
             concurrency: 1,

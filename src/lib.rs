@@ -13,6 +13,7 @@ pub mod error_text;
 pub mod flowtest;
 pub mod mapping;
 pub mod metrics;
+pub mod money;
 pub mod reconcile;
 pub mod redact;
 pub mod runtime;

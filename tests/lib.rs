@@ -18,6 +18,7 @@ mod ledger_sqlite;
 mod limits;
 mod mapping;
 mod metrics;
+mod money;
 mod orders;
 mod paging;
 mod paging_ends;

@@ -57,6 +57,23 @@ pub struct MapFieldSpec {
     /// Synonym of `missing: null`, kept for existing flows.
     #[serde(default)]
     pub optional: bool,
+    /// Converts the amount `from` points at into another currency with the workspace's
+    /// `exchange_rates` (rounded half to even to the target's minor units). The output is an
+    /// object recording where the number came from: `amount`, `currency`, `rate`,
+    /// `rate_source`, `rate_date`, `original_amount`, `original_currency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert: Option<ConvertSpec>,
+}
+
+/// `convert:` of a mapped amount.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertSpec {
+    /// The amount's currency: a JSON Pointer to the field holding its ISO 4217 code
+    /// (`/currency`), or a code (`GBP`).
+    pub currency: String,
+    /// The ISO 4217 code to convert to (`EUR`).
+    pub to: String,
 }
 
 impl MapFieldSpec {
@@ -93,6 +110,19 @@ impl MapFieldSpec {
                 "type",
                 "`type` does not apply to `each` (it builds an array); give each item field \
                  its own `type`"
+                    .into(),
+            ));
+        }
+        if self.convert.is_some() && self.from.is_none() {
+            return Some((
+                "convert",
+                "`convert` converts the amount `from:` points at; add `from: /<amount>`".into(),
+            ));
+        }
+        if self.convert.is_some() && self.value_type.is_some() {
+            return Some((
+                "type",
+                "`type` does not apply to `convert` (it builds an object recording the rate)"
                     .into(),
             ));
         }

@@ -12,12 +12,17 @@ use handlebars::{
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use crate::money::{self, Currency, Money};
+
 /// Every helper a template may call, besides Handlebars' block helpers.
 pub const HELPERS: &[&str] = &[
     "lower",
     "upper",
     "trim",
     "minor_units",
+    "major_units",
+    "money",
+    "currency_exponent",
     "decimal",
     "concat",
     "replace",
@@ -46,6 +51,13 @@ pub(crate) fn lookup(name: &str) -> Option<HelperFn> {
         "upper" => |args| Ok(Value::String(text(args, 0, "upper")?.to_uppercase())),
         "trim" => |args| Ok(Value::String(text(args, 0, "trim")?.trim().to_owned())),
         "minor_units" => minor_units,
+        "major_units" => major_units,
+        "money" => money,
+        "currency_exponent" => |args| {
+            let currency = Currency::from_value(arg(args, 0, "currency_exponent")?)
+                .map_err(|e| e.to_string())?;
+            Ok(Value::from(currency.exponent()))
+        },
         "decimal" => decimal,
         "concat" => |args| Ok(Value::String(args.iter().map(|v| render(v)).collect())),
         "replace" => |args| {
@@ -189,27 +201,92 @@ fn text<'a>(
     }
 }
 
-/// `minor_units amount [exponent]`: an amount in minor units (cents for exponent 2), as an
-/// integer. Refuses amounts with more fraction digits than the exponent rather than rounding
-/// money silently.
+/// `minor_units amount [exponent|currency]`: an amount in minor units (cents for EUR or
+/// exponent 2, the default), as an integer. The second argument is an ISO 4217 code (`"JPY"`,
+/// or a field holding one) or an exponent (`0`..`8`). Refuses amounts with more fraction digits
+/// than that rather than rounding money silently.
 fn minor_units(args: &[Cow<'_, Value>]) -> Result<Value, String> {
-    let amount = parse_decimal(arg(args, 0, "minor_units")?)?;
-    let exponent = match args.get(1) {
-        Some(value) => value
-            .as_u64()
-            .filter(|e| *e <= 8)
-            .ok_or_else(|| format!("minor_units exponent must be 0..8, not {value}"))?,
+    let amount = money::amount_of(arg(args, 0, "minor_units")?).map_err(|e| e.to_string())?;
+    let exponent = match args.get(1).map(AsRef::as_ref) {
+        Some(Value::String(_)) | Some(Value::Null) => {
+            return in_currency(amount, &args[1])?
+                .to_minor()
+                .map(Value::from)
+                .map_err(|e| e.to_string());
+        }
+        Some(value) => exponent_of(value, "minor_units")?,
         None => 2,
     };
-    let scaled = amount * Decimal::from(10_i64.pow(exponent as u32));
+    let scaled = amount
+        .checked_mul(Decimal::from(10_i64.pow(exponent)))
+        .ok_or_else(|| format!("{amount} is out of range for minor units"))?;
     if !scaled.fract().is_zero() {
         return Err(format!(
-            "{amount} has more than {exponent} fraction digits; refusing to round money"
+            "{amount} has more than {exponent} fraction digits; refusing to round money: \
+             correct the amount at its source"
         ));
     }
     let minor = i64::try_from(scaled.trunc())
         .map_err(|_| format!("{amount} is out of range for minor units"))?;
     Ok(Value::from(minor))
+}
+
+/// `major_units minor currency`: an integer amount of minor units as the exact decimal text of
+/// the amount in `currency` (an ISO code or an exponent): `major_units 1995 "EUR"` is
+/// `"19.95"`, `major_units 1995 "JPY"` is `"1995"`.
+fn major_units(args: &[Cow<'_, Value>]) -> Result<Value, String> {
+    let value = arg(args, 0, "major_units")?;
+    let minor = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        format!("{value} is not a whole number of minor units; give an integer such as 1995")
+    })?;
+    let currency = arg(args, 1, "major_units")?;
+    match currency {
+        Value::Number(_) => {
+            let exponent = exponent_of(currency, "major_units")?;
+            Ok(Value::String(
+                Decimal::from_i128_with_scale(i128::from(minor), exponent).to_string(),
+            ))
+        }
+        _ => {
+            let currency = Currency::from_value(currency).map_err(|e| e.to_string())?;
+            Ok(Value::String(
+                Money::from_minor(minor, currency).to_string(),
+            ))
+        }
+    }
+}
+
+/// `money amount currency`: the amount as exact text with exactly the currency's fraction
+/// digits (`money "12.3" "EUR"` is `"12.30"`, `money "1.5" "BHD"` is `"1.500"`); an amount
+/// with more fraction digits than the currency has is refused, never rounded.
+fn money(args: &[Cow<'_, Value>]) -> Result<Value, String> {
+    let amount = money::amount_of(arg(args, 0, "money")?).map_err(|e| e.to_string())?;
+    let currency = args
+        .get(1)
+        .ok_or_else(|| "money needs a currency: `money amount currency`".to_owned())?;
+    Ok(Value::String(in_currency(amount, currency)?.to_string()))
+}
+
+/// `amount` in the currency a value names, refusing more fraction digits than it has.
+fn in_currency(amount: Decimal, currency: &Value) -> Result<Money, String> {
+    let currency = Currency::from_value(currency).map_err(|e| e.to_string())?;
+    Money::new(amount, currency).map_err(|e| e.to_string())
+}
+
+/// A minor-unit exponent given as a number, `0`..`8`.
+fn exponent_of(value: &Value, helper: &str) -> Result<u32, String> {
+    value
+        .as_u64()
+        .filter(|e| *e <= 8)
+        .map(|e| e as u32)
+        .ok_or_else(|| {
+            format!("{helper}: the exponent must be 0..8 or an ISO 4217 code such as \"EUR\", not {value}")
+        })
 }
 
 /// `decimal amount [scale]`: the amount as an exact decimal string, rounded half away from
@@ -297,6 +374,92 @@ mod tests {
         assert!(call("minor_units", &[json!("1.005")]).is_err());
         assert!(call("minor_units", &[json!("abc")]).is_err());
         assert!(call("minor_units", &[Value::Null]).is_err());
+    }
+
+    #[test]
+    fn minor_units_takes_a_currency_code_or_an_exponent() {
+        let minor = |amount: Value, currency: Value| call("minor_units", &[amount, currency]);
+        assert_eq!(minor(json!("129.95"), json!("EUR")), Ok(json!(12995)));
+        assert_eq!(minor(json!("1200"), json!("JPY")), Ok(json!(1200)));
+        assert_eq!(minor(json!("1.5"), json!("BHD")), Ok(json!(1500)));
+        assert_eq!(minor(json!("0.0001"), json!("CLF")), Ok(json!(1)));
+        assert_eq!(minor(json!("1.5"), json!(3)), Ok(json!(1500)));
+        assert_eq!(
+            minor(json!("12.345"), json!("EUR")),
+            Err(
+                "12.345 has more fraction digits than EUR has minor units (2); refusing to \
+                 round money: correct the amount at its source"
+                    .into()
+            )
+        );
+        assert_eq!(
+            minor(json!("5.5"), json!("JPY")).unwrap_err(),
+            "5.5 has more fraction digits than JPY has minor units (0); refusing to round \
+             money: correct the amount at its source"
+        );
+        assert_eq!(
+            minor(json!("1"), json!("EUX")).unwrap_err(),
+            "\"EUX\" is not an ISO 4217 currency code; write an active three-letter code such \
+             as EUR, JPY or BHD"
+        );
+        assert!(minor(json!("1"), json!(9)).unwrap_err().contains("0..8"));
+        assert!(minor(json!("1"), json!(null)).is_err());
+        assert!(
+            minor(json!("99999999999999999999"), json!("EUR"))
+                .unwrap_err()
+                .contains("out of range")
+        );
+    }
+
+    #[test]
+    fn major_units_money_and_currency_exponent() {
+        assert_eq!(
+            call("major_units", &[json!(1995), json!("EUR")]),
+            Ok(json!("19.95"))
+        );
+        assert_eq!(
+            call("major_units", &[json!(-5), json!("EUR")]),
+            Ok(json!("-0.05"))
+        );
+        assert_eq!(
+            call("major_units", &[json!("1995"), json!("JPY")]),
+            Ok(json!("1995"))
+        );
+        assert_eq!(
+            call("major_units", &[json!(1500), json!("KWD")]),
+            Ok(json!("1.500"))
+        );
+        assert_eq!(
+            call("major_units", &[json!(1500), json!(3)]),
+            Ok(json!("1.500"))
+        );
+        assert!(
+            call("major_units", &[json!("19.95"), json!("EUR")])
+                .unwrap_err()
+                .contains("not a whole number of minor units")
+        );
+        assert_eq!(
+            call("money", &[json!("12.3"), json!("EUR")]),
+            Ok(json!("12.30"))
+        );
+        assert_eq!(call("money", &[json!(7), json!("BHD")]), Ok(json!("7.000")));
+        assert_eq!(
+            call("money", &[json!("1200.00"), json!("KRW")]),
+            Ok(json!("1200"))
+        );
+        assert!(
+            call("money", &[json!("12.345"), json!("EUR")])
+                .unwrap_err()
+                .contains("refusing to round money")
+        );
+        assert!(
+            call("money", &[json!("1")])
+                .unwrap_err()
+                .contains("needs a currency")
+        );
+        assert_eq!(call("currency_exponent", &[json!("CLF")]), Ok(json!(4)));
+        assert_eq!(call("currency_exponent", &[json!("JPY")]), Ok(json!(0)));
+        assert!(call("currency_exponent", &[json!("ZZZ")]).is_err());
     }
 
     #[test]

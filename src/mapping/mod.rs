@@ -3,6 +3,7 @@
 //! data can never break the output; nothing is HTML-escaped; a missing field is an error.
 
 mod config;
+mod convert;
 pub mod helpers;
 mod plain;
 mod scan;
@@ -10,11 +11,14 @@ pub mod syntax;
 pub mod template;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-pub use self::config::{MapField, MapFieldSpec, Missing, ValueType};
+use crate::money::rates::RateTable;
+
+pub use self::config::{ConvertSpec, MapField, MapFieldSpec, Missing, ValueType};
 pub use self::syntax::{
     MAX_HANDLEBARS_TEMPLATE_BYTES, MAX_NESTING, TemplateErrorKind, TemplateInfo,
     TemplateSyntaxError, inspect,
@@ -56,6 +60,8 @@ enum ValueSource {
     Constant(Value),
     /// An array built item by item: `each` points at the input array, `map` maps one item.
     Each(Pointer, Box<Mapping>),
+    /// An amount converted with the workspace's rate table.
+    Convert(Pointer, Box<convert::Conversion>),
 }
 
 /// A JSON Pointer split into unescaped tokens once, at compile time; looks up what
@@ -88,8 +94,17 @@ pub struct MappingError {
 
 impl Mapping {
     /// Compiles a flow's `map`. An empty map passes records through unchanged.
+    /// A `convert:` field needs [`Mapping::compile_with_rates`].
     pub fn compile(map: &IndexMap<String, MapField>) -> Result<Self, MappingCompileError> {
-        Self::compile_at(map, 1)
+        Self::compile_at(map, 1, None)
+    }
+
+    /// Compiles a flow's `map` whose `convert:` fields use the workspace's exchange rates.
+    pub fn compile_with_rates(
+        map: &IndexMap<String, MapField>,
+        rates: Option<&Arc<RateTable>>,
+    ) -> Result<Self, MappingCompileError> {
+        Self::compile_at(map, 1, rates)
     }
 
     /// Compiles a map at `depth` levels of `each` (the flow's own map is depth 1); an error
@@ -97,6 +112,7 @@ impl Mapping {
     fn compile_at(
         map: &IndexMap<String, MapField>,
         depth: usize,
+        rates: Option<&Arc<RateTable>>,
     ) -> Result<Self, MappingCompileError> {
         let mut fields = Vec::with_capacity(map.len());
         for (name, field) in map {
@@ -112,7 +128,7 @@ impl Mapping {
                     if let Some((_, message)) = spec.shape_problem() {
                         return Err(fail(message));
                     }
-                    let value = compile_source(spec, depth).map_err(|err| match err {
+                    let value = compile_source(spec, depth, rates).map_err(|err| match err {
                         SourceError::Message(message) => fail(message),
                         SourceError::Inner(inner) => MappingCompileError {
                             field: format!("{name}[].{}", inner.field),
@@ -240,6 +256,17 @@ impl FieldMapping {
                 Some(value) => Cow::Borrowed(value),
             },
             ValueSource::Constant(value) => Cow::Borrowed(value),
+            ValueSource::Convert(pointer, conversion) => {
+                return match pointer.lookup(record) {
+                    Some(Value::Null) | None => {
+                        self.when_missing(|| format!("field `{pointer}` is missing"))
+                    }
+                    Some(amount) => conversion
+                        .apply(amount, record)
+                        .map(|value| Some(Cow::Owned(value)))
+                        .map_err(|message| self.error(message)),
+                };
+            }
             ValueSource::Each(pointer, mapping) => {
                 return match pointer.lookup(record) {
                     Some(Value::Null) | None => {
@@ -362,7 +389,11 @@ enum SourceError {
 }
 
 /// Compiles the one source a detailed field gives: `template`, `from`, `value` or `each`.
-fn compile_source(spec: &MapFieldSpec, depth: usize) -> Result<ValueSource, SourceError> {
+fn compile_source(
+    spec: &MapFieldSpec,
+    depth: usize,
+    rates: Option<&Arc<RateTable>>,
+) -> Result<ValueSource, SourceError> {
     let message = |text: String| SourceError::Message(text);
     let pointer = |pointer: &str, key: &str| {
         if pointer.is_empty() || pointer.starts_with('/') {
@@ -375,7 +406,15 @@ fn compile_source(spec: &MapFieldSpec, depth: usize) -> Result<ValueSource, Sour
     };
     match (&spec.template, &spec.from, &spec.value, &spec.each) {
         (Some(source), None, None, None) => compile(source).map_err(message),
-        (None, Some(from), None, None) => pointer(from, "from").map(ValueSource::Pointer),
+        (None, Some(from), None, None) => {
+            let from = pointer(from, "from")?;
+            match &spec.convert {
+                None => Ok(ValueSource::Pointer(from)),
+                Some(convert) => convert::Conversion::compile(convert, rates)
+                    .map(|plan| ValueSource::Convert(from, Box::new(plan)))
+                    .map_err(message),
+            }
+        }
         (None, None, Some(value), None) => Ok(ValueSource::Constant(value.clone())),
         (None, None, None, Some(each)) => {
             let array = pointer(each, "each")?;
@@ -387,7 +426,7 @@ fn compile_source(spec: &MapFieldSpec, depth: usize) -> Result<ValueSource, Sour
                     "`each` nests deeper than {MAX_EACH_DEPTH} levels; flatten the mapping"
                 )));
             }
-            let inner = Mapping::compile_at(map, depth + 1).map_err(SourceError::Inner)?;
+            let inner = Mapping::compile_at(map, depth + 1, rates).map_err(SourceError::Inner)?;
             Ok(ValueSource::Each(array, Box::new(inner)))
         }
         _ => Err(message(

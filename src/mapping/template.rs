@@ -384,7 +384,7 @@ mod tests {
     fn offer() -> Value {
         json!({
             "offer_id": 42, "shop_sku": "SKU-Ab12", "price": "129.95", "quantity": 3,
-            "state_code": "11", "title": "  12\" Pizza Stone {Pro} \\ Größe XL  ",
+            "state_code": "11", "currency": "EUR", "title": "  12\" Pizza Stone {Pro} \\ Größe XL  ",
             "customer": {"address": {"city": "Lyon"}}, "lines": [{"sku": "a"}, {"sku": "b"}]
         })
     }
@@ -403,6 +403,11 @@ mod tests {
             "sku {{upper (lower shop_sku)}} x{{quantity}}",
             "{{concat shop_sku \"-\" offer_id}}",
             "{{json title}}",
+            "{{minor_units price currency}}",
+            "{{minor_units price \"BHD\"}}",
+            "{{money price currency}}",
+            "{{major_units quantity currency}}",
+            "{{currency_exponent currency}} {{money \"1.5\" \"KWD\"}}",
         ] {
             let compiled = CompiledTemplate::compile(source).unwrap();
             assert!(
@@ -523,6 +528,28 @@ mod tests {
             })
             .unwrap();
         run.join().unwrap();
+    }
+
+    #[test]
+    fn money_helper_errors_agree_in_both_forms() {
+        let record = json!({"price": "12.345", "currency": "EUR", "code": "EUX"});
+        for source in ["{{money price currency}}", "{{minor_units price code}}"] {
+            let native = CompiledTemplate::compile(source)
+                .unwrap()
+                .render(&record, Escape::None)
+                .unwrap_err();
+            let reference = handlebars_only(source)
+                .render(&record, Escape::None)
+                .unwrap_err()
+                .to_string();
+            let message = native.to_string();
+            let message = message.split_once(": ").map_or("", |(_, m)| m);
+            assert!(!message.is_empty(), "{native}");
+            assert!(
+                reference.contains(message),
+                "{source}: {reference} vs {native}"
+            );
+        }
     }
 
     #[test]

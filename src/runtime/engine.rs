@@ -597,7 +597,11 @@ impl FlowRun {
         original: &[u8],
         resolves: &Resolution,
     ) -> Result<Result<(), String>, RunError> {
-        let mut prepared = record::prepare(&self.plan, &RawRecord::Line(original));
+        let mut prepared = record::prepare(
+            &self.plan,
+            &RawRecord::Line(original),
+            self.options.clock.now_ms(),
+        );
         // A replayed record is enriched again, as a record read is.
         if !self.enricher.is_empty()
             && let Ok(value) = serde_json::from_slice::<Value>(original)
@@ -608,7 +612,7 @@ impl FlowRun {
             };
             let verdicts = self.enrich(&mut batch).await?;
             if let Some(raw) = batch.get(0) {
-                prepared = record::prepare(&self.plan, &raw);
+                prepared = record::prepare(&self.plan, &raw, self.options.clock.now_ms());
                 apply_verdict(&mut prepared, verdicts.first());
             }
         }
@@ -794,7 +798,7 @@ impl FlowRun {
         if batch_sink && self.plan.split.is_none() {
             return self.settle_lines(batch, verdicts, processed, report).await;
         }
-        let prepared = prepare_all(&self.plan, batch, verdicts);
+        let prepared = prepare_all(&self.plan, batch, verdicts, self.options.clock.now_ms());
         let original = |index: usize| original_of(batch, index);
         let mut settled = Vec::with_capacity(prepared.len());
         // Records admitted for delivery: their processed key, committed once every unit is
@@ -970,7 +974,9 @@ impl FlowRun {
         let mut settled = Vec::with_capacity(batch.len());
         let mut index = 0;
         let mut stop = None;
-        for (lines, prepared) in prepare_all_encoded(&self.plan, batch, verdicts) {
+        for (lines, prepared) in
+            prepare_all_encoded(&self.plan, batch, verdicts, self.options.clock.now_ms())
+        {
             // (batch index, index into `settled`, idempotency key, line range) of each record
             // to write.
             let mut written = Vec::with_capacity(prepared.len());
@@ -1572,12 +1578,18 @@ impl FlowRun {
 }
 
 /// Runs the pure stage over a batch, on two threads when the batch is large.
-fn prepare_all(plan: &FlowPlan, batch: &Batch, verdicts: &[Option<Verdict>]) -> Vec<Prepared> {
+/// `now_ms` is read once per batch: every record of a batch is judged at the same time.
+fn prepare_all(
+    plan: &FlowPlan,
+    batch: &Batch,
+    verdicts: &[Option<Verdict>],
+    now_ms: i64,
+) -> Vec<Prepared> {
     let halves = in_two(batch.len(), |range| {
         range
             .filter_map(|i| Some((i, batch.get(i)?)))
             .map(|(i, raw)| {
-                let mut prepared = record::prepare(plan, &raw);
+                let mut prepared = record::prepare(plan, &raw, now_ms);
                 apply_verdict(&mut prepared, verdicts.get(i));
                 prepared
             })
@@ -1595,6 +1607,7 @@ fn prepare_all_encoded(
     plan: &FlowPlan,
     batch: &Batch,
     verdicts: &[Option<Verdict>],
+    now_ms: i64,
 ) -> Vec<EncodedPart> {
     in_two(batch.len(), |range| {
         // A mapped record is usually smaller than its input line; start from that.
@@ -1602,7 +1615,7 @@ fn prepare_all_encoded(
         let prepared = range
             .filter_map(|i| Some((i, batch.get(i)?)))
             .map(|(i, raw)| {
-                let mut prepared = record::prepare_encoded(plan, &raw, &mut lines);
+                let mut prepared = record::prepare_encoded(plan, &raw, now_ms, &mut lines);
                 apply_verdict(&mut prepared, verdicts.get(i));
                 prepared
             })

@@ -200,8 +200,9 @@ pub struct Rejected {
 }
 
 /// The pure stage: everything that depends on the record alone.
-pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
-    prepare_with(plan, raw, |record| match &plan.split {
+/// `now_ms` is the runtime's clock, for the flow's time conditions (`older_than`).
+pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>, now_ms: i64) -> Prepared {
+    prepare_with(plan, raw, now_ms, |record| match &plan.split {
         None => map(plan, record).map(Output::One),
         Some(split) => split_legs(plan, split, record).map(Output::Legs),
     })
@@ -213,9 +214,10 @@ pub fn prepare(plan: &FlowPlan, raw: &RawRecord<'_>) -> Prepared {
 pub fn prepare_encoded(
     plan: &FlowPlan,
     raw: &RawRecord<'_>,
+    now_ms: i64,
     out: &mut Vec<u8>,
 ) -> Prepared<Range<usize>> {
-    prepare_with(plan, raw, |record| {
+    prepare_with(plan, raw, now_ms, |record| {
         let start = out.len();
         plan.mapping
             .encode(record, out)
@@ -227,6 +229,7 @@ pub fn prepare_encoded(
 fn prepare_with<B>(
     plan: &FlowPlan,
     raw: &RawRecord<'_>,
+    now_ms: i64,
     map: impl FnOnce(&Value) -> Result<B, Rejection>,
 ) -> Prepared<B> {
     let decoded;
@@ -276,7 +279,7 @@ fn prepare_with<B>(
     }
     // Before the contract: a record the flow does not act on is none of its business, even
     // when it lacks fields only the records it acts on carry.
-    if let Some(condition) = plan.filter.rejects(record) {
+    if let Some(condition) = plan.filter.rejects(record, now_ms) {
         return Prepared {
             record_key,
             idempotency,
@@ -305,6 +308,18 @@ fn prepare_with<B>(
             );
         }
     };
+    // After the contract, so a check compares fields of the types the contract promises.
+    if let Some(breach) = plan.checks.breach(record, now_ms) {
+        return rejected_early(
+            record_key,
+            idempotency,
+            Rejection {
+                mode: FailureMode::CheckFailed,
+                reason: breach.name,
+                error: breach.message,
+            },
+        );
+    }
     let deadline = match deadline_of(plan, record) {
         Ok(deadline) => deadline,
         Err(rejection) => return rejected_early(record_key, idempotency, rejection),

@@ -118,7 +118,9 @@ fn still_invalid(flow: &crate::spec::model::Flow, record: &[u8]) -> Option<Strin
     if !flow.plan.enrichments.is_empty() {
         return None;
     }
-    let prepared = record::prepare(&flow.plan, &RawRecord::Line(record));
+    // A replay is judged by the wall clock, as the run that delivers it will be.
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let prepared = record::prepare(&flow.plan, &RawRecord::Line(record), now_ms);
     match record::admit(prepared, &mut record::KeySet::default()) {
         Admission::Reject(rejected) => Some(format!(
             "{}: {}",

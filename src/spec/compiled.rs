@@ -72,6 +72,8 @@ pub struct FlowPlan {
     pub max_dead_letter_record: u64,
     /// The flow's `where:` conditions; a record failing one is filtered out.
     pub filter: RecordFilter,
+    /// The flow's `checks:`; a record breaching one is a `check-failed` dead letter.
+    pub checks: super::checks::RecordChecks,
     /// The outcome of another flow each record needs before it is sent, if any.
     pub guard: Option<GuardPlan>,
     /// The outcomes of this flow that other flows' guards require: recorded in the store as
@@ -131,6 +133,8 @@ pub(crate) struct Shared {
     pub(crate) max_dead_letter_record: u64,
     /// The outcomes each flow must record because another flow's `requires:` names them.
     pub(crate) outcomes_required: IndexMap<String, HashSet<RequiredOutcome>>,
+    /// The workspace's exchange rates, for `convert:` fields.
+    pub(crate) rates: Option<Arc<crate::money::rates::RateTable>>,
 }
 
 impl FlowPlan {
@@ -151,11 +155,14 @@ impl FlowPlan {
             .get(&spec.object)
             .cloned()
             .ok_or_else(|| fail(format!("object `{}` has no contract loaded", spec.object)))?;
-        let mapping = Mapping::compile(&spec.map).map_err(|e| fail(e.to_string()))?;
+        let rates = shared.rates.as_ref();
+        let mapping =
+            Mapping::compile_with_rates(&spec.map, rates).map_err(|e| fail(e.to_string()))?;
         let ack_mapping = match spec.acknowledge.as_ref().and_then(|ack| ack.map.as_ref()) {
-            Some(map) => {
-                Some(Mapping::compile(map).map_err(|e| fail(format!("acknowledge.map: {e}")))?)
-            }
+            Some(map) => Some(
+                Mapping::compile_with_rates(map, rates)
+                    .map_err(|e| fail(format!("acknowledge.map: {e}")))?,
+            ),
             None => None,
         };
         let idempotency_key = spec
@@ -211,7 +218,17 @@ impl FlowPlan {
             .collect::<Result<Vec<_>, PlanError>>()?;
         let enrichments = super::enrich::EnrichPlan::compile_all(&spec.enrich, &retry)
             .map_err(|e| fail(e.to_string()))?;
-        let filter = RecordFilter::compile(&spec.filter).map_err(|e| fail(e.to_string()))?;
+        let freshness = match spec.sla.as_ref().and_then(|sla| sla.freshness.as_deref()) {
+            Some(text) => Some((
+                super::parse_duration(text).map_err(|e| fail(format!("sla.freshness: {e}")))?,
+                text,
+            )),
+            None => None,
+        };
+        let filter =
+            RecordFilter::compile(&spec.filter, freshness).map_err(|e| fail(e.to_string()))?;
+        let checks = super::checks::RecordChecks::compile(&spec.checks, freshness)
+            .map_err(|e| fail(e.to_string()))?;
         let guard = spec
             .requires
             .as_ref()
@@ -220,6 +237,7 @@ impl FlowPlan {
             .map_err(fail)?;
         Ok(Self {
             filter,
+            checks,
             guard,
             outcomes_required: shared
                 .outcomes_required

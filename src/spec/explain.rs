@@ -148,6 +148,14 @@ pub fn flow_summary(flow: &Flow) -> String {
             conditions.join(" and ")
         );
     }
+    let checks = flow.plan.checks.describe();
+    if !checks.is_empty() {
+        let _ = write!(
+            text,
+            " A record is not delivered but dead-lettered as check-failed, to its owner, when {}.",
+            checks.join("; or when ")
+        );
+    }
     if let Some(guard) = &flow.plan.guard {
         let otherwise = match guard.otherwise {
             crate::spec::guard::Otherwise::Wait => {

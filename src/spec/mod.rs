@@ -4,6 +4,7 @@
 //! `mapping` and `contract` to compile; neither of them uses `spec`. Nothing here touches the
 //! network, tokio or the state store, so the spec core stays fast to build, test and fuzz.
 
+pub mod checks;
 pub mod compiled;
 pub mod diagnostic;
 pub mod diff;

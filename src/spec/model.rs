@@ -270,11 +270,13 @@ pub enum FailureMode {
     GuardUnmet,
     /// A record's `enrich:` call failed for good.
     EnrichmentFailed,
+    /// A record breached one of the flow's `checks:`.
+    CheckFailed,
 }
 
 impl FailureMode {
     /// Every failure mode, in documentation order.
-    pub const ALL: [FailureMode; 11] = [
+    pub const ALL: [FailureMode; 12] = [
         FailureMode::ContractViolation,
         FailureMode::OwnershipViolation,
         FailureMode::Duplicate,
@@ -286,6 +288,7 @@ impl FailureMode {
         FailureMode::ReconciliationVariance,
         FailureMode::GuardUnmet,
         FailureMode::EnrichmentFailed,
+        FailureMode::CheckFailed,
     ];
 
     /// The name used in specs, metrics and alerts.
@@ -302,6 +305,7 @@ impl FailureMode {
             FailureMode::ReconciliationVariance => "reconciliation-variance",
             FailureMode::GuardUnmet => "guard-unmet",
             FailureMode::EnrichmentFailed => "enrichment-failed",
+            FailureMode::CheckFailed => "check-failed",
         }
     }
 

@@ -46,6 +46,10 @@ pub struct WorkspaceFile {
     /// The business objects, by name, with identity, contract and ownership.
     #[serde(default)]
     pub objects: IndexMap<String, ObjectConfig>,
+    /// The exchange rates `convert:` mapping fields use, with their source and date; money is
+    /// never converted at any other rate (see docs/money.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange_rates: Option<crate::money::rates::ExchangeRatesConfig>,
 }
 
 /// The marketplace model of the integration.
@@ -320,6 +324,10 @@ pub struct FlowFile {
     /// filtered, never delivered nor dead-lettered (see [`crate::spec::filter`]).
     #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
     pub filter: Vec<crate::spec::filter::ConditionConfig>,
+    /// Named conditions that flag a record to the owner of `check-failed` instead of
+    /// delivering it (stale or oversold stock before checkout; see [`crate::spec::checks`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::spec::checks::CheckConfig>,
     /// An outcome another flow must have reached for the same record before this flow sends
     /// it (see [`crate::spec::guard`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -549,6 +557,10 @@ pub struct FailuresConfig {
     /// A record's `enrich:` call failed for good (with `on_failure: dead-letter`).
     #[serde(default, rename = "enrichment-failed")]
     pub enrichment_failed: Option<FailureConfig>,
+    /// A record breached one of the flow's `checks:` (stale or oversold stock); the dead
+    /// letter's reason names the check.
+    #[serde(default, rename = "check-failed")]
+    pub check_failed: Option<FailureConfig>,
 }
 
 /// Who owns one failure mode and what they do.
@@ -626,6 +638,11 @@ pub struct TestCase {
     /// Outcomes earlier flows reached before the case runs, for `requires:` guards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<PriorOutcome>,
+    /// The runtime's clock when the case starts, as an RFC 3339 time
+    /// (`2026-11-27T12:00:00Z`); the wall clock when not given. Cases of time conditions
+    /// (`older_than`) set it so their outcome does not depend on the day they run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<String>,
     /// Answers to the flow's `enrich:` calls, by enrichment then request path (with `?query`
     /// when the request has one); a request not listed is answered 404.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]

@@ -9,6 +9,7 @@ mod conditions;
 mod enrich;
 mod flow;
 mod guards;
+mod money;
 mod reconcile;
 mod workspace;
 
@@ -139,6 +140,21 @@ pub(crate) fn validate(input: Input<'_>, diagnostics: &mut Vec<Diagnostic>) -> O
                     );
                 }
             }
+            if let Some(now) = &case.now
+                && now.parse::<jiff::Timestamp>().is_err()
+            {
+                report.push(
+                    at.error(
+                        &format!("/cases/{index}/now"),
+                        Code::InvalidValue,
+                        format!("`now: {now}` is not an RFC 3339 time"),
+                    )
+                    .with_hint(Some(
+                        "write the case's clock like 2026-11-27T12:00:00Z (with a zone or offset)"
+                            .into(),
+                    )),
+                );
+            }
             for (fault_index, fault) in case.faults.iter().enumerate() {
                 if let Some(text) = &fault.for_duration {
                     at.duration(
@@ -227,6 +243,12 @@ fn shared_values(checked: &workspace::Checked) -> Shared {
         alert_urls: Arc::new(alert_urls),
         max_dead_letter_record,
         outcomes_required: IndexMap::new(),
+        // An invalid table was reported by the workspace checks; no flow compiles then.
+        rates: spec
+            .exchange_rates
+            .as_ref()
+            .and_then(|config| crate::money::rates::RateTable::from_config(config).ok())
+            .map(Arc::new),
     }
 }
 

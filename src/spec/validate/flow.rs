@@ -286,7 +286,18 @@ pub(crate) fn check(
     };
     // So can an enrichment that dead-letters.
     let enrich_modes = super::enrich::failure_modes(spec);
-    let extra: Vec<FailureMode> = extra.iter().chain(&enrich_modes).copied().collect();
+    // And checks, which flag records.
+    let check_modes = if spec.checks.is_empty() {
+        Vec::new()
+    } else {
+        vec![FailureMode::CheckFailed]
+    };
+    let extra: Vec<FailureMode> = extra
+        .iter()
+        .chain(&enrich_modes)
+        .chain(&check_modes)
+        .copied()
+        .collect();
     let extra = extra.as_slice();
     let required: Vec<FailureMode> = POSSIBLE.iter().chain(extra).copied().collect();
     let failures = check_failures(
@@ -538,6 +549,7 @@ fn check_templates(
     };
 
     check_map(&spec.map, "/map", &record, 1, at, report);
+    super::money::check_conversions(&spec.map, "/map", workspace, at, report);
     if let Some(key) = &spec.idempotency_key {
         check_template(key, "/idempotency_key", &record, at, report);
     }
@@ -858,7 +870,7 @@ fn check_pointer(
     }
 }
 
-fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 11] {
+fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>); 12] {
     [
         (FailureMode::ContractViolation, &failures.contract_violation),
         (
@@ -877,6 +889,7 @@ fn declared(failures: &FailuresConfig) -> [(FailureMode, &Option<FailureConfig>)
         ),
         (FailureMode::GuardUnmet, &failures.guard_unmet),
         (FailureMode::EnrichmentFailed, &failures.enrichment_failed),
+        (FailureMode::CheckFailed, &failures.check_failed),
     ]
 }
 

@@ -78,6 +78,10 @@ pub(crate) fn check(
         check_size("/state/max_dead_letter_record_size", size, at, report);
     }
 
+    if let Some(rates) = &spec.exchange_rates {
+        super::money::check_rate_table(rates, at, report);
+    }
+
     if let Some(defaults) = &spec.defaults {
         if let Some(owner) = &defaults.failure_owner {
             check_owner(owner, "/defaults/failure_owner", &owners, at, report);
