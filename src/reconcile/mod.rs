@@ -125,6 +125,43 @@ pub async fn run(
         .await
         .map_err(ReadError::from)?
         .map_err(ReadError::from)?;
+    conclude(reconciliation, flow, store, options, matched, started).await
+}
+
+/// Runs a reconcile flow on records given in memory instead of its sources: what a flow
+/// test does (`input` the statement, `ledger` the ledger lines).
+pub async fn run_records(
+    workspace: &Workspace,
+    flow: &str,
+    store: &Store,
+    statement: &[serde_json::Value],
+    ledger: &[serde_json::Value],
+    options: &RunOptions,
+) -> Result<Outcome, ReconcileError> {
+    let Some(reconciliation) = workspace.reconciliations.get(flow) else {
+        return Err(ReconcileError::UnknownFlow {
+            flow: flow.to_owned(),
+            hint: String::new(),
+        });
+    };
+    let started = std::time::Instant::now();
+    let mut matcher = Matcher::new(reconciliation.plan.clone(), options.cycle.clone());
+    read::add_values(&mut matcher, Side::Ledger, ledger)?;
+    matcher.ledger_done();
+    read::add_values(&mut matcher, Side::Statement, statement)?;
+    let matched = matcher.finish().map_err(ReadError::from)?;
+    conclude(reconciliation, flow, store, options, matched, started).await
+}
+
+/// Records a run's variances as dead letters and sets the metrics.
+async fn conclude(
+    reconciliation: &Reconciliation,
+    flow: &str,
+    store: &Store,
+    options: &RunOptions,
+    matched: Matched,
+    started: std::time::Instant,
+) -> Result<Outcome, ReconcileError> {
     let letters =
         letters::record(store, reconciliation, &matched, options.cycle.as_deref()).await?;
     if let Some(metrics) = &options.metrics {

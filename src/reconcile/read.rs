@@ -186,6 +186,24 @@ pub(crate) async fn read_side(
     Ok(matcher)
 }
 
+/// Adds records held in memory to one side (flow tests).
+pub(crate) fn add_values(
+    matcher: &mut Matcher,
+    side: Side,
+    values: &[Value],
+) -> Result<(), ReadError> {
+    let fields = match side {
+        Side::Statement => matcher.statement_fields().clone(),
+        Side::Ledger => matcher.ledger_fields().clone(),
+    };
+    for (index, value) in values.iter().enumerate() {
+        let mut slots: Vec<Slot<'_>> = Vec::with_capacity(fields.len());
+        fields.from_value(value, &mut slots);
+        matcher.add(side, Ok(&slots), index as u64 + 1, &|| value.to_string())?;
+    }
+    Ok(())
+}
+
 /// Streams a local JSONL or CSV file.
 fn read_file(
     path: &Path,

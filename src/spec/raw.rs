@@ -647,8 +647,48 @@ pub struct TestCase {
     /// when the request has one); a request not listed is answered 404.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub enrich: IndexMap<String, IndexMap<String, crate::spec::enrich::EnrichResponse>>,
+    /// For a reconcile flow: the ledger's lines (`input` is then the statement's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ledger: Vec<serde_json::Value>,
     /// What must come out.
     pub expect: TestExpectation,
+}
+
+/// A variance a reconcile flow's test expects.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedVariance {
+    /// `missing_in_ledger`, `duplicate_in_ledger`, `currency_mismatch`, `amount_mismatch`,
+    /// `date_outside_window`, `wrong_party`, `missing_in_statement` or `unreadable`.
+    pub kind: String,
+    /// The statement key (the ledger line's ID for `missing_in_statement`).
+    pub reference: String,
+    /// Ledger minus statement, as an exact decimal (`"-12.30"`); `null` when the currencies
+    /// differ. Compared as decimals: `"6.0"` equals `"6.00"`.
+    #[serde(default, deserialize_with = "present_value")]
+    pub difference: Option<serde_json::Value>,
+    /// The currency.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The billing cycle.
+    #[serde(default)]
+    pub cycle: Option<String>,
+    /// The owner it is routed to.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Text the runbook of its failure mode contains.
+    #[serde(default)]
+    pub runbook_contains: Option<String>,
+    /// The rule breached (`wrong_party`).
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+/// `difference: null` expects no difference, which is not the same as leaving it out.
+fn present_value<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 /// An outcome another flow reached for a record, seeded by a flow test.
@@ -749,6 +789,10 @@ pub struct TestExpectation {
     /// retries included and cache hits not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrichment_calls: Option<Vec<String>>,
+    /// For a reconcile flow: every variance the reconciliation must find, exactly (order
+    /// free); each with its owner and runbook, read from the failure mode it is routed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variances: Option<Vec<ExpectedVariance>>,
 }
 
 /// An expected acknowledgement call.
