@@ -15,7 +15,7 @@ pub enum MapField {
     Template(String),
     /// A template, a source path, a constant or an array mapping, with the type of the
     /// output value and what to do when the input is missing.
-    Detailed(MapFieldSpec),
+    Detailed(Box<MapFieldSpec>),
 }
 
 /// An output field with an explicit source, type or missing-value rule. Give exactly one of

@@ -532,12 +532,12 @@ mod tests {
     use super::*;
 
     fn detailed(template: Option<&str>, from: Option<&str>, t: ValueType) -> MapField {
-        MapField::Detailed(MapFieldSpec {
+        MapField::Detailed(Box::new(MapFieldSpec {
             template: template.map(str::to_owned),
             from: from.map(str::to_owned),
             value_type: Some(t),
             ..MapFieldSpec::default()
-        })
+        }))
     }
 
     fn storefront_mapping() -> Mapping {
