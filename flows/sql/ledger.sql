@@ -30,3 +30,27 @@ CREATE TABLE IF NOT EXISTS journal_lines (
 CREATE INDEX IF NOT EXISTS journal_lines_reference ON journal_lines (reference);
 CREATE INDEX IF NOT EXISTS journal_lines_cycle ON journal_lines (billing_cycle_id, currency);
 CREATE INDEX IF NOT EXISTS journal_lines_recorded ON journal_lines (recorded_at, journal_id);
+
+-- The marketplace's statement as received: one row per seller transaction line, from the
+-- transaction-log API and from statement files dropped by SFTP (both post here, keyed by the
+-- transaction ID, so a line received both ways is stored once). The reconciliation reads it
+-- against journal_lines. Text columns keep what the marketplace sent; date_created stays text
+-- so a repeat of the same line compares equal on both backends.
+CREATE TABLE IF NOT EXISTS statement_lines (
+    transaction_id             varchar(64) NOT NULL PRIMARY KEY,
+    billing_cycle_id           varchar(64) NOT NULL,
+    shop_id                    varchar(64) NOT NULL,
+    type                       varchar(32) NOT NULL,
+    order_id                   varchar(64),
+    order_line_id              varchar(64),
+    amount                     numeric(18, 4) NOT NULL,
+    currency                   char(3) NOT NULL CHECK (length(currency) = 3),
+    date_created               varchar(40) NOT NULL,
+    accounting_document_number varchar(64),
+    payment_state              varchar(32),
+    reason                     varchar(64),
+    received_at                timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    idempotency_key            varchar(200) NOT NULL UNIQUE
+);
+
+CREATE INDEX IF NOT EXISTS statement_lines_cycle ON statement_lines (billing_cycle_id, currency);

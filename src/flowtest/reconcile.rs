@@ -38,7 +38,12 @@ pub(super) fn run_case(
                     .reconciliations
                     .get(flow)
                     .and_then(|r| r.failures.get(&variance.kind.failure()))
-                    .map(|route| (route.owner.clone(), route.runbook.clone().unwrap_or_default()))
+                    .map(|route| {
+                        (
+                            route.owner.clone(),
+                            route.runbook.clone().unwrap_or_default(),
+                        )
+                    })
                     .unwrap_or_default()
             };
             compare_variances(expected, &outcome.matched.variances, &route, &mut failures);
@@ -130,9 +135,16 @@ fn compare_variances(
             wrong.push(format!("difference {difference}"));
         }
         if want.currency.as_ref().is_some_and(|c| *c != got.currency) {
-            wrong.push(format!("currency {}", want.currency.as_deref().unwrap_or("")));
+            wrong.push(format!(
+                "currency {}",
+                want.currency.as_deref().unwrap_or("")
+            ));
         }
-        if want.cycle.as_ref().is_some_and(|c| *c != got.billing_cycle_id) {
+        if want
+            .cycle
+            .as_ref()
+            .is_some_and(|c| *c != got.billing_cycle_id)
+        {
             wrong.push(format!("cycle {}", want.cycle.as_deref().unwrap_or("")));
         }
         if want.rule.is_some() && want.rule != got.rule {

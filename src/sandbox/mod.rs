@@ -507,6 +507,12 @@ impl Sandbox {
             ("ALERTS_URL".to_owned(), self.alerts_url()),
             ("OMS_URL".to_owned(), self.oms_url()),
             ("SANDBOX_URL".to_owned(), self.base_url()),
+            // The operator's finance system: the journal it posted, the ledger side of the
+            // settlement a reconciliation joins against.
+            (
+                "FINANCE_URL".to_owned(),
+                format!("{}/_sandbox/ledger", self.base_url()),
+            ),
         ];
         if let Some(dir) = &self.statement_dir {
             env.push(("STATEMENT_DROP_DIR".to_owned(), dir.display().to_string()));
