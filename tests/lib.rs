@@ -28,6 +28,7 @@ mod requests;
 mod runtime;
 mod schema;
 mod security;
+mod settlement;
 mod state;
 mod statement_paging;
 mod util;
