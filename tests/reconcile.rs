@@ -195,6 +195,52 @@ async fn reconciles_the_shared_workload_once_and_resolves_what_gets_corrected() 
     let _ = std::fs::remove_dir_all(&root);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_a_reconcile_flow_on_its_trigger_without_repeating_letters() {
+    let (root, state) = workspace("serve", 2000);
+    let flow_file = root.join("flows/settlement-reconciliation.yaml");
+    let text = read(&flow_file).replace(
+        "trigger: { cron: \"0 6 * * *\", timezone: Europe/Paris }",
+        "trigger: { poll: 1s }",
+    );
+    assert!(text.contains("poll: 1s"));
+    std::fs::write(&flow_file, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("serve")
+        .arg(&root)
+        .args(["--listen", "127.0.0.1:0", "--shutdown-timeout", "5s"])
+        .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start switchyard serve");
+    // Bounded: 60 checks a quarter of a second apart, then three more poll periods.
+    let mut found = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        found = letters(&state, None).await.len();
+        if found > 0 {
+            break;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let after = letters(&state, None).await.len();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found > 0, "serve never reconciled");
+    assert_eq!(after, found, "later runs under serve repeated dead letters");
+    // The same state: a run by hand finds every variance already dead-lettered.
+    let output = reconcile(&root, &root.join("out"));
+    assert!(
+        output
+            .stdout
+            .contains(&format!("dead letters: 0 new, {found} already")),
+        "{}",
+        output.stdout
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[test]
 fn one_cycle_is_reconciled_alone_and_fail_on_variance_fails() {
     let (root, _state) = workspace("cycle", 2000);

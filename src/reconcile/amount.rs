@@ -116,11 +116,11 @@ impl Amount {
 
     /// The exact difference `self - other`, at the larger of the two scales.
     pub fn checked_sub(self, other: Amount) -> Result<Amount, AmountError> {
-        self.checked_add(other.neg())
+        self.checked_add(other.negated())
     }
 
     /// The opposite amount.
-    pub fn neg(self) -> Amount {
+    pub fn negated(self) -> Amount {
         Amount {
             units: -self.units,
             scale: self.scale,

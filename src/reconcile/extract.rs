@@ -47,7 +47,7 @@ impl Fields {
     }
 
     /// Reads the fields of a decoded value.
-    pub(crate) fn from_value<'a>(&self, value: &'a Value, out: &mut Vec<Slot<'a>>) {
+    pub(crate) fn read_value<'a>(&self, value: &'a Value, out: &mut Vec<Slot<'a>>) {
         out.clear();
         for pointer in &self.pointers {
             out.push(value.pointer(pointer).and_then(scalar_text));
@@ -55,7 +55,7 @@ impl Fields {
     }
 
     /// Reads the fields of one JSON line, skipping the others without decoding them.
-    pub(crate) fn from_json<'a>(
+    pub(crate) fn read_json<'a>(
         &self,
         line: &'a [u8],
         out: &mut Vec<Slot<'a>>,
@@ -291,13 +291,13 @@ mod tests {
         ]);
         let mut out = Vec::new();
         let line = br#"{"skip":{"a":[1,2]},"id":"T\"1","amount":"-1.50","n":12.5,"x":null}"#;
-        fields.from_json(line, &mut out).unwrap();
+        fields.read_json(line, &mut out).unwrap();
         assert_eq!(out[0].as_deref(), Some("T\"1"));
         assert_eq!(out[1].as_deref(), Some("-1.50"));
         assert_eq!(out[2].as_deref(), Some("12.5"));
         assert_eq!(out[3], None);
-        assert!(fields.from_json(b"{\"id\":", &mut out).is_err());
-        assert!(fields.from_json(b"[1]", &mut out).is_err());
+        assert!(fields.read_json(b"{\"id\":", &mut out).is_err());
+        assert!(fields.read_json(b"[1]", &mut out).is_err());
     }
 
     #[test]

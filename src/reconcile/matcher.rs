@@ -496,7 +496,7 @@ impl Matcher {
         let first_line = hits.first().map(|&h| self.ledger.line_id(h));
         let variance = if hits.is_empty() {
             Some(Variance {
-                difference: Some(group.amount.neg()),
+                difference: Some(group.amount.negated()),
                 detail: format!("no ledger line references {key}"),
                 ..base
             })

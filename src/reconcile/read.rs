@@ -147,7 +147,7 @@ pub(crate) async fn read_side(
                     let at = first_line + i as u64;
                     let mut slots: Vec<Slot<'_>> = Vec::new();
                     let values = fields
-                        .from_json(line, &mut slots)
+                        .read_json(line, &mut slots)
                         .map(|()| slots.as_slice())
                         .map_err(|e| format!("not a JSON object: {}", e.0));
                     matcher.add(side, values, at, &|| {
@@ -159,7 +159,7 @@ pub(crate) async fn read_side(
                 for value in values {
                     number += 1;
                     let mut slots: Vec<Slot<'_>> = Vec::with_capacity(fields.len());
-                    fields.from_value(value, &mut slots);
+                    fields.read_value(value, &mut slots);
                     matcher.add(side, Ok(&slots), number, &|| value.to_string())?;
                 }
             }
@@ -170,7 +170,7 @@ pub(crate) async fn read_side(
                     match &row.record {
                         Ok(value) => {
                             let mut slots: Vec<Slot<'_>> = Vec::with_capacity(fields.len());
-                            fields.from_value(value, &mut slots);
+                            fields.read_value(value, &mut slots);
                             matcher.add(side, Ok(&slots), at, &|| value.to_string())?;
                         }
                         Err(malformed) => {
@@ -251,7 +251,7 @@ fn read_file(
         if !csv {
             let mut slots: Vec<Slot<'_>> = Vec::with_capacity(fields.len());
             let values = fields
-                .from_json(line, &mut slots)
+                .read_json(line, &mut slots)
                 .map(|()| slots.as_slice())
                 .map_err(|e| format!("not a JSON object: {}", e.0));
             matcher.add(side, values, start, &original)?;
@@ -355,7 +355,7 @@ fn read_csv_record(
         *number += 1;
         total += read;
         let quotes = memchr::memchr_iter(b'"', buf).count();
-        if quotes % 2 == 0 || buf.len() > MAX_LINE {
+        if quotes.is_multiple_of(2) || buf.len() > MAX_LINE {
             return Ok(total);
         }
     }

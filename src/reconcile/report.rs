@@ -84,7 +84,7 @@ pub fn ties_out(matched: &Matched) -> bool {
     matched.variances.is_empty() && total_lines(matched).iter().all(TotalLine::ties_out)
 }
 
-fn owner<'a>(reconciliation: &'a Reconciliation, kind: Kind) -> &'a str {
+fn owner(reconciliation: &Reconciliation, kind: Kind) -> &str {
     reconciliation
         .failures
         .get(&kind.failure())

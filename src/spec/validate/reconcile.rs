@@ -10,7 +10,7 @@ use crate::reconcile::plan::{DateWindow, Pair, ReconcilePlan, Rule, Tolerance};
 use crate::reconcile::{FieldPair, ReconcileConfig, Reconciliation};
 use crate::spec::compiled::Shared;
 use crate::spec::diagnostic::{Code, did_you_mean};
-use crate::spec::model::{Endpoint, FailureMode};
+use crate::spec::model::{Endpoint, FailureMode, Trigger};
 use crate::spec::raw::{FlowFile, SourceConfig};
 
 /// The failure modes a reconciliation produces: each needs an owner.
@@ -86,6 +86,18 @@ pub(super) fn check(
     let ledger = side(&config.ledger, "/reconcile/ledger", workspace, at, report);
     let plan = plan(config, at, report);
     let trigger = check_trigger(spec, at, report);
+    if matches!(trigger, Some(Trigger::Webhook(_))) {
+        report.push(
+            at.error(
+                "/trigger/webhook",
+                Code::FlowShape,
+                "a reconcile flow cannot run on a webhook: it reads both sides whole",
+            )
+            .with_hint(Some(
+                "use `cron:` (with `timezone:`) for the finance calendar, or `poll:`".into(),
+            )),
+        );
+    }
     let owners: Vec<&str> = workspace.spec.owners.keys().map(String::as_str).collect();
     let default_owner = workspace
         .spec
