@@ -56,6 +56,8 @@ fi
 mkdir -p "$WS/data"
 ln -sfn "$INPUT" "$WS/data/ledger.csv"
 
+# Quiet: no NOTICE of DROP ... CASCADE in the table (PGOPTIONS is read by psql, not switchyard).
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 sql() { psql "$LEDGER_URL" -v ON_ERROR_STOP=1 -qAtc "$1"; }
 
 # Both tables fresh and empty, of the same shape: the workspace's own sql/journal.sql and a
