@@ -198,7 +198,7 @@ pub(crate) fn add_values(
     };
     for (index, value) in values.iter().enumerate() {
         let mut slots: Vec<Slot<'_>> = Vec::with_capacity(fields.len());
-        fields.from_value(value, &mut slots);
+        fields.read_value(value, &mut slots);
         matcher.add(side, Ok(&slots), index as u64 + 1, &|| value.to_string())?;
     }
     Ok(())
