@@ -32,6 +32,8 @@ struct Edit {
     find: Option<String>,
     #[serde(default)]
     replace: Option<String>,
+    #[serde(default)]
+    content: Option<String>,
 }
 
 fn base_files() -> Vec<(PathBuf, String)> {
@@ -62,8 +64,10 @@ fn apply(case: &str, files: &mut Vec<(PathBuf, String)>, edits: &[Edit]) {
             }
             _ => text.to_owned(),
         };
-        if let Some(create) = &edit.create {
-            let from = edit.from.as_deref().expect("create needs from");
+        if let (Some(create), Some(content)) = (&edit.create, &edit.content) {
+            files.push((PathBuf::from(create), content.clone()));
+        } else if let Some(create) = &edit.create {
+            let from = edit.from.as_deref().expect("create needs from or content");
             let text = files
                 .iter()
                 .find(|(p, _)| p == Path::new(from))

@@ -214,6 +214,8 @@ checks! {
         "Records are no longer acknowledged: the source may cancel or resend them.";
     ACK_CHANGED = "acknowledgement-changed", Medium,
         "The acknowledgement is sent elsewhere or with another body.";
+    RECONCILIATION_CHANGED = "reconciliation-changed", High,
+        "How the statement is matched to the ledger changes (keys, tolerance, strategy, rules): variances appear or disappear.";
     FILTER_CHANGED = "filter-changed", Medium,
         "Which records the flow acts on changes; filtered records are never delivered.";
     GUARD_CHANGED = "guard-changed", Medium,

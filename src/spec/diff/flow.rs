@@ -69,6 +69,7 @@ const HANDLED: &[&str] = &[
     "sla",
     "deadline",
     "acknowledge",
+    "reconcile",
     "where",
     "requires",
     "enrich",
@@ -163,6 +164,11 @@ fn one(name: &str, base: &Side, head: &Side, before: &Doc, after: &Doc, out: &mu
         &c::SPLIT_CHANGED,
         "split",
         format!("how {name} splits a record changes"),
+    );
+    simple(
+        &c::RECONCILIATION_CHANGED,
+        "reconcile",
+        format!("how {name} matches the statement to the ledger changes"),
     );
     simple(
         &c::FILTER_CHANGED,
