@@ -4,8 +4,8 @@
 //! second dead letter, a corrected ledger resolves the variance's dead letter, and a ledger in
 //! a PostgreSQL table reconciles exactly as its CSV export.
 //!
-//! The workload's generator and verifier live in the shared bench folder
-//! (`$SWITCHYARD_SETTLEMENT_BENCH`, default `../shared/bench` beside the repository).
+//! The workload's generator and verifier are the shared bench's, vendored in `bench/workload`
+//! (`$SWITCHYARD_SETTLEMENT_BENCH` names another folder).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,16 +17,40 @@ use crate::util::{TestState, copy_dir, switchyard};
 const FLOW: &str = "settlement-reconciliation";
 
 fn shared_bench() -> PathBuf {
+    // The vendored copy (bench/workload) unless another folder is named; a clean checkout has
+    // nothing beside it.
     let dir = std::env::var_os("SWITCHYARD_SETTLEMENT_BENCH")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/workload"));
     assert!(
         dir.join("verify_settlement.py").is_file(),
-        "the shared settlement bench is not at {} (set SWITCHYARD_SETTLEMENT_BENCH to the folder \
+        "the settlement workload is not at {} (set SWITCHYARD_SETTLEMENT_BENCH to the folder \
          holding gen_settlement.py and verify_settlement.py)",
         dir.display()
     );
     dir
+}
+
+/// The vendored workload is the shared one, when the shared folder is there to compare with.
+#[test]
+fn the_vendored_workload_is_the_shared_one() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench");
+    if !shared.is_dir() {
+        return;
+    }
+    for file in ["gen_settlement.py", "verify_settlement.py"] {
+        let ours = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("bench/workload")
+                .join(file),
+        );
+        let theirs = std::fs::read(shared.join(file));
+        assert_eq!(
+            ours.ok(),
+            theirs.ok(),
+            "bench/workload/{file} differs from ../shared/bench; see bench/workload/README.md"
+        );
+    }
 }
 
 /// A private copy of `examples/settlement-bench` with a generated workload of `n` lines.

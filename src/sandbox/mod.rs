@@ -411,7 +411,8 @@ pub struct Sandbox {
     auto_cancel: JoinHandle<()>,
     /// The statement drop under way, if one was asked for.
     statement_drop: Option<JoinHandle<()>>,
-    statement_dir: Option<std::path::PathBuf>,
+    /// The statement drop folder (an empty one when the sandbox drops nothing).
+    statement_dir: std::path::PathBuf,
 }
 
 impl Sandbox {
@@ -463,7 +464,22 @@ impl Sandbox {
             task,
             auto_cancel,
             statement_drop,
-            statement_dir: config.statement_drop.map(|d| d.dir),
+            statement_dir: match config.statement_drop {
+                Some(drop) => drop.dir,
+                // A workspace with a drop-folder flow needs a folder to list even when this
+                // sandbox drops nothing: an empty one of its own.
+                None => {
+                    let empty = std::env::temp_dir()
+                        .join(format!("switchyard-sandbox-{}-no-drops", addr.port()));
+                    std::fs::create_dir_all(&empty).map_err(|source| {
+                        SandboxError::StatementDrop {
+                            dir: empty.clone(),
+                            source,
+                        }
+                    })?;
+                    empty
+                }
+            },
         })
     }
 
@@ -514,9 +530,10 @@ impl Sandbox {
                 format!("{}/_sandbox/ledger", self.base_url()),
             ),
         ];
-        if let Some(dir) = &self.statement_dir {
-            env.push(("STATEMENT_DROP_DIR".to_owned(), dir.display().to_string()));
-        }
+        env.push((
+            "STATEMENT_DROP_DIR".to_owned(),
+            self.statement_dir.display().to_string(),
+        ));
         if let Some(issuer) = &self.state.oauth {
             let issuer = lock(issuer);
             let config = issuer.config();
