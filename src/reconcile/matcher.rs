@@ -5,7 +5,6 @@
 //! verifier (`verify_settlement.py`), extended with tolerance, a date window, rules and the
 //! two aggregating strategies.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
@@ -533,7 +532,7 @@ impl Matcher {
                 ..base
             })
         } else {
-            self.judge_amounts(key, group, hits, &entries, ledger_sum, base, first_line)
+            self.judge_amounts(key, group, hits, ledger_sum, base, first_line)
         };
         if let Some(variance) = variance {
             self.put(variance);
@@ -546,7 +545,6 @@ impl Matcher {
         key: &str,
         group: &Group,
         hits: &[u32],
-        entries: &[Entry],
         ledger_sum: Option<Amount>,
         base: Variance,
         first_line: Option<String>,
@@ -598,7 +596,6 @@ impl Matcher {
                 }
             }
         }
-        let _ = entries;
         for (index, rule) in self.plan.rules.iter().enumerate() {
             let (applies, by) = &group.rules[index];
             if !applies {
@@ -784,10 +781,4 @@ fn add(sum: Amount, amount: Amount, cycle: &str, currency: &str) -> Result<Amoun
             source,
         })
     })
-}
-
-/// Borrows a slot as text (for callers holding owned values).
-#[allow(dead_code)]
-pub(crate) fn slot(text: &str) -> Slot<'_> {
-    Some(Cow::Borrowed(text))
 }
