@@ -2,7 +2,8 @@
 //! means"): the real `switchyard run` posts the journal finance booked and takes the
 //! transaction log by API and the statement files dropped by SFTP into the finance ledger,
 //! then `switchyard reconcile` reconciles every seeded billing cycle. The clean cycle ties out
-//! to the cent; each cycle's injected defect is exactly one variance of the exact amount,
+//! to the cent; each cycle's injected defect is exactly one variance of the exact amount
+//! (the invoice and payout defects by `invoice-reconciliation` and `payout-reconciliation`),
 //! routed to finance-ops, as the sandbox's own expectations say; a rerun gives the same report
 //! and no second dead letter. On the embedded SQLite ledger (LEDGER_URL unset, the README's
 //! main command on a fresh machine) and on PostgreSQL.
@@ -20,7 +21,8 @@ use switchyard::store::testing;
 use crate::util::copy_dir;
 
 /// Kinds the reconciliation finds against the ledger; the sandbox's other two cycles carry
-/// defects within the statement itself (an invoice total, a payout), which are not built yet.
+/// defects within the statement itself (an invoice total, a payout), which the invoice and
+/// payout reconciliations find.
 const LEDGER_KINDS: &[&str] = &[
     "missing_in_ledger",
     "duplicate_in_ledger",
@@ -85,6 +87,8 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
             "flows/statement-drops-to-ledger.yaml",
             "flows/journal-to-ledger.yaml",
             "flows/settlement-reconciliation.yaml",
+            "flows/invoice-reconciliation.yaml",
+            "flows/payout-reconciliation.yaml",
         ] {
             let path = root.join(file);
             let text = std::fs::read_to_string(&path).unwrap();
@@ -109,6 +113,10 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
                 .replace(
                     "table: journal_lines",
                     &format!("table: {schema}.journal_lines"),
+                )
+                .replace(
+                    "FROM statement_lines",
+                    &format!("FROM {schema}.statement_lines"),
                 );
             std::fs::write(&path, text).unwrap();
         }
@@ -276,6 +284,40 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
         "{list}"
     );
     assert!(list.contains("ownership-violation"), "{list}");
+    // The checks within the statement: invoice totals and payouts against the lines they
+    // cover, each the one seeded defect of its cycle, keyed by the invoice.
+    for (flow, kind) in [
+        ("invoice-reconciliation", "invoice_total_mismatch"),
+        ("payout-reconciliation", "payout_mismatch"),
+    ] {
+        let seeded: Vec<&Value> = expected["cycles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["variances"].as_array().unwrap())
+            .filter(|v| v["kind"] == kind)
+            .collect();
+        assert_eq!(seeded.len(), 1, "the sandbox seeds one {kind}");
+        let dir = base.join(flow);
+        let (stdout, stderr, code) =
+            run.switchyard(&["reconcile", ".", flow, "--out", dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        let found = read_lines(&dir.join("variances.jsonl"));
+        assert_eq!(found.len(), 1, "{flow}: {found:?}");
+        let (got, want) = (&found[0], seeded[0]);
+        assert_eq!(got["kind"], "amount_mismatch", "{flow}: {got}");
+        assert_eq!(
+            got["transaction_id"], want["accounting_document_number"],
+            "{flow}: {got}"
+        );
+        assert_eq!(got["currency"], want["currency"], "{flow}: {got}");
+        assert_eq!(
+            dec(&got["difference"]),
+            dec(&want["difference"]),
+            "{flow}: {got}"
+        );
+        assert_eq!(got["owner"], "finance-ops", "{flow}: {got}");
+    }
     let _ = std::fs::remove_dir_all(&base);
 }
 

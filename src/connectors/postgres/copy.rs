@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 
 use deadpool_postgres::Object;
 use futures_util::SinkExt as _;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_postgres::types::{Kind, Type};
 
 use super::classify;
@@ -33,9 +33,12 @@ pub(super) fn copyable(ty: &Type) -> bool {
 pub(super) fn rows(columns: &[String], bodies: &[&str], keys: &[&str]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(bodies.iter().map(|body| body.len() + 16).sum());
     for (body, key) in bodies.iter().zip(keys) {
-        let fields: Map<String, Value> = serde_json::from_str(body).ok()?;
+        let Fields(fields) = serde_json::from_str(body).ok()?;
         for column in columns {
-            match fields.get(column) {
+            // The last of a repeated name wins, as in a JSON map; records hold few fields, so
+            // a scan beats hashing each name.
+            let value = fields.iter().rev().find(|(name, _)| name == column);
+            match value.map(|(_, value)| value) {
                 // A field the record lacks is NULL, as with jsonb_populate_record.
                 None | Some(Value::Null) => out.extend_from_slice(b"\\N"),
                 Some(Value::String(text)) => escape(&mut out, text),
@@ -55,9 +58,45 @@ pub(super) fn rows(columns: &[String], bodies: &[&str], keys: &[&str]) -> Option
     Some(out)
 }
 
+/// A record's fields in their order, without a hash map.
+struct Fields(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
 /// Appends `text` in COPY's text format: backslash, tab, newline and carriage return escaped.
 fn escape(out: &mut Vec<u8>, text: &str) {
-    for &byte in text.as_bytes() {
+    let bytes = text.as_bytes();
+    if !bytes
+        .iter()
+        .any(|byte| matches!(byte, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &byte in bytes {
         match byte {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\t' => out.extend_from_slice(b"\\t"),
@@ -126,6 +165,12 @@ mod tests {
         );
         assert_eq!(rows(&columns, &[r#"{"amount":59.90}"#], &["k"]), None);
         assert_eq!(rows(&columns, &[r#"{"note":{"a":1}}"#], &["k"]), None);
+        assert_eq!(rows(&columns, &["[1]"], &["k"]), None);
+        // A repeated name: the last wins, as in a JSON map.
+        assert_eq!(
+            rows(&columns, &[r#"{"n":1,"n":2}"#], &["k"]).map(String::from_utf8),
+            Some(Ok("\\N\t\\N\t2\tk\n".to_owned()))
+        );
         assert!(copyable(&Type::NUMERIC) && copyable(&Type::TIMESTAMPTZ));
         assert!(!copyable(&Type::JSONB) && !copyable(&Type::TEXT_ARRAY));
     }
