@@ -74,7 +74,7 @@ async fn item_12_admin_refuses_foreign_host_and_cross_origin() {
     assert_eq!(status, 403, "cross-origin pause");
     let status = send(client.post(&pause).header("Origin", "null")).await;
     assert_eq!(status, 403, "opaque-origin pause");
-    let suppress = format!("{}/admin/dead-letters/1/suppress", daemon.base);
+    let suppress = format!("{}/admin/dead-letters/999999999/suppress", daemon.base);
     let status = send(
         client
             .post(&suppress)
@@ -83,7 +83,7 @@ async fn item_12_admin_refuses_foreign_host_and_cross_origin() {
     )
     .await;
     assert_eq!(status, 415, "text/plain suppress");
-    let replay = format!("{}/admin/dead-letters/1/replay", daemon.base);
+    let replay = format!("{}/admin/dead-letters/999999999/replay", daemon.base);
     let status = send(
         client
             .post(&replay)
