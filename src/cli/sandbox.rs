@@ -46,6 +46,11 @@ pub struct SandboxArgs {
     /// Milliseconds a statement file stays `.part` while it is written.
     #[arg(long, default_value_t = 200, requires = "statement_drop")]
     pub statement_upload_ms: u64,
+    /// Settlement lines to add after the seeded billing cycles, in clean cycles of at most
+    /// 5,000 lines (BC-2026-11-1, ...), each posted to the journal: a transaction log of many
+    /// pages. At most 200000.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub settlement_lines: usize,
 }
 
 pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
@@ -64,6 +69,7 @@ pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             upload: Duration::from_millis(args.statement_upload_ms),
             ..StatementDropConfig::new(dir)
         }),
+        settlement_lines: args.settlement_lines,
     };
     super::tokio_runtime()?.block_on(serve_until_ctrl_c(config))?;
     Ok(ExitCode::SUCCESS)
@@ -98,6 +104,17 @@ mod tests {
         assert_eq!(args.webhook_url, None);
         assert_eq!(args.webhook_secret, "sandbox-secret");
         assert_eq!(args.statement_drop, None);
+        assert_eq!(args.settlement_lines, 0);
+    }
+
+    #[test]
+    fn sandbox_settlement_volume_flag_parses() {
+        let cli = Cli::try_parse_from(["switchyard", "sandbox", "--settlement-lines", "8000"])
+            .expect("valid flags");
+        let Command::Sandbox(args) = cli.command else {
+            panic!("expected the sandbox subcommand");
+        };
+        assert_eq!(args.settlement_lines, 8000);
     }
 
     #[test]

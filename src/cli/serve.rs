@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// folder and the workspace folder is left as it was.
     #[arg(long, value_name = "DIR")]
     sandbox_statement_drop: Option<std::path::PathBuf>,
+    /// Settlement lines the sandbox adds after its seeded billing cycles, in clean cycles
+    /// (see `switchyard sandbox --settlement-lines`).
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "sandbox")]
+    sandbox_settlement_lines: usize,
 }
 
 /// `TMP/switchyard-PORT-statement-drop`; with port 0 (any free port) the process ID stands
@@ -81,6 +85,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     .clone()
                     .unwrap_or_else(|| default_statement_drop(args.listen)),
             )),
+            settlement_lines: args.sandbox_settlement_lines,
             ..crate::sandbox::SandboxConfig::default()
         };
         let sandbox = runtime.block_on(crate::sandbox::Sandbox::start(config))?;

@@ -140,7 +140,15 @@ pub struct SandboxConfig {
     /// Where to drop the settlement statement files (one CSV per billing cycle); `None`
     /// drops none.
     pub statement_drop: Option<StatementDropConfig>,
+    /// Settlement lines to add after the eight seeded billing cycles, in clean cycles of at
+    /// most 5,000 lines (`BC-2026-11-1`, ...), each posted to the journal and stated in
+    /// `expected`: volume for a flow to page through. Rounded up to whole orders and their
+    /// payouts; 0 adds none. At most [`MAX_SETTLEMENT_LINES`].
+    pub settlement_lines: usize,
 }
+
+/// The most lines [`SandboxConfig::settlement_lines`] may ask for: the log is kept in memory.
+pub const MAX_SETTLEMENT_LINES: usize = settlement_seed::MAX_VOLUME_LINES;
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -155,6 +163,7 @@ impl Default for SandboxConfig {
             ship_after_ms: 0,
             oauth: Some(OAuthConfig::default()),
             statement_drop: None,
+            settlement_lines: 0,
         }
     }
 }
@@ -177,6 +186,17 @@ pub enum SandboxError {
     /// Settlement lines appended through the handle were refused.
     #[error("invalid settlement lines: {0}")]
     InvalidSettlementLines(String),
+    /// More settlement volume was asked for than the sandbox holds.
+    #[error(
+        "{asked} settlement lines asked for; the sandbox makes at most {max} (it keeps the \
+         whole transaction log in memory)"
+    )]
+    TooManySettlementLines {
+        /// The lines asked for.
+        asked: usize,
+        /// [`MAX_SETTLEMENT_LINES`].
+        max: usize,
+    },
     /// The statement drop folder could not be created.
     #[error("cannot create the statement drop folder {}", dir.display())]
     StatementDrop {
@@ -239,7 +259,7 @@ impl SandboxState {
                 .clone()
                 .map(|c| Mutex::new(oauth::Issuer::new(c))),
             paging: paging::Paging::default(),
-            settlement: Mutex::new(settlement::Settlement::seeded()),
+            settlement: Mutex::new(settlement::Settlement::seeded(config.settlement_lines)),
             stock: Mutex::new(stock::Stock::seeded(now)),
         }
     }
@@ -418,6 +438,12 @@ pub struct Sandbox {
 impl Sandbox {
     /// Seeds the systems and starts serving them on 127.0.0.1.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        if config.settlement_lines > MAX_SETTLEMENT_LINES {
+            return Err(SandboxError::TooManySettlementLines {
+                asked: config.settlement_lines,
+                max: MAX_SETTLEMENT_LINES,
+            });
+        }
         let bind_error = |source| SandboxError::Bind {
             port: config.port,
             source,
@@ -702,6 +728,23 @@ impl Sandbox {
         self.state.settlement().expected_json()
     }
 
+    /// The whole seller transaction log, in append order, each line as
+    /// `GET /marketplace/api/settlement/transactions` serves it.
+    pub fn settlement_log(&self) -> Vec<Value> {
+        self.state
+            .settlement()
+            .lines
+            .iter()
+            .map(settlement::Line::to_json)
+            .collect()
+    }
+
+    /// The journal finance posted, each line as `GET /_sandbox/ledger/journal?format=json`
+    /// serves it.
+    pub fn settlement_journal(&self) -> Vec<Value> {
+        self.state.settlement().journal_json(None)
+    }
+
     /// Appends statement lines (JSON objects, see `POST
     /// /_sandbox/marketplace/settlement/transactions`), posting each to the ledger too when
     /// `post_to_ledger` is set. Returns the assigned transaction IDs.
@@ -802,11 +845,27 @@ pub async fn serve_until_ctrl_c(config: SandboxConfig) -> anyhow::Result<()> {
             None => String::new(),
         },
     )?;
-    let cycles = sandbox.state.settlement().expected.len();
+    let (cycles, volume) = {
+        let settlement = sandbox.state.settlement();
+        let volume: Vec<_> = settlement
+            .expected
+            .iter()
+            .filter(|c| c.edge_case == settlement_seed::VOLUME)
+            .collect();
+        let lines: usize = volume.iter().map(|c| c.statement_lines).sum();
+        (
+            settlement.expected.len() - volume.len(),
+            (volume.len(), lines),
+        )
+    };
     outln!(
-        "Seeded {cycles} settlement billing cycles (one clean, one per money edge case) with \
+        "Seeded {cycles} settlement billing cycles (one clean, one per money edge case){} with \
          their ledger journal at {}/_sandbox/ledger/journal, and a stock feed with stale and \
          oversold offers.",
+        match volume {
+            (0, _) => String::new(),
+            (n, lines) => format!(" and {n} clean volume cycle(s) of {lines} lines"),
+        },
         sandbox.base_url(),
     )?;
     if let Some(drop) = &config.statement_drop {

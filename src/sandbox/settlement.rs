@@ -3,8 +3,8 @@
 //! its billing cycle, accounting document number and payment state), the invoices per billing
 //! cycle, shop and currency, and the journal the operator's finance system posted from it (the
 //! ledger side a reconciliation joins against). It owns that data and its HTTP routes; the
-//! seeded cycles and their expected variances come from `settlement_seed`, the statement files
-//! from `statement_drop`.
+//! seeded cycles (and any volume cycles) and their expected variances come from
+//! `settlement_seed`, the statement files from `statement_drop`.
 //!
 //! Amounts are integers in the currency's minor units (JPY 0 decimals, EUR 2, BHD 3) and leave
 //! as exact decimal strings: there is no float anywhere on the way.
@@ -299,9 +299,10 @@ pub(crate) struct Settlement {
 }
 
 impl Settlement {
-    /// The seeded cycles (the same every time: the amounts are part of the documentation).
-    pub(crate) fn seeded() -> Self {
-        let seed = settlement_seed::build();
+    /// The seeded cycles (the same every time: the amounts are part of the documentation),
+    /// then clean volume cycles of about `volume_lines` lines (none when 0).
+    pub(crate) fn seeded(volume_lines: usize) -> Self {
+        let seed = settlement_seed::build(volume_lines);
         let next_transaction = seed.lines.len() as u64 + 1;
         let next_journal = seed.journal_numbers + 1;
         Self {
@@ -474,7 +475,7 @@ impl Settlement {
     }
 
     /// The journal as JSON objects of strings, one per journal line.
-    fn journal_json(&self, cycle: Option<&str>) -> Vec<Value> {
+    pub(crate) fn journal_json(&self, cycle: Option<&str>) -> Vec<Value> {
         self.journal_of(cycle)
             .map(|line| {
                 let object: Map<String, Value> = JOURNAL_COLUMNS

@@ -8,6 +8,12 @@
 //! changing exactly one thing, so the expected variance is known by construction rather than
 //! by running a reconciliation. This module only builds values; it owns no state and knows
 //! nothing of HTTP.
+//!
+//! On request it adds volume after the eight: clean cycles of thousands of lines (orders in
+//! four currencies, each line posted once, paid out in full), so a flow reading the log spans
+//! many pages and a crash can land in the middle of it. They come after the seeded cycles and
+//! draw from the same random stream after them, so the seeded cycles, their IDs and their
+//! expectations are the same with or without volume.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +41,24 @@ const SEED: u64 = 0x5e77_1e00;
 /// 2026-10-01T00:00:00Z, the first cycle's first day; each cycle spans three days.
 const FIRST_DAY: Timestamp = Timestamp::constant(1_790_812_800, 0);
 const CYCLE_DAYS: i64 = 3;
+/// 2026-11-01T00:00:00Z, the first volume cycle's first day.
+const VOLUME_FIRST_DAY: Timestamp = Timestamp::constant(1_793_491_200, 0);
+/// Lines per volume cycle at most: about a thousand orders in a three-day cycle.
+const VOLUME_CYCLE_LINES: usize = 5_000;
+/// The most volume lines the sandbox makes (`SandboxConfig::settlement_lines`): it keeps the
+/// whole log in memory and answers from it.
+pub(crate) const MAX_VOLUME_LINES: usize = 200_000;
+/// The `edge_case` of a volume cycle.
+pub(crate) const VOLUME: &str = "volume";
+/// The shops of the volume cycles, each selling in one currency, taken in turn.
+const VOLUME_SHOPS: [(&str, Currency); 6] = [
+    ("S2001", EUR),
+    ("S2002", EUR),
+    ("S2003", EUR),
+    ("S2004", GBP),
+    ("S2005", JPY),
+    ("S2006", BHD),
+];
 
 /// What the seed hands to `Settlement`.
 #[derive(Debug)]
@@ -114,6 +138,8 @@ struct Cycle {
     id: String,
     start: Timestamp,
     clock: Timestamp,
+    /// Time between two orders.
+    step: SignedDuration,
 }
 
 impl Cycle {
@@ -123,12 +149,25 @@ impl Cycle {
             id: format!("BC-2026-10-{number}"),
             start,
             clock: start + SignedDuration::from_hours(8),
+            step: SignedDuration::from_mins(47),
         }
     }
 
-    /// The next order's time: orders come in 47 minutes apart from 08:00 of the first day.
+    /// The `number`th volume cycle (from 1): `BC-2026-11-<number>`, three days each from
+    /// 2026-11-01, orders three minutes apart so a full one still closes in time.
+    fn volume(number: i64) -> Self {
+        let start = VOLUME_FIRST_DAY + SignedDuration::from_hours(24 * CYCLE_DAYS * (number - 1));
+        Self {
+            id: format!("BC-2026-11-{number}"),
+            start,
+            clock: start + SignedDuration::from_hours(8),
+            step: SignedDuration::from_mins(3),
+        }
+    }
+
+    /// The next order's time: orders come in `step` apart from 08:00 of the first day.
     fn tick(&mut self) -> Timestamp {
-        self.clock += SignedDuration::from_mins(47);
+        self.clock += self.step;
         self.clock
     }
 
@@ -148,8 +187,10 @@ struct Builder {
     journal_numbers: u64,
 }
 
-/// Builds the eight seeded cycles.
-pub(crate) fn build() -> Seed {
+/// Builds the eight seeded cycles, then clean volume cycles of `volume_lines` lines in all
+/// (rounded up to whole orders and their payouts; none when 0, at most
+/// [`MAX_VOLUME_LINES`]).
+pub(crate) fn build(volume_lines: usize) -> Seed {
     let mut b = Builder {
         rng: StdRng::seed_from_u64(SEED),
         lines: Vec::new(),
@@ -167,6 +208,7 @@ pub(crate) fn build() -> Seed {
     refund_not_posted(&mut b);
     invoice_total_mismatch(&mut b);
     payout_mismatch(&mut b);
+    volume(&mut b, volume_lines.min(MAX_VOLUME_LINES));
     Seed {
         lines: b.lines,
         journal: b.journal,
@@ -418,6 +460,36 @@ fn payout_mismatch(b: &mut Builder) {
         "The statement does not tie out: one payout line disagrees with the lines it pays.",
         vec![variance],
     );
+}
+
+/// Clean cycles of `lines` lines in all, at most [`VOLUME_CYCLE_LINES`] each: orders of the
+/// six shops in turn (EUR, GBP, JPY, BHD), then one payout per shop settling the cycle.
+/// Nothing is wrong in them: each ties out, and `expected` says so.
+fn volume(b: &mut Builder, lines: usize) {
+    let mut left = lines;
+    let mut number = 0;
+    while left > 0 {
+        number += 1;
+        let mut c = Cycle::volume(number);
+        let first = b.lines.len();
+        let budget = left.min(VOLUME_CYCLE_LINES);
+        let mut orders = 0;
+        // Every shop that sold gets a payout line: room is kept for them.
+        while b.lines.len() - first + orders.min(VOLUME_SHOPS.len()) < budget {
+            let (shop, currency) = VOLUME_SHOPS[orders % VOLUME_SHOPS.len()];
+            b.random_order(&mut c, shop, currency);
+            orders += 1;
+        }
+        b.payouts(&c, None);
+        left = left.saturating_sub(b.lines.len() - first);
+        b.finish(
+            &c,
+            VOLUME,
+            "Volume: orders in EUR, GBP, JPY and BHD, each line posted once and paid out in \
+             full; ties out to the minor unit.",
+            Vec::new(),
+        );
+    }
 }
 
 impl Builder {
@@ -762,7 +834,7 @@ mod tests {
 
     #[test]
     fn the_seed_is_the_same_every_time_and_small() {
-        let (one, two) = (build(), build());
+        let (one, two) = (build(0), build(0));
         assert_eq!(one.lines, two.lines);
         assert_eq!(one.journal, two.journal);
         assert_eq!(one.expected, two.expected);

@@ -235,6 +235,44 @@ fn reconcile(
     variances
 }
 
+/// Per currency: statement total, ledger total, and ledger minus statement.
+type Totals = BTreeMap<String, (Decimal, Decimal, Decimal)>;
+
+/// A cycle's totals per currency as `expected` states them.
+fn stated_totals(cycle: &Value) -> Totals {
+    cycle["totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .map(|t| {
+            (
+                text(&t["currency"]),
+                (
+                    dec(&t["statement_total"]),
+                    dec(&t["ledger_total"]),
+                    dec(&t["variance"]),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A cycle's totals per currency, recomputed from the served lines and journal.
+fn recomputed_totals(lines: &[Value], journal: &[HashMap<String, String>], cycle: &str) -> Totals {
+    let mut totals: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+    for line in lines.iter().filter(|l| l["billing_cycle_id"] == cycle) {
+        totals.entry(text(&line["currency"])).or_default().0 += dec(&line["amount"]);
+    }
+    for row in journal.iter().filter(|r| r["billing_cycle_id"] == cycle) {
+        totals.entry(row["currency"].clone()).or_default().1 +=
+            Decimal::from_str(&row["amount"]).expect("amount");
+    }
+    totals
+        .into_iter()
+        .map(|(c, (s, l))| (c, (s, l, l - s)))
+        .collect()
+}
+
 fn expected_variances(expected: &Value) -> Variances {
     let mut variances = Variances::new();
     for cycle in expected["cycles"].as_array().expect("cycles") {
@@ -650,39 +688,12 @@ async fn expected_variances_match_an_independent_reconciliation() {
             };
             assert_eq!(v["failure"], failure, "{v}");
         }
-        // Totals per currency, recomputed from the served lines and journal.
         let id = text(&cycle["billing_cycle_id"]);
-        let mut totals: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
-        for line in lines
-            .iter()
-            .filter(|l| l["billing_cycle_id"] == id.as_str())
-        {
-            totals.entry(text(&line["currency"])).or_default().0 += dec(&line["amount"]);
-        }
-        for row in journal.iter().filter(|r| r["billing_cycle_id"] == id) {
-            totals.entry(row["currency"].clone()).or_default().1 +=
-                Decimal::from_str(&row["amount"]).expect("amount");
-        }
-        let stated: BTreeMap<String, (Decimal, Decimal, Decimal)> = cycle["totals"]
-            .as_array()
-            .expect("totals")
-            .iter()
-            .map(|t| {
-                (
-                    text(&t["currency"]),
-                    (
-                        dec(&t["statement_total"]),
-                        dec(&t["ledger_total"]),
-                        dec(&t["variance"]),
-                    ),
-                )
-            })
-            .collect();
-        let computed: BTreeMap<String, (Decimal, Decimal, Decimal)> = totals
-            .into_iter()
-            .map(|(c, (s, l))| (c, (s, l, l - s)))
-            .collect();
-        assert_eq!(stated, computed, "totals of {id}");
+        assert_eq!(
+            stated_totals(cycle),
+            recomputed_totals(&lines, &journal, &id),
+            "totals of {id}"
+        );
     }
 
     // The commission rule, checked on its own: every fee is the contracted 12 % of its order
@@ -742,6 +753,125 @@ async fn expected_variances_match_an_independent_reconciliation() {
         .collect();
     assert_eq!(cycle_rows, of_cycle);
     sandbox.shutdown().await;
+}
+
+/// Volume (`settlement_lines`) comes after the eight seeded cycles and changes nothing about
+/// them: the same lines, journal and expectations first, then clean cycles of at most 5,000
+/// lines that an independent reconciliation finds nothing wrong with, whose totals are the
+/// ones `expected` states, each line posted once at its amount.
+#[tokio::test]
+async fn volume_cycles_are_clean_and_leave_the_seeded_ones_as_they_are() {
+    const VOLUME: usize = 7_000;
+    let seeded = super::SandboxState::new(&small());
+    let (seeded_lines, seeded_journal, seeded_expected) = {
+        let settlement = seeded.settlement();
+        let lines: Vec<Value> = settlement.lines.iter().map(|l| l.to_json()).collect();
+        (
+            lines,
+            settlement.journal_json(None),
+            settlement.expected_json(),
+        )
+    };
+    let (sandbox, client) = start(SandboxConfig {
+        settlement_lines: VOLUME,
+        ..small()
+    })
+    .await;
+    let (lines, pages) = all_lines(&client, &sandbox, "", 1000).await;
+    assert!(pages >= 8, "{} lines in {pages} pages", lines.len());
+    assert_eq!(
+        lines,
+        sandbox.settlement_log(),
+        "the handle serves the same log"
+    );
+    let journal = journal(&client, &sandbox).await;
+    let invoices = get(
+        &client,
+        &format!("{}/api/settlement/invoices", sandbox.marketplace_url()),
+        &[],
+    )
+    .await["invoices"]
+        .as_array()
+        .expect("invoices")
+        .clone();
+    let expected = sandbox.settlement_expected();
+
+    // The seeded cycles first, as they are without volume.
+    assert_eq!(lines[..seeded_lines.len()], seeded_lines[..]);
+    let served_journal: Vec<Value> = sandbox.settlement_journal();
+    assert_eq!(served_journal[..seeded_journal.len()], seeded_journal[..]);
+    let cycles = expected["cycles"].as_array().expect("cycles");
+    let seeded_cycles = seeded_expected["cycles"].as_array().expect("cycles");
+    assert_eq!(cycles[..seeded_cycles.len()], seeded_cycles[..]);
+    assert_eq!(
+        expected["contracted_commission_rate"],
+        seeded_expected["contracted_commission_rate"]
+    );
+
+    // Then the volume: rounded up to whole orders and payouts, a few lines per cycle.
+    let volume = &cycles[seeded_cycles.len()..];
+    let ids: Vec<String> = volume
+        .iter()
+        .map(|c| text(&c["billing_cycle_id"]))
+        .collect();
+    assert_eq!(ids, ["BC-2026-11-1", "BC-2026-11-2"]);
+    let added = lines.len() - seeded_lines.len();
+    assert!(
+        (VOLUME..VOLUME + 11 * volume.len()).contains(&added),
+        "{added} lines for {VOLUME}"
+    );
+    for cycle in volume {
+        let id = text(&cycle["billing_cycle_id"]);
+        assert_eq!(cycle["edge_case"], "volume", "{cycle}");
+        assert_eq!(cycle["ties_out"], true, "{id}");
+        let count = lines
+            .iter()
+            .filter(|l| l["billing_cycle_id"] == id.as_str())
+            .count();
+        assert_eq!(
+            cycle["statement_lines"].as_u64(),
+            Some(count as u64),
+            "{id}"
+        );
+        assert!(count <= 5_010, "{id}: {count} lines");
+        assert_eq!(
+            stated_totals(cycle),
+            recomputed_totals(&lines, &journal, &id),
+            "totals of {id}"
+        );
+    }
+    let currencies: BTreeSet<String> = lines[seeded_lines.len()..]
+        .iter()
+        .map(|l| text(&l["currency"]))
+        .collect();
+    assert_eq!(
+        currencies,
+        ["BHD", "EUR", "GBP", "JPY"].map(str::to_owned).into()
+    );
+    // Nothing wrong in the volume: an independent reconciliation finds the seeded defects
+    // and no other (every line posted once, at its amount and account; every invoice and
+    // payout equal to its lines).
+    assert_eq!(
+        reconcile(&lines, &journal, &invoices),
+        expected_variances(&expected)
+    );
+    sandbox.shutdown().await;
+}
+
+/// More volume than the sandbox holds is refused before anything is built.
+#[tokio::test]
+async fn too_much_volume_is_refused_at_start() {
+    let err = Sandbox::start(SandboxConfig {
+        settlement_lines: super::MAX_SETTLEMENT_LINES + 1,
+        ..small()
+    })
+    .await
+    .expect_err("too many lines");
+    assert_eq!(
+        err.to_string(),
+        "200001 settlement lines asked for; the sandbox makes at most 200000 (it keeps the \
+         whole transaction log in memory)"
+    );
 }
 
 #[tokio::test]
