@@ -350,6 +350,67 @@ fn without_a_fallback_the_unset_url_is_still_reported() {
     );
 }
 
+/// The fallback is said once per system whatever the log shows: `run` and `serve` (which
+/// says it for every system of the workspace) at the default log level, where the log is on
+/// stderr too, and with the log quietened to errors.
+#[test]
+fn the_fallback_is_said_once_by_run_and_serve_at_any_log_level() {
+    let ws = Workspace::new("said-once");
+    generate(&ws.root.join("data/ledger.csv"), 10);
+    let root = ws.root.to_str().unwrap();
+    let said = "ledger: LEDGER_URL is not set; posting into the embedded SQLite ledger";
+    for level in ["info", "warn", "error"] {
+        let output = ws
+            .command(&["run", root, FLOW], &[("SWITCHYARD_LOG", level)])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert_eq!(
+            stderr.matches(said).count(),
+            1,
+            "run, log {level}: {stderr}"
+        );
+
+        // A free loopback port, so the daemon can be asked whether it is up at any level.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = ws
+            .command(
+                &["serve", root, "--listen", &listen],
+                &[("SWITCHYARD_LOG", level)],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "serve, log {level}: stopped"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "serve, log {level}: not listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        let output = child.wait_with_output().unwrap();
+        let start = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            start.matches(said).count(),
+            1,
+            "serve, log {level}: {start}"
+        );
+    }
+}
+
 /// Polls the ledger file until it holds more than `rows` rows, failing past `timeout` or if
 /// the run ends first.
 fn wait_for_rows(ws: &Workspace, child: &mut std::process::Child, rows: usize) -> usize {

@@ -167,9 +167,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves the run's metrics on `addr` until the returned task is aborted.
-/// Says once, on stderr and in the log, what operators must know before flows on the systems
-/// `used` picks run (a SQL system posting into its embedded fallback).
+/// Says once per system what operators must know before flows on the systems `used` picks
+/// run (a SQL system posting into its embedded fallback): as a `WARN` log line when the log
+/// shows warnings, else as a plain line on stderr. The log is on stderr too, so saying it both
+/// ways showed it twice.
 pub(super) fn say_start_notices(workspace: &Workspace, used: impl Fn(&str) -> bool) {
     let systems = workspace
         .systems
@@ -177,11 +178,15 @@ pub(super) fn say_start_notices(workspace: &Workspace, used: impl Fn(&str) -> bo
         .filter(|(name, _)| used(name))
         .map(|(name, system)| (name.as_str(), system));
     for notice in crate::connectors::start_notices(systems, &workspace.root) {
-        tracing::warn!(notice = %notice, "A system runs on its embedded fallback.");
-        errln!("{notice}");
+        if tracing::enabled!(tracing::Level::WARN) {
+            tracing::warn!(notice = %notice, "A system runs on its embedded fallback.");
+        } else {
+            errln!("{notice}");
+        }
     }
 }
 
+/// Serves the run's metrics on `addr` until the returned task is aborted.
 async fn serve_metrics(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
