@@ -1,8 +1,9 @@
 //! Exact decimal amounts: an integer count of units at the scale the amount was written with
 //! (`12.30` is 1230 at scale 2). Never a float: a sum of a million lines is exact to the last
 //! minor unit, and `1.10` equals `1.1` without rounding. No ISO 4217 table lives here on
-//! purpose: an amount keeps the exponent its source wrote, which is what a reconciliation
-//! compares.
+//! purpose: an amount keeps the exponent its source wrote while lines are matched (values are
+//! compared, never scales); the matcher writes the results in their currency's minor units
+//! ([`Amount::with_scale`]) when that loses no digit.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -135,6 +136,20 @@ impl Amount {
         }
     }
 
+    /// The same value written with `scale` decimals (`12.3000` and `12.3` at 2 are `12.30`),
+    /// or `None` when that would drop a digit that is not zero (`12.345` at 2): never rounded.
+    pub fn with_scale(self, scale: u8) -> Option<Amount> {
+        if scale >= self.scale {
+            let units = self.at_scale(scale).ok()?;
+            return Some(Amount { units, scale });
+        }
+        let factor = 10i128.checked_pow(u32::from(self.scale - scale))?;
+        (self.units % factor == 0).then(|| Amount {
+            units: self.units / factor,
+            scale,
+        })
+    }
+
     /// Whether the amount is zero.
     pub fn is_zero(self) -> bool {
         self.units == 0
@@ -197,6 +212,18 @@ mod tests {
         let sum = a("0.1").checked_add(a("0.2")).unwrap();
         assert!(sum.same_value(a("0.3")));
         assert_eq!(a("5").checked_sub(a("0.125")).unwrap().to_string(), "4.875");
+    }
+
+    #[test]
+    fn rescales_only_without_losing_a_digit() {
+        let at = |text: &str, scale| a(text).with_scale(scale).map(|x| x.to_string());
+        assert_eq!(at("-12.3000", 2).as_deref(), Some("-12.30"));
+        assert_eq!(at("850.0000", 0).as_deref(), Some("850"));
+        assert_eq!(at("12.3", 2).as_deref(), Some("12.30"));
+        assert_eq!(at("7", 3).as_deref(), Some("7.000"));
+        assert_eq!(at("0.0000", 2).as_deref(), Some("0.00"));
+        assert_eq!(at("12.345", 2), None);
+        assert_eq!(at("-0.0050", 2), None);
     }
 
     #[test]

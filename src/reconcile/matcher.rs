@@ -561,8 +561,9 @@ impl Matcher {
                     ledger_amount: Some(ledger_sum),
                     difference: Some(difference),
                     detail: format!(
-                        "statement {} {currency}, ledger {ledger_sum} {currency}",
-                        group.amount
+                        "statement {} {currency}, ledger {} {currency}",
+                        in_minor_units(group.amount, &currency),
+                        in_minor_units(ledger_sum, &currency)
                     ),
                     ..base
                 });
@@ -701,6 +702,15 @@ impl Matcher {
             });
         }
         let mut variances = self.variances;
+        for v in &mut variances {
+            for amount in [
+                &mut v.difference,
+                &mut v.statement_amount,
+                &mut v.ledger_amount,
+            ] {
+                *amount = amount.map(|a| in_minor_units(a, &v.currency));
+            }
+        }
         variances.sort_by(|a, b| {
             (&a.billing_cycle_id, &a.currency, a.kind, a.reference()).cmp(&(
                 &b.billing_cycle_id,
@@ -713,11 +723,14 @@ impl Matcher {
             .totals
             .into_iter()
             .map(|((cycle, currency), totals)| {
+                let currency = self.names.name(currency);
+                let totals = Totals {
+                    statement: in_minor_units(totals.statement, currency),
+                    ledger: in_minor_units(totals.ledger, currency),
+                    ..totals
+                };
                 (
-                    (
-                        self.names.name(cycle).to_owned(),
-                        self.names.name(currency).to_owned(),
-                    ),
+                    (self.names.name(cycle).to_owned(), currency.to_owned()),
                     totals,
                 )
             })
@@ -771,6 +784,18 @@ fn date(values: &[Slot<'_>], at: usize) -> Result<i64, Failure> {
     text.parse::<jiff::Timestamp>()
         .map(|t| t.as_second())
         .map_err(|err| Failure::Line(format!("its date {text:?} is not an RFC 3339 time: {err}")))
+}
+
+/// `amount` written in `currency`'s ISO 4217 minor units when that loses no digit, else as
+/// its source wrote it (a code ISO does not know, more decimals than the currency has). What
+/// a report shows then does not depend on the column type a ledger keeps amounts in:
+/// PostgreSQL's `numeric(18, 4)` reads back 850 yen as `850.0000`, the statement as `850`.
+fn in_minor_units(amount: Amount, currency: &str) -> Amount {
+    crate::money::Currency::from_code(currency)
+        .ok()
+        .and_then(|c| u8::try_from(c.exponent()).ok())
+        .and_then(|exponent| amount.with_scale(exponent))
+        .unwrap_or(amount)
 }
 
 fn add(sum: Amount, amount: Amount, cycle: &str, currency: &str) -> Result<Amount, Failure> {

@@ -336,7 +336,136 @@ fn a_ledger_date_outside_the_window_is_a_variance() {
     let matched = run(plan, &ledger, &statement);
     assert_eq!(
         kinds(&matched),
-        vec![(Kind::DateOutsideWindow, "T2".into(), Some("0".into()))]
+        vec![(Kind::DateOutsideWindow, "T2".into(), Some("0.00".into()))]
+    );
+}
+
+/// A ledger in PostgreSQL `numeric(18, 4)` reads back `850.0000` for 850 yen: the results
+/// are written in each currency's minor units when no digit is lost, so the report reads the
+/// same whichever column type holds the amounts; an amount finer than its currency, or in a
+/// code ISO 4217 does not know, is shown as written, never rounded.
+#[test]
+fn results_are_written_in_the_currency_minor_units_when_nothing_is_lost() {
+    let ledger: Vec<Line<'_>> = vec![
+        &[
+            Some("T1"),
+            Some("C"),
+            Some("850.0000"),
+            Some("JPY"),
+            Some("J1"),
+        ],
+        &[
+            Some("T2"),
+            Some("C"),
+            Some("-24.0000"),
+            Some("EUR"),
+            Some("J2"),
+        ],
+        &[
+            Some("T3"),
+            Some("C"),
+            Some("1.2340"),
+            Some("BHD"),
+            Some("J3"),
+        ],
+        &[
+            Some("T4"),
+            Some("C"),
+            Some("1.0050"),
+            Some("EUR"),
+            Some("J4"),
+        ],
+        &[
+            Some("T5"),
+            Some("C"),
+            Some("2.5000"),
+            Some("XYZ"),
+            Some("J5"),
+        ],
+    ];
+    let statement: Vec<Line<'_>> = vec![
+        &[Some("T1"), Some("C"), Some("850"), Some("JPY")],
+        &[Some("T2"), Some("C"), Some("-30.00"), Some("EUR")],
+        &[Some("T3"), Some("C"), Some("1.2"), Some("BHD")],
+        &[Some("T4"), Some("C"), Some("1.00"), Some("EUR")],
+        &[Some("T5"), Some("C"), Some("2.4"), Some("XYZ")],
+    ];
+    let matched = run(plan(Strategy::OneToOne), &ledger, &statement);
+    // Reference, difference, statement amount, ledger amount, detail.
+    type Shown = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let shown: Vec<Shown> = matched
+        .variances
+        .iter()
+        .map(|v| {
+            (
+                v.reference().to_owned(),
+                v.difference.map(|a| a.to_string()),
+                v.statement_amount.map(|a| a.to_string()),
+                v.ledger_amount.map(|a| a.to_string()),
+                v.detail.clone(),
+            )
+        })
+        .collect();
+    let text = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        shown,
+        [
+            (
+                "T3".to_owned(),
+                text("0.034"),
+                text("1.200"),
+                text("1.234"),
+                "statement 1.200 BHD, ledger 1.234 BHD".to_owned()
+            ),
+            (
+                "T2".to_owned(),
+                text("6.00"),
+                text("-30.00"),
+                text("-24.00"),
+                "statement -30.00 EUR, ledger -24.00 EUR".to_owned()
+            ),
+            (
+                "T4".to_owned(),
+                text("0.0050"),
+                text("1.00"),
+                text("1.0050"),
+                "statement 1.00 EUR, ledger 1.0050 EUR".to_owned()
+            ),
+            (
+                "T5".to_owned(),
+                text("0.1000"),
+                text("2.4"),
+                text("2.5000"),
+                "statement 2.4 XYZ, ledger 2.5000 XYZ".to_owned()
+            ),
+        ]
+    );
+    let totals: Vec<(String, String, String)> = matched
+        .totals
+        .iter()
+        .map(|((_, currency), t)| {
+            (
+                currency.clone(),
+                t.statement.to_string(),
+                t.ledger.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        [
+            ("BHD", "1.200", "1.234"),
+            ("EUR", "-29.00", "-22.9950"),
+            ("JPY", "850", "850"),
+            ("XYZ", "2.4", "2.5000"),
+        ]
+        .map(|(c, s, l)| (c.to_owned(), s.to_owned(), l.to_owned()))
     );
 }
 
