@@ -15,7 +15,7 @@ use switchyard::spec::model::Workspace;
 use switchyard::spec::{EnvLookup, LoadOptions, load_workspace};
 use switchyard::store::{DeadLetter, DeadLetterFilter, Store};
 
-use crate::util::TestState;
+use crate::util::{StateHold, TestState};
 
 const FLOW: &str = "statements";
 
@@ -377,39 +377,6 @@ async fn a_file_that_cannot_be_read_stops_the_intake_with_its_name_and_is_kept()
     assert_eq!(letters[0].letter.line, Some(2));
     assert_eq!(letters[0].letter.record.as_bytes(), b"{\"line_id\": tru");
     assert_eq!(files_in(&root, "archive"), ["s.jsonl"]);
-}
-
-/// Holds the state store's write lock: the run keeps reading and writing its output, but its
-/// next commit waits (so a kill lands with output written past the checkpoint).
-enum StateHold {
-    Sqlite(rusqlite::Connection),
-    Postgres(tokio_postgres::Client),
-}
-
-impl StateHold {
-    async fn take(target: &str) -> StateHold {
-        if let Some(path) = target.strip_prefix("sqlite:") {
-            let conn = rusqlite::Connection::open(path).unwrap();
-            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-            return StateHold::Sqlite(conn);
-        }
-        let (url, schema) = target.split_once("?schema=").unwrap();
-        let client = switchyard::store::testing::raw_postgres(url).await.unwrap();
-        client
-            .batch_execute(&format!(
-                "BEGIN; LOCK TABLE \"{schema}\".checkpoints IN EXCLUSIVE MODE"
-            ))
-            .await
-            .unwrap();
-        StateHold::Postgres(client)
-    }
-
-    async fn release(self) {
-        match self {
-            StateHold::Sqlite(conn) => conn.execute_batch("ROLLBACK").unwrap(),
-            StateHold::Postgres(client) => client.batch_execute("ROLLBACK").await.unwrap(),
-        }
-    }
 }
 
 /// Waits until the sink file holds more than `lines` lines; fails past `timeout` or if the

@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use switchyard::store::{DeadLetterFilter, testing};
 
-use crate::util::{TestState, copy_dir};
+use crate::util::{StateHold, TestState, copy_dir};
 
 const POST: &str = "orders-to-ledger";
 const READ_BACK: &str = "ledger-to-close";
@@ -371,43 +371,6 @@ fn generate_orders(path: &Path, count: usize) {
         writeln!(out, "{order}").unwrap();
     }
     out.flush().unwrap();
-}
-
-/// A write lock on the state store taken from outside, so that the run's next commit of a
-/// checkpoint waits: what the ledger shows from then on is posted but not yet checkpointed,
-/// the window a crash must not turn into a double posting.
-enum StateHold {
-    Sqlite(rusqlite::Connection),
-    Postgres(tokio_postgres::Client),
-}
-
-impl StateHold {
-    /// Takes the lock on the store `target` (as `--state` takes it).
-    async fn take(target: &str) -> StateHold {
-        if let Some(path) = target.strip_prefix("sqlite:") {
-            let conn = rusqlite::Connection::open(path).unwrap();
-            // A reserved lock: the run still reads, but its next write waits.
-            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-            return StateHold::Sqlite(conn);
-        }
-        let (url, schema) = target.split_once("?schema=").unwrap();
-        let client = testing::raw_postgres(url).await.unwrap();
-        client
-            .batch_execute(&format!(
-                "BEGIN; LOCK TABLE \"{schema}\".checkpoints IN EXCLUSIVE MODE"
-            ))
-            .await
-            .unwrap();
-        StateHold::Postgres(client)
-    }
-
-    /// Lets the store be written again.
-    async fn release(self) {
-        match self {
-            StateHold::Sqlite(conn) => conn.execute_batch("ROLLBACK").unwrap(),
-            StateHold::Postgres(client) => client.batch_execute("ROLLBACK").await.unwrap(),
-        }
-    }
 }
 
 /// Polls the ledger every few milliseconds until it holds more than `rows` rows, failing past

@@ -29,6 +29,7 @@ mod runtime;
 mod schema;
 mod security;
 mod settlement;
+mod settlement_kill;
 mod state;
 mod statement_paging;
 mod util;

@@ -32,21 +32,28 @@ const LEDGER_KINDS: &[&str] = &[
     "missing_in_statement",
 ];
 
-struct Run {
-    root: PathBuf,
-    env: Vec<(String, String)>,
+/// The reference workspace copied for one test, and the environment its commands run with
+/// (the sandbox's, and `LEDGER_URL` on PostgreSQL).
+pub(crate) struct Run {
+    pub(crate) root: PathBuf,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Run {
-    fn switchyard(&self, args: &[&str]) -> (String, String, i32) {
-        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    /// `switchyard --log warn ARGS` in the workspace, `LEDGER_URL` only if `env` sets it.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
             .current_dir(&self.root)
             .env_remove("LEDGER_URL")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["--log", "warn"])
-            .args(args)
-            .output()
-            .unwrap();
+            .args(args);
+        command
+    }
+
+    pub(crate) fn switchyard(&self, args: &[&str]) -> (String, String, i32) {
+        let out = self.command(args).output().unwrap();
         (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -54,11 +61,128 @@ impl Run {
         )
     }
 
-    fn run(&self, flow: &str) -> String {
+    pub(crate) fn run(&self, flow: &str) -> String {
         let (stdout, stderr, code) = self.switchyard(&["run", ".", flow]);
         assert_eq!(code, 0, "run {flow}: {stdout}\n{stderr}");
         format!("{stdout}{stderr}")
     }
+}
+
+/// The reference workspace `flows/` copied to `root`; with a PostgreSQL ledger `(url,
+/// schema)`, its ledger tables moved into that schema (so tests never share a table).
+pub(crate) fn reference_workspace(root: &Path, ledger: Option<&(String, String)>) {
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("flows"), root);
+    let Some((_, schema)) = ledger else {
+        return;
+    };
+    for file in [
+        "sql/ledger.sql",
+        "flows/settlement-lines-to-ledger.yaml",
+        "flows/statement-drops-to-ledger.yaml",
+        "flows/journal-to-ledger.yaml",
+        "flows/settlement-reconciliation.yaml",
+        "flows/invoice-reconciliation.yaml",
+        "flows/payout-reconciliation.yaml",
+    ] {
+        let path = root.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .replace(
+                "TABLE IF NOT EXISTS statement_lines",
+                &format!("TABLE IF NOT EXISTS {schema}.statement_lines"),
+            )
+            .replace(
+                "TABLE IF NOT EXISTS journal_lines",
+                &format!("TABLE IF NOT EXISTS {schema}.journal_lines"),
+            )
+            .replace(
+                "ON statement_lines",
+                &format!("ON {schema}.statement_lines"),
+            )
+            .replace("ON journal_lines", &format!("ON {schema}.journal_lines"))
+            .replace(
+                "table: statement_lines",
+                &format!("table: {schema}.statement_lines"),
+            )
+            .replace(
+                "table: journal_lines",
+                &format!("table: {schema}.journal_lines"),
+            )
+            .replace(
+                "FROM statement_lines",
+                &format!("FROM {schema}.statement_lines"),
+            );
+        std::fs::write(&path, text).unwrap();
+    }
+}
+
+/// A fresh schema for a PostgreSQL ledger, `(url, schema)`; `None` (the test skipped, said on
+/// stderr) when PostgreSQL does not answer and is not required.
+pub(crate) async fn postgres_ledger(test: &str) -> Option<(String, String)> {
+    let url = testing::postgres_url();
+    let schema = testing::unique_schema(test);
+    if !testing::fresh_schema(test, &url, &schema).await {
+        return None;
+    }
+    let client = testing::raw_postgres(&url).await.unwrap();
+    client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .await
+        .unwrap();
+    Some((url, schema))
+}
+
+/// A variance's cycle, currency, difference and owner.
+pub(crate) type Found = (Value, Value, Option<Decimal>, Value);
+
+/// Variances by kind and reference (the journal ID for `missing_in_statement`, else the
+/// transaction ID).
+pub(crate) type Variances = BTreeMap<(String, String), Found>;
+
+fn dec(v: &Value) -> Option<Decimal> {
+    v.as_str()
+        .map(|s| Decimal::from_str_exact(s).unwrap().normalize())
+}
+
+fn variance_entry(v: &Value) -> ((String, String), Found) {
+    let kind = v["kind"].as_str().unwrap();
+    let reference = if kind == "missing_in_statement" {
+        &v["journal_id"]
+    } else {
+        &v["transaction_id"]
+    };
+    (
+        (kind.to_owned(), reference.as_str().unwrap().to_owned()),
+        (
+            v["billing_cycle_id"].clone(),
+            v["currency"].clone(),
+            dec(&v["difference"]),
+            v["owner"].clone(),
+        ),
+    )
+}
+
+/// The variances the sandbox seeded that a reconciliation against the ledger finds.
+pub(crate) fn seeded_ledger_variances(expected: &Value) -> Variances {
+    expected["cycles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|cycle| cycle["variances"].as_array().unwrap())
+        .filter(|v| LEDGER_KINDS.contains(&v["kind"].as_str().unwrap()))
+        .map(variance_entry)
+        .collect()
+}
+
+/// The variances of a report's `variances.jsonl`, each at most once.
+pub(crate) fn reported_variances(variances: &[Value]) -> Variances {
+    let mut got = Variances::new();
+    for v in variances {
+        let (key, value) = variance_entry(v);
+        let previous = got.insert(key, value);
+        assert!(previous.is_none(), "a variance reported twice: {v}");
+    }
+    got
 }
 
 async fn settle(test: &str, ledger_url: Option<(String, String)>) {
@@ -77,49 +201,9 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
     .await
     .expect("sandbox");
     let root = base.join("ws");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("flows"), &root);
+    reference_workspace(&root, ledger_url.as_ref());
     let mut env: Vec<(String, String)> = sandbox.env();
-    if let Some((url, schema)) = &ledger_url {
-        // The ledger's tables in a schema of this test's.
-        for file in [
-            "sql/ledger.sql",
-            "flows/settlement-lines-to-ledger.yaml",
-            "flows/statement-drops-to-ledger.yaml",
-            "flows/journal-to-ledger.yaml",
-            "flows/settlement-reconciliation.yaml",
-            "flows/invoice-reconciliation.yaml",
-            "flows/payout-reconciliation.yaml",
-        ] {
-            let path = root.join(file);
-            let text = std::fs::read_to_string(&path).unwrap();
-            let text = text
-                .replace(
-                    "TABLE IF NOT EXISTS statement_lines",
-                    &format!("TABLE IF NOT EXISTS {schema}.statement_lines"),
-                )
-                .replace(
-                    "TABLE IF NOT EXISTS journal_lines",
-                    &format!("TABLE IF NOT EXISTS {schema}.journal_lines"),
-                )
-                .replace(
-                    "ON statement_lines",
-                    &format!("ON {schema}.statement_lines"),
-                )
-                .replace("ON journal_lines", &format!("ON {schema}.journal_lines"))
-                .replace(
-                    "table: statement_lines",
-                    &format!("table: {schema}.statement_lines"),
-                )
-                .replace(
-                    "table: journal_lines",
-                    &format!("table: {schema}.journal_lines"),
-                )
-                .replace(
-                    "FROM statement_lines",
-                    &format!("FROM {schema}.statement_lines"),
-                );
-            std::fs::write(&path, text).unwrap();
-        }
+    if let Some((url, _)) = &ledger_url {
         env.push(("LEDGER_URL".into(), url.clone()));
     }
     let run = Run {
@@ -185,55 +269,12 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
         .json()
         .await
         .unwrap();
-    let dec = |v: &Value| {
-        v.as_str()
-            .map(|s| Decimal::from_str_exact(s).unwrap().normalize())
-    };
-    let mut want = BTreeMap::new();
-    for cycle in expected["cycles"].as_array().unwrap() {
-        for v in cycle["variances"].as_array().unwrap() {
-            let kind = v["kind"].as_str().unwrap();
-            if LEDGER_KINDS.contains(&kind) {
-                let reference = if kind == "missing_in_statement" {
-                    &v["journal_id"]
-                } else {
-                    &v["transaction_id"]
-                };
-                want.insert(
-                    (kind.to_owned(), reference.as_str().unwrap().to_owned()),
-                    (
-                        v["billing_cycle_id"].clone(),
-                        v["currency"].clone(),
-                        dec(&v["difference"]),
-                        v["owner"].clone(),
-                    ),
-                );
-            }
-        }
-    }
+    let want = seeded_ledger_variances(&expected);
     assert!(
         want.len() >= 5,
         "the sandbox seeds at least five ledger defects: {want:?}"
     );
-    let mut got = BTreeMap::new();
-    for v in &variances {
-        let kind = v["kind"].as_str().unwrap();
-        let reference = if kind == "missing_in_statement" {
-            &v["journal_id"]
-        } else {
-            &v["transaction_id"]
-        };
-        let previous = got.insert(
-            (kind.to_owned(), reference.as_str().unwrap().to_owned()),
-            (
-                v["billing_cycle_id"].clone(),
-                v["currency"].clone(),
-                dec(&v["difference"]),
-                v["owner"].clone(),
-            ),
-        );
-        assert!(previous.is_none(), "a variance reported twice: {v}");
-    }
+    let got = reported_variances(&variances);
     assert_eq!(
         got, want,
         "variances differ from the sandbox's seeded defects"
@@ -321,7 +362,7 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-fn read_lines(path: &Path) -> Vec<Value> {
+pub(crate) fn read_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -337,15 +378,8 @@ async fn settlement_reconciles_every_seeded_cycle_on_the_embedded_ledger() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settlement_reconciles_every_seeded_cycle_on_postgres() {
-    let url = testing::postgres_url();
-    let schema = testing::unique_schema("settle");
-    if !testing::fresh_schema("settlement::on_postgres", &url, &schema).await {
+    let Some(ledger) = postgres_ledger("settlement::on_postgres").await else {
         return;
-    }
-    let client = testing::raw_postgres(&url).await.unwrap();
-    client
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-        .await
-        .unwrap();
-    settle("postgres", Some((url, schema))).await;
+    };
+    settle("postgres", Some(ledger)).await;
 }

@@ -169,6 +169,43 @@ impl Drop for TestState {
     }
 }
 
+/// A write lock on the state store taken from outside, so that the run's next commit of a
+/// checkpoint waits: what the run's output shows from then on is written but not yet
+/// checkpointed, the window a crash must not turn into a double posting.
+pub(crate) enum StateHold {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl StateHold {
+    /// Takes the lock on the store `target` (as `--state` takes it).
+    pub(crate) async fn take(target: &str) -> StateHold {
+        if let Some(path) = target.strip_prefix("sqlite:") {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            // A reserved lock: the run still reads, but its next write waits.
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            return StateHold::Sqlite(conn);
+        }
+        let (url, schema) = target.split_once("?schema=").unwrap();
+        let client = switchyard::store::testing::raw_postgres(url).await.unwrap();
+        client
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE \"{schema}\".checkpoints IN EXCLUSIVE MODE"
+            ))
+            .await
+            .unwrap();
+        StateHold::Postgres(client)
+    }
+
+    /// Lets the store be written again.
+    pub(crate) async fn release(self) {
+        match self {
+            StateHold::Sqlite(conn) => conn.execute_batch("ROLLBACK").unwrap(),
+            StateHold::Postgres(client) => client.batch_execute("ROLLBACK").await.unwrap(),
+        }
+    }
+}
+
 /// Runs `work` to completion on a runtime of its own, on a thread of its own: callable from
 /// plain tests, tokio tests and `Drop` alike.
 fn on_own_runtime<T: Send + 'static>(
