@@ -28,6 +28,7 @@ const LEDGER_KINDS: &[&str] = &[
     "duplicate_in_ledger",
     "currency_mismatch",
     "amount_mismatch",
+    "rate_mismatch",
     "wrong_party",
     "missing_in_statement",
 ];
@@ -199,6 +200,8 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
                 } else {
                     &v["transaction_id"]
                 };
+                // The rule that failed, by name (the seed states it with the rates).
+                let rule = v["rule"].get("rule").cloned().unwrap_or(Value::Null);
                 want.insert(
                     (kind.to_owned(), reference.as_str().unwrap().to_owned()),
                     (
@@ -206,6 +209,7 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
                         v["currency"].clone(),
                         dec(&v["difference"]),
                         v["owner"].clone(),
+                        rule,
                     ),
                 );
             }
@@ -223,6 +227,11 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
         } else {
             &v["transaction_id"]
         };
+        let rule = if kind == "rate_mismatch" {
+            v["rule"].clone()
+        } else {
+            Value::Null
+        };
         let previous = got.insert(
             (kind.to_owned(), reference.as_str().unwrap().to_owned()),
             (
@@ -230,6 +239,7 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
                 v["currency"].clone(),
                 dec(&v["difference"]),
                 v["owner"].clone(),
+                rule,
             ),
         );
         assert!(previous.is_none(), "a variance reported twice: {v}");

@@ -16,13 +16,15 @@ mod ledger;
 pub mod letters;
 pub mod matcher;
 pub mod plan;
+mod rates;
 mod read;
 pub mod report;
 
 use std::sync::Arc;
 
 pub use self::config::{
-    DateMatch, FieldPair, ReconcileConfig, RuleCondition, RuleConfig, Strategy,
+    DateMatch, FieldPair, LineDate, RateConfig, RateSign, ReconcileConfig, RuleCondition,
+    RuleConfig, Strategy,
 };
 pub use self::letters::LetterCounts;
 pub use self::matcher::{Kind, Matched, Totals, Variance};
@@ -184,3 +186,5 @@ async fn conclude(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rates;
