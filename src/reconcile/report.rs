@@ -166,7 +166,7 @@ fn amount_text(amount: Option<Amount>) -> String {
 
 fn csv(reconciliation: &Reconciliation, matched: &Matched) -> String {
     let mut out = String::from(
-        "billing_cycle_id,currency,kind,transaction_id,journal_id,difference,statement_amount,ledger_amount,rule,failure,owner,detail\n",
+        "billing_cycle_id,currency,kind,transaction_id,journal_id,difference,statement_amount,ledger_amount,expected_amount,rule,failure,owner,detail\n",
     );
     for v in &matched.variances {
         let fields = [
@@ -178,6 +178,7 @@ fn csv(reconciliation: &Reconciliation, matched: &Matched) -> String {
             amount_text(v.difference),
             amount_text(v.statement_amount),
             amount_text(v.ledger_amount),
+            amount_text(v.expected_amount),
             v.rule.clone().unwrap_or_default(),
             v.kind.failure().as_str().to_owned(),
             owner(reconciliation, v.kind).to_owned(),
@@ -512,5 +513,26 @@ pub fn set_metrics(
                 n as f64,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_fall_in_one_bucket_each() {
+        const DAY: i64 = 86_400;
+        let now = 1_800_000_000;
+        let bucket = |age: i64| age_bucket(Some(now - age), now);
+        assert_eq!(bucket(-3600), "0-1d");
+        assert_eq!(bucket(0), "0-1d");
+        assert_eq!(bucket(DAY - 1), "0-1d");
+        assert_eq!(bucket(DAY), "1-7d");
+        assert_eq!(bucket(7 * DAY - 1), "1-7d");
+        assert_eq!(bucket(7 * DAY), "7-30d");
+        assert_eq!(bucket(30 * DAY), "30d+");
+        assert_eq!(age_bucket(None, now), "unknown");
+        assert_eq!(age_bucket(Some(i64::MIN), now), "30d+");
     }
 }
