@@ -54,7 +54,7 @@ pub(crate) struct RateState {
     orphans: Vec<Orphan>,
 }
 
-/// A charged amount that is not the contracted rate of its base.
+/// A charge that is not, or cannot be shown to be, the contracted rate of its base.
 #[derive(Debug, Clone)]
 pub(crate) struct Finding {
     /// The first charged line's statement key.
