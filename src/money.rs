@@ -98,6 +98,38 @@ pub enum MoneyError {
     },
 }
 
+/// How a computed amount is rounded to its currency's minor units.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rounding {
+    /// Half to even (banker's rounding: 0.125 -> 0.12, 0.135 -> 0.14): rounding errors do not
+    /// drift one way over many amounts. What conversions use.
+    #[default]
+    HalfEven,
+    /// Half away from zero (commercial rounding: 0.125 -> 0.13, -0.125 -> -0.13), as most
+    /// invoices and marketplace fee schedules round.
+    HalfAwayFromZero,
+}
+
+impl Rounding {
+    fn strategy(self) -> RoundingStrategy {
+        match self {
+            Rounding::HalfEven => RoundingStrategy::MidpointNearestEven,
+            Rounding::HalfAwayFromZero => RoundingStrategy::MidpointAwayFromZero,
+        }
+    }
+}
+
 /// Every active ISO 4217 code with minor units (list one, 2025), with its exponent. Codes in
 /// their transition period (ANG until XCG, ZWL until ZWG) stay while statements still carry
 /// them. Sorted by code for a binary search.
@@ -399,18 +431,30 @@ impl Money {
                 value: format!("{self} x {rate}"),
                 limit: "the converted amount has more than 28 significant digits",
             })?;
-        let mut rounded =
-            product.round_dp_with_strategy(to.exponent, RoundingStrategy::MidpointNearestEven);
-        rounded.rescale(to.exponent);
-        if rounded.scale() != to.exponent {
+        Self::rounded(product, to, Rounding::HalfEven).map_err(|_| MoneyError::OutOfRange {
+            value: format!("{self} x {rate}"),
+            limit: "at most 28 significant digits with the currency's fraction digits",
+        })
+    }
+
+    /// `value` rounded to `currency`'s minor units with `rounding`: the one way a computed
+    /// amount (a conversion, a rate applied to a base) becomes money.
+    pub fn rounded(
+        value: Decimal,
+        currency: Currency,
+        rounding: Rounding,
+    ) -> Result<Self, MoneyError> {
+        let mut rounded = value.round_dp_with_strategy(currency.exponent, rounding.strategy());
+        rounded.rescale(currency.exponent);
+        if rounded.scale() != currency.exponent {
             return Err(MoneyError::OutOfRange {
-                value: format!("{self} x {rate}"),
+                value: value.to_string(),
                 limit: "at most 28 significant digits with the currency's fraction digits",
             });
         }
         Ok(Self {
             amount: rounded,
-            currency: to,
+            currency,
         })
     }
 }
@@ -825,5 +869,24 @@ mod tests {
             .convert(rate("0.41234"), cur("BHD"))
             .unwrap();
         assert_eq!(bhd.to_string(), "0.412");
+    }
+
+    #[test]
+    fn rounding_to_minor_units_half_even_or_away_from_zero() {
+        let value = |v: &str| Decimal::from_str(v).unwrap();
+        let round = |v: &str, code: &str, rounding| {
+            Money::rounded(value(v), cur(code), rounding)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(round("10.785", "EUR", Rounding::HalfEven), "10.78");
+        assert_eq!(round("10.785", "EUR", Rounding::HalfAwayFromZero), "10.79");
+        assert_eq!(
+            round("-10.785", "EUR", Rounding::HalfAwayFromZero),
+            "-10.79"
+        );
+        assert_eq!(round("597.6", "JPY", Rounding::HalfEven), "598");
+        assert_eq!(round("1.4815", "BHD", Rounding::HalfAwayFromZero), "1.482");
+        assert_eq!(round("24", "EUR", Rounding::HalfEven), "24.00");
     }
 }

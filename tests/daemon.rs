@@ -33,6 +33,17 @@ impl Daemon {
         sandbox: &Sandbox,
         extra: &[(&str, &str)],
     ) -> Daemon {
+        let mut env = sandbox.env();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Daemon::start_env(workspace, &env)
+    }
+
+    /// Starts `serve` on a free loopback port with the variables `env` (no sandbox).
+    pub(crate) fn start_env(workspace: &Path, env: &[(String, String)]) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
         command
             .args(["--log-format", "json", "serve"])
@@ -40,8 +51,7 @@ impl Daemon {
             .args(["--listen", "127.0.0.1:0", "--shutdown-timeout", "5s"])
             .env("OFFERS_WEBHOOK_SECRET", SECRET)
             .env_remove("SWITCHYARD_ADMIN_TOKEN")
-            .envs(sandbox.env())
-            .envs(extra.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("start switchyard serve");

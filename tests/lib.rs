@@ -24,6 +24,7 @@ mod paging;
 mod paging_ends;
 mod postgres_state;
 mod reconcile;
+mod reconcile_metrics;
 mod requests;
 mod runtime;
 mod schema;

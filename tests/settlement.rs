@@ -28,6 +28,7 @@ const LEDGER_KINDS: &[&str] = &[
     "duplicate_in_ledger",
     "currency_mismatch",
     "amount_mismatch",
+    "rate_mismatch",
     "wrong_party",
     "missing_in_statement",
 ];
@@ -133,7 +134,7 @@ pub(crate) async fn postgres_ledger(test: &str) -> Option<(String, String)> {
 }
 
 /// A variance's cycle, currency, difference and owner.
-pub(crate) type Found = (Value, Value, Option<Decimal>, Value);
+pub(crate) type Found = (Value, Value, Option<Decimal>, Value, Value);
 
 /// Variances by kind and reference (the journal ID for `missing_in_statement`, else the
 /// transaction ID).
@@ -151,6 +152,13 @@ fn variance_entry(v: &Value) -> ((String, String), Found) {
     } else {
         &v["transaction_id"]
     };
+    // The rate that failed, by name: the seed states it in an object with the rates, the
+    // report as a string (only rates are compared: a `wrong_party` names its rule too).
+    let rule = match &v["rule"] {
+        Value::Object(seeded) => seeded.get("rule").cloned().unwrap_or(Value::Null),
+        named if kind == "rate_mismatch" => named.clone(),
+        _ => Value::Null,
+    };
     (
         (kind.to_owned(), reference.as_str().unwrap().to_owned()),
         (
@@ -158,6 +166,7 @@ fn variance_entry(v: &Value) -> ((String, String), Found) {
             v["currency"].clone(),
             dec(&v["difference"]),
             v["owner"].clone(),
+            rule,
         ),
     )
 }

@@ -81,6 +81,40 @@ fn human_output_and_exit_code() {
     );
 }
 
+/// A malformed contracted-rate table: each mistake at its value, said plainly, with the fix.
+#[test]
+fn a_malformed_rate_table_is_reported_value_by_value() {
+    let output = switchyard(&fixtures(), &["validate", "reconcile-rates-invalid"]);
+    assert_output(
+        &output,
+        "flows/recon.yaml:12:27: error[E0902]: \"date_created\" is not a JSON Pointer to a field
+  = hint: write it as a JSON Pointer: /date_created
+flows/recon.yaml:17:12: error[E0902]: \"order_line_id\" is not a JSON Pointer to a field
+  = hint: write it as a JSON Pointer: /order_line_id
+flows/recon.yaml:19:28: error[E0902]: \"twelve\" is not a decimal rate
+  = hint: write the rate as a quoted decimal fraction: 12 % is \"0.12\"
+flows/recon.yaml:19:45: error[E0902]: a contracted rate is a fraction from 0 to 1, not 12
+  = hint: write the rate as a quoted decimal fraction: 12 % is \"0.12\"
+flows/recon.yaml:19:58: error[E0902]: a contracted rate is a fraction from 0 to 1, not -0.05
+  = hint: write the rate as a quoted decimal fraction: 12 % is \"0.12\"
+flows/recon.yaml:20:16: error[E0902]: a contracted rate is a fraction from 0 to 1, not 1.5
+  = hint: write the rate as a quoted decimal fraction: 12 % is \"0.12\"
+flows/recon.yaml:21:29: error[E0902]: a tolerance cannot be negative
+  = hint: write the largest difference still matched, such as \"0.01\"
+flows/recon.yaml:21:38: error[E0902]: \"EURO\" is not an ISO 4217 currency code; write an active three-letter code such as EUR, JPY or BHD
+  = hint: a tolerance is per ISO 4217 code (EUR, JPY, BHD) or `default`: the contracted amount is rounded to that currency's minor units
+flows/recon.yaml:24:7: error[E0902]: rate \"vat-rate\" charges the lines it is based on: a line cannot be charged on itself
+  = hint: name the charged lines (`charged: { field: /type, equals: COMMISSION_FEE }`) and the lines they are a rate of (`base: { field: /type, equals: ORDER_AMOUNT }`)
+flows/recon.yaml:26:7: error[E0902]: contracted rates are chosen by the value of `by`, and `by` is not declared
+  = hint: add `by:` naming the statement field the table is keyed by, such as /shop_id
+flows/recon.yaml:27:5: error[E0902]: rate \"empty-rate\" contracts no rate: every line it charges would breach it
+  = hint: declare `default: \"0.12\"`, or `by:` and the `contracted:` rate per value
+11 errors, 0 warnings
+",
+        1,
+    );
+}
+
 #[test]
 fn json_output() {
     let output = switchyard(

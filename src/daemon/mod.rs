@@ -30,7 +30,7 @@ use self::admin::FlowView;
 use crate::metrics::Metrics;
 use crate::metrics::catalog::{
     AWAITING_ACK, DEAD_LETTERS_OPEN, DEADLINE_SECONDS_LEFT, FLOW_FRESHNESS, OFFER_REJECTION_RATIO,
-    RATE_LIMIT_WAITED, RECORDS_DEAD_LETTERED, RECORDS_RECEIVED,
+    RATE_LIMIT_WAITED, RECONCILIATION_CYCLE_CLOSE, RECORDS_DEAD_LETTERED, RECORDS_RECEIVED,
 };
 use crate::runtime::{RunReport, alerts};
 use crate::spec::model::Workspace;
@@ -320,6 +320,25 @@ impl DaemonState {
         }
     }
 
+    /// Sets each reconcile flow's time to close its cycles from what its runs recorded in the
+    /// store: an open cycle's age grows between runs, and a restart loses none of it.
+    async fn render_cycles(&self, now: jiff::Timestamp) {
+        self.metrics.clear_gauge(&RECONCILIATION_CYCLE_CLOSE);
+        let flows: Vec<String> = self.workspace().reconciliations.keys().cloned().collect();
+        for flow in flows {
+            match self.store.checkpoint(&flow).await {
+                Ok(Some(checkpoint)) => crate::reconcile::CycleBook::from_position(
+                    &checkpoint.position,
+                )
+                .set_metrics(&self.metrics, &flow, now),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(flow = %flow, error = %err, "Could not read the reconciliation's cycles.");
+                }
+            }
+        }
+    }
+
     /// Sets the gauges computed from the store and the run history, then renders.
     pub async fn render_metrics(&self) -> String {
         let metrics = &self.metrics;
@@ -339,6 +358,7 @@ impl DaemonState {
         }
         let now = jiff::Timestamp::now();
         self.render_deadlines(now.as_millisecond());
+        self.render_cycles(now).await;
         let flows = self.lock_flows().clone();
         for (name, status) in &flows {
             if let Some(at) = status.last_delivered_at {

@@ -86,15 +86,15 @@ fn same_amount(expected: &Value, actual: Option<Amount>) -> bool {
 }
 
 fn describe(variance: &Variance, owner: &str) -> String {
+    let amount = |label: &str, amount: Option<Amount>| {
+        amount.map(|a| format!("{label}{a}")).unwrap_or_default()
+    };
     format!(
-        "{} {} ({} {}, cycle {}, difference {}{}, owner {owner})",
+        "{} {} ({} {}, cycle {}, difference {}{}{}, owner {owner})",
         variance.kind.as_str(),
         variance.reference(),
         variance.currency,
-        variance
-            .statement_amount
-            .map(|a| format!("statement {a}"))
-            .unwrap_or_default(),
+        amount("statement ", variance.statement_amount),
         variance.billing_cycle_id,
         variance
             .difference
@@ -105,6 +105,7 @@ fn describe(variance: &Variance, owner: &str) -> String {
             .as_ref()
             .map(|r| format!(", rule {r}"))
             .unwrap_or_default(),
+        amount(", expected amount ", variance.expected_amount),
     )
 }
 
@@ -146,6 +147,11 @@ fn compare_variances(
             .is_some_and(|c| *c != got.billing_cycle_id)
         {
             wrong.push(format!("cycle {}", want.cycle.as_deref().unwrap_or("")));
+        }
+        if let Some(expected) = &want.expected_amount
+            && !same_amount(expected, got.expected_amount)
+        {
+            wrong.push(format!("expected_amount {expected}"));
         }
         if want.rule.is_some() && want.rule != got.rule {
             wrong.push(format!("rule {}", want.rule.as_deref().unwrap_or("")));

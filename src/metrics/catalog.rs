@@ -250,12 +250,13 @@ pub static SETTLEMENT_VARIANCE: Metric = Metric {
     labels: &["flow", "cycle", "currency"],
 };
 /// Lines the latest reconciliation left unmatched, by side (`statement`: missing in the
-/// ledger; `ledger`: missing in the statement).
+/// ledger; `ledger`: missing in the statement) and age (`0-1d`, `1-7d`, `7-30d`, `30d+`,
+/// `unknown`): a snapshot partitioned into buckets, so `sum without (age)` is the total.
 pub static RECONCILIATION_UNMATCHED: Metric = Metric {
     name: "switchyard_reconciliation_unmatched_lines",
-    help: "Lines the latest reconciliation left unmatched, by side.",
+    help: "Lines the latest reconciliation left unmatched, by side and age since the line's date.",
     kind: Kind::Gauge,
-    labels: &["flow", "side"],
+    labels: &["flow", "side", "age"],
 };
 /// Variances found by the latest reconciliation, by kind.
 pub static RECONCILIATION_VARIANCES: Metric = Metric {
@@ -268,6 +269,15 @@ pub static RECONCILIATION_VARIANCES: Metric = Metric {
 pub static RECONCILIATION_CYCLE_TIED: Metric = Metric {
     name: "switchyard_reconciliation_cycle_tied_out",
     help: "1 when a billing cycle tied out in the latest reconciliation, else 0.",
+    kind: Kind::Gauge,
+    labels: &["flow", "cycle"],
+};
+
+/// Per billing cycle, seconds from its end to the reconciliation that first tied it out
+/// ("days to close", in seconds); for a cycle not tied out yet, seconds it has been open.
+pub static RECONCILIATION_CYCLE_CLOSE: Metric = Metric {
+    name: "switchyard_reconciliation_cycle_close_seconds",
+    help: "Seconds from a billing cycle's end to the reconciliation that first tied it out; while it is open, seconds since its end.",
     kind: Kind::Gauge,
     labels: &["flow", "cycle"],
 };
@@ -306,6 +316,7 @@ pub static ALL: &[&Metric] = &[
     &RECONCILIATION_UNMATCHED,
     &RECONCILIATION_VARIANCES,
     &RECONCILIATION_CYCLE_TIED,
+    &RECONCILIATION_CYCLE_CLOSE,
 ];
 
 #[cfg(test)]

@@ -133,6 +133,14 @@ impl Metrics {
         self.lock().gauges.retain(|(n, _), _| *n != metric.name);
     }
 
+    /// Removes the series of a gauge whose label `label` is `value` (one flow's series, set
+    /// afresh by its next run, so a series the run no longer has does not linger).
+    pub fn clear_gauge_where(&self, metric: &'static Metric, label: &str, value: &str) {
+        self.lock().gauges.retain(|(n, labels), _| {
+            *n != metric.name || !labels.iter().any(|(k, v)| *k == label && v == value)
+        });
+    }
+
     /// Records one observation (seconds) in a histogram.
     pub fn observe(&self, metric: &'static Metric, labels: Labels, value: f64) {
         self.histogram_handle(metric, labels).observe(value);
@@ -364,6 +372,15 @@ mod tests {
             !metrics
                 .render()
                 .contains("switchyard_dead_letters_open{flow")
+        );
+        metrics.set(&DEAD_LETTERS_OPEN, vec![("flow", "x".into())], 1.0);
+        metrics.set(&DEAD_LETTERS_OPEN, vec![("flow", "y".into())], 2.0);
+        metrics.clear_gauge_where(&DEAD_LETTERS_OPEN, "flow", "x");
+        let text = metrics.render();
+        assert!(!text.contains("{flow=\"x\"}"), "{text}");
+        assert!(
+            text.contains("switchyard_dead_letters_open{flow=\"y\"} 2\n"),
+            "{text}"
         );
     }
 }

@@ -52,6 +52,88 @@ pub struct ReconcileConfig {
     /// it).
     #[serde(default)]
     pub rules: IndexMap<String, RuleConfig>,
+    /// Named checks of the statement against a contracted rate table: each line charged at a
+    /// rate (a `COMMISSION_FEE`) must be the contracted rate times its base line (the
+    /// `ORDER_AMOUNT` of the same order line), rounded to the currency's minor units. A breach
+    /// is a `rate_mismatch` variance naming the rate that failed.
+    #[serde(default)]
+    pub rates: IndexMap<String, RateConfig>,
+    /// When each line happened, for the age of unmatched lines and the end of a billing cycle
+    /// in the metrics. Never a variance: a line whose date is missing or not an RFC 3339 time
+    /// counts as of unknown age. Defaults to `date`'s fields when `date` is declared.
+    #[serde(default)]
+    pub line_date: Option<LineDate>,
+}
+
+/// Where each side dates its lines.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineDate {
+    /// JSON Pointer to the statement line's RFC 3339 time (for example `/date_created`); the
+    /// latest in a cycle is the cycle's end.
+    pub statement: String,
+    /// JSON Pointer to the ledger line's RFC 3339 time (for example `/posted_at`). Without
+    /// it, a ledger line no statement explains is as old as its cycle's end.
+    #[serde(default)]
+    pub ledger: Option<String>,
+}
+
+/// A contracted rate: which statement lines are charged at it, on which base line, and the
+/// rate table.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// What the rate protects, in business words; quoted in the variance.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The statement lines charged at the rate (for example `{ field: /type, equals:
+    /// COMMISSION_FEE }`).
+    pub charged: RuleCondition,
+    /// The statement lines the rate applies to (for example `{ field: /type, equals:
+    /// ORDER_AMOUNT }`).
+    pub base: RuleCondition,
+    /// JSON Pointer to the field a charged line shares with its base lines (for example
+    /// `/order_line_id`). The charged lines sharing a value are summed and checked against
+    /// the rate times the sum of the base lines sharing it.
+    pub per: String,
+    /// JSON Pointer to the statement field of the charged line that selects the rate in
+    /// `contracted` (for example `/shop_id`, or a category). Every line is at `default` when
+    /// absent.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// The contracted rate per value of `by`, as a decimal fraction between 0 and 1 (12 % is
+    /// `"0.12"`; quote it so YAML keeps its digits).
+    #[serde(default)]
+    pub contracted: IndexMap<String, String>,
+    /// The rate for values of `by` not in `contracted`. Without it, a charged line whose
+    /// value is not listed breaches the rate: no rate is contracted for it.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// The sign of a charged line against its base: `opposite` (default: a commission of
+    /// `-12.00` on an order of `100.00`) or `same` (VAT of `-2.40` on a commission of
+    /// `-12.00`).
+    #[serde(default)]
+    pub sign: RateSign,
+    /// How the rate times the base is rounded to the currency's ISO 4217 minor units:
+    /// `half-even` (default) or `half-away-from-zero`.
+    #[serde(default)]
+    pub rounding: crate::money::Rounding,
+    /// Largest difference between the charged and the contracted amount still accepted, per
+    /// currency code, with `default` for the others (for example `{ default: "0.00", JPY: "1"
+    /// }`). Exact when absent.
+    #[serde(default)]
+    pub tolerance: IndexMap<String, String>,
+}
+
+/// The sign of a charged line against its base line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateSign {
+    /// The charge is a debit against a credit (a commission taken from an order amount).
+    #[default]
+    Opposite,
+    /// The charge has the base's sign (VAT on a commission).
+    Same,
 }
 
 /// A field on each side, as JSON Pointers (a CSV column is `/column`).

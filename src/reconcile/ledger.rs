@@ -102,6 +102,8 @@ pub(crate) struct Ledger {
     units: Vec<i64>,
     scale: Vec<u8>,
     date: Vec<i64>,
+    /// Line dates (`line_date`), `i64::MIN` when unknown; empty when not declared.
+    dated: Vec<i64>,
     /// `extras` values per entry (rule fields), interned; [`NONE`] when absent.
     extra: Vec<u32>,
     extras: usize,
@@ -137,17 +139,18 @@ impl Ledger {
         Ok((start, len))
     }
 
-    /// Adds a line; `extra` holds its interned rule values.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds a line; `dates` are its date for the window and its line date (each kept only
+    /// when the flow declares it); `extra` holds its interned rule values.
     pub(crate) fn push(
         &mut self,
         key: &[u8],
         line: Option<&[u8]>,
         line_no: u64,
         entry: Entry,
-        date: Option<i64>,
+        dates: (Option<i64>, Option<Option<i64>>),
         extra: &[u32],
     ) -> Result<(), LedgerTooLarge> {
+        let (date, dated) = dates;
         let id = u32::try_from(self.key.len())
             .ok()
             .filter(|id| *id < NONE)
@@ -167,6 +170,9 @@ impl Ledger {
         self.scale.push(entry.amount.scale());
         if let Some(date) = date {
             self.date.push(date);
+        }
+        if let Some(dated) = dated {
+            self.dated.push(dated.unwrap_or(i64::MIN));
         }
         self.extra.extend_from_slice(&extra[..self.extras]);
         // Chains lines with the same key hash, newest first; `lookup` compares the bytes.
@@ -213,6 +219,14 @@ impl Ledger {
 
     pub(crate) fn date(&self, id: u32) -> Option<i64> {
         self.date.get(id as usize).copied()
+    }
+
+    /// The line date, when declared and known.
+    pub(crate) fn dated(&self, id: u32) -> Option<i64> {
+        self.dated
+            .get(id as usize)
+            .copied()
+            .filter(|&at| at != i64::MIN)
     }
 
     pub(crate) fn extra(&self, id: u32, which: usize) -> u32 {

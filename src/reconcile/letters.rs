@@ -10,8 +10,6 @@
 
 use std::collections::HashSet;
 
-use serde_json::json;
-
 use super::matcher::{Matched, Variance};
 use super::plan::Reconciliation;
 use crate::spec::model::{FailureMode, FailureRoute};
@@ -67,6 +65,7 @@ pub(crate) async fn record(
     reconciliation: &Reconciliation,
     matched: &Matched,
     cycle: Option<&str>,
+    position: &serde_json::Value,
 ) -> Result<LetterCounts, StoreError> {
     let flow = &reconciliation.name;
     let mut counts = LetterCounts::default();
@@ -116,7 +115,7 @@ pub(crate) async fn record(
         let batch = CommitBatch {
             flow: flow.clone(),
             checkpoint: Checkpoint {
-                position: json!({ "reconciled_at": crate::store::now_rfc3339() }),
+                position: position.clone(),
                 sink_state: serde_json::Value::Null,
             },
             processed_keys: chunk.iter().map(|(hash, _, _)| *hash).collect(),

@@ -5,7 +5,7 @@
 //! verifier (`verify_settlement.py`), extended with tolerance, a date window, rules and the
 //! two aggregating strategies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -13,6 +13,7 @@ use super::amount::{Amount, AmountError};
 use super::extract::{Fields, Slot};
 use super::ledger::{Entry, Interner, Ledger, LedgerTooLarge, NONE};
 use super::plan::{ReconcilePlan, Strategy};
+use super::rates::{self, Positions, RateState};
 use crate::spec::model::FailureMode;
 
 /// What kind of difference a variance is.
@@ -31,6 +32,9 @@ pub enum Kind {
     DateOutsideWindow,
     /// A rule was breached (a line booked to the party that does not bear it).
     WrongParty,
+    /// A statement line charged at another rate than the contracted one (a commission of 15 %
+    /// where 12 % is contracted), or one whose rate cannot be checked.
+    RateMismatch,
     /// A ledger line no statement line explains.
     MissingInStatement,
     /// A line that could not be read (not JSON, a missing key or amount, a bad amount).
@@ -47,6 +51,7 @@ impl Kind {
             Kind::AmountMismatch => "amount_mismatch",
             Kind::DateOutsideWindow => "date_outside_window",
             Kind::WrongParty => "wrong_party",
+            Kind::RateMismatch => "rate_mismatch",
             Kind::MissingInStatement => "missing_in_statement",
             Kind::Unreadable => "unreadable",
         }
@@ -94,14 +99,21 @@ pub struct Variance {
     /// The ledger amount (summed one-to-many and for duplicates).
     #[serde(serialize_with = "opt_amount")]
     pub ledger_amount: Option<Amount>,
-    /// The rule breached, for `wrong_party`.
+    /// The rule breached, for `wrong_party`; the rate, for `rate_mismatch`.
     pub rule: Option<String>,
+    /// What the contract says the statement should have charged (`rate_mismatch`).
+    #[serde(serialize_with = "opt_amount", skip_serializing_if = "Option::is_none")]
+    pub expected_amount: Option<Amount>,
     /// What was found, for people.
     pub detail: String,
     /// The side and line the variance is read from (first line of a group).
     pub side: Side,
     /// The 1-based line (file sources) or record number.
     pub line: u64,
+    /// When the line concerned happened (Unix seconds), when the flow dates its lines: the
+    /// age of an unmatched line in the metrics.
+    #[serde(skip)]
+    pub dated: Option<i64>,
 }
 
 fn opt_amount<S: serde::Serializer>(value: &Option<Amount>, s: S) -> Result<S::Ok, S::Error> {
@@ -174,6 +186,9 @@ pub struct Matched {
     pub ledger_lines: u64,
     /// Pairs matched within a non-zero tolerance rather than exactly.
     pub within_tolerance: u64,
+    /// Per reported cycle, its earliest and latest statement line date (Unix seconds), when
+    /// the flow dates its lines.
+    pub cycle_dates: BTreeMap<String, (i64, i64)>,
 }
 
 /// Field positions within a side's [`Fields`].
@@ -190,6 +205,8 @@ struct Group {
     mixed_currency: bool,
     amount: Amount,
     date: Option<i64>,
+    /// The line date (`line_date`), for the age of an unmatched line.
+    dated: Option<i64>,
     /// (applies, by-value) per rule, from the group's first line.
     rules: Vec<(bool, Option<String>)>,
     line: u64,
@@ -209,6 +226,16 @@ pub struct Matcher {
     lg_line: Option<usize>,
     lg_date: Option<usize>,
     lg_rules: Vec<usize>,
+    /// Index in the statement fields of each rate's fields, and in each side's of the line
+    /// date.
+    st_rates: Vec<Positions>,
+    st_dated: Option<usize>,
+    lg_dated: Option<usize>,
+    rates: Vec<RateState>,
+    cycle_dates: HashMap<u32, (i64, i64)>,
+    /// Per side, the last line date read and its value: the lines of one order share it, so
+    /// most lines skip the parse.
+    last_date: [(String, Option<i64>); 2],
     names: Interner,
     ledger: Ledger,
     seen: Vec<u64>,
@@ -221,6 +248,8 @@ pub struct Matcher {
     extra: Vec<u32>,
     statement_lines: u64,
     within_tolerance: u64,
+    /// Variances (by position) a later finding explains better and replaces.
+    superseded: HashSet<usize>,
 }
 
 impl Matcher {
@@ -238,9 +267,17 @@ impl Matcher {
             plan.amount.ledger.clone(),
             plan.currency.ledger.clone(),
         ];
-        let push = |fields: &mut Vec<String>, pointer: &str| {
-            fields.push(pointer.to_owned());
-            fields.len() - 1
+        // A pointer read twice (`/type` by a rule and two rates) is read once: every field
+        // costs a comparison per key of every line.
+        let push = |fields: &mut Vec<String>, pointer: &str| match fields
+            .iter()
+            .position(|p| p == pointer)
+        {
+            Some(at) => at,
+            None => {
+                fields.push(pointer.to_owned());
+                fields.len() - 1
+            }
         };
         let lg_line = plan.ledger_line.as_deref().map(|p| push(&mut lg, p));
         let st_date = plan.date.as_ref().map(|d| push(&mut st, &d.statement));
@@ -258,6 +295,25 @@ impl Matcher {
             .iter()
             .map(|rule| push(&mut lg, &rule.ledger_field))
             .collect();
+        let st_rates = plan
+            .rates
+            .iter()
+            .map(|rate| Positions {
+                charged: push(&mut st, &rate.charged.0),
+                base: push(&mut st, &rate.base.0),
+                per: push(&mut st, &rate.per),
+                by: rate.by.as_ref().map(|by| push(&mut st, by)),
+            })
+            .collect();
+        let st_dated = plan
+            .line_date
+            .as_ref()
+            .map(|dates| push(&mut st, &dates.statement));
+        let lg_dated = plan
+            .line_date
+            .as_ref()
+            .and_then(|dates| dates.ledger.as_deref())
+            .map(|pointer| push(&mut lg, pointer));
         let rules = plan.rules.len();
         Self {
             cycle_filter: cycle,
@@ -268,6 +324,12 @@ impl Matcher {
             lg_line,
             lg_date,
             lg_rules,
+            rates: plan.rates.iter().map(|_| RateState::default()).collect(),
+            st_rates,
+            st_dated,
+            lg_dated,
+            cycle_dates: HashMap::new(),
+            last_date: [(String::new(), None), (String::new(), None)],
             names: Interner::default(),
             ledger: Ledger::new(rules),
             seen: Vec::new(),
@@ -280,6 +342,7 @@ impl Matcher {
             extra: vec![NONE; rules],
             statement_lines: 0,
             within_tolerance: 0,
+            superseded: HashSet::new(),
             plan,
         }
     }
@@ -343,9 +406,11 @@ impl Matcher {
             statement_amount: None,
             ledger_amount: None,
             rule: None,
+            expected_amount: None,
             detail: format!("{what} line {line} could not be read: {error}: {text}"),
             side,
             line,
+            dated: None,
         });
     }
 
@@ -372,13 +437,16 @@ impl Matcher {
         let line_id = self
             .lg_line
             .and_then(|at| values.get(at).and_then(Option::as_deref));
+        let dated = self
+            .lg_dated
+            .map(|at| self.line_date(Side::Ledger, values, at));
         self.ledger
             .push(
                 key.as_bytes(),
                 line_id.map(str::as_bytes),
                 line,
                 entry,
-                date,
+                (date, dated),
                 &self.extra,
             )
             .map_err(|e| Failure::Match(e.into()))?;
@@ -391,6 +459,18 @@ impl Matcher {
             totals.ledger_lines += 1;
         }
         Ok(())
+    }
+
+    /// A line's date (`line_date`), parsed once per run of equal texts.
+    fn line_date(&mut self, side: Side, values: &[Slot<'_>], at: usize) -> Option<i64> {
+        let text = values.get(at).and_then(Option::as_deref)?;
+        let last = &mut self.last_date[usize::from(side == Side::Ledger)];
+        if last.0 != text {
+            last.0.clear();
+            last.0.push_str(text);
+            last.1 = lenient_date(values, at);
+        }
+        last.1
     }
 
     /// Call once the whole ledger is added, before the first statement line.
@@ -415,10 +495,36 @@ impl Matcher {
             self.seen[hit as usize / 64] |= 1 << (hit % 64);
         }
         let reported = self.reported(cycle_text);
+        let dated = match self.st_dated {
+            Some(at) => self.line_date(Side::Statement, values, at),
+            None => None,
+        };
         if reported {
             let totals = self.totals.entry((cycle, currency)).or_default();
             totals.statement = add(totals.statement, amount, cycle_text, currency_text)?;
             totals.statement_lines += 1;
+            if let Some(at) = dated {
+                let span = self.cycle_dates.entry(cycle).or_insert((at, at));
+                span.0 = span.0.min(at);
+                span.1 = span.1.max(at);
+            }
+        }
+        if !self.rates.is_empty() {
+            let rate_line = rates::Line {
+                transaction_id: key,
+                cycle,
+                currency,
+                amount,
+                line,
+            };
+            for ((state, check), &at) in self
+                .rates
+                .iter_mut()
+                .zip(&self.plan.rates)
+                .zip(&self.st_rates)
+            {
+                state.add(check, at, values, &rate_line, &mut self.names);
+            }
         }
         let rules: Vec<(bool, Option<String>)> = self
             .st_rules
@@ -441,6 +547,7 @@ impl Matcher {
             mixed_currency: false,
             amount,
             date,
+            dated,
             rules,
             line,
             lines: 1,
@@ -483,9 +590,11 @@ impl Matcher {
             statement_amount: Some(group.amount),
             ledger_amount: None,
             rule: None,
+            expected_amount: None,
             detail: String::new(),
             side: Side::Statement,
             line: group.line,
+            dated: group.dated,
         };
         let entries: Vec<Entry> = hits.iter().map(|&h| self.ledger.entry(h)).collect();
         let ledger_sum = entries
@@ -658,6 +767,71 @@ impl Matcher {
         }
     }
 
+    /// Judges the contracted rates once the whole statement is in. A charged line at another
+    /// rate is a `rate_mismatch` naming the rate. When the ledger posted the contracted
+    /// amount, the `amount_mismatch` that line shows against the ledger is the same defect
+    /// seen from the other side, and the rate variance replaces it: one defect, one variance.
+    fn judge_rates(&mut self) {
+        let states = std::mem::take(&mut self.rates);
+        let mut findings = Vec::new();
+        for (index, (state, check)) in states.into_iter().zip(&self.plan.rates).enumerate() {
+            for finding in state.finish(check, &self.names) {
+                findings.push((index, finding));
+            }
+        }
+        let mut hits = Vec::new();
+        for (index, finding) in findings {
+            let cycle = self.names.name(finding.cycle).to_owned();
+            if !self.reported(&cycle) {
+                continue;
+            }
+            let check = &self.plan.rates[index];
+            let currency = self.names.name(finding.currency).to_owned();
+            self.ledger
+                .lookup(finding.transaction_id.as_bytes(), &mut hits);
+            let journal_id = hits.first().map(|&hit| self.ledger.line_id(hit));
+            let ledger_amount = (!hits.is_empty())
+                .then(|| {
+                    hits.iter().try_fold(Amount::ZERO, |sum, &hit| {
+                        sum.checked_add(self.ledger.entry(hit).amount)
+                    })
+                })
+                .and_then(Result::ok);
+            let mut detail = finding.detail;
+            if let (Some(expected), Some(posted), 1) =
+                (finding.expected, ledger_amount, finding.charged_lines)
+            {
+                let agrees = expected
+                    .checked_sub(posted)
+                    .is_ok_and(|d| d.abs().cmp_value(check.tolerance.of(&currency)).is_le());
+                let id = (Kind::AmountMismatch, finding.transaction_id.clone());
+                if agrees && let Some(at) = self.variance_at.remove(&id) {
+                    self.superseded.insert(at);
+                    detail.push_str("; the ledger posted the contracted amount");
+                }
+            }
+            let variance = Variance {
+                kind: Kind::RateMismatch,
+                transaction_id: Some(finding.transaction_id),
+                journal_id,
+                billing_cycle_id: cycle,
+                currency,
+                difference: finding
+                    .expected
+                    .and_then(|expected| expected.checked_sub(finding.charged).ok()),
+                statement_amount: Some(finding.charged),
+                ledger_amount,
+                rule: Some(check.name.clone()),
+                expected_amount: finding.expected,
+                detail,
+                side: Side::Statement,
+                line: finding.line,
+                dated: None,
+            };
+            self.put(variance);
+        }
+    }
+
     /// Judges what is left (many-to-one groups, ledger lines no statement line referenced)
     /// and returns the result.
     pub fn finish(mut self) -> Result<Matched, MatchError> {
@@ -696,17 +870,30 @@ impl Matcher {
                 statement_amount: None,
                 ledger_amount: Some(entry.amount),
                 rule: None,
+                expected_amount: None,
                 detail: format!("no statement line has the reference {reference}"),
                 side: Side::Ledger,
                 line: self.ledger.line_no(id),
+                dated: self.ledger.dated(id),
             });
         }
+        self.judge_rates();
         let mut variances = self.variances;
+        if !self.superseded.is_empty() {
+            let superseded = std::mem::take(&mut self.superseded);
+            variances = variances
+                .into_iter()
+                .enumerate()
+                .filter(|(at, _)| !superseded.contains(at))
+                .map(|(_, v)| v)
+                .collect();
+        }
         for v in &mut variances {
             for amount in [
                 &mut v.difference,
                 &mut v.statement_amount,
                 &mut v.ledger_amount,
+                &mut v.expected_amount,
             ] {
                 *amount = amount.map(|a| in_minor_units(a, &v.currency));
             }
@@ -735,12 +922,18 @@ impl Matcher {
                 )
             })
             .collect();
+        let cycle_dates = self
+            .cycle_dates
+            .iter()
+            .map(|(&cycle, &span)| (self.names.name(cycle).to_owned(), span))
+            .collect();
         Ok(Matched {
             totals,
             variances,
             statement_lines: self.statement_lines,
             ledger_lines: self.ledger.len() as u64,
             within_tolerance: self.within_tolerance,
+            cycle_dates,
         })
     }
 }
@@ -796,6 +989,16 @@ fn in_minor_units(amount: Amount, currency: &str) -> Amount {
         .and_then(|c| u8::try_from(c.exponent()).ok())
         .and_then(|exponent| amount.with_scale(exponent))
         .unwrap_or(amount)
+}
+
+/// A line date as Unix seconds, `None` when absent or not an RFC 3339 time: an age, never a
+/// reason to refuse a line.
+fn lenient_date(values: &[Slot<'_>], at: usize) -> Option<i64> {
+    values
+        .get(at)
+        .and_then(Option::as_deref)
+        .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.as_second())
 }
 
 fn add(sum: Amount, amount: Amount, cycle: &str, currency: &str) -> Result<Amount, Failure> {

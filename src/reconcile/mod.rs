@@ -11,19 +11,23 @@
 
 pub mod amount;
 mod config;
+pub mod cycles;
 mod extract;
 mod ledger;
 pub mod letters;
 pub mod matcher;
 pub mod plan;
+mod rates;
 mod read;
 pub mod report;
 
 use std::sync::Arc;
 
 pub use self::config::{
-    DateMatch, FieldPair, ReconcileConfig, RuleCondition, RuleConfig, Strategy,
+    DateMatch, FieldPair, LineDate, RateConfig, RateSign, ReconcileConfig, RuleCondition,
+    RuleConfig, Strategy,
 };
+pub use self::cycles::CycleBook;
 pub use self::letters::LetterCounts;
 pub use self::matcher::{Kind, Matched, Totals, Variance};
 use self::matcher::{Matcher, Side};
@@ -31,7 +35,7 @@ pub use self::plan::Reconciliation;
 pub use self::read::ReadError;
 use crate::metrics::Metrics;
 use crate::spec::model::Workspace;
-use crate::store::{Store, StoreError};
+use crate::store::{Checkpoint, CommitBatch, Store, StoreError};
 
 /// A reconciliation run that could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +51,8 @@ pub enum ReconcileError {
     /// A side could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
-    /// The state store failed while recording dead letters.
-    #[error("recording the variances as dead letters: {0}")]
+    /// The state store failed while recording dead letters or the cycles' progress.
+    #[error("recording the reconciliation in the state store: {0}")]
     Store(#[from] StoreError),
 }
 
@@ -153,7 +157,8 @@ pub async fn run_records(
     conclude(reconciliation, flow, store, options, matched, started).await
 }
 
-/// Records a run's variances as dead letters and sets the metrics.
+/// Records a run's variances as dead letters and its cycles' progress towards closing (in
+/// the flow's checkpoint), and sets the metrics.
 async fn conclude(
     reconciliation: &Reconciliation,
     flow: &str,
@@ -162,10 +167,42 @@ async fn conclude(
     matched: Matched,
     started: std::time::Instant,
 ) -> Result<Outcome, ReconcileError> {
-    let letters =
-        letters::record(store, reconciliation, &matched, options.cycle.as_deref()).await?;
+    let now = jiff::Timestamp::now();
+    let mut book = store
+        .checkpoint(flow)
+        .await?
+        .map(|checkpoint| CycleBook::from_position(&checkpoint.position))
+        .unwrap_or_default();
+    let ends = matched
+        .cycle_dates
+        .iter()
+        .map(|(cycle, &(_, end))| (cycle.clone(), end))
+        .collect();
+    let changed = book.update(&report::cycles_tied(&matched), &ends, now);
+    let position = book.to_position(now);
+    let letters = letters::record(
+        store,
+        reconciliation,
+        &matched,
+        options.cycle.as_deref(),
+        &position,
+    )
+    .await?;
+    if changed && letters.created == 0 {
+        store
+            .commit(CommitBatch {
+                flow: flow.to_owned(),
+                checkpoint: Checkpoint {
+                    position,
+                    sink_state: serde_json::Value::Null,
+                },
+                ..CommitBatch::default()
+            })
+            .await?;
+    }
     if let Some(metrics) = &options.metrics {
-        report::set_metrics(metrics, flow, &matched);
+        report::set_metrics(metrics, flow, &matched, options.cycle.is_none(), now);
+        book.set_metrics(metrics, flow, now);
     }
     tracing::info!(
         flow = %flow, statement_lines = matched.statement_lines,
@@ -184,3 +221,5 @@ async fn conclude(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rates;

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use rust_decimal::Decimal;
 
 use super::amount::Amount;
-pub use super::config::Strategy;
+pub use super::config::{RateSign, Strategy};
+use crate::money::Rounding;
 use crate::spec::model::{Endpoint, FailureMode, FailureRoute, Trigger};
 
 /// A validated reconcile flow.
@@ -56,6 +58,55 @@ pub struct ReconcilePlan {
     pub date: Option<DateWindow>,
     /// Named checks of matched pairs, in declaration order.
     pub rules: Vec<Rule>,
+    /// Contracted rates checked within the statement, in declaration order.
+    pub rates: Vec<RateCheck>,
+    /// Where lines are dated, for ages and cycle ends (`line_date`, else `date`'s fields).
+    pub line_date: Option<LineDates>,
+}
+
+/// Pointers to each side's line date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineDates {
+    /// In a statement line.
+    pub statement: String,
+    /// In a ledger line, if the ledger dates its lines.
+    pub ledger: Option<String>,
+}
+
+/// A contracted rate checked on the statement's own lines.
+#[derive(Debug, Clone)]
+pub struct RateCheck {
+    /// Its name, quoted in variances as the rule that failed.
+    pub name: String,
+    /// What it protects.
+    pub description: Option<String>,
+    /// The charged lines: (pointer, value).
+    pub charged: (String, String),
+    /// The base lines: (pointer, value).
+    pub base: (String, String),
+    /// Pointer to the field joining a charged line to its base lines.
+    pub per: String,
+    /// Pointer to the field selecting the rate, if rates differ by it.
+    pub by: Option<String>,
+    /// Contracted rate per value of `by`.
+    pub contracted: IndexMap<String, Decimal>,
+    /// The rate for values not listed.
+    pub default: Option<Decimal>,
+    /// The charge's sign against its base.
+    pub sign: RateSign,
+    /// How the rate times the base is rounded to minor units.
+    pub rounding: Rounding,
+    /// Largest accepted difference.
+    pub tolerance: Tolerance,
+}
+
+impl RateCheck {
+    /// The contracted rate for a value of `by` (`None` when none applies).
+    pub fn rate_for(&self, by: Option<&str>) -> Option<Decimal> {
+        by.and_then(|value| self.contracted.get(value))
+            .copied()
+            .or(self.default)
+    }
 }
 
 /// A field on each side, as JSON Pointers.

@@ -166,7 +166,7 @@ fn amount_text(amount: Option<Amount>) -> String {
 
 fn csv(reconciliation: &Reconciliation, matched: &Matched) -> String {
     let mut out = String::from(
-        "billing_cycle_id,currency,kind,transaction_id,journal_id,difference,statement_amount,ledger_amount,rule,failure,owner,detail\n",
+        "billing_cycle_id,currency,kind,transaction_id,journal_id,difference,statement_amount,ledger_amount,expected_amount,rule,failure,owner,detail\n",
     );
     for v in &matched.variances {
         let fields = [
@@ -178,6 +178,7 @@ fn csv(reconciliation: &Reconciliation, matched: &Matched) -> String {
             amount_text(v.difference),
             amount_text(v.statement_amount),
             amount_text(v.ledger_amount),
+            amount_text(v.expected_amount),
             v.rule.clone().unwrap_or_default(),
             v.kind.failure().as_str().to_owned(),
             owner(reconciliation, v.kind).to_owned(),
@@ -401,11 +402,59 @@ pub fn render_json(reconciliation: &Reconciliation, outcome: &Outcome) -> serde_
     })
 }
 
-/// Sets the reconciliation gauges from a run's result.
-pub fn set_metrics(metrics: &Metrics, flow: &str, matched: &Matched) {
-    let totals = total_lines(matched);
-    let mut tied: BTreeMap<&str, bool> = BTreeMap::new();
-    for l in &totals {
+/// The age buckets of unmatched lines, youngest first: a day (today's close), a week, a
+/// month (a monthly close missed), older; `unknown` when neither the line nor its cycle is
+/// dated.
+pub const AGE_BUCKETS: [&str; 5] = ["0-1d", "1-7d", "7-30d", "30d+", "unknown"];
+
+/// The age bucket of a line dated `dated` (Unix seconds) at `now`; a line dated in the future
+/// is in the youngest.
+pub fn age_bucket(dated: Option<i64>, now: i64) -> &'static str {
+    const DAY: i64 = 86_400;
+    match dated.map(|at| now.saturating_sub(at)) {
+        None => "unknown",
+        Some(age) if age < DAY => "0-1d",
+        Some(age) if age < 7 * DAY => "1-7d",
+        Some(age) if age < 30 * DAY => "7-30d",
+        Some(_) => "30d+",
+    }
+}
+
+/// Whether each cycle of the run tied out: every currency's variance zero and no variance.
+pub fn cycles_tied(matched: &Matched) -> BTreeMap<String, bool> {
+    let mut tied: BTreeMap<String, bool> = BTreeMap::new();
+    for l in total_lines(matched) {
+        *tied.entry(l.cycle.to_owned()).or_insert(true) &= l.ties_out();
+    }
+    for v in &matched.variances {
+        if !v.billing_cycle_id.is_empty() {
+            tied.insert(v.billing_cycle_id.clone(), false);
+        }
+    }
+    tied
+}
+
+/// Sets the reconciliation gauges from a run's result at `now`. A run of every cycle
+/// replaces the flow's series (a cycle or kind gone from the statement disappears); a run of
+/// one cycle only sets its own.
+pub fn set_metrics(
+    metrics: &Metrics,
+    flow: &str,
+    matched: &Matched,
+    whole: bool,
+    now: jiff::Timestamp,
+) {
+    if whole {
+        for metric in [
+            &SETTLEMENT_VARIANCE,
+            &RECONCILIATION_CYCLE_TIED,
+            &RECONCILIATION_VARIANCES,
+            &RECONCILIATION_UNMATCHED,
+        ] {
+            metrics.clear_gauge_where(metric, "flow", flow);
+        }
+    }
+    for l in &total_lines(matched) {
         metrics.set(
             &SETTLEMENT_VARIANCE,
             vec![
@@ -415,24 +464,32 @@ pub fn set_metrics(metrics: &Metrics, flow: &str, matched: &Matched) {
             ],
             l.variance.to_string().parse().unwrap_or(0.0),
         );
-        *tied.entry(l.cycle).or_insert(true) &= l.ties_out();
     }
-    for (cycle, ok) in tied {
+    for (cycle, ok) in cycles_tied(matched) {
         metrics.set(
             &RECONCILIATION_CYCLE_TIED,
-            vec![("flow", flow.to_owned()), ("cycle", cycle.to_owned())],
+            vec![("flow", flow.to_owned()), ("cycle", cycle)],
             if ok { 1.0 } else { 0.0 },
         );
     }
     let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
-    let (mut statement, mut ledger) = (0u64, 0u64);
+    let mut unmatched: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    let now = now.as_second();
     for v in &matched.variances {
         *kinds.entry(v.kind.as_str()).or_default() += 1;
-        match (v.kind, v.side) {
-            (Kind::MissingInLedger, _) => statement += 1,
-            (Kind::MissingInStatement, Side::Ledger) => ledger += 1,
-            _ => {}
-        }
+        let side = match (v.kind, v.side) {
+            (Kind::MissingInLedger, _) => "statement",
+            (Kind::MissingInStatement, Side::Ledger) => "ledger",
+            _ => continue,
+        };
+        // A line without a date of its own is as old as its cycle's end.
+        let dated = v.dated.or_else(|| {
+            matched
+                .cycle_dates
+                .get(&v.billing_cycle_id)
+                .map(|&(_, end)| end)
+        });
+        *unmatched.entry((side, age_bucket(dated, now))).or_default() += 1;
     }
     for (kind, n) in kinds {
         metrics.set(
@@ -441,11 +498,41 @@ pub fn set_metrics(metrics: &Metrics, flow: &str, matched: &Matched) {
             n as f64,
         );
     }
-    for (side, n) in [("statement", statement), ("ledger", ledger)] {
-        metrics.set(
-            &RECONCILIATION_UNMATCHED,
-            vec![("flow", flow.to_owned()), ("side", side.to_owned())],
-            n as f64,
-        );
+    // Every bucket of both sides, zeros included: a series that vanishes when it reaches
+    // zero would break alerts and stacked graphs.
+    for side in ["statement", "ledger"] {
+        for age in AGE_BUCKETS {
+            let n = unmatched.get(&(side, age)).copied().unwrap_or(0);
+            metrics.set(
+                &RECONCILIATION_UNMATCHED,
+                vec![
+                    ("flow", flow.to_owned()),
+                    ("side", side.to_owned()),
+                    ("age", age.to_owned()),
+                ],
+                n as f64,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_fall_in_one_bucket_each() {
+        const DAY: i64 = 86_400;
+        let now = 1_800_000_000;
+        let bucket = |age: i64| age_bucket(Some(now - age), now);
+        assert_eq!(bucket(-3600), "0-1d");
+        assert_eq!(bucket(0), "0-1d");
+        assert_eq!(bucket(DAY - 1), "0-1d");
+        assert_eq!(bucket(DAY), "1-7d");
+        assert_eq!(bucket(7 * DAY - 1), "1-7d");
+        assert_eq!(bucket(7 * DAY), "7-30d");
+        assert_eq!(bucket(30 * DAY), "30d+");
+        assert_eq!(age_bucket(None, now), "unknown");
+        assert_eq!(age_bucket(Some(i64::MIN), now), "30d+");
     }
 }

@@ -10,14 +10,14 @@ use super::amount::Amount;
 use super::matcher::{Kind, Matched, Matcher, Side};
 use super::plan::{DateWindow, Pair, ReconcilePlan, Rule, Strategy, Tolerance};
 
-fn pair(statement: &str, ledger: &str) -> Pair {
+pub(super) fn pair(statement: &str, ledger: &str) -> Pair {
     Pair {
         statement: statement.into(),
         ledger: ledger.into(),
     }
 }
 
-fn plan(strategy: Strategy) -> ReconcilePlan {
+pub(super) fn plan(strategy: Strategy) -> ReconcilePlan {
     ReconcilePlan {
         key: pair("/tid", "/ref"),
         cycle: pair("/cycle", "/cycle"),
@@ -28,18 +28,20 @@ fn plan(strategy: Strategy) -> ReconcilePlan {
         tolerance: Tolerance::default(),
         date: None,
         rules: Vec::new(),
+        rates: Vec::new(),
+        line_date: None,
     }
 }
 
 /// A ledger line: key, cycle, amount, currency, journal ID, then the date and rule fields the
 /// plan adds (in that order).
-type Line<'a> = &'a [Option<&'a str>];
+pub(super) type Line<'a> = &'a [Option<&'a str>];
 
-fn run(plan: ReconcilePlan, ledger: &[Line<'_>], statement: &[Line<'_>]) -> Matched {
+pub(super) fn run(plan: ReconcilePlan, ledger: &[Line<'_>], statement: &[Line<'_>]) -> Matched {
     run_cycle(plan, ledger, statement, None)
 }
 
-fn run_cycle(
+pub(super) fn run_cycle(
     plan: ReconcilePlan,
     ledger: &[Line<'_>],
     statement: &[Line<'_>],
@@ -62,7 +64,7 @@ fn run_cycle(
     matcher.finish().unwrap()
 }
 
-fn kinds(matched: &Matched) -> Vec<(Kind, String, Option<String>)> {
+pub(super) fn kinds(matched: &Matched) -> Vec<(Kind, String, Option<String>)> {
     matched
         .variances
         .iter()

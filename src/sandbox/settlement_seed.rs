@@ -91,8 +91,9 @@ pub(crate) struct ExpectedCycle {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct ExpectedVariance {
     /// `verify_settlement.py`'s kinds (`missing_in_ledger`, `duplicate_in_ledger`,
-    /// `currency_mismatch`, `amount_mismatch`, `wrong_party`), plus the statement's own
-    /// tie-outs: `invoice_total_mismatch` and `payout_mismatch`.
+    /// `currency_mismatch`, `amount_mismatch`, `wrong_party`), the contracted rate table's
+    /// `rate_mismatch` (a commission charged at another rate, the rule named in `rule`), plus
+    /// the statement's own tie-outs: `invoice_total_mismatch` and `payout_mismatch`.
     pub(crate) kind: &'static str,
     /// The failure mode of the dead letter: `reconciliation-variance`, or for a chargeback
     /// on the wrong party `ownership-violation`.
@@ -103,10 +104,11 @@ pub(crate) struct ExpectedVariance {
     pub(crate) journal_id: Option<String>,
     pub(crate) accounting_document_number: String,
     pub(crate) currency: &'static str,
-    /// Ledger minus statement (for the tie-outs: invoice minus lines, paid minus owed);
-    /// null for a currency mismatch.
+    /// Ledger minus statement (for the tie-outs: invoice minus lines, paid minus owed; for
+    /// a rate: contracted minus charged); null for a currency mismatch.
     pub(crate) difference: Option<String>,
-    /// The matching rule that failed, where one names it (the commission rate).
+    /// The rule that failed, where one names it (the commission rate: `rule` is its name in
+    /// the reference workspace, with the contracted and charged rates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rule: Option<Value>,
     pub(crate) explanation: String,
@@ -289,17 +291,19 @@ fn commission_adjustment(b: &mut Builder) {
     let mut variance = b.variance(
         &c,
         fee,
-        "amount_mismatch",
+        "rate_mismatch",
         Some(journal_id),
         Some(contracted - charged),
         "The statement charged 15 % commission (-30.00 EUR on 200.00) where the shop's \
-         contract says 12 % (-24.00 EUR, as the ledger posted it).",
+         contract says 12 % (-24.00 EUR, as the ledger posted it): the commission-rate rule \
+         fails; the marketplace corrects its charge.",
     );
     variance.rule = Some(json!({
         "rule": "commission-rate",
         "contracted_rate": CONTRACTED_RATE,
         "charged_rate": "0.15",
         "order_amount": EUR.format(sales[0].price),
+        "expected_amount": EUR.format(contracted),
     }));
     b.finish(
         &c,

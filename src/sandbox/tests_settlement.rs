@@ -141,6 +141,16 @@ fn reconcile(
             .or_default()
             .push(row);
     }
+    // The contracted commission of each order line: 12 % of its order amount, rounded half
+    // away from zero to the currency's minor units.
+    let exponents: HashMap<&str, u32> = EXPONENTS.into_iter().collect();
+    let mut contracted: HashMap<String, Decimal> = HashMap::new();
+    for line in lines.iter().filter(|l| l["type"] == "ORDER_AMOUNT") {
+        let exponent = exponents[text(&line["currency"]).as_str()];
+        let commission = (dec(&line["amount"]) * Decimal::from_str("0.12").expect("rate"))
+            .round_dp_with_strategy(exponent, RoundingStrategy::MidpointAwayFromZero);
+        contracted.insert(text(&line["order_line_id"]), -commission);
+    }
     let mut variances = Variances::new();
     for line in lines {
         let tid = text(&line["transaction_id"]);
@@ -152,7 +162,16 @@ fn reconcile(
             [one] if one["currency"] != currency => Some(("currency_mismatch", None)),
             [one] if Decimal::from_str(&one["amount"]).ok() != Some(amount) => {
                 let ledger_amount = Decimal::from_str(&one["amount"]).expect("ledger amount");
-                Some(("amount_mismatch", Some(ledger_amount - amount)))
+                // A commission charged off contract and posted at the contracted amount is
+                // the rate's variance: one defect, one variance.
+                let at_contract = line["type"] == "COMMISSION_FEE"
+                    && contracted.get(&text(&line["order_line_id"])) == Some(&ledger_amount);
+                let kind = if at_contract {
+                    "rate_mismatch"
+                } else {
+                    "amount_mismatch"
+                };
+                Some((kind, Some(ledger_amount - amount)))
             }
             [one]
                 if line["type"] == "CHARGEBACK"
@@ -1218,7 +1237,7 @@ fn the_documented_variances_are_the_seeded_ones() {
         ),
         (
             "BC-2026-10-3",
-            "amount_mismatch",
+            "rate_mismatch",
             "T0000000097",
             "EUR",
             Some("6.00"),

@@ -128,7 +128,8 @@ codes! {
     /// `map:`, or another flow without `to:`.
     FlowShape = "E0901",
     /// A `reconcile:` setting is wrong: a pointer that is not one, a tolerance that is not a
-    /// decimal, a rule without expectations.
+    /// decimal, a rule without expectations, a contracted rate that is not a fraction from 0
+    /// to 1 (or a rate table that cannot choose one).
     InvalidReconcile = "E0902",
 }
 

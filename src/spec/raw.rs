@@ -659,7 +659,8 @@ pub struct TestCase {
 #[serde(deny_unknown_fields)]
 pub struct ExpectedVariance {
     /// `missing_in_ledger`, `duplicate_in_ledger`, `currency_mismatch`, `amount_mismatch`,
-    /// `date_outside_window`, `wrong_party`, `missing_in_statement` or `unreadable`.
+    /// `date_outside_window`, `wrong_party`, `rate_mismatch`, `missing_in_statement` or
+    /// `unreadable`.
     pub kind: String,
     /// The statement key (the ledger line's ID for `missing_in_statement`).
     pub reference: String,
@@ -679,9 +680,13 @@ pub struct ExpectedVariance {
     /// Text the runbook of its failure mode contains.
     #[serde(default)]
     pub runbook_contains: Option<String>,
-    /// The rule breached (`wrong_party`).
+    /// The rule breached (`wrong_party`) or the contracted rate (`rate_mismatch`).
     #[serde(default)]
     pub rule: Option<String>,
+    /// The amount the contracted rate gives (`rate_mismatch`), as an exact decimal; `null`
+    /// when the rate could not be checked.
+    #[serde(default, deserialize_with = "present_value")]
+    pub expected_amount: Option<serde_json::Value>,
 }
 
 /// `difference: null` expects no difference, which is not the same as leaving it out.

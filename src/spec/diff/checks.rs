@@ -216,6 +216,8 @@ checks! {
         "The acknowledgement is sent elsewhere or with another body.";
     RECONCILIATION_CHANGED = "reconciliation-changed", High,
         "How the statement is matched to the ledger changes (keys, tolerance, strategy, rules): variances appear or disappear.";
+    CONTRACTED_RATE_CHANGED = "contracted-rate-changed", High,
+        "The contracted rates the statement's charges are checked against change (a rate, the lines it applies to, its rounding or tolerance): charges at the old rate become variances, or stop being ones.";
     FILTER_CHANGED = "filter-changed", Medium,
         "Which records the flow acts on changes; filtered records are never delivered.";
     GUARD_CHANGED = "guard-changed", Medium,

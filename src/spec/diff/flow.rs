@@ -166,11 +166,6 @@ fn one(name: &str, base: &Side, head: &Side, before: &Doc, after: &Doc, out: &mu
         format!("how {name} splits a record changes"),
     );
     simple(
-        &c::RECONCILIATION_CHANGED,
-        "reconcile",
-        format!("how {name} matches the statement to the ledger changes"),
-    );
-    simple(
         &c::FILTER_CHANGED,
         "where",
         format!("which records {name} acts on changes"),
@@ -185,6 +180,7 @@ fn one(name: &str, base: &Side, head: &Side, before: &Doc, after: &Doc, out: &mu
         "enrich",
         format!("{name}'s lookups change"),
     );
+    reconcile(name, b, h, after, out);
     endpoint(name, "from", &c::FLOW_SOURCE_CHANGED, before, after, out);
     endpoint(name, "to", &c::FLOW_SINK_CHANGED, before, after, out);
     mapping(
@@ -660,4 +656,64 @@ fn deadline(name: &str, b: &Value, h: &Value, after: &Doc, out: &mut Collector<'
         reason,
         Some((after, pointer)),
     );
+}
+
+/// `reconcile:` in three parts: the matching (`reconciliation-changed`), the contracted rates
+/// (`contracted-rate-changed`, a business term finance agrees, reviewed apart) and the line
+/// dates, which only age lines in the metrics (`spec-changed`). A section added or removed
+/// whole is one `reconciliation-changed`.
+fn reconcile(name: &str, b: &Value, h: &Value, after: &Doc, out: &mut Collector<'_>) {
+    const APART: [&str; 2] = ["rates", "line_date"];
+    let group = || Group::Flow(name.to_owned());
+    let (old, new) = (b.get("reconcile"), h.get("reconcile"));
+    let (Some(old), Some(new)) = (old, new) else {
+        changed(
+            out,
+            &c::RECONCILIATION_CHANGED,
+            group(),
+            "reconcile",
+            old,
+            new,
+            &format!("how {name} matches the statement to the ledger changes"),
+            after,
+        );
+        return;
+    };
+    // The section with only (`keep`) or without the keys reviewed apart.
+    let part = |section: &Value, key: Option<&str>| -> Value {
+        let mut object = section.as_object().cloned().unwrap_or_default();
+        object.retain(|k, _| match key {
+            Some(key) => k == key,
+            None => !APART.contains(&k.as_str()),
+        });
+        Value::Object(object)
+    };
+    for (check, key, reason) in [
+        (
+            &c::RECONCILIATION_CHANGED,
+            None,
+            format!("how {name} matches the statement to the ledger changes"),
+        ),
+        (
+            &c::CONTRACTED_RATE_CHANGED,
+            Some("rates"),
+            format!("the contracted rates {name} checks the statement's charges against change"),
+        ),
+        (
+            &c::OTHER_CHANGED,
+            Some("line_date"),
+            format!("the dates that age {name}'s unmatched lines in the metrics change"),
+        ),
+    ] {
+        changed(
+            out,
+            check,
+            group(),
+            "reconcile",
+            Some(&part(old, key)),
+            Some(&part(new, key)),
+            &reason,
+            after,
+        );
+    }
 }

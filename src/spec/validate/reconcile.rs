@@ -5,13 +5,16 @@
 use super::flow::{check_failures, check_trigger};
 use super::workspace::{Checked, check_system, connector_of, problem_diagnostic};
 use super::{At, Report, seg};
+use crate::money::Currency;
 use crate::reconcile::amount::Amount;
-use crate::reconcile::plan::{DateWindow, Pair, ReconcilePlan, Rule, Tolerance};
+use crate::reconcile::plan::{DateWindow, LineDates, Pair, ReconcilePlan, Rule, Tolerance};
 use crate::reconcile::{FieldPair, ReconcileConfig, Reconciliation};
 use crate::spec::compiled::Shared;
 use crate::spec::diagnostic::{Code, did_you_mean};
 use crate::spec::model::{Endpoint, FailureMode, Trigger};
 use crate::spec::raw::{FlowFile, SourceConfig};
+
+mod rates;
 
 /// The failure modes a reconciliation produces: each needs an owner.
 const POSSIBLE: [FailureMode; 3] = [
@@ -182,29 +185,7 @@ fn plan(config: &ReconcileConfig, at: &At<'_>, report: &mut Report<'_>) -> Optio
     if let Some(line) = &config.ledger_line {
         pointer(line, "/reconcile/ledger_line", at, report);
     }
-    let mut tolerance = Tolerance::default();
-    for (currency, text) in &config.tolerance {
-        let at_pointer = format!("/reconcile/tolerance/{}", seg(currency));
-        match Amount::parse(text) {
-            Ok(value) if value.units() >= 0 => {
-                if currency == "default" {
-                    tolerance.default = Some(value);
-                } else {
-                    tolerance.by_currency.insert(currency.clone(), value);
-                }
-            }
-            Ok(_) => report.push(
-                at.error(&at_pointer, Code::InvalidReconcile, "a tolerance cannot be negative")
-                    .with_hint(Some("write the largest difference still matched, such as \"0.01\"".into())),
-            ),
-            Err(err) => report.push(
-                at.error(&at_pointer, Code::InvalidReconcile, err.to_string()).with_hint(Some(
-                    "write a decimal string such as \"0.01\" (quote it so YAML keeps its digits)"
-                        .into(),
-                )),
-            ),
-        }
-    }
+    let tolerance = tolerance(&config.tolerance, "/reconcile/tolerance", false, at, report);
     let date = config.date.as_ref().and_then(|date| {
         pointer(&date.statement, "/reconcile/date/statement", at, report);
         pointer(&date.ledger, "/reconcile/date/ledger", at, report);
@@ -252,6 +233,8 @@ fn plan(config: &ReconcileConfig, at: &At<'_>, report: &mut Report<'_>) -> Optio
             expect: rule.expect.clone(),
         });
     }
+    let rates = rates::check(config, at, report);
+    let line_date = line_date(config, at, report);
     if report.errors() > errors {
         return None;
     }
@@ -269,7 +252,84 @@ fn plan(config: &ReconcileConfig, at: &At<'_>, report: &mut Report<'_>) -> Optio
             None
         },
         rules,
+        rates,
+        line_date,
     })
+}
+
+/// Where lines are dated: `line_date`, else the fields `date` compares.
+fn line_date(config: &ReconcileConfig, at: &At<'_>, report: &mut Report<'_>) -> Option<LineDates> {
+    match (&config.line_date, &config.date) {
+        (Some(dates), _) => {
+            pointer(
+                &dates.statement,
+                "/reconcile/line_date/statement",
+                at,
+                report,
+            );
+            if let Some(ledger) = &dates.ledger {
+                pointer(ledger, "/reconcile/line_date/ledger", at, report);
+            }
+            Some(LineDates {
+                statement: dates.statement.clone(),
+                ledger: dates.ledger.clone(),
+            })
+        }
+        (None, Some(date)) => Some(LineDates {
+            statement: date.statement.clone(),
+            ledger: Some(date.ledger.clone()),
+        }),
+        (None, None) => None,
+    }
+}
+
+/// Parses a tolerance table (`{ default: "0.00", JPY: "1" }`) under `base`; with `iso`, its
+/// keys other than `default` must be ISO 4217 codes.
+fn tolerance(
+    table: &indexmap::IndexMap<String, String>,
+    base: &str,
+    iso: bool,
+    at: &At<'_>,
+    report: &mut Report<'_>,
+) -> Tolerance {
+    let mut tolerance = Tolerance::default();
+    for (currency, text) in table {
+        let at_pointer = format!("{base}/{}", seg(currency));
+        if iso
+            && currency != "default"
+            && let Err(err) = Currency::from_code(currency)
+        {
+            report.push(
+                at.key_error(&at_pointer, Code::InvalidReconcile, err.to_string())
+                    .with_hint(Some(
+                        "a tolerance is per ISO 4217 code (EUR, JPY, BHD) or `default`: the \
+                         contracted amount is rounded to that currency's minor units"
+                            .into(),
+                    )),
+            );
+            continue;
+        }
+        match Amount::parse(text) {
+            Ok(value) if value.units() >= 0 => {
+                if currency == "default" {
+                    tolerance.default = Some(value);
+                } else {
+                    tolerance.by_currency.insert(currency.clone(), value);
+                }
+            }
+            Ok(_) => report.push(
+                at.error(&at_pointer, Code::InvalidReconcile, "a tolerance cannot be negative")
+                    .with_hint(Some("write the largest difference still matched, such as \"0.01\"".into())),
+            ),
+            Err(err) => report.push(
+                at.error(&at_pointer, Code::InvalidReconcile, err.to_string()).with_hint(Some(
+                    "write a decimal string such as \"0.01\" (quote it so YAML keeps its digits)"
+                        .into(),
+                )),
+            ),
+        }
+    }
+    tolerance
 }
 
 fn pair(pair: &FieldPair, base: &str, at: &At<'_>, report: &mut Report<'_>) -> Option<Pair> {
