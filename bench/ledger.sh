@@ -12,7 +12,9 @@
 # generated, default 1000000), RUNS (pairs, default 3), SHARED (the shared bench folder,
 # default /work/shared/bench), DATA (where the generated files go, default bench-out/ledger-$N),
 # CARGO_TARGET_DIR (where switchyard is built), SWITCHYARD_BIN (measure this binary instead of
-# building one), BATCH (records per batch for `switchyard run`, default its own 10000).
+# building one), BEFORE_BIN (also measure this older build, in turn with the others, to show
+# a change before and after in one invocation), BATCH (records per batch for `switchyard run`,
+# default its own 10000).
 # See bench/README.md for what it measures and how to read the table.
 set -euo pipefail
 
@@ -27,6 +29,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SWITCHYARD=${SWITCHYARD_BIN:-$TARGET/release/switchyard}
 export LEDGER_URL=${LEDGER_URL:-postgres://postgres@127.0.0.1/test}
 BATCH=${BATCH:-}
+BEFORE=${BEFORE_BIN:-}
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -34,6 +37,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) is needed for peak RSS"
 command -v psql >/dev/null || die "psql is needed (the \\copy side and the checks)"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
+[[ -z "$BEFORE" || -x "$BEFORE" ]] || die "BEFORE_BIN $BEFORE is not an executable"
 psql "$LEDGER_URL" -qAtc 'SELECT 1' >/dev/null || die "PostgreSQL at LEDGER_URL does not answer"
 mkdir -p "$OUT"
 
@@ -101,19 +105,30 @@ run_args=(run "$WS" post-journal --json)
 
 : >"$OUT/ledger-copy.times"
 : >"$OUT/ledger-switchyard.times"
-for run in $(seq 1 "$RUNS"); do
-    fresh_tables
+: >"$OUT/ledger-before.times"
+# One timed `switchyard run` of build $2 (times into $1) on fresh state and an empty table,
+# checked against what `\copy` put into its own table.
+post_once() {
+    local times=$1 bin=$2
+    sql "TRUNCATE bench_ledger.journal" >/dev/null
     rm -rf "$WS/.switchyard"
-    say "Run $run/$RUNS: psql \\copy"
-    measure "$OUT/ledger-copy.times" psql "$LEDGER_URL" -v ON_ERROR_STOP=1 -qc \
-        "\\copy bench_ledger.journal_copy (journal_id, reference, account, amount, currency, posted_at, billing_cycle_id) FROM '$INPUT' CSV HEADER"
-    say "Run $run/$RUNS: switchyard run (fresh state, empty table)"
-    measure "$OUT/ledger-switchyard.times" "$SWITCHYARD" "${run_args[@]}" \
-        >"$OUT/ledger-report.json" 2>"$OUT/ledger-run.log"
-    copied=$(contents bench_ledger.journal_copy)
+    measure "$times" "$bin" "${run_args[@]}" >"$OUT/ledger-report.json" 2>"$OUT/ledger-run.log"
     posted=$(contents bench_ledger.journal)
     [[ "$copied" == "$posted" ]] || die "the tables differ: copy $copied, switchyard $posted"
     [[ "${posted%%|*}" == "$LINES" ]] || die "switchyard posted ${posted%%|*} of $LINES lines"
+}
+for run in $(seq 1 "$RUNS"); do
+    fresh_tables
+    say "Run $run/$RUNS: psql \\copy"
+    measure "$OUT/ledger-copy.times" psql "$LEDGER_URL" -v ON_ERROR_STOP=1 -qc \
+        "\\copy bench_ledger.journal_copy (journal_id, reference, account, amount, currency, posted_at, billing_cycle_id) FROM '$INPUT' CSV HEADER"
+    copied=$(contents bench_ledger.journal_copy)
+    if [[ -n "$BEFORE" ]]; then
+        say "Run $run/$RUNS: switchyard run, before (fresh state, empty table)"
+        post_once "$OUT/ledger-before.times" "$BEFORE"
+    fi
+    say "Run $run/$RUNS: switchyard run (fresh state, empty table)"
+    post_once "$OUT/ledger-switchyard.times" "$SWITCHYARD"
 done
 
 say "Effectively once: the same file again with the state store lost posts nothing"
@@ -141,3 +156,16 @@ awk -v n="$LINES" -v cw="$copy_wall" -v cr="$copy_rss" -v ow="$ours_wall" -v ors
     printf "%-20s %12.0f %10.2f %14.1f   (client CPU %.2f s)\n", "switchyard run", n / ow, ow, orss / 1024, oc
     printf "ratio switchyard/copy: %.2f (rows/s; target >= 0.50)\n", cw / ow
 }'
+if [[ -n "$BEFORE" ]]; then
+    before_wall=$(median "$OUT/ledger-before.times" 1)
+    before_rss=$(median "$OUT/ledger-before.times" 2)
+    before_cpu=$(median "$OUT/ledger-before.times" 3)
+    # Round by round, so a slow moment of the machine weighs on both builds alike.
+    paste -d ' ' "$OUT/ledger-before.times" "$OUT/ledger-switchyard.times" |
+        awk '{ printf "%.4f %.4f\n", $1 / $4, $6 / $3 }' >"$OUT/ledger-pairs"
+    awk -v n="$LINES" -v bw="$before_wall" -v br="$before_rss" -v bc="$before_cpu" \
+        -v t="$(median "$OUT/ledger-pairs" 1)" -v c="$(median "$OUT/ledger-pairs" 2)" 'BEGIN {
+        printf "%-20s %12.0f %10.2f %14.1f   (client CPU %.2f s)\n", "switchyard before", n / bw, bw, br / 1024, bc
+        printf "ratio after/before, median of pairs: %.2f (rows/s), %.2f (client CPU)\n", t, c
+    }'
+fi

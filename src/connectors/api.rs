@@ -259,6 +259,16 @@ pub trait Source: Send {
     fn take_notices(&mut self) -> Vec<SourceNotice> {
         Vec::new()
     }
+
+    /// `true` when the next batch may be read while the one before it is still being
+    /// settled (the runtime then parses on one thread while it maps and writes on others):
+    /// what is read next must not depend on the settling, nor on [`Source::committed`]. A
+    /// file read by offset qualifies; a listing a write can change (orders awaiting
+    /// acceptance), a queue acknowledged at commit or a drop folder archived at commit does
+    /// not, and keeps the default.
+    fn reads_ahead(&self) -> bool {
+        false
+    }
 }
 
 /// Something a source did that its operator should know of: a listing it ended early so that

@@ -24,6 +24,7 @@ use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
 use super::record::{self, Admission, KeySet, Prepared, Rejected};
 use super::retry::{self, Delivery, Outage, RetryClock};
+use super::source_read::{OwnedRetry, Prepare, ReadAhead};
 use crate::connectors::recorder::RecorderSink;
 use crate::connectors::{
     Batch, BatchOutcome, ConnectorError, Encoded, Fault, RawRecord, Setup, Sink, SinkStyle, Source,
@@ -165,6 +166,9 @@ pub struct FlowRun {
     // In a mutex only to make the run `Sync` (its futures cross threads): the source is used
     // through `&mut self` alone, so the lock is never taken.
     source: std::sync::Mutex<Box<dyn Source>>,
+    /// The next batch, being read while the current one settles (sources that allow it);
+    /// the source is out with it, and [`Lent`] stands in until it comes back.
+    ahead: Option<ReadAhead>,
     sink: Arc<dyn Sink>,
     ack: Option<AckTarget>,
     options: RunOptions,
@@ -187,6 +191,26 @@ impl Source for MemorySource {
             records: crate::connectors::BatchRecords::Values(r),
             position: Value::Null,
         }))
+    }
+}
+
+/// Stands in for the source while a read ahead has it. Never asked: the run takes the source
+/// back before reading again or reporting a commit, so an answer here is a bug, said loudly
+/// rather than a commit reported to nobody.
+struct Lent;
+
+#[async_trait::async_trait]
+impl Source for Lent {
+    async fn next_batch(&mut self, _max_records: usize) -> Result<Option<Batch>, ConnectorError> {
+        Err(ConnectorError::internal(
+            "the source was asked for a batch while out on a read ahead (a bug)",
+        ))
+    }
+
+    async fn committed(&mut self, _position: &Value) -> Result<(), ConnectorError> {
+        Err(ConnectorError::internal(
+            "the source was told of a commit while out on a read ahead (a bug)",
+        ))
     }
 }
 
@@ -352,6 +376,7 @@ impl FlowRun {
             plan,
             store,
             source: std::sync::Mutex::new(source),
+            ahead: None,
             sink,
             ack,
             options,
@@ -464,16 +489,27 @@ impl FlowRun {
             if self.lease.lost() {
                 return Err(RunError::Store(StoreError::LockLost { flow: flow.clone() }));
             }
-            self.report_committed(committer.committed()).await?;
             let batch_size = self.options.batch_size;
-            let retry = super::source_read::ReadRetry {
-                policy: &self.plan.retry,
-                clock: &self.options.clock,
-                events: &self.events,
-                stop: self.options.stop.as_ref(),
+            // A batch read ahead is taken first: the source comes back with it, and only
+            // then hears of what was committed meanwhile.
+            let read_ahead = self.take_back_source().await?;
+            self.report_committed(committer.committed()).await?;
+            let (read, prepared) = match read_ahead {
+                Some(read) => read,
+                None => (
+                    {
+                        let retry = super::source_read::ReadRetry {
+                            policy: &self.plan.retry,
+                            clock: &self.options.clock,
+                            events: &self.events,
+                            stop: self.options.stop.as_ref(),
+                        };
+                        let source = self.source.get_mut().unwrap_or_else(|p| p.into_inner());
+                        super::source_read::read_batch(source.as_mut(), batch_size, &retry).await
+                    },
+                    None,
+                ),
             };
-            let source = self.source.get_mut().unwrap_or_else(|p| p.into_inner());
-            let read = super::source_read::read_batch(source.as_mut(), batch_size, &retry).await;
             let batch = match read {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
@@ -489,13 +525,16 @@ impl FlowRun {
             self.events.emit(BatchRead {
                 records: batch.len() as u64,
             });
+            if self.source().reads_ahead() {
+                self.read_ahead(batch_size);
+            }
             let mut batch = batch;
             self.look_up(&mut batch).await?;
             let verdicts = self.enrich(&mut batch).await?;
             let unsettled_before = report.unsettled;
             let delivered_before = report.delivered;
             let (settled, stop) = self
-                .settle(&batch, &verdicts, processed, &mut report)
+                .settle(&batch, &verdicts, prepared, processed, &mut report)
                 .await?;
             // The cursor never passes a record that is not settled: with any left, the
             // checkpoint stays where the batch started and the next run reads it again.
@@ -567,9 +606,63 @@ impl FlowRun {
         self.source.get_mut().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for the committer, then tells the source what it committed.
+    /// Starts reading the source's next batch on a task of its own; for a batch sink, with
+    /// nothing to look up or call per record first, the task prepares its records too.
+    fn read_ahead(&mut self, batch_size: usize) {
+        let source = std::mem::replace(self.source(), Box::new(Lent));
+        let retry = OwnedRetry {
+            policy: self.plan.retry,
+            clock: self.options.clock,
+            events: self.events.clone(),
+            stop: self.options.stop.clone(),
+        };
+        let pure = self.sink.style() == SinkStyle::Batch
+            && self.plan.split.is_none()
+            && self.plan.lookups.is_empty()
+            && self.plan.enrichments.is_empty();
+        let prepare = pure.then(|| {
+            let plan = self.plan.clone();
+            let clock = self.options.clock;
+            let prepare: Prepare =
+                Box::new(move |batch| prepare_all_encoded(&plan, batch, &[], clock.now_ms()));
+            prepare
+        });
+        self.ahead = Some(ReadAhead::start(source, batch_size, retry, prepare));
+    }
+
+    /// Takes the source back from a read ahead, if one is out, with what it read (and
+    /// prepared).
+    async fn take_back_source(
+        &mut self,
+    ) -> Result<
+        Option<(
+            Result<Option<Batch>, ConnectorError>,
+            Option<Vec<EncodedPart>>,
+        )>,
+        RunError,
+    > {
+        let Some(ahead) = self.ahead.take() else {
+            return Ok(None);
+        };
+        let Some((source, read, prepared)) = ahead.finish().await else {
+            return Err(RunError::Setup {
+                flow: self.plan.name.clone(),
+                message: "the source's reading task panicked; the run stops at its checkpoint \
+                          (a bug: please report it with the log)"
+                    .into(),
+            });
+        };
+        *self.source() = source;
+        Ok(Some((read, prepared)))
+    }
+
+    /// Waits for the committer, then tells the source what it committed. A batch still
+    /// being read ahead is dropped unsettled: the checkpoint is before it, the next run
+    /// reads it again.
     async fn finish(&mut self, committer: Committer) -> Result<(), RunError> {
+        let taken_back = self.take_back_source().await;
         let (positions, committed) = committer.finish().await;
+        taken_back?;
         self.report_committed(positions).await?;
         Ok(committed?)
     }
@@ -789,6 +882,7 @@ impl FlowRun {
         &self,
         batch: &Batch,
         verdicts: &[Option<Verdict>],
+        prepared: Option<Vec<EncodedPart>>,
         processed: &mut KeySet,
         report: &mut RunReport,
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
@@ -796,7 +890,13 @@ impl FlowRun {
         // general way.
         let batch_sink = self.sink.style() == SinkStyle::Batch;
         if batch_sink && self.plan.split.is_none() {
-            return self.settle_lines(batch, verdicts, processed, report).await;
+            let parts = match prepared {
+                Some(parts) => parts,
+                None => {
+                    prepare_all_encoded(&self.plan, batch, verdicts, self.options.clock.now_ms())
+                }
+            };
+            return self.settle_lines(batch, parts, processed, report).await;
         }
         let prepared = prepare_all(&self.plan, batch, verdicts, self.options.clock.now_ms());
         let original = |index: usize| original_of(batch, index);
@@ -967,16 +1067,14 @@ impl FlowRun {
     async fn settle_lines(
         &self,
         batch: &Batch,
-        verdicts: &[Option<Verdict>],
+        parts: Vec<EncodedPart>,
         processed: &mut KeySet,
         report: &mut RunReport,
     ) -> Result<(Vec<Settled>, Option<String>), RunError> {
         let mut settled = Vec::with_capacity(batch.len());
         let mut index = 0;
         let mut stop = None;
-        for (lines, prepared) in
-            prepare_all_encoded(&self.plan, batch, verdicts, self.options.clock.now_ms())
-        {
+        for (lines, prepared) in parts {
             // (batch index, index into `settled`, idempotency key, line range) of each record
             // to write.
             let mut written = Vec::with_capacity(prepared.len());
@@ -1600,7 +1698,9 @@ fn prepare_all(
 
 /// Part of a batch after the pure stage: the buffer its records were encoded into, and the
 /// records, whose bodies are ranges of that buffer.
-type EncodedPart = (Vec<u8>, Vec<Prepared<std::ops::Range<usize>>>);
+/// One part of a batch prepared for a batch sink: the records' JSON lines, one after the
+/// other, and each record's outcome with its line's range.
+pub(super) type EncodedPart = (Vec<u8>, Vec<Prepared<std::ops::Range<usize>>>);
 
 /// [`prepare_all`] for file sinks: the parts of the batch, in record order.
 fn prepare_all_encoded(

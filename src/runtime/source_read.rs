@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use super::clock::Clock;
+use super::engine::EncodedPart;
 use super::events::{FlowEvents, ListingCut, SourceRetried};
 use super::retry::backoff;
 use crate::connectors::{Batch, ConnectorError, Source};
@@ -95,5 +96,75 @@ async fn wait_or_stop(retry: &ReadRetry<'_>, delay: Duration) -> bool {
     tokio::select! {
         () = retry.clock.sleep(delay) => false,
         changed = stop.wait_for(|stop| *stop) => changed.is_ok(),
+    }
+}
+
+/// What a read ahead needs of [`ReadRetry`], owned: it runs on a task of its own.
+pub(super) struct OwnedRetry {
+    pub(super) policy: RetryPolicy,
+    pub(super) clock: Clock,
+    pub(super) events: FlowEvents,
+    pub(super) stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// The pure stage run on a batch read ahead (decode, contract, keys, mapping, encoding), when
+/// it needs nothing the settling of the batch before may change.
+pub(super) type Prepare = Box<dyn FnOnce(&Batch) -> Vec<EncodedPart> + Send>;
+
+/// What a read ahead brings back: the source, what it read and, when asked, the batch's
+/// records prepared.
+pub(super) type ReadBack = (
+    Box<dyn Source>,
+    Result<Option<Batch>, ConnectorError>,
+    Option<Vec<EncodedPart>>,
+);
+
+/// The source's next batch, read (and prepared) on a task of its own while the batch before
+/// it is written: parsing a file, mapping its records and the sink's server writing the
+/// batch before are then three stages at work at once, where one run used to take them in
+/// turn and leave the others idle. The source travels with the task and comes back with the
+/// batch.
+pub(super) struct ReadAhead(tokio::task::JoinHandle<ReadBack>);
+
+impl ReadAhead {
+    /// Starts reading the next batch of `source`, then preparing it with `prepare` if given.
+    pub(super) fn start(
+        mut source: Box<dyn Source>,
+        max_records: usize,
+        retry: OwnedRetry,
+        prepare: Option<Prepare>,
+    ) -> Self {
+        Self(tokio::spawn(async move {
+            let borrowed = ReadRetry {
+                policy: &retry.policy,
+                clock: &retry.clock,
+                events: &retry.events,
+                stop: retry.stop.as_ref(),
+            };
+            let read = read_batch(source.as_mut(), max_records, &borrowed).await;
+            match (read, prepare) {
+                (Ok(Some(batch)), Some(prepare)) => {
+                    // CPU work on threads of its own, off the runtime's workers.
+                    let prepared = tokio::task::spawn_blocking(move || {
+                        let parts = prepare(&batch);
+                        (batch, parts)
+                    })
+                    .await;
+                    match prepared {
+                        Ok((batch, parts)) => (source, Ok(Some(batch)), Some(parts)),
+                        // A bug in the pure stage: this task fails with it, and the run
+                        // stops at its checkpoint (see `finish`).
+                        Err(err) => std::panic::resume_unwind(err.into_panic()),
+                    }
+                }
+                (read, _) => (source, read, None),
+            }
+        }))
+    }
+
+    /// The source back, with what it read; `None` when the task died (a panic in the source
+    /// or the pure stage), which loses the source with it.
+    pub(super) async fn finish(self) -> Option<ReadBack> {
+        self.0.await.ok()
     }
 }

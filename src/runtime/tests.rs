@@ -17,16 +17,43 @@ use crate::store::Store;
 
 const FLOW: &str = "offers-to-storefront";
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A source handing out the given batches, recording the positions it is told of.
 struct RecordingSource {
     batches: std::vec::IntoIter<Batch>,
     committed: Arc<Mutex<Vec<Value>>>,
+    /// Whether it lets the runtime read ahead.
+    ahead: bool,
+    /// `read N` for each batch handed out (N its position's `n`).
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl RecordingSource {
+    fn new(batches: Vec<Batch>) -> Self {
+        Self {
+            batches: batches.into_iter(),
+            committed: Arc::new(Mutex::new(Vec::new())),
+            ahead: false,
+            log: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Source for RecordingSource {
     async fn next_batch(&mut self, _max: usize) -> Result<Option<Batch>, ConnectorError> {
-        Ok(self.batches.next())
+        let batch = self.batches.next();
+        if let Some(batch) = &batch {
+            lock(&self.log).push(format!("read {}", batch.position["n"]));
+        }
+        Ok(batch)
+    }
+
+    fn reads_ahead(&self) -> bool {
+        self.ahead
     }
 
     async fn committed(&mut self, position: &Value) -> Result<(), ConnectorError> {
@@ -75,11 +102,8 @@ fn batch(records: Vec<Value>, n: u64) -> Batch {
 /// Runs the reference offers flow over `batches` into `recorder`; returns the positions the
 /// source was told of, and the run's report.
 async fn run(batches: Vec<Batch>, recorder: RecorderSink) -> (Vec<Value>, super::RunReport) {
-    let committed = Arc::new(Mutex::new(Vec::new()));
-    let source = RecordingSource {
-        batches: batches.into_iter(),
-        committed: committed.clone(),
-    };
+    let source = RecordingSource::new(batches);
+    let committed = source.committed.clone();
     let report = FlowRun::new(
         &workspace(),
         FLOW,
@@ -153,6 +177,9 @@ struct ScriptedSink {
     /// When set, each write first takes the flow's lock over, as a process finding this
     /// run stalled would: the batch's commit is then refused.
     thief: Option<Store>,
+    /// When set, each write yields to the runtime once (as a write to a server would), then
+    /// logs `write K` with the first key written.
+    log: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl ScriptedSink {
@@ -169,6 +196,7 @@ impl ScriptedSink {
             slow_first_sync: None,
             syncs: Arc::new(AtomicU32::new(0)),
             thief: None,
+            log: None,
         }
     }
 
@@ -201,6 +229,11 @@ impl Sink for ScriptedSink {
                 .acquire_flow_lock(FLOW, &thief)
                 .await
                 .expect("take over");
+        }
+        if let Some(log) = &self.log {
+            tokio::task::yield_now().await;
+            let first = records.first().map_or("", |r| r.idempotency_key);
+            lock(log).push(format!("write {first}"));
         }
         let outcome = (self.script)(call, records)?;
         let refused: Vec<usize> = outcome.rejected.iter().map(|(at, _)| *at).collect();
@@ -246,10 +279,16 @@ async fn run_observed(
     store: &Store,
     observer: Observer,
 ) -> Result<super::RunReport, super::RunError> {
-    let source = RecordingSource {
-        batches: batches.into_iter(),
-        committed: Arc::new(Mutex::new(Vec::new())),
-    };
+    run_source(RecordingSource::new(batches), sink, store, observer).await
+}
+
+/// [`run_observed`] from `source`.
+async fn run_source(
+    source: RecordingSource,
+    sink: Arc<ScriptedSink>,
+    store: &Store,
+    observer: Observer,
+) -> Result<super::RunReport, super::RunError> {
     FlowRun::new(
         &workspace(),
         FLOW,
@@ -526,4 +565,95 @@ async fn a_per_record_sink_counts_its_deliveries_on_commit() {
     let text = observer.metrics().render();
     let latency = "switchyard_delivery_latency_seconds_count{flow=\"offers-to-storefront\"} 4\n";
     assert!(text.contains(latency), "{text}");
+}
+
+/// The order in which a run reads batches and writes them, for a source that does or does
+/// not let it read ahead.
+async fn reads_and_writes(ahead: bool) -> (Vec<String>, Vec<Value>, super::RunReport) {
+    let store = Store::in_memory().expect("store");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut sink = ScriptedSink::new(|_, _| Ok(BatchOutcome::default()));
+    sink.log = Some(log.clone());
+    let sink = Arc::new(sink);
+    let mut source = RecordingSource::new(vec![
+        batch(offers(0, 3), 1),
+        batch(offers(3, 5), 2),
+        batch(offers(5, 9), 3),
+    ]);
+    source.ahead = ahead;
+    source.log = log.clone();
+    let committed = source.committed.clone();
+    let report = run_source(source, sink.clone(), &store, Observer::default())
+        .await
+        .expect("run");
+    assert_eq!(sink.written(), (0..9).map(key).collect::<Vec<_>>());
+    let told = lock(&committed).clone();
+    let order = lock(&log).clone();
+    (order, told, report)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_reading_ahead_is_read_while_the_batch_before_is_written() {
+    let (order, told, report) = reads_and_writes(true).await;
+    let at = |entry: &str| order.iter().position(|e| e == entry);
+    let (read_2, write_1) = (at("read 2"), at(&format!("write {}", key(0))));
+    assert!(
+        read_2.is_some() && write_1.is_some() && read_2 < write_1,
+        "batch 2 is read while batch 1 is written: {order:?}"
+    );
+    assert_eq!(report.delivered, 9, "{report:?}");
+    assert_eq!(
+        told,
+        vec![json!({"n": 1}), json!({"n": 2}), json!({"n": 3})],
+        "each position is still told once, in order"
+    );
+
+    // And without it, batch after batch: the test tells the two apart.
+    let (order, _, report) = reads_and_writes(false).await;
+    assert_eq!(report.delivered, 9, "{report:?}");
+    assert_eq!(
+        order,
+        vec![
+            "read 1".to_owned(),
+            format!("write {}", key(0)),
+            "read 2".to_owned(),
+            format!("write {}", key(3)),
+            "read 3".to_owned(),
+            format!("write {}", key(5)),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_read_ahead_of_a_run_that_stops_is_left_unsettled() {
+    // The sink is down past the retry window while batch 2 was read ahead: the run stops
+    // with the source back in hand, nothing committed, and the next run reads from the start.
+    let store = Store::in_memory().expect("store");
+    let sink = Arc::new(ScriptedSink::new(|_, _| {
+        Err(ConnectorError::from_status(503, None, "down"))
+    }));
+    let mut source = RecordingSource::new(vec![batch(offers(0, 3), 1), batch(offers(3, 5), 2)]);
+    source.ahead = true;
+    let (committed, log) = (source.committed.clone(), source.log.clone());
+    let report = run_source(source, sink.clone(), &store, Observer::default())
+        .await
+        .expect("an outage is a report, not an error");
+    assert!(report.stopped_early.is_some(), "{report:?}");
+    assert_eq!(report.unsettled, 3, "{report:?}");
+    assert_eq!(
+        lock(&log).clone(),
+        vec!["read 1", "read 2"],
+        "batch 2 was read ahead"
+    );
+    assert_eq!(lock(&committed).clone(), Vec::<Value>::new());
+    let position = store
+        .checkpoint(FLOW)
+        .await
+        .expect("read")
+        .map(|c| c.position);
+    assert!(
+        position.as_ref().is_none_or(Value::is_null),
+        "checkpoint moved: {position:?}"
+    );
+    assert!(sink.written().is_empty());
 }

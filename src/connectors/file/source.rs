@@ -403,6 +403,11 @@ impl crate::connectors::Source for FileSource {
     async fn next_batch(&mut self, max_records: usize) -> Result<Option<Batch>, ConnectorError> {
         FileSource::next_batch(self, max_records)
     }
+
+    /// A file read by offset: what comes next is there whatever became of the batch before.
+    fn reads_ahead(&self) -> bool {
+        true
+    }
 }
 
 impl Fields {

@@ -221,6 +221,20 @@ impl Sink for PostgresSink {
     }
 
     async fn write_batch(&self, records: &[Encoded<'_>]) -> Result<BatchOutcome, ConnectorError> {
+        // With the columns named, the fast path needs no look at the records first: `rows`
+        // takes objects only and leaves anything else to the regular path, which looks at
+        // each record. That look is a whole JSON parse of the batch, on the write stage.
+        let tried_copy = match &self.columns {
+            Some(columns) if self.copies(columns) => {
+                let bodies = utf8_bodies(records.iter())?;
+                let keys: Vec<&str> = records.iter().map(|r| r.idempotency_key).collect();
+                if self.try_copy(columns, &bodies, &keys).await? {
+                    return Ok(BatchOutcome::default());
+                }
+                true
+            }
+            _ => false,
+        };
         let mut rejected = Vec::new();
         let columns = self.columns_of(records, &mut rejected);
         let sendable: Vec<usize> = (0..records.len())
@@ -229,51 +243,17 @@ impl Sink for PostgresSink {
         if sendable.is_empty() {
             return Ok(BatchOutcome { rejected });
         }
-        let mut bodies = Vec::with_capacity(sendable.len());
-        for &index in &sendable {
-            // The runtime encodes records with serde_json: always UTF-8.
-            let body = std::str::from_utf8(records[index].json).map_err(|err| {
-                ConnectorError::internal(format!("a record's JSON is not UTF-8: {err}"))
-            })?;
-            bodies.push(body);
-        }
+        let bodies = utf8_bodies(sendable.iter().map(|&index| &records[index]))?;
         let keys: Vec<&str> = sendable
             .iter()
             .map(|&index| records[index].idempotency_key)
             .collect();
 
-        let mut client = connection(&self.pool, &self.target).await?;
-        if columns.iter().all(|column| self.copyable.contains(column))
-            && self.copyable.contains(&self.key_column)
-            && let Some(rows) = super::copy::rows(&columns, &bodies, &keys)
-        {
-            let copied = super::copy::copy(
-                &mut client,
-                &self.target,
-                &self.table,
-                &columns,
-                &self.key_column,
-                rows,
-            )
-            .await;
-            match copied {
-                Ok(true) => {
-                    rejected.sort_by_key(|(index, _)| *index);
-                    return Ok(BatchOutcome { rejected });
-                }
-                // Refused: the regular path below finds out by whom, on a fresh session (a
-                // COPY cut short can leave the protocol's state behind on this one).
-                Ok(false) => {
-                    drop(Object::take(client));
-                    client = connection(&self.pool, &self.target).await?;
-                }
-                Err(err) => {
-                    // The session may be broken (the server cut it): never hand it out again.
-                    drop(Object::take(client));
-                    return Err(err);
-                }
-            }
+        if !tried_copy && self.copies(&columns) && self.try_copy(&columns, &bodies, &keys).await? {
+            rejected.sort_by_key(|(index, _)| *index);
+            return Ok(BatchOutcome { rejected });
         }
+        let mut client = connection(&self.pool, &self.target).await?;
         let statements = Statements {
             insert: self.insert_sql(&columns),
             compare: self.compare_sql(&columns),
@@ -320,6 +300,19 @@ async fn run_schema(client: &mut Object, schema: &str, target: &str) -> Result<(
     tx.commit().await.map_err(failed)
 }
 
+/// The records' JSON as text (the runtime encodes records with serde_json: always UTF-8).
+fn utf8_bodies<'a>(
+    records: impl Iterator<Item = &'a Encoded<'a>>,
+) -> Result<Vec<&'a str>, ConnectorError> {
+    records
+        .map(|record| {
+            std::str::from_utf8(record.json).map_err(|err| {
+                ConnectorError::internal(format!("a record's JSON is not UTF-8: {err}"))
+            })
+        })
+        .collect()
+}
+
 /// The advisory lock the schema files of all flows take ("swyd" "schm" in ASCII).
 const SCHEMA_LOCK: i64 = 0x7377_7964_7363_686d;
 
@@ -332,6 +325,43 @@ struct Statements {
 }
 
 impl PostgresSink {
+    /// Whether a batch filling `columns` may take the `COPY` fast path: every column, the key
+    /// column included, takes text input as the JSON path fills it.
+    fn copies(&self, columns: &[String]) -> bool {
+        columns.iter().all(|column| self.copyable.contains(column))
+            && self.copyable.contains(&self.key_column)
+    }
+
+    /// Writes the records with `COPY` when the text format carries them exactly; `false`
+    /// when they must take the regular path (nothing was written).
+    async fn try_copy(
+        &self,
+        columns: &[String],
+        bodies: &[&str],
+        keys: &[&str],
+    ) -> Result<bool, ConnectorError> {
+        let Some(rows) = super::copy::rows(columns, bodies, keys) else {
+            return Ok(false);
+        };
+        let mut client = connection(&self.pool, &self.target).await?;
+        let copied = super::copy::copy(
+            &mut client,
+            &self.target,
+            &self.table,
+            columns,
+            &self.key_column,
+            rows,
+        )
+        .await;
+        if !matches!(copied, Ok(true)) {
+            // Refused, the regular path finds out by whom on a fresh session (a COPY cut short
+            // can leave the protocol's state behind on this one); failed, the session may be
+            // broken (the server cut it). Either way, never hand it out again.
+            drop(Object::take(client));
+        }
+        copied
+    }
+
     /// Inserts the records `sendable` (with their `bodies` and `keys`) in one transaction:
     /// all at once, or, when a record's data breaks the statement or the commit, one by one
     /// under savepoints, adding those refused to `rejected`.
