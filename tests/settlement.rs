@@ -245,7 +245,15 @@ async fn settle(test: &str, ledger_url: Option<(String, String)>) {
             "the fallback is not announced: {posted}"
         );
     }
-    run.run("settlement-lines-to-ledger");
+    let first = run.run("settlement-lines-to-ledger");
+    assert!(!first.contains("read 0,"), "{first}");
+    // The next run starts after the last line checkpointed (seek paging with a cursor), not
+    // from the top of the log.
+    let next = run.run("settlement-lines-to-ledger");
+    assert!(
+        next.contains("read 0,") && next.contains("duplicates 0"),
+        "the log was read again: {next}"
+    );
     tokio::time::sleep(Duration::from_millis(2_100)).await; // `settle: 2s`
     let drops = run.run("statement-drops-to-ledger");
     assert!(drops.contains("dead letters 0"), "{drops}");
