@@ -318,6 +318,19 @@ fn key(i: i64) -> String {
     format!("{}:2025-03-04T10:00:00Z", 5_000 + i)
 }
 
+/// Fails unless the flow's checkpoint is still at the start.
+async fn assert_checkpoint_not_moved(store: &Store) {
+    let position = store
+        .checkpoint(FLOW)
+        .await
+        .expect("read")
+        .map(|c| c.position);
+    assert!(
+        position.as_ref().is_none_or(Value::is_null),
+        "checkpoint moved: {position:?}"
+    );
+}
+
 /// The alerts queued for `owner`, by failure mode.
 async fn alerts_for(store: &Store, owner: &str) -> Vec<String> {
     let due = store.due_alerts(i64::MAX, 100).await.expect("outbox");
@@ -381,15 +394,7 @@ async fn a_batch_sink_down_past_the_window_leaves_the_batch_unsettled_and_alerts
         sink.calls.load(Ordering::SeqCst) > 2,
         "retried before giving up"
     );
-    let position = store
-        .checkpoint(FLOW)
-        .await
-        .expect("read")
-        .map(|c| c.position);
-    assert!(
-        position.as_ref().is_none_or(Value::is_null),
-        "checkpoint moved: {position:?}"
-    );
+    assert_checkpoint_not_moved(&store).await;
     assert_eq!(
         alerts_for(&store, "marketplace-ops").await,
         vec!["sink-unavailable"]
@@ -646,14 +651,6 @@ async fn a_batch_read_ahead_of_a_run_that_stops_is_left_unsettled() {
         "batch 2 was read ahead"
     );
     assert_eq!(lock(&committed).clone(), Vec::<Value>::new());
-    let position = store
-        .checkpoint(FLOW)
-        .await
-        .expect("read")
-        .map(|c| c.position);
-    assert!(
-        position.as_ref().is_none_or(Value::is_null),
-        "checkpoint moved: {position:?}"
-    );
+    assert_checkpoint_not_moved(&store).await;
     assert!(sink.written().is_empty());
 }
