@@ -212,6 +212,19 @@ async fn reconciles_the_shared_workload_once_and_resolves_what_gets_corrected() 
     );
     let open = letters(&state, Some(DeadLetterStatus::Open)).await;
     assert_eq!(open.len(), count - unexplained.len());
+    // Resolved, not "replayed": nothing was delivered, the variance is gone at its source.
+    let resolved = letters(&state, Some(DeadLetterStatus::Resolved)).await;
+    assert_eq!(resolved.len(), unexplained.len());
+    assert!(
+        resolved
+            .iter()
+            .all(|(key, _)| key.contains("missing_in_statement"))
+    );
+    assert!(
+        letters(&state, Some(DeadLetterStatus::Replayed))
+            .await
+            .is_empty()
+    );
     assert!(
         open.iter()
             .all(|(key, _)| !key.contains("missing_in_statement"))

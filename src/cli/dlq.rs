@@ -91,7 +91,8 @@ struct FilterArgs {
     /// Only this failure mode (for example `contract-violation`).
     #[arg(long)]
     failure: Option<String>,
-    /// Only this status: open, replayed, suppressed or all.
+    /// Only this status: open, replayed, suppressed, resolved (settled where it arose: a
+    /// reconciliation variance no longer found) or all.
     #[arg(long, default_value = "open")]
     status: String,
     /// At most this many.
@@ -262,11 +263,13 @@ async fn run_async(args: DlqArgs) -> anyhow::Result<ExitCode> {
 impl FilterArgs {
     fn to_filter(&self) -> anyhow::Result<DeadLetterFilter> {
         let status = match self.status.as_str() {
-            "open" => Some(DeadLetterStatus::Open),
-            "replayed" => Some(DeadLetterStatus::Replayed),
-            "suppressed" => Some(DeadLetterStatus::Suppressed),
             "all" => None,
-            other => anyhow::bail!("--status {other}: use open, replayed, suppressed or all"),
+            name => match DeadLetterStatus::from_name(name) {
+                Some(status) => Some(status),
+                None => anyhow::bail!(
+                    "--status {name}: use open, replayed, suppressed, resolved or all"
+                ),
+            },
         };
         Ok(DeadLetterFilter {
             flow: self.flow.clone(),
@@ -373,9 +376,5 @@ fn print_table(out: &mut impl Write, letters: &[DeadLetter]) -> std::io::Result<
 }
 
 fn status_name(status: DeadLetterStatus) -> &'static str {
-    match status {
-        DeadLetterStatus::Open => "open",
-        DeadLetterStatus::Replayed => "replayed",
-        DeadLetterStatus::Suppressed => "suppressed",
-    }
+    status.as_str()
 }

@@ -419,12 +419,12 @@ async fn list_dead_letters(
 ) -> Result<Json<Vec<DeadLetter>>, AdminError> {
     let status = match query.status.as_deref() {
         None | Some("") | Some("all") => None,
-        Some("open") => Some(DeadLetterStatus::Open),
-        Some("replayed") => Some(DeadLetterStatus::Replayed),
-        Some("suppressed") => Some(DeadLetterStatus::Suppressed),
+        Some(name) if DeadLetterStatus::from_name(name).is_some() => {
+            DeadLetterStatus::from_name(name)
+        }
         Some(other) => {
             return Err(AdminError::BadRequest(format!(
-                "unknown status `{other}`; use open, replayed or suppressed"
+                "unknown status `{other}`; use open, replayed, suppressed, resolved or all"
             )));
         }
     };

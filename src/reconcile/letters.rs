@@ -154,7 +154,7 @@ pub(crate) async fn record(
         store
             .resolve_dead_letter(
                 letter.id,
-                DeadLetterStatus::Replayed,
+                DeadLetterStatus::Resolved,
                 ACTOR,
                 "variance gone: a later reconciliation found the statement and the ledger in agreement",
             )

@@ -142,6 +142,10 @@ pub enum DeadLetterStatus {
     Replayed,
     /// Accepted as undeliverable, with a reason.
     Suppressed,
+    /// Settled where it arose, nothing left to deliver: a reconciliation variance a later
+    /// reconciliation no longer finds (finance corrected the ledger or the marketplace its
+    /// statement).
+    Resolved,
 }
 
 /// A stored dead letter.
@@ -206,23 +210,35 @@ impl DeadLetterStatus {
         match self {
             DeadLetterStatus::Replayed => "dead-letter-replayed",
             DeadLetterStatus::Suppressed => "dead-letter-suppressed",
+            DeadLetterStatus::Resolved => "dead-letter-resolved",
             DeadLetterStatus::Open => "dead-letter-reopened",
         }
     }
 
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Every status, in the order people are told of them.
+    pub const ALL: [DeadLetterStatus; 4] = [
+        DeadLetterStatus::Open,
+        DeadLetterStatus::Replayed,
+        DeadLetterStatus::Suppressed,
+        DeadLetterStatus::Resolved,
+    ];
+
+    /// Its name, as stored and as given on a command line or in a query.
+    pub fn as_str(self) -> &'static str {
         match self {
             DeadLetterStatus::Open => "open",
             DeadLetterStatus::Replayed => "replayed",
             DeadLetterStatus::Suppressed => "suppressed",
+            DeadLetterStatus::Resolved => "resolved",
         }
     }
 
+    /// The status named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
     pub(crate) fn parse(text: &str) -> Self {
-        match text {
-            "replayed" => DeadLetterStatus::Replayed,
-            "suppressed" => DeadLetterStatus::Suppressed,
-            _ => DeadLetterStatus::Open,
-        }
+        Self::from_name(text).unwrap_or(DeadLetterStatus::Open)
     }
 }
