@@ -363,7 +363,7 @@ pub fn reconcile_summary(rec: &Reconciliation) -> String {
 }
 
 /// Where one side of a reconciliation is read: its table, query, file path or request.
-fn location(settings: &serde_json::Value) -> String {
+pub(crate) fn location(settings: &serde_json::Value) -> String {
     let text = |key: &str| settings.get(key).and_then(serde_json::Value::as_str);
     if let Some(table) = text("table") {
         return format!("table `{table}`");
