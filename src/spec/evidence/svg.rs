@@ -1,6 +1,7 @@
 //! A flow's path as an inline SVG, drawn at build time: source → contract → record steps →
 //! map → sink → acknowledgement along the top, each failure mode hanging from the stage that
-//! raises it and pointing at its owner. No script, no font or file fetched: it renders from
+//! raises it and pointing at its owner (a reconcile flow: statement → reconcile ← ledger,
+//! → report, its failure modes likewise). No script, no font or file fetched: it renders from
 //! `file://` in any browser.
 
 use std::fmt::Write as _;
