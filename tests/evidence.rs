@@ -59,6 +59,39 @@ fn every_flow_has_a_page_with_its_diagram_and_every_failure_its_owner_and_runboo
     let dir = pack("html", "pages");
     let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert!(index.contains("id=\"ownership-matrix\""));
+    // Every flow file has its facts, reconcile flows included: a flow the facts drop would
+    // otherwise drop silently from every page below too.
+    let names: Vec<&str> = facts["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let declared = crate::explain::reference_flows();
+    assert_eq!(
+        names,
+        declared.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+    );
+    for (name, reconcile) in &declared {
+        let flow = facts["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(
+            flow["kind"],
+            if *reconcile { "reconcile" } else { "move" },
+            "{name}"
+        );
+        assert!(
+            index.contains(&format!(
+                "<td><a href=\"flows/{name}.html\">{name}</a></td><td>{}</td>",
+                flow["object"].as_str().unwrap()
+            )),
+            "{name} missing from the index's flow list"
+        );
+    }
     for flow in facts["flows"].as_array().unwrap() {
         let name = flow["name"].as_str().unwrap();
         assert!(
@@ -111,6 +144,83 @@ fn every_flow_has_a_page_with_its_diagram_and_every_failure_its_owner_and_runboo
 }
 
 #[test]
+fn a_reconcile_flow_page_shows_its_matching_rules_rates_and_samples() {
+    let dir = pack("html", "reconcile");
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(
+        index.contains("<tr><td>finance-ops</td><td><a href=\"flows/settlement-reconciliation.html\">settlement-reconciliation</a></td><td>ownership-violation, source-unavailable, reconciliation-variance</td></tr>"),
+        "the failure owners table lacks settlement-reconciliation: {index}"
+    );
+    assert!(
+        index
+            .contains("statement from ledger against ledger from ledger → report and dead letters")
+    );
+    let page = std::fs::read_to_string(dir.join("flows/settlement-reconciliation.html")).unwrap();
+    for expected in [
+        "<svg class=\"flow-diagram\"",
+        "class=\"stage stage-source\"><title>statement: ledger</title>",
+        "class=\"stage stage-ledger\"><title>ledger: ledger</title>",
+        "class=\"stage stage-reconcile\"><title>reconcile one-to-one</title>",
+        "class=\"stage stage-report\">",
+        "<table class=\"matching\">",
+        "<tr><th>join key</th><td><code>/transaction_id</code></td><td><code>/reference</code></td></tr>",
+        "<tr><th>billing cycle</th><td><code>/billing_cycle_id</code></td><td><code>/billing_cycle_id</code></td></tr>",
+        "<tr><th>currency</th><td><code>/currency</code></td><td><code>/currency</code></td></tr>",
+        "ledger (postgres): table `journal_lines`",
+        "Strategy <code>one-to-one</code>",
+        "<table class=\"rules\">",
+        "<code>/reason</code> = fraud → chargebacks-operator",
+        "wrong_party (ownership-violation)",
+        "<table class=\"rates\">",
+        "<td>commission-rate<br>",
+        "default: 12% (0.12)",
+        "half-away-from-zero",
+        "rate_mismatch (reconciliation-variance)",
+        "a cycle that ties out says so",
+        "<tr><td>reconciliation-variance</td><td>finance-ops</td><td>repair</td>",
+        "<p>statement lines</p><pre>{&quot;transaction_id&quot;:&quot;T1&quot;",
+        "<p>ledger lines</p><pre>{&quot;journal_id&quot;:&quot;J1&quot;",
+        "expected variances: none (every cycle ties out)",
+        "<p>expected variances</p><pre>{&quot;kind&quot;:&quot;currency_mismatch&quot;",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?} in the page");
+    }
+    // A reconcile flow has no mapping and no delivery retry: none is shown as if it had.
+    assert!(!page.contains("<h2>Mapping</h2>"));
+    assert!(!page.contains("retry window"));
+
+    let invoice = std::fs::read_to_string(dir.join("flows/invoice-reconciliation.html")).unwrap();
+    assert!(invoice.contains("Strategy <code>many-to-one</code>"));
+    assert!(invoice.contains("No rule is declared."));
+
+    let md = pack("markdown", "reconcile");
+    assert!(md.join("flows/settlement-reconciliation.svg").exists());
+    let page = std::fs::read_to_string(md.join("flows/settlement-reconciliation.md")).unwrap();
+    for expected in [
+        "![path of settlement-reconciliation](settlement-reconciliation.svg)",
+        "| join key | `/transaction_id` | `/reference` |",
+        "| chargeback-bearer | `/type` = \"CHARGEBACK\" | `/account` | `/reason` = fraud → chargebacks-operator; `/reason` = item_not_received → chargebacks-seller | wrong_party (ownership-violation) | finance-ops |",
+        "| commission-rate | `/type` = \"COMMISSION_FEE\" | `/type` = \"ORDER_AMOUNT\" | `/order_line_id` | `/shop_id` | default: 12% (0.12) | opposite | half-away-from-zero | exact | rate_mismatch (reconciliation-variance) | finance-ops |",
+        "| reconciliation-variance | finance-ops | repair |",
+        "ledger lines:\n\n```json\n{\"journal_id\":\"J1\"",
+        "expected variances: none (every cycle ties out)",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?} in:\n{page}");
+    }
+    let index = std::fs::read_to_string(md.join("index.md")).unwrap();
+    assert!(index.contains("- [settlement-reconciliation](flows/settlement-reconciliation.md)"));
+
+    let markdown = switchyard(&["explain", "flows", "--format", "markdown"]);
+    let markdown = String::from_utf8(markdown.stdout).unwrap();
+    for (name, reconcile) in crate::explain::reference_flows() {
+        assert!(markdown.contains(&format!("## Flow {name}\n")), "{name}");
+        if reconcile {
+            assert!(markdown.contains(&format!("## Flow {name}\n\n{name}: reconciles ")));
+        }
+    }
+}
+
+#[test]
 fn markdown_pack_and_explain_formats() {
     let dir = pack("markdown", "markdown");
     let index = std::fs::read_to_string(dir.join("index.md")).unwrap();
@@ -135,6 +245,7 @@ fn markdown_pack_and_explain_formats() {
         .find(|f| f["name"] == "orders-to-oms")
         .unwrap();
     assert_eq!(orders["acknowledge"], "marketplace");
+    assert_eq!(orders["kind"], "move");
     assert_eq!(orders["retry"]["window"], "10m");
     assert_eq!(orders["freshness"], "5m");
     assert!(

@@ -69,3 +69,87 @@ fn explains_client_side_rate_limits() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The flow names declared in the reference workspace's flow files, with whether each is a
+/// reconcile flow: read from the files, not from switchyard, so a flow the model or a
+/// renderer drops is noticed.
+pub(crate) fn reference_flows() -> Vec<(String, bool)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/flows");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("flow: "))
+                .unwrap_or_else(|| panic!("{}: no `flow:`", path.display()))
+                .trim()
+                .to_owned();
+            (name, text.lines().any(|l| l == "reconcile:"))
+        })
+        .collect()
+}
+
+#[test]
+fn explains_every_flow_of_the_reference_workspace_reconcile_flows_included() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = switchyard(root, &["explain", "flows"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    let text = output.stdout;
+    let flows = reference_flows();
+    assert!(
+        flows.iter().filter(|(_, reconcile)| *reconcile).count() >= 3,
+        "{flows:?}"
+    );
+    for (name, reconcile) in &flows {
+        let opening = if *reconcile {
+            format!("\n{name}: reconciles ")
+        } else {
+            format!("\n{name}: moves ")
+        };
+        assert!(text.contains(&opening), "explain lacks {name}:\n{text}");
+    }
+}
+
+#[test]
+fn explains_a_reconcile_flow_in_business_words() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = switchyard(root, &["explain", "flows"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    let text = output.stdout;
+    let start = text
+        .find("\nsettlement-reconciliation: ")
+        .expect("settlement-reconciliation is explained");
+    let end = text[start + 1..]
+        .find("\n\n")
+        .map_or(text.len(), |e| start + 1 + e);
+    let flow = &text[start + 1..end];
+    for expected in [
+        "settlement-reconciliation: reconciles settlement_line records: the statement read from system ledger (table `statement_lines`) against the ledger read from system ledger (table `journal_lines`). It is a batch flow, scheduled by cron `30 * * * * *` (Europe/Paris); its latency class is finance-close: it must be complete before the period closes.\n",
+        "A statement line is joined to the ledger lines whose `/reference` equals its `/transaction_id`, per billing cycle (`/billing_cycle_id` on the statement, `/billing_cycle_id` in the ledger) and currency (`/currency`, `/currency`);",
+        "One to one: each statement line must be posted exactly once",
+        "Amounts must agree to the last minor unit in every currency. No date window is checked.",
+        "\nRule `chargeback-bearer` (A chargeback is booked to the party that bears it): for statement lines whose `/type` is \"CHARGEBACK\", the ledger's `/account` must be \"chargebacks-operator\" when `/reason` is \"fraud\", \"chargebacks-seller\" when `/reason` is \"item_not_received\"; anything else (or a `/reason` not listed) is a wrong_party variance, dead-lettered as ownership-violation to finance-ops.\n",
+        "\nContracted rate `commission-rate` (Each shop is charged the commission its contract states): the statement lines whose `/type` is \"COMMISSION_FEE\" must sum, per `/order_line_id`, to 12% (0.12) times the lines whose `/type` is \"ORDER_AMOUNT\" sharing it (of the opposite sign), rounded half away from zero to the currency's minor units.",
+        "A breach is a rate_mismatch variance naming the rate, with the contracted amount, dead-lettered as reconciliation-variance to finance-ops.",
+        "a cycle that ties out says so.",
+        "Failures: ownership-violation goes to finance-ops (request a correction); source-unavailable goes to finance-ops (retry); reconciliation-variance goes to finance-ops (repair).",
+    ] {
+        assert!(flow.contains(expected), "missing {expected:?} in:\n{flow}");
+    }
+    let invoice = &text[text.find("\ninvoice-reconciliation: ").unwrap()..];
+    assert!(
+        invoice.contains("Many to one: the statement lines sharing a key are summed"),
+        "{invoice}"
+    );
+    assert!(
+        invoice.contains("GET /api/settlement/invoices"),
+        "{invoice}"
+    );
+}

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use super::amount::Amount;
 pub use super::config::{RateSign, Strategy};
 use crate::money::Rounding;
-use crate::spec::model::{Endpoint, FailureMode, FailureRoute, Trigger};
+use crate::spec::model::{Endpoint, FailureMode, FailureRoute, LatencyClass, Pattern, Trigger};
 
 /// A validated reconcile flow.
 #[derive(Debug, Clone)]
@@ -21,8 +21,14 @@ pub struct Reconciliation {
     pub file: PathBuf,
     /// The flow's name.
     pub name: String,
+    /// What the flow reconciles and why, in business words (its `description:`).
+    pub description: Option<String>,
     /// The business object reconciled (for dead letters).
     pub object: String,
+    /// How the flow syncs (a reconciliation is normally `batch`).
+    pub pattern: Pattern,
+    /// How late a variance may be found before the business notices.
+    pub latency: LatencyClass,
     /// The statement: the flow's `from:`.
     pub statement: Endpoint,
     /// The ledger: `reconcile.ledger`.

@@ -4,8 +4,12 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::model::{Action, LatencyClass, Party, Pattern};
+use indexmap::IndexMap;
+
+use super::model::{Action, FailureMode, FailureRoute, LatencyClass, Party, Pattern};
 use super::model::{Flow, Trigger, Workspace};
+use crate::reconcile::Reconciliation;
+use crate::reconcile::plan::{RateCheck, RateSign, Strategy, Tolerance};
 
 /// Renders the ownership matrix, the field control table and the flow summaries.
 pub fn explain(workspace: &Workspace) -> String {
@@ -20,12 +24,30 @@ pub fn explain(workspace: &Workspace) -> String {
     out.push_str("\n## Field control\n\n");
     out.push_str(&field_table(workspace));
     out.push_str("\n## Flows\n");
-    for flow in workspace.flows.values() {
+    for text in summaries_in_file_order(workspace) {
         out.push('\n');
-        out.push_str(&flow_summary(flow));
+        out.push_str(&text);
         out.push('\n');
     }
     out
+}
+
+/// Every flow's summary, moving and reconcile flows alike, in the order of their files: a
+/// reconcile flow lives apart in the model (no sink, no mapping) and must not drop out here.
+pub fn summaries_in_file_order(workspace: &Workspace) -> Vec<String> {
+    let mut all: Vec<(&std::path::Path, String)> = workspace
+        .flows
+        .values()
+        .map(|flow| (flow.file.as_path(), flow_summary(flow)))
+        .chain(
+            workspace
+                .reconciliations
+                .values()
+                .map(|rec| (rec.file.as_path(), reconcile_summary(rec))),
+        )
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    all.into_iter().map(|(_, text)| text).collect()
 }
 
 /// Object × system: `SoT`, `C`, `U`, `consume`.
@@ -93,32 +115,11 @@ pub fn flow_summary(flow: &Flow) -> String {
         "{}: moves {} records from {} to {}",
         flow.name, flow.object, flow.from.system, flow.to.system
     );
-    let pattern = match flow.pattern {
-        Pattern::Event => "an event flow",
-        Pattern::NearRealTime => "a near-real-time flow",
-        Pattern::Batch => "a batch flow",
-    };
-    let trigger = match &flow.trigger {
-        Trigger::Manual => "run on demand".to_owned(),
-        Trigger::Poll(every) => format!("polled every {}", human(*every)),
-        Trigger::Cron(cron) => {
-            format!(
-                "scheduled by cron `{}` ({})",
-                cron.expression, cron.timezone
-            )
-        }
-        Trigger::Webhook(path) => format!("started by webhook events on {path}"),
-    };
-    let latency = match flow.latency {
-        LatencyClass::CheckoutBlocking => "checkout-blocking: a shopper is waiting",
-        LatencyClass::SameDayOperational => {
-            "same-day operational: it must land within the business day"
-        }
-        LatencyClass::NextCycleEnrichment => {
-            "next-cycle enrichment: it may wait for the next cycle"
-        }
-        LatencyClass::FinanceClose => "finance-close: it must be complete before the period closes",
-    };
+    let (pattern, trigger, latency) = (
+        pattern_words(flow.pattern),
+        trigger_sentence(&flow.trigger),
+        latency_words(flow.latency),
+    );
     let _ = write!(
         text,
         ". It is {pattern}, {trigger}; its latency class is {latency}."
@@ -203,25 +204,7 @@ pub fn flow_summary(flow: &Flow) -> String {
         );
     }
     text.push_str(&rate_limits(flow));
-    let failures: Vec<String> = flow
-        .failures
-        .iter()
-        .map(|(mode, route)| {
-            let action = route
-                .action
-                .map(|action| format!(" ({})", action_words(action)))
-                .unwrap_or_default();
-            let escalate = route
-                .escalate
-                .as_ref()
-                .map(|e| format!(", escalated to {} after {}", e.to, e.after))
-                .unwrap_or_default();
-            format!("{mode} goes to {}{action}{escalate}", route.owner)
-        })
-        .collect();
-    if !failures.is_empty() {
-        let _ = write!(text, " Failures: {}.", failures.join("; "));
-    }
+    text.push_str(&failures_sentence(&flow.failures));
     match (flow.freshness, flow.max_reject_rate) {
         (None, None) => text.push_str(" No SLA is declared."),
         (freshness, reject) => {
@@ -236,6 +219,306 @@ pub fn flow_summary(flow: &Flow) -> String {
         }
     }
     text
+}
+
+/// A reconcile flow in business English: what it joins to what and how, each rule and
+/// contracted rate, what a variance becomes and who owns it. One line per part (overview,
+/// matching, each rule, each rate, outcome), so a terminal and a page both read it as prose.
+pub fn reconcile_summary(rec: &Reconciliation) -> String {
+    let plan = &rec.plan;
+    let mut lines = Vec::new();
+    let mut text = format!(
+        "{}: reconciles {} records: the statement read from system {} ({}) against the ledger read from system {} ({}).",
+        rec.name,
+        rec.object,
+        rec.statement.system,
+        location(&rec.statement.settings),
+        rec.ledger.system,
+        location(&rec.ledger.settings),
+    );
+    let _ = write!(
+        text,
+        " It is {}, {}; its latency class is {}.",
+        pattern_words(rec.pattern),
+        trigger_sentence(&rec.trigger),
+        latency_words(rec.latency)
+    );
+    lines.push(text);
+
+    let mut text = format!(
+        "A statement line is joined to the ledger lines whose `{}` equals its `{}`, per billing cycle (`{}` on the statement, `{}` in the ledger) and currency (`{}`, `{}`); amounts (`{}`, `{}`) are compared in their own currency, never converted: a ledger line in another currency is a currency_mismatch.",
+        plan.key.ledger,
+        plan.key.statement,
+        plan.cycle.statement,
+        plan.cycle.ledger,
+        plan.currency.statement,
+        plan.currency.ledger,
+        plan.amount.statement,
+        plan.amount.ledger,
+    );
+    let _ = write!(text, " {}", strategy_words(plan.strategy));
+    let _ = write!(text, " {}", tolerance_words(&plan.tolerance, "Amounts"));
+    match &plan.date {
+        Some(date) => {
+            let _ = write!(
+                text,
+                " The ledger's `{}` must be within {} of the statement's `{}`; outside it is a date_outside_window.",
+                date.ledger,
+                human(date.window),
+                date.statement
+            );
+        }
+        None => text.push_str(" No date window is checked."),
+    }
+    if let Some(line) = &plan.ledger_line {
+        let _ = write!(
+            text,
+            " A ledger line no statement line explains is named by its `{line}`."
+        );
+    }
+    if let Some(dates) = &plan.line_date {
+        let _ = write!(
+            text,
+            " Lines are dated by the statement's `{}`{} for the age of unmatched lines and each cycle's end.",
+            dates.statement,
+            dates
+                .ledger
+                .as_ref()
+                .map(|l| format!(" and the ledger's `{l}`"))
+                .unwrap_or_default()
+        );
+    }
+    lines.push(text);
+
+    let ownership = owner_of(rec, FailureMode::OwnershipViolation);
+    for rule in &plan.rules {
+        let mut text = format!("Rule `{}`", rule.name);
+        if let Some(description) = &rule.description {
+            let _ = write!(text, " ({})", description.trim_end_matches('.'));
+        }
+        let scope = match &rule.when {
+            Some((field, value)) => format!("for statement lines whose `{field}` is \"{value}\""),
+            None => "for every matched line".to_owned(),
+        };
+        let expected: Vec<String> = rule
+            .expect
+            .iter()
+            .map(|(by, value)| format!("\"{value}\" when `{}` is \"{by}\"", rule.by))
+            .collect();
+        let _ = write!(
+            text,
+            ": {scope}, the ledger's `{}` must be {}; anything else (or a `{}` not listed) is a wrong_party variance, dead-lettered as ownership-violation to {ownership}.",
+            rule.ledger_field,
+            expected.join(", "),
+            rule.by
+        );
+        lines.push(text);
+    }
+
+    let variance_owner = owner_of(rec, FailureMode::ReconciliationVariance);
+    for rate in &plan.rates {
+        let mut text = format!("Contracted rate `{}`", rate.name);
+        if let Some(description) = &rate.description {
+            let _ = write!(text, " ({})", description.trim_end_matches('.'));
+        }
+        let sign = match rate.sign {
+            RateSign::Opposite => "of the opposite sign",
+            RateSign::Same => "of the same sign",
+        };
+        let _ = write!(
+            text,
+            ": the statement lines whose `{}` is \"{}\" must sum, per `{}`, to {} times the lines whose `{}` is \"{}\" sharing it ({sign}), rounded {} to the currency's minor units.",
+            rate.charged.0,
+            rate.charged.1,
+            rate.per,
+            rate_table_words(rate),
+            rate.base.0,
+            rate.base.1,
+            rounding_words(rate.rounding),
+        );
+        let _ = write!(
+            text,
+            " {} A breach is a rate_mismatch variance naming the rate, with the contracted amount, dead-lettered as reconciliation-variance to {variance_owner}.",
+            tolerance_words(&rate.tolerance, "Charges")
+        );
+        lines.push(text);
+    }
+
+    let mut text = format!(
+        "Each run writes a report of totals per cycle and currency and its variances; a cycle that ties out says so. Each variance (a line missing on either side, posted twice, at another amount or in another currency{}) is a dead letter: reconciliation-variance to {variance_owner}{}, with the runbook; a later run that no longer finds it resolves the letter.",
+        if plan.date.is_some() {
+            ", outside the date window"
+        } else {
+            ""
+        },
+        if plan.rules.is_empty() {
+            String::new()
+        } else {
+            format!(", a breached rule ownership-violation to {ownership}")
+        }
+    );
+    text.push_str(&failures_sentence(&rec.failures));
+    lines.push(text);
+    lines.join("\n")
+}
+
+/// Where one side of a reconciliation is read: its table, query, file path or request.
+pub(crate) fn location(settings: &serde_json::Value) -> String {
+    let text = |key: &str| settings.get(key).and_then(serde_json::Value::as_str);
+    if let Some(table) = text("table") {
+        return format!("table `{table}`");
+    }
+    if let Some(query) = text("query") {
+        let query: Vec<&str> = query.split_whitespace().collect();
+        return format!("query `{}`", query.join(" "));
+    }
+    if let Some(request) = settings.get("request") {
+        let method = request
+            .get("method")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("GET");
+        if let Some(path) = request.get("path").and_then(serde_json::Value::as_str) {
+            return format!("{method} {path}");
+        }
+    }
+    for key in ["path", "folder", "glob"] {
+        if let Some(path) = text(key) {
+            return format!("{key} `{path}`");
+        }
+    }
+    "as its connector reads it".to_owned()
+}
+
+fn owner_of(rec: &Reconciliation, mode: FailureMode) -> String {
+    rec.failures
+        .get(&mode)
+        .map(|route| route.owner.clone())
+        .unwrap_or_else(|| "no owner".to_owned())
+}
+
+/// How lines pair up, in business words.
+pub(crate) fn strategy_words(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::OneToOne => {
+            "One to one: each statement line must be posted exactly once: no ledger line is a missing_in_ledger, two or more a duplicate_in_ledger."
+        }
+        Strategy::OneToMany => {
+            "One to many: each statement line is compared with the sum of every ledger line carrying its key (a payout booked in several journal lines)."
+        }
+        Strategy::ManyToOne => {
+            "Many to one: the statement lines sharing a key are summed and compared with the one ledger line carrying it (an invoice's lines against its one posting); two or more are a duplicate_in_ledger."
+        }
+    }
+}
+
+/// The tolerance, per currency, as a sentence starting with `what`.
+pub(crate) fn tolerance_words(tolerance: &Tolerance, what: &str) -> String {
+    if tolerance.by_currency.is_empty() && tolerance.default.is_none_or(|d| d.is_zero()) {
+        return format!("{what} must agree to the last minor unit in every currency.");
+    }
+    let mut parts: Vec<String> = tolerance
+        .by_currency
+        .iter()
+        .map(|(currency, amount)| format!("{amount} in {currency}"))
+        .collect();
+    parts.push(match tolerance.default {
+        Some(amount) => format!("{amount} in any other currency"),
+        None => "none in any other currency".to_owned(),
+    });
+    format!(
+        "{what} may differ by up to {} and still match.",
+        parts.join(", ")
+    )
+}
+
+/// A rate table: `12% (0.12) by default, 10% (0.10) where `/shop_id` is "S2042"`.
+fn rate_table_words(rate: &RateCheck) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(by) = &rate.by {
+        for (value, contracted) in &rate.contracted {
+            parts.push(format!(
+                "{} where `{by}` is \"{value}\"",
+                percent(*contracted)
+            ));
+        }
+    }
+    match rate.default {
+        Some(default) if parts.is_empty() => parts.push(percent(default)),
+        Some(default) => parts.push(format!("{} otherwise", percent(default))),
+        None => parts.push("no rate (a breach) for any other value".to_owned()),
+    }
+    parts.join(", ")
+}
+
+/// `12% (0.12)`.
+pub(crate) fn percent(rate: rust_decimal::Decimal) -> String {
+    let hundred = rust_decimal::Decimal::ONE_HUNDRED;
+    format!("{}% ({rate})", (rate * hundred).normalize())
+}
+
+pub(crate) fn rounding_words(rounding: crate::money::Rounding) -> &'static str {
+    match rounding {
+        crate::money::Rounding::HalfEven => "half to even",
+        crate::money::Rounding::HalfAwayFromZero => "half away from zero",
+    }
+}
+
+fn pattern_words(pattern: Pattern) -> &'static str {
+    match pattern {
+        Pattern::Event => "an event flow",
+        Pattern::NearRealTime => "a near-real-time flow",
+        Pattern::Batch => "a batch flow",
+    }
+}
+
+fn trigger_sentence(trigger: &Trigger) -> String {
+    match trigger {
+        Trigger::Manual => "run on demand".to_owned(),
+        Trigger::Poll(every) => format!("polled every {}", human(*every)),
+        Trigger::Cron(cron) => {
+            format!(
+                "scheduled by cron `{}` ({})",
+                cron.expression, cron.timezone
+            )
+        }
+        Trigger::Webhook(path) => format!("started by webhook events on {path}"),
+    }
+}
+
+fn latency_words(latency: LatencyClass) -> &'static str {
+    match latency {
+        LatencyClass::CheckoutBlocking => "checkout-blocking: a shopper is waiting",
+        LatencyClass::SameDayOperational => {
+            "same-day operational: it must land within the business day"
+        }
+        LatencyClass::NextCycleEnrichment => {
+            "next-cycle enrichment: it may wait for the next cycle"
+        }
+        LatencyClass::FinanceClose => "finance-close: it must be complete before the period closes",
+    }
+}
+
+/// ` Failures: mode goes to owner (action), escalated to ... after ...; ...`.
+fn failures_sentence(failures: &IndexMap<FailureMode, FailureRoute>) -> String {
+    let parts: Vec<String> = failures
+        .iter()
+        .map(|(mode, route)| {
+            let action = route
+                .action
+                .map(|action| format!(" ({})", action_words(action)))
+                .unwrap_or_default();
+            let escalate = route
+                .escalate
+                .as_ref()
+                .map(|e| format!(", escalated to {} after {}", e.to, e.after))
+                .unwrap_or_default();
+            format!("{mode} goes to {}{action}{escalate}", route.owner)
+        })
+        .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(" Failures: {}.", parts.join("; "))
 }
 
 /// One sentence on a flow's acknowledgement: where it goes, the request (HTTP) and its body.

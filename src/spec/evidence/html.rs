@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::facts::{Facts, FlowFacts};
+use super::facts::{Facts, FlowFacts, ReconcileFacts, RetryFacts, ToleranceFacts};
 use super::{Context, PackFile};
 
 /// Escapes text for HTML content and attribute values.
@@ -157,17 +157,17 @@ fn index(facts: &Facts, context: &Context) -> String {
     for flow in &facts.flows {
         let _ = write!(
             body,
-            "<tr><td><a href=\"flows/{0}.html\">{0}</a></td><td>{1}</td><td>{2} → {3}</td><td>{4}</td><td>{5}</td><td>{6}</td></tr>",
+            "<tr><td><a href=\"flows/{0}.html\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td><td>{5}</td></tr>",
             escape(&flow.name),
             escape(&flow.object),
-            escape(&flow.from),
-            escape(&flow.to),
+            escape(&flow.path()),
             escape(&flow.pattern),
             escape(&flow.latency),
             escape(&sla(flow))
         );
     }
     body.push_str("</table>");
+    body.push_str(&failure_owners(facts));
     if let Some(state) = &context.state {
         let _ = write!(
             body,
@@ -209,6 +209,38 @@ fn index(facts: &Facts, context: &Context) -> String {
     page(&format!("{} — evidence pack", facts.name), &body, "")
 }
 
+/// Who receives which dead letters, owner by owner, across every flow (reconcile flows too):
+/// the ownership of failures beside the ownership of data.
+fn failure_owners(facts: &Facts) -> String {
+    let mut rows: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for flow in &facts.flows {
+        for failure in &flow.failures {
+            match rows
+                .iter_mut()
+                .find(|(owner, name, _)| *owner == failure.owner && *name == flow.name)
+            {
+                Some(row) => row.2.push(&failure.mode),
+                None => rows.push((&failure.owner, &flow.name, vec![&failure.mode])),
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = String::from(
+        "<h2>Failure owners</h2><table id=\"failure-owners\"><tr><th>owner</th><th>flow</th><th>failure modes</th></tr>",
+    );
+    for (owner, flow, modes) in rows {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td><a href=\"flows/{1}.html\">{1}</a></td><td>{2}</td></tr>",
+            escape(owner),
+            escape(flow),
+            escape(&modes.join(", "))
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
 fn sla(flow: &FlowFacts) -> String {
     let mut parts = Vec::new();
     if let Some(f) = &flow.freshness {
@@ -226,11 +258,13 @@ fn sla(flow: &FlowFacts) -> String {
 
 fn flow_page(flow: &FlowFacts, context: &Context) -> String {
     let mut body = format!(
-        "<h1>Flow {}</h1>{}<p>{}</p>",
+        "<h1>Flow {}</h1>{}",
         escape(&flow.name),
-        provenance(context),
-        escape(&flow.summary)
+        provenance(context)
     );
+    for paragraph in flow.summary.lines() {
+        let _ = write!(body, "<p>{}</p>", escape(paragraph));
+    }
     let _ = write!(
         body,
         "<p class=\"muted\">File <code>{}</code>; {} · {} · {}.</p>",
@@ -244,7 +278,18 @@ fn flow_page(flow: &FlowFacts, context: &Context) -> String {
         "<h2>Path</h2><div class=\"diagram\">{}</div>",
         super::svg::flow_diagram(flow)
     );
-    body.push_str("<h2>Mapping</h2>");
+    match &flow.reconcile {
+        Some(rec) => body.push_str(&reconcile_sections(rec)),
+        None => body.push_str(&moving_sections(flow)),
+    }
+    let _ = write!(body, "<h2>SLA</h2><p>{}</p>", escape(&sla(flow)));
+    body.push_str(&failures_and_samples(flow));
+    page(&format!("Flow {}", flow.name), &body, "../index.html")
+}
+
+/// Mapping, record steps, retry and deadline of a moving flow.
+fn moving_sections(flow: &FlowFacts) -> String {
+    let mut body = String::from("<h2>Mapping</h2>");
     if let Some(key) = &flow.idempotency_key {
         let _ = write!(
             body,
@@ -289,15 +334,17 @@ fn flow_page(flow: &FlowFacts, context: &Context) -> String {
         body.push_str("</ul>");
     }
     body.push_str("<h2>Retry and deadline</h2>");
-    let _ = write!(
-        body,
-        "<p>A failing delivery is retried with {} backoff from {} up to {} apart, for {}; then it is dead-lettered.</p>",
-        escape(&flow.retry.backoff),
-        escape(&flow.retry.initial),
-        escape(&flow.retry.max_delay),
-        escape(&flow.retry.window)
-    );
-    body.push_str(&timeline(flow));
+    if let Some(retry) = &flow.retry {
+        let _ = write!(
+            body,
+            "<p>A failing delivery is retried with {} backoff from {} up to {} apart, for {}; then it is dead-lettered.</p>",
+            escape(&retry.backoff),
+            escape(&retry.initial),
+            escape(&retry.max_delay),
+            escape(&retry.window)
+        );
+        body.push_str(&timeline(flow, retry));
+    }
     if let Some(deadline) = &flow.deadline {
         let _ = write!(
             body,
@@ -305,7 +352,190 @@ fn flow_page(flow: &FlowFacts, context: &Context) -> String {
             escape(&deadline.to_string())
         );
     }
-    let _ = write!(body, "<h2>SLA</h2><p>{}</p>", escape(&sla(flow)));
+    body
+}
+
+/// The matching settings, rules and contracted rates of a reconcile flow, as tables.
+fn reconcile_sections(rec: &ReconcileFacts) -> String {
+    let mut body = String::from(
+        "<h2>Matching</h2><table class=\"matching\"><tr><th>setting</th><th>statement</th><th>ledger</th></tr>",
+    );
+    let row = |body: &mut String, name: &str, statement: &str, ledger: &str| {
+        let _ = write!(
+            body,
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            escape(name),
+            statement,
+            ledger
+        );
+    };
+    let code = |text: &str| {
+        if text.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("<code>{}</code>", escape(text))
+        }
+    };
+    row(
+        &mut body,
+        "read from",
+        &format!(
+            "{} ({}): {}",
+            escape(&rec.statement.system),
+            escape(&rec.statement.connector),
+            escape(&rec.statement.location)
+        ),
+        &format!(
+            "{} ({}): {}",
+            escape(&rec.ledger.system),
+            escape(&rec.ledger.connector),
+            escape(&rec.ledger.location)
+        ),
+    );
+    for (name, pair) in [
+        ("join key", &rec.key),
+        ("billing cycle", &rec.cycle),
+        ("amount", &rec.amount),
+        ("currency", &rec.currency),
+    ] {
+        row(&mut body, name, &code(&pair.statement), &code(&pair.ledger));
+    }
+    if let Some(line) = &rec.ledger_line {
+        row(&mut body, "ledger line ID", "–", &code(line));
+    }
+    if let Some(window) = &rec.date_window {
+        row(
+            &mut body,
+            &format!("dates (within {})", window.window),
+            &code(&window.statement),
+            &code(&window.ledger),
+        );
+    }
+    if let Some(dates) = &rec.line_date {
+        row(
+            &mut body,
+            "line date (ages)",
+            &code(&dates.statement),
+            &code(&dates.ledger),
+        );
+    }
+    body.push_str("</table>");
+    let _ = write!(
+        body,
+        "<p>Strategy <code>{}</code>: {}</p><p>{}</p>",
+        escape(&rec.strategy),
+        escape(&rec.strategy_words),
+        escape(&rec.tolerance_words)
+    );
+    if !rec.tolerance.is_empty() {
+        body.push_str(&tolerance_table(&rec.tolerance));
+    }
+    if rec.date_window.is_none() {
+        body.push_str("<p>No date window is checked.</p>");
+    }
+    body.push_str("<h2>Rules</h2>");
+    if rec.rules.is_empty() {
+        body.push_str("<p>No rule is declared.</p>");
+    } else {
+        body.push_str("<table class=\"rules\"><tr><th>rule</th><th>when</th><th>ledger field</th><th>expected</th><th>breach</th><th>owner</th></tr>");
+        for rule in &rec.rules {
+            let expected: Vec<String> = rule
+                .expect
+                .iter()
+                .map(|e| {
+                    format!(
+                        "<code>{}</code> = {} → {}",
+                        escape(&rule.by),
+                        escape(&e.when),
+                        escape(&e.expect)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                body,
+                "<tr><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{} ({})</td><td>{}</td></tr>",
+                escape(&rule.name),
+                escape(rule.description.as_deref().unwrap_or("")),
+                escape(rule.when.as_deref().unwrap_or("every matched line")),
+                escape(&rule.ledger_field),
+                expected.join("<br>"),
+                escape(&rule.variance),
+                escape(&rule.failure),
+                escape(&rule.owner)
+            );
+        }
+        body.push_str("</table>");
+    }
+    body.push_str("<h2>Contracted rates</h2>");
+    if rec.rates.is_empty() {
+        body.push_str("<p>No contracted rate is checked.</p>");
+    } else {
+        body.push_str("<table class=\"rates\"><tr><th>rate</th><th>charged lines</th><th>base lines</th><th>per</th><th>by</th><th>rate table</th><th>sign</th><th>rounding</th><th>tolerance</th><th>breach</th><th>owner</th></tr>");
+        for rate in &rec.rates {
+            let mut table: Vec<String> = rate
+                .contracted
+                .iter()
+                .map(|c| format!("{}: {}", escape(&c.when), escape(&c.expect)))
+                .collect();
+            table.push(match &rate.default {
+                Some(default) => format!("default: {}", escape(default)),
+                None => "no default (unlisted values breach)".to_owned(),
+            });
+            let tolerance: Vec<String> = rate
+                .tolerance
+                .iter()
+                .map(|t| format!("{} {}", escape(&t.currency), escape(&t.amount)))
+                .collect();
+            let _ = write!(
+                body,
+                "<tr><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td></tr>",
+                escape(&rate.name),
+                escape(rate.description.as_deref().unwrap_or("")),
+                escape(&rate.charged),
+                escape(&rate.base),
+                escape(&rate.per),
+                rate.by
+                    .as_deref()
+                    .map(&code)
+                    .unwrap_or_else(|| "–".to_owned()),
+                table.join("<br>"),
+                escape(&rate.sign),
+                escape(&rate.rounding),
+                if tolerance.is_empty() {
+                    "exact".to_owned()
+                } else {
+                    tolerance.join("<br>")
+                },
+                escape(&rate.variance),
+                escape(&rate.failure),
+                escape(&rate.owner)
+            );
+        }
+        body.push_str("</table>");
+    }
+    let _ = write!(body, "<h2>Variances</h2><p>{}</p>", escape(&rec.outcome));
+    body
+}
+
+fn tolerance_table(tolerance: &[ToleranceFacts]) -> String {
+    let mut out = String::from(
+        "<table class=\"tolerance\"><tr><th>currency</th><th>largest difference matched</th></tr>",
+    );
+    for t in tolerance {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            escape(&t.currency),
+            escape(&t.amount)
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// The failure modes table and the sample payloads of the flow's tests.
+fn failures_and_samples(flow: &FlowFacts) -> String {
+    let mut body = String::new();
     body.push_str("<h2>Failure modes</h2><table class=\"failures\"><tr><th>failure mode</th><th>owner</th><th>action</th><th>runbook</th><th>escalation</th></tr>");
     for failure in &flow.failures {
         let _ = write!(
@@ -335,19 +565,51 @@ fn flow_page(flow: &FlowFacts, context: &Context) -> String {
                 let _ = write!(body, "<p>{label}</p><pre>{}</pre>", escape(&pretty));
             }
         }
+        for (label, lines) in [
+            ("statement lines", &sample.statement),
+            ("ledger lines", &sample.ledger),
+        ] {
+            if !lines.is_empty() {
+                let _ = write!(
+                    body,
+                    "<p>{label}</p><pre>{}</pre>",
+                    escape(&json_lines(lines))
+                );
+            }
+        }
+        match sample.variances.as_deref() {
+            Some([]) => body.push_str("<p>expected variances: none (every cycle ties out)</p>"),
+            Some(variances) => {
+                let _ = write!(
+                    body,
+                    "<p>expected variances</p><pre>{}</pre>",
+                    escape(&json_lines(variances))
+                );
+            }
+            None => {}
+        }
     }
-    page(&format!("Flow {}", flow.name), &body, "../index.html")
+    body
+}
+
+/// One compact JSON object per line: a case's lines read as the rows they are.
+pub(super) fn json_lines(values: &[serde_json::Value]) -> String {
+    values
+        .iter()
+        .map(|v| serde_json::to_string(v).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The retry window beside the SLA freshness, as proportional bars: a window longer than the
 /// freshness shows at a glance.
-fn timeline(flow: &FlowFacts) -> String {
+fn timeline(flow: &FlowFacts, retry: &RetryFacts) -> String {
     let freshness = flow
         .freshness
         .as_deref()
         .and_then(|f| crate::spec::parse_duration(f).ok())
         .map(|d| d.as_secs());
-    let window = flow.retry.window_seconds.max(1);
+    let window = retry.window_seconds.max(1);
     let longest = freshness.unwrap_or(0).max(window) as f64;
     let bar = |label: String, seconds: u64, colour: &str| {
         format!(
@@ -359,11 +621,7 @@ fn timeline(flow: &FlowFacts) -> String {
     };
     let mut out = format!(
         "<div class=\"timeline\">{}</div>",
-        bar(
-            format!("retry window {}", flow.retry.window),
-            window,
-            "#b91c1c"
-        )
+        bar(format!("retry window {}", retry.window), window, "#b91c1c")
     );
     if let (Some(seconds), Some(text)) = (freshness, &flow.freshness) {
         out.push_str(&format!(

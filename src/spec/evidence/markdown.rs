@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::facts::{Facts, FlowFacts};
+use super::facts::{Facts, FlowFacts, ReconcileFacts};
 use super::{Context, PackFile};
 
 fn cell(text: &str) -> String {
@@ -77,7 +77,13 @@ pub fn overview(facts: &Facts) -> String {
 
 /// One flow as Markdown; `diagram` is an image reference to include, if any.
 pub fn flow(flow: &FlowFacts, diagram: Option<&str>) -> String {
-    let mut out = format!("## Flow {}\n\n{}\n\n", flow.name, flow.summary);
+    // A reconcile flow's summary has a line per part (matching, each rule and rate): each
+    // its own paragraph, as on the terminal.
+    let mut out = format!(
+        "## Flow {}\n\n{}\n\n",
+        flow.name,
+        flow.summary.replace('\n', "\n\n")
+    );
     if let Some(diagram) = diagram {
         let _ = writeln!(out, "![path of {}]({diagram})\n", flow.name);
     }
@@ -97,11 +103,16 @@ pub fn flow(flow: &FlowFacts, diagram: Option<&str>) -> String {
         }
         out.push('\n');
     }
-    let _ = writeln!(
-        out,
-        "Retry: {} backoff from {} up to {} apart, for {}.\n",
-        flow.retry.backoff, flow.retry.initial, flow.retry.max_delay, flow.retry.window
-    );
+    if let Some(retry) = &flow.retry {
+        let _ = writeln!(
+            out,
+            "Retry: {} backoff from {} up to {} apart, for {}.\n",
+            retry.backoff, retry.initial, retry.max_delay, retry.window
+        );
+    }
+    if let Some(rec) = &flow.reconcile {
+        out.push_str(&reconcile_tables(rec));
+    }
     out.push_str(
         "| failure mode | owner | action | runbook | escalation |\n|---|---|---|---|---|\n",
     );
@@ -136,7 +147,163 @@ pub fn flow(flow: &FlowFacts, diagram: Option<&str>) -> String {
                 );
             }
         }
+        for (label, lines) in [
+            ("statement lines", &sample.statement),
+            ("ledger lines", &sample.ledger),
+        ] {
+            if !lines.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{label}:\n\n```json\n{}\n```\n",
+                    super::html::json_lines(lines)
+                );
+            }
+        }
+        match sample.variances.as_deref() {
+            Some([]) => out.push_str("expected variances: none (every cycle ties out)\n\n"),
+            Some(variances) => {
+                let _ = writeln!(
+                    out,
+                    "expected variances:\n\n```json\n{}\n```\n",
+                    super::html::json_lines(variances)
+                );
+            }
+            None => {}
+        }
         out.push_str("</details>\n");
+    }
+    out
+}
+
+/// The matching settings, rules and contracted rates of a reconcile flow.
+fn reconcile_tables(rec: &ReconcileFacts) -> String {
+    let code = |text: &str| {
+        if text.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("`{}`", cell(text))
+        }
+    };
+    let mut out = String::from("| setting | statement | ledger |\n|---|---|---|\n");
+    let _ = writeln!(
+        out,
+        "| read from | {} ({}): {} | {} ({}): {} |",
+        rec.statement.system,
+        rec.statement.connector,
+        cell(&rec.statement.location),
+        rec.ledger.system,
+        rec.ledger.connector,
+        cell(&rec.ledger.location)
+    );
+    for (name, pair) in [
+        ("join key", &rec.key),
+        ("billing cycle", &rec.cycle),
+        ("amount", &rec.amount),
+        ("currency", &rec.currency),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} |",
+            code(&pair.statement),
+            code(&pair.ledger)
+        );
+    }
+    if let Some(line) = &rec.ledger_line {
+        let _ = writeln!(out, "| ledger line ID | – | {} |", code(line));
+    }
+    if let Some(window) = &rec.date_window {
+        let _ = writeln!(
+            out,
+            "| dates (within {}) | {} | {} |",
+            window.window,
+            code(&window.statement),
+            code(&window.ledger)
+        );
+    }
+    if let Some(dates) = &rec.line_date {
+        let _ = writeln!(
+            out,
+            "| line date (ages) | {} | {} |",
+            code(&dates.statement),
+            code(&dates.ledger)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nStrategy `{}`: {}\n\n{}\n",
+        rec.strategy, rec.strategy_words, rec.tolerance_words
+    );
+    if !rec.tolerance.is_empty() {
+        out.push_str("| currency | largest difference matched |\n|---|---|\n");
+        for t in &rec.tolerance {
+            let _ = writeln!(out, "| {} | {} |", t.currency, t.amount);
+        }
+        out.push('\n');
+    }
+    if !rec.rules.is_empty() {
+        out.push_str("| rule | when | ledger field | expected | breach | owner |\n|---|---|---|---|---|---|\n");
+        for rule in &rec.rules {
+            let expected: Vec<String> = rule
+                .expect
+                .iter()
+                .map(|e| format!("`{}` = {} → {}", rule.by, cell(&e.when), cell(&e.expect)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | `{}` | {} | {} ({}) | {} |",
+                rule.name,
+                cell(rule.when.as_deref().unwrap_or("every matched line")),
+                rule.ledger_field,
+                expected.join("; "),
+                rule.variance,
+                rule.failure,
+                rule.owner
+            );
+        }
+        out.push('\n');
+    }
+    if !rec.rates.is_empty() {
+        out.push_str("| rate | charged lines | base lines | per | by | rate table | sign | rounding | tolerance | breach | owner |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for rate in &rec.rates {
+            let mut table: Vec<String> = rate
+                .contracted
+                .iter()
+                .map(|c| format!("{}: {}", cell(&c.when), c.expect))
+                .collect();
+            table.push(match &rate.default {
+                Some(default) => format!("default: {default}"),
+                None => "no default (unlisted values breach)".to_owned(),
+            });
+            let tolerance: Vec<String> = rate
+                .tolerance
+                .iter()
+                .map(|t| format!("{} {}", t.currency, t.amount))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | `{}` | {} | {} | {} | {} | {} | {} ({}) | {} |",
+                rate.name,
+                cell(&rate.charged),
+                cell(&rate.base),
+                rate.per,
+                rate.by
+                    .as_deref()
+                    .map(&code)
+                    .unwrap_or_else(|| "–".to_owned()),
+                table.join("; "),
+                rate.sign,
+                rate.rounding,
+                if tolerance.is_empty() {
+                    "exact".to_owned()
+                } else {
+                    tolerance.join("; ")
+                },
+                rate.variance,
+                rate.failure,
+                rate.owner
+            );
+        }
+        out.push('\n');
     }
     out
 }
@@ -164,8 +331,10 @@ pub fn pack(facts: &Facts, context: &Context) -> Vec<PackFile> {
     for f in &facts.flows {
         let _ = writeln!(
             index,
-            "- [{0}](flows/{0}.md): {1} from {2} to {3}",
-            f.name, f.object, f.from, f.to
+            "- [{0}](flows/{0}.md): {1}, {2}",
+            f.name,
+            f.object,
+            f.path()
         );
         files.push((format!("flows/{}.svg", f.name), super::svg::flow_diagram(f)));
         files.push((

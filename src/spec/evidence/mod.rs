@@ -1,7 +1,9 @@
 //! The evidence pack an architecture review asks for before go-live, built from a validated
 //! workspace: the ownership matrix and field control, one page per flow with its path drawn as
 //! inline SVG, the mapping table, contract fields, retry and deadline, SLAs, failure modes
-//! with owner, action, runbook and escalation, and sample payloads from the flow tests. As
+//! with owner, action, runbook and escalation, and sample payloads from the flow tests; for a
+//! reconcile flow its matching settings, rules and contracted rates, and each test case's
+//! statement lines, ledger lines and expected variances. As
 //! self-contained HTML (no script, no CDN; opens from `file://`) or as Markdown for a wiki.
 
 pub mod facts;

@@ -1,11 +1,12 @@
 //! A flow's path as an inline SVG, drawn at build time: source → contract → record steps →
 //! map → sink → acknowledgement along the top, each failure mode hanging from the stage that
-//! raises it and pointing at its owner. No script, no font or file fetched: it renders from
+//! raises it and pointing at its owner (a reconcile flow: statement → reconcile ← ledger,
+//! → report, its failure modes likewise). No script, no font or file fetched: it renders from
 //! `file://` in any browser.
 
 use std::fmt::Write as _;
 
-use super::facts::FlowFacts;
+use super::facts::{FlowFacts, ReconcileFacts};
 use super::html::escape;
 
 const BOX_W: usize = 150;
@@ -30,6 +31,9 @@ fn stage_of(mode: &str, stages: &[(String, String)]) -> usize {
 
 /// The diagram of one flow.
 pub fn flow_diagram(flow: &FlowFacts) -> String {
+    if let Some(rec) = &flow.reconcile {
+        return reconcile_diagram(flow, rec);
+    }
     let mut stages: Vec<(String, String)> = vec![
         ("source".into(), format!("from {}", flow.from)),
         ("contract".into(), format!("contract: {}", flow.object)),
@@ -51,7 +55,9 @@ pub fn flow_diagram(flow: &FlowFacts) -> String {
         stages.push(("steps".into(), steps.join(" · ")));
     }
     stages.push(("map".into(), format!("map: {} fields", flow.mapping.len())));
-    stages.push(("sink".into(), format!("to {}", flow.to)));
+    if let Some(to) = &flow.to {
+        stages.push(("sink".into(), format!("to {to}")));
+    }
     if let Some(ack) = &flow.acknowledge {
         stages.push(("ack".into(), format!("acknowledge at {ack}")));
     }
@@ -114,6 +120,134 @@ pub fn flow_diagram(flow: &FlowFacts) -> String {
             &mut svg,
             x_of(from) + BOX_W / 2,
             TOP + BOX_H,
+            x_of(i) + BOX_W / 2,
+            failure_y,
+            "#b91c1c",
+            true,
+        );
+        rect(
+            &mut svg,
+            x_of(i),
+            failure_y,
+            "#fee2e2",
+            "#b91c1c",
+            &failure.mode,
+            "failure",
+        );
+        let owner = owners.iter().position(|o| *o == failure.owner).unwrap_or(0);
+        line(
+            &mut svg,
+            x_of(i) + BOX_W / 2,
+            failure_y + BOX_H,
+            x_of(owner) + BOX_W / 2,
+            owner_y,
+            "#92400e",
+            false,
+        );
+    }
+    for (i, owner) in owners.iter().enumerate() {
+        rect(
+            &mut svg,
+            x_of(i),
+            owner_y,
+            "#fef3c7",
+            "#92400e",
+            &format!("owner: {owner}"),
+            "owner",
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A reconcile flow: statement → reconcile ← ledger along the top, the report under the
+/// reconcile box, and each failure mode hanging from where it arises (a side that cannot be
+/// read, or a variance in the report) and pointing at its owner.
+fn reconcile_diagram(flow: &FlowFacts, rec: &ReconcileFacts) -> String {
+    let mut owners: Vec<&str> = Vec::new();
+    for failure in &flow.failures {
+        if !owners.contains(&failure.owner.as_str()) {
+            owners.push(&failure.owner);
+        }
+    }
+    let columns = 3.max(flow.failures.len()).max(owners.len());
+    let width = columns * (BOX_W + GAP) + GAP;
+    let report_y = TOP + BOX_H + 50;
+    let failure_y = report_y + BOX_H + 70;
+    let owner_y = failure_y + BOX_H + 70;
+    let height = if flow.failures.is_empty() {
+        report_y + BOX_H + 20
+    } else {
+        owner_y + BOX_H + 20
+    };
+    let x_of = |i: usize| GAP + i * (BOX_W + GAP);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg class="flow-diagram" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"##,
+        escape(&format!("Path of reconcile flow {}", flow.name))
+    );
+    svg.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>"##);
+    let mid = TOP + BOX_H / 2;
+    rect(
+        &mut svg,
+        x_of(0),
+        TOP,
+        "#dbeafe",
+        "#334155",
+        &format!("statement: {}", rec.statement.system),
+        "stage stage-source",
+    );
+    rect(
+        &mut svg,
+        x_of(1),
+        TOP,
+        "#f1f5f9",
+        "#334155",
+        &format!("reconcile {}", rec.strategy),
+        "stage stage-reconcile",
+    );
+    rect(
+        &mut svg,
+        x_of(2),
+        TOP,
+        "#dbeafe",
+        "#334155",
+        &format!("ledger: {}", rec.ledger.system),
+        "stage stage-ledger",
+    );
+    line(&mut svg, x_of(0) + BOX_W, mid, x_of(1), mid, "#555", false);
+    line(&mut svg, x_of(2), mid, x_of(1) + BOX_W, mid, "#555", false);
+    rect(
+        &mut svg,
+        x_of(1),
+        report_y,
+        "#dcfce7",
+        "#334155",
+        "report: totals·variances",
+        "stage stage-report",
+    );
+    line(
+        &mut svg,
+        x_of(1) + BOX_W / 2,
+        TOP + BOX_H,
+        x_of(1) + BOX_W / 2,
+        report_y,
+        "#555",
+        false,
+    );
+    for (i, failure) in flow.failures.iter().enumerate() {
+        // A side that cannot be read stops the run before any matching: it hangs from the
+        // statement; every other mode is a variance the report found.
+        let (from_x, from_y) = if failure.mode == "source-unavailable" {
+            (x_of(0) + BOX_W / 2, TOP + BOX_H)
+        } else {
+            (x_of(1) + BOX_W / 2, report_y + BOX_H)
+        };
+        line(
+            &mut svg,
+            from_x,
+            from_y,
             x_of(i) + BOX_W / 2,
             failure_y,
             "#b91c1c",

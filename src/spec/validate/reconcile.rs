@@ -118,7 +118,10 @@ pub(super) fn check(
     Some(Reconciliation {
         file: at.file.to_path_buf(),
         name: spec.flow.clone(),
+        description: spec.description.clone(),
         object: spec.object.clone(),
+        pattern: spec.pattern,
+        latency: spec.latency,
         statement: statement?,
         ledger: ledger?,
         trigger: trigger?,
