@@ -138,6 +138,8 @@ fn explains_a_reconcile_flow_in_business_words() {
         "\nRule `chargeback-bearer` (A chargeback is booked to the party that bears it): for statement lines whose `/type` is \"CHARGEBACK\", the ledger's `/account` must be \"chargebacks-operator\" when `/reason` is \"fraud\", \"chargebacks-seller\" when `/reason` is \"item_not_received\"; anything else (or a `/reason` not listed) is a wrong_party variance, dead-lettered as ownership-violation to finance-ops.\n",
         "\nContracted rate `commission-rate` (Each shop is charged the commission its contract states): the statement lines whose `/type` is \"COMMISSION_FEE\" must sum, per `/order_line_id`, to 12% (0.12) times the lines whose `/type` is \"ORDER_AMOUNT\" sharing it (of the opposite sign), rounded half away from zero to the currency's minor units.",
         "A breach is a rate_mismatch variance naming the rate, with the contracted amount, dead-lettered as reconciliation-variance to finance-ops.",
+        // A description folded over lines (YAML `>`) reads as one clause of the sentence.
+        "\nContracted rate `refund-commission` (A refund gives back the commission on what is refunded, at the rate the sale was charged (a seller-initiated return included)): the statement lines whose `/type` is \"REFUND_COMMISSION_FEE\"",
         "a cycle that ties out says so.",
         "Failures: ownership-violation goes to finance-ops (request a correction); source-unavailable goes to finance-ops (retry); reconciliation-variance goes to finance-ops (repair).",
     ] {

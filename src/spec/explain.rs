@@ -294,7 +294,7 @@ pub fn reconcile_summary(rec: &Reconciliation) -> String {
     for rule in &plan.rules {
         let mut text = format!("Rule `{}`", rule.name);
         if let Some(description) = &rule.description {
-            let _ = write!(text, " ({})", description.trim_end_matches('.'));
+            let _ = write!(text, " ({})", inline(description));
         }
         let scope = match &rule.when {
             Some((field, value)) => format!("for statement lines whose `{field}` is \"{value}\""),
@@ -319,7 +319,7 @@ pub fn reconcile_summary(rec: &Reconciliation) -> String {
     for rate in &plan.rates {
         let mut text = format!("Contracted rate `{}`", rate.name);
         if let Some(description) = &rate.description {
-            let _ = write!(text, " ({})", description.trim_end_matches('.'));
+            let _ = write!(text, " ({})", inline(description));
         }
         let sign = match rate.sign {
             RateSign::Opposite => "of the opposite sign",
@@ -689,4 +689,11 @@ fn rate_limits(flow: &Flow) -> String {
         " Client-side rate limits, shared by every flow of the process: {}.",
         parts.join("; ")
     )
+}
+
+/// A description written as a YAML block (`>`: lines folded, a newline at the end) as one
+/// clause of a sentence: whitespace collapsed, the final full stop dropped.
+fn inline(description: &str) -> String {
+    let words: Vec<&str> = description.split_whitespace().collect();
+    words.join(" ").trim_end_matches('.').to_owned()
 }
