@@ -24,7 +24,7 @@ use super::lease::FlowLease;
 use super::plan::{FlowPlan, PlanError};
 use super::record::{self, Admission, KeySet, Prepared, Rejected};
 use super::retry::{self, Delivery, Outage, RetryClock};
-use super::source_read::{OwnedRetry, Prepare, ReadAhead};
+use super::source_read::{OwnedRetry, Prepare, Read, ReadAhead};
 use crate::connectors::recorder::RecorderSink;
 use crate::connectors::{
     Batch, BatchOutcome, ConnectorError, Encoded, Fault, RawRecord, Setup, Sink, SinkStyle, Source,
@@ -496,19 +496,7 @@ impl FlowRun {
             self.report_committed(committer.committed()).await?;
             let (read, prepared) = match read_ahead {
                 Some(read) => read,
-                None => (
-                    {
-                        let retry = super::source_read::ReadRetry {
-                            policy: &self.plan.retry,
-                            clock: &self.options.clock,
-                            events: &self.events,
-                            stop: self.options.stop.as_ref(),
-                        };
-                        let source = self.source.get_mut().unwrap_or_else(|p| p.into_inner());
-                        super::source_read::read_batch(source.as_mut(), batch_size, &retry).await
-                    },
-                    None,
-                ),
+                None => (self.read_now(batch_size).await, None),
             };
             let batch = match read {
                 Ok(Some(batch)) => batch,
@@ -606,8 +594,27 @@ impl FlowRun {
         self.source.get_mut().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts reading the source's next batch on a task of its own; for a batch sink, with
-    /// nothing to look up or call per record first, the task prepares its records too.
+    /// Reads the source's next batch here and now.
+    async fn read_now(&mut self, batch_size: usize) -> Read {
+        let retry = super::source_read::ReadRetry {
+            policy: &self.plan.retry,
+            clock: &self.options.clock,
+            events: &self.events,
+            stop: self.options.stop.as_ref(),
+        };
+        let source = self.source.get_mut().unwrap_or_else(|p| p.into_inner());
+        super::source_read::read_batch(source.as_mut(), batch_size, &retry).await
+    }
+
+    /// Whether a batch's records are encoded to JSON lines for the sink in one pure stage
+    /// ([`prepare_all_encoded`]): a batch sink, records that do not split into legs.
+    fn encodes_lines(&self) -> bool {
+        self.sink.style() == SinkStyle::Batch && self.plan.split.is_none()
+    }
+
+    /// Starts reading the source's next batch on a task of its own; when its records are
+    /// encoded in one pure stage with nothing to look up or call per record first, the task
+    /// prepares them too.
     fn read_ahead(&mut self, batch_size: usize) {
         let source = std::mem::replace(self.source(), Box::new(Lent));
         let retry = OwnedRetry {
@@ -616,8 +623,7 @@ impl FlowRun {
             events: self.events.clone(),
             stop: self.options.stop.clone(),
         };
-        let pure = self.sink.style() == SinkStyle::Batch
-            && self.plan.split.is_none()
+        let pure = self.encodes_lines()
             && self.plan.lookups.is_empty()
             && self.plan.enrichments.is_empty();
         let prepare = pure.then(|| {
@@ -634,13 +640,7 @@ impl FlowRun {
     /// prepared).
     async fn take_back_source(
         &mut self,
-    ) -> Result<
-        Option<(
-            Result<Option<Batch>, ConnectorError>,
-            Option<Vec<EncodedPart>>,
-        )>,
-        RunError,
-    > {
+    ) -> Result<Option<(Read, Option<Vec<EncodedPart>>)>, RunError> {
         let Some(ahead) = self.ahead.take() else {
             return Ok(None);
         };
@@ -889,7 +889,7 @@ impl FlowRun {
         // File sinks take pre-encoded lines; a split record has several, so it goes the
         // general way.
         let batch_sink = self.sink.style() == SinkStyle::Batch;
-        if batch_sink && self.plan.split.is_none() {
+        if self.encodes_lines() {
             let parts = match prepared {
                 Some(parts) => parts,
                 None => {
@@ -1698,8 +1698,6 @@ fn prepare_all(
 
 /// Part of a batch after the pure stage: the buffer its records were encoded into, and the
 /// records, whose bodies are ranges of that buffer.
-/// One part of a batch prepared for a batch sink: the records' JSON lines, one after the
-/// other, and each record's outcome with its line's range.
 pub(super) type EncodedPart = (Vec<u8>, Vec<Prepared<std::ops::Range<usize>>>);
 
 /// [`prepare_all`] for file sinks: the parts of the batch, in record order.

@@ -111,13 +111,12 @@ pub(super) struct OwnedRetry {
 /// it needs nothing the settling of the batch before may change.
 pub(super) type Prepare = Box<dyn FnOnce(&Batch) -> Vec<EncodedPart> + Send>;
 
+/// What a read of the source gave: a batch, the end of the listing, or why not.
+pub(super) type Read = Result<Option<Batch>, ConnectorError>;
+
 /// What a read ahead brings back: the source, what it read and, when asked, the batch's
 /// records prepared.
-pub(super) type ReadBack = (
-    Box<dyn Source>,
-    Result<Option<Batch>, ConnectorError>,
-    Option<Vec<EncodedPart>>,
-);
+pub(super) type ReadBack = (Box<dyn Source>, Read, Option<Vec<EncodedPart>>);
 
 /// The source's next batch, read (and prepared) on a task of its own while the batch before
 /// it is written: parsing a file, mapping its records and the sink's server writing the

@@ -61,12 +61,7 @@ pub fn flow_diagram(flow: &FlowFacts) -> String {
     if let Some(ack) = &flow.acknowledge {
         stages.push(("ack".into(), format!("acknowledge at {ack}")));
     }
-    let mut owners: Vec<&str> = Vec::new();
-    for failure in &flow.failures {
-        if !owners.contains(&failure.owner.as_str()) {
-            owners.push(&failure.owner);
-        }
-    }
+    let owners = owners_of(flow);
     let columns = stages
         .len()
         .max(flow.failures.len())
@@ -80,14 +75,7 @@ pub fn flow_diagram(flow: &FlowFacts) -> String {
     } else {
         owner_y + BOX_H + 20
     };
-    let x_of = |i: usize| GAP + i * (BOX_W + GAP);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg class="flow-diagram" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"##,
-        escape(&format!("Path of flow {}", flow.name))
-    );
-    svg.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>"##);
+    let mut svg = open_svg(&format!("Path of flow {}", flow.name), width, height);
     for (i, (kind, label)) in stages.iter().enumerate() {
         let fill = match kind.as_str() {
             "source" | "sink" | "ack" => "#dbeafe",
@@ -114,48 +102,9 @@ pub fn flow_diagram(flow: &FlowFacts) -> String {
             );
         }
     }
-    for (i, failure) in flow.failures.iter().enumerate() {
-        let from = stage_of(&failure.mode, &stages);
-        line(
-            &mut svg,
-            x_of(from) + BOX_W / 2,
-            TOP + BOX_H,
-            x_of(i) + BOX_W / 2,
-            failure_y,
-            "#b91c1c",
-            true,
-        );
-        rect(
-            &mut svg,
-            x_of(i),
-            failure_y,
-            "#fee2e2",
-            "#b91c1c",
-            &failure.mode,
-            "failure",
-        );
-        let owner = owners.iter().position(|o| *o == failure.owner).unwrap_or(0);
-        line(
-            &mut svg,
-            x_of(i) + BOX_W / 2,
-            failure_y + BOX_H,
-            x_of(owner) + BOX_W / 2,
-            owner_y,
-            "#92400e",
-            false,
-        );
-    }
-    for (i, owner) in owners.iter().enumerate() {
-        rect(
-            &mut svg,
-            x_of(i),
-            owner_y,
-            "#fef3c7",
-            "#92400e",
-            &format!("owner: {owner}"),
-            "owner",
-        );
-    }
+    failures_to_owners(&mut svg, flow, &owners, failure_y, owner_y, |mode| {
+        (x_of(stage_of(mode, &stages)) + BOX_W / 2, TOP + BOX_H)
+    });
     svg.push_str("</svg>");
     svg
 }
@@ -164,12 +113,7 @@ pub fn flow_diagram(flow: &FlowFacts) -> String {
 /// reconcile box, and each failure mode hanging from where it arises (a side that cannot be
 /// read, or a variance in the report) and pointing at its owner.
 fn reconcile_diagram(flow: &FlowFacts, rec: &ReconcileFacts) -> String {
-    let mut owners: Vec<&str> = Vec::new();
-    for failure in &flow.failures {
-        if !owners.contains(&failure.owner.as_str()) {
-            owners.push(&failure.owner);
-        }
-    }
+    let owners = owners_of(flow);
     let columns = 3.max(flow.failures.len()).max(owners.len());
     let width = columns * (BOX_W + GAP) + GAP;
     let report_y = TOP + BOX_H + 50;
@@ -180,14 +124,11 @@ fn reconcile_diagram(flow: &FlowFacts, rec: &ReconcileFacts) -> String {
     } else {
         owner_y + BOX_H + 20
     };
-    let x_of = |i: usize| GAP + i * (BOX_W + GAP);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg class="flow-diagram" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"##,
-        escape(&format!("Path of reconcile flow {}", flow.name))
+    let mut svg = open_svg(
+        &format!("Path of reconcile flow {}", flow.name),
+        width,
+        height,
     );
-    svg.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>"##);
     let mid = TOP + BOX_H / 2;
     rect(
         &mut svg,
@@ -236,16 +177,61 @@ fn reconcile_diagram(flow: &FlowFacts, rec: &ReconcileFacts) -> String {
         "#555",
         false,
     );
-    for (i, failure) in flow.failures.iter().enumerate() {
+    failures_to_owners(&mut svg, flow, &owners, failure_y, owner_y, |mode| {
         // A side that cannot be read stops the run before any matching: it hangs from the
         // statement; every other mode is a variance the report found.
-        let (from_x, from_y) = if failure.mode == "source-unavailable" {
+        if mode == "source-unavailable" {
             (x_of(0) + BOX_W / 2, TOP + BOX_H)
         } else {
             (x_of(1) + BOX_W / 2, report_y + BOX_H)
-        };
+        }
+    });
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The left edge of column `i`.
+fn x_of(i: usize) -> usize {
+    GAP + i * (BOX_W + GAP)
+}
+
+/// The owners of a flow's failure modes, each once, in the order the modes name them.
+fn owners_of(flow: &FlowFacts) -> Vec<&str> {
+    let mut owners: Vec<&str> = Vec::new();
+    for failure in &flow.failures {
+        if !owners.contains(&failure.owner.as_str()) {
+            owners.push(&failure.owner);
+        }
+    }
+    owners
+}
+
+/// The opening `<svg>` of a diagram, with its arrow head.
+fn open_svg(label: &str, width: usize, height: usize) -> String {
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg class="flow-diagram" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"##,
+        escape(label)
+    );
+    svg.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>"##);
+    svg
+}
+
+/// Each failure mode in a row at `failure_y`, hanging from the point `from` gives for its
+/// mode and pointing at its owner, and the owners in a row at `owner_y`.
+fn failures_to_owners(
+    svg: &mut String,
+    flow: &FlowFacts,
+    owners: &[&str],
+    failure_y: usize,
+    owner_y: usize,
+    from: impl Fn(&str) -> (usize, usize),
+) {
+    for (i, failure) in flow.failures.iter().enumerate() {
+        let (from_x, from_y) = from(&failure.mode);
         line(
-            &mut svg,
+            svg,
             from_x,
             from_y,
             x_of(i) + BOX_W / 2,
@@ -254,7 +240,7 @@ fn reconcile_diagram(flow: &FlowFacts, rec: &ReconcileFacts) -> String {
             true,
         );
         rect(
-            &mut svg,
+            svg,
             x_of(i),
             failure_y,
             "#fee2e2",
@@ -264,7 +250,7 @@ fn reconcile_diagram(flow: &FlowFacts, rec: &ReconcileFacts) -> String {
         );
         let owner = owners.iter().position(|o| *o == failure.owner).unwrap_or(0);
         line(
-            &mut svg,
+            svg,
             x_of(i) + BOX_W / 2,
             failure_y + BOX_H,
             x_of(owner) + BOX_W / 2,
@@ -274,18 +260,9 @@ fn reconcile_diagram(flow: &FlowFacts, rec: &ReconcileFacts) -> String {
         );
     }
     for (i, owner) in owners.iter().enumerate() {
-        rect(
-            &mut svg,
-            x_of(i),
-            owner_y,
-            "#fef3c7",
-            "#92400e",
-            &format!("owner: {owner}"),
-            "owner",
-        );
+        let label = format!("owner: {owner}");
+        rect(svg, x_of(i), owner_y, "#fef3c7", "#92400e", &label, "owner");
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 fn rect(svg: &mut String, x: usize, y: usize, fill: &str, stroke: &str, label: &str, class: &str) {
